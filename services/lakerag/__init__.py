@@ -1,0 +1,1 @@
+"""LakeRAG: make a data lake answerable."""

@@ -1,0 +1,184 @@
+"""``lakerag`` command line: the one set of entry points used by make, the images,
+the Helm chart and the Airflow DAG. Each command is a thin call into a module;
+heavy imports (Spark, torch) happen only inside the command that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from . import config
+
+
+def _settings() -> config.Settings:
+    try:
+        return config.from_env()
+    except config.ConfigError as exc:
+        print(f"lakerag: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def cmd_config_check(args) -> int:
+    lines, ok = config.report(role=args.role)
+    print("LakeRAG configuration:")
+    print("\n".join(lines))
+    print("OK" if ok else "configuration is incomplete: set the variables marked MISSING")
+    return 0 if ok else 1
+
+
+def _print_summary(summary: dict) -> None:
+    from .summary import format_summary
+
+    print(format_summary(summary))
+
+
+def cmd_pipeline(args) -> int:
+    settings = _settings()
+    stage = args.stage
+    if stage in {"bronze", "silver", "gold", "etl"}:
+        from lakerag_spark.pipeline import run_etl
+
+        stages = ("bronze", "silver", "gold") if stage == "etl" else (stage,)
+        summary = run_etl(settings, stages=stages, full_rebuild=args.full_rebuild)
+    elif stage == "embed":
+        from .embed_job import run_embed
+
+        summary = run_embed(settings, full_rebuild=args.full_rebuild)
+    elif stage == "index":
+        from .index.publish import run_index
+
+        summary = run_index(settings, force=args.full_rebuild)
+    elif stage == "run":
+        from .pipeline import run_all
+
+        summary = run_all(settings, full_rebuild=args.full_rebuild)
+    elif stage == "status":
+        from .pipeline import status
+
+        summary = status(settings)
+        print(json.dumps(summary, indent=2, default=str) if args.json else "")
+        if args.json:
+            return 0 if summary.get("healthy", True) else 1
+    else:  # argparse restricts choices; keep mypy happy
+        raise SystemExit(f"unknown stage {stage}")
+    _print_summary(summary)
+    return 0 if summary.get("ok", True) else 1
+
+
+def cmd_serve(args) -> int:
+    from .api.main import serve
+
+    return serve(_settings())
+
+
+def cmd_run(args) -> int:
+    """The embedded default: pipeline over the store, then serve it."""
+    from .pipeline import run_all
+
+    settings = _settings()
+    summary = run_all(settings, full_rebuild=False)
+    _print_summary(summary)
+    if not summary.get("ok", True):
+        return 1
+    from .api.main import serve
+
+    return serve(settings, announce=True)
+
+
+def cmd_index(args) -> int:
+    settings = _settings()
+    from .index import sync as index_sync
+    from .index import publish
+
+    if args.action == "sync":
+        dest = args.dest or settings.index_dir
+        if args.once:
+            return index_sync.sync_once(settings, dest)
+        return index_sync.watch(settings, dest)
+    if args.action == "list":
+        for line in publish.list_versions(settings):
+            print(line)
+        return 0
+    if args.action == "rollback":
+        publish.rollback(settings, args.version)
+        print(f"index/CURRENT now points to {args.version}")
+        return 0
+    raise SystemExit(f"unknown index action {args.action}")
+
+
+def cmd_query(args) -> int:
+    from . import client
+
+    url = args.url
+    if args.command == "search":
+        return client.search(url, args.text, k=args.k, api_key=args.api_key)
+    return client.ask(url, args.text, k=args.k, api_key=args.api_key)
+
+
+def cmd_export_jsonl(args) -> int:
+    from .export import export_jsonl
+
+    count = export_jsonl(_settings(), args.out)
+    print(f"wrote {count} records to {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lakerag", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    check = sub.add_parser("config", help="configuration").add_subparsers(dest="action", required=True)
+    check_cmd = check.add_parser("check", help="print settings, exit non-zero when something required is missing")
+    check_cmd.add_argument("--role", choices=["api", "batch", "all"], default="all")
+    check_cmd.set_defaults(func=cmd_config_check)
+
+    pipe = sub.add_parser("pipeline", help="batch stages: bronze, silver, gold, etl, embed, index, run, status")
+    pipe.add_argument("stage", choices=["bronze", "silver", "gold", "etl", "embed", "index", "run", "status"])
+    pipe.add_argument("--full-rebuild", action="store_true", help="reprocess everything instead of what changed")
+    pipe.add_argument("--json", action="store_true", help="status: machine-readable output")
+    pipe.set_defaults(func=cmd_pipeline)
+
+    sub.add_parser("serve", help="run the API (one uvicorn worker)").set_defaults(func=cmd_serve)
+    sub.add_parser("run", help="pipeline over the store, then serve (the embedded default)").set_defaults(
+        func=cmd_run)
+
+    index = sub.add_parser("index", help="published index versions")
+    index_sub = index.add_subparsers(dest="action", required=True)
+    sync = index_sub.add_parser("sync", help="copy the CURRENT index version into a local directory")
+    sync.add_argument("--once", action="store_true", help="sync once and exit (init container)")
+    sync.add_argument("--dest", default="", help="local directory (default LAKERAG_INDEX_DIR)")
+    index_sub.add_parser("list", help="list published versions")
+    rollback = index_sub.add_parser("rollback", help="point CURRENT at an older version")
+    rollback.add_argument("version")
+    index.set_defaults(func=cmd_index)
+
+    for name, help_text in (("search", "semantic search against a running API"),
+                            ("ask", "question answering against a running API")):
+        query = sub.add_parser(name, help=help_text)
+        query.add_argument("text")
+        query.add_argument("-k", type=int, default=5)
+        query.add_argument("--url", default="http://127.0.0.1:8000")
+        query.add_argument("--api-key", default="")
+        query.set_defaults(func=cmd_query)
+
+    export = sub.add_parser("export-jsonl", help="write gold chunks as a JSONL fine-tuning dataset")
+    export.add_argument("out")
+    export.set_defaults(func=cmd_export_jsonl)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Where things live under the store root, and how delta-rs reaches them.
+
+    raw/<key>                 the user's files, never modified by the pipeline
+    lake/bronze               extracted text per raw object        (Delta)
+    lake/quarantine           raw objects that could not be read   (Delta)
+    lake/silver               cleaned, deduplicated documents      (Delta)
+    lake/gold                 chunks, change data feed on          (Delta)
+    lake/embeddings           chunk vectors keyed by model         (Delta)
+    lake/_runs/<stage>.json   last run summary per stage (pipeline health)
+    index/<version>/...       published, immutable index versions
+    index/CURRENT             pointer to the served version, written last
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from .config import Settings
+from .store import ObjectStore, open_store
+
+RAW_PREFIX = "raw/"
+INDEX_PREFIX = "index/"
+CURRENT_KEY = "index/CURRENT"
+TABLES = ("bronze", "quarantine", "silver", "gold", "embeddings")
+
+
+@dataclass(frozen=True)
+class Lake:
+    settings: Settings
+    store: ObjectStore
+
+    @classmethod
+    def open(cls, settings: Settings) -> "Lake":
+        return cls(settings, open_store(settings.store_uri, settings.aws_endpoint_url, settings.aws_region))
+
+    def table_uri(self, name: str) -> str:
+        return self.store.url(f"lake/{name}")
+
+    def storage_options(self) -> dict[str, str]:
+        """Options for delta-rs; empty for local paths."""
+        return storage_options(self.settings)
+
+    def raw_key(self, name: str) -> str:
+        return RAW_PREFIX + name
+
+    def write_run_summary(self, stage: str, summary: dict) -> None:
+        self.store.put(f"lake/_runs/{stage}.json", json.dumps(summary, indent=2, default=str).encode())
+
+    def read_run_summary(self, stage: str) -> dict | None:
+        from .store import NotFound
+
+        try:
+            return json.loads(self.store.get(f"lake/_runs/{stage}.json"))
+        except NotFound:
+            return None
+
+
+def storage_options(settings: Settings) -> dict[str, str]:
+    if not settings.is_s3:
+        return {}
+    import os
+
+    options = {
+        # One writer per table at a time (the DAG runs one pipeline at a time), so
+        # delta-rs may commit on S3 without an external lock provider.
+        "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
+    }
+    if settings.aws_region:
+        options["AWS_REGION"] = settings.aws_region
+    if settings.aws_endpoint_url:
+        options["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
+        if settings.aws_endpoint_url.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        if os.environ.get(var):
+            options[var] = os.environ[var]
+    return options
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def doc_id_for(key: str) -> str:
+    """Stable document id from the raw object key (same key, same id, every run)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
+def chunk_id_for(doc_id: str, position: int, text: str) -> str:
+    """Stable chunk id from the document, the chunk's position and its text."""
+    digest = hashlib.sha256(f"{doc_id}\x1f{position}\x1f{text}".encode("utf-8")).hexdigest()
+    return digest[:24]
