@@ -1,0 +1,302 @@
+"""Raw bytes + object key -> text per page, or the reason the file cannot be read.
+
+Pure Python (stdlib + pypdf) so it runs unchanged in Spark executors. Nothing
+here raises on bad input: every problem becomes a quarantine reason that says
+what is wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import posixpath
+import re
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+
+from .text import normalise
+
+# Extension -> file_type (the bronze `file_type` column).
+FILE_TYPES = {
+    ".pdf": "pdf",
+    ".txt": "txt",
+    ".text": "txt",
+    ".json": "json",
+    ".md": "md",
+    ".markdown": "md",
+    ".html": "html",
+    ".htm": "html",
+}
+PAGED_TYPES = {"pdf"}
+
+# pypdf reports every recoverable oddity of a damaged file as a log warning.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+
+@dataclass(frozen=True)
+class Extraction:
+    file_type: str | None
+    pages: list[str] = field(default_factory=list)
+    # Set when the file cannot be read; the file goes to quarantine with it.
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+    @property
+    def page_count(self) -> int | None:
+        return len(self.pages) if self.file_type in PAGED_TYPES and self.ok else None
+
+
+def file_type_for(key: str) -> str | None:
+    """Detected type from the file name's extension (case-insensitive), None if unsupported."""
+    return FILE_TYPES.get(posixpath.splitext(posixpath.basename(key))[1].lower())
+
+
+def size_problem(size: int, max_bytes: int | None) -> str | None:
+    """Reason to refuse a file by its size alone (checked before its bytes are fetched)."""
+    if size == 0:
+        return "empty file (0 bytes): upload the file again with its content"
+    if max_bytes is not None and size > max_bytes:
+        return (f"file is {size} bytes, over the limit of {max_bytes} bytes: split it or raise "
+                f"LAKERAG_MAX_FILE_BYTES")
+    return None
+
+
+def extract(key: str, data: bytes, max_bytes: int | None = None) -> Extraction:
+    """Text of ``data`` (the bytes of object ``key``), one entry per page (one for unpaged types)."""
+    file_type = file_type_for(key)
+    if file_type is None:
+        ext = posixpath.splitext(posixpath.basename(key))[1] or "(none)"
+        supported = ", ".join(sorted(FILE_TYPES))
+        return Extraction(None, reason=f"unsupported file extension {ext}: supported are {supported}")
+    problem = size_problem(len(data), max_bytes)
+    if problem:
+        return Extraction(file_type, reason=problem)
+    try:
+        pages = _EXTRACTORS[file_type](data)
+    except _Unreadable as exc:
+        return Extraction(file_type, reason=str(exc))
+    except Exception as exc:  # noqa: BLE001 - a parser bug on odd input must not stop the batch
+        return Extraction(file_type, reason=f"could not extract {file_type}: {type(exc).__name__}: {exc}")
+    if not any(normalise(page) for page in pages):
+        hint = " (a scanned PDF without a text layer? OCR it first)" if file_type == "pdf" else ""
+        return Extraction(file_type, reason=f"no text found in the file{hint}")
+    return Extraction(file_type, pages)
+
+
+class _Unreadable(ValueError):
+    """Raised inside an extractor with the quarantine reason."""
+
+
+# --- text decoding ---------------------------------------------------------------
+
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+# C0 control bytes that never appear in text (tab, LF, VT, FF, CR and ESC excluded).
+_CONTROL_BYTES = bytes(set(range(0x20)) - {0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x1B}) + b"\x7f"
+
+
+def looks_binary(data: bytes) -> bool:
+    """True for bytes that are not text in any 8-bit or UTF-8 encoding (images, archives, noise)."""
+    sample = data[:65536]
+    if any(sample.startswith(bom) for bom, _ in _BOMS):
+        return False
+    if b"\x00" in sample:
+        return True
+    controls = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
+    return controls > max(2, len(sample) // 100)
+
+
+def decode_text(data: bytes, declared: str | None = None) -> str:
+    """Decode text bytes: BOM, then a declared charset, UTF-8, Windows-1252, Latin-1 (never fails)."""
+    for bom, codec in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data.decode(codec)
+            except UnicodeDecodeError:
+                raise _Unreadable(f"text starts with a {codec} byte-order mark but is not valid {codec}") from None
+    if looks_binary(data):
+        raise _Unreadable("binary content, not text: check the file type or convert it to text")
+    codecs = [declared] if declared else []
+    # Windows-1252 is Latin-1 plus printable characters in 0x80-0x9f (curly quotes, dashes),
+    # which is what "Latin-1" files from Windows usually are; Latin-1 itself decodes anything left.
+    for codec in codecs + ["utf-8", "cp1252", "latin-1"]:
+        try:
+            return data.decode(codec)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    raise AssertionError("latin-1 decodes every byte string")
+
+
+# --- per-type extractors ----------------------------------------------------------
+
+def _pdf(data: bytes) -> list[str]:
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    if b"%PDF-" not in data[:1024]:
+        raise _Unreadable("not a PDF (no %PDF- header): check the file or fix its extension")
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise _Unreadable("encrypted PDF: remove the password and upload it again")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except _Unreadable:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError,
+            RecursionError, OSError, AssertionError) as exc:
+        raise _Unreadable(f"corrupt PDF ({type(exc).__name__}: {exc}): re-export or repair the file") from None
+    if not pages:
+        raise _Unreadable("PDF has no pages: re-export or repair the file")
+    return pages
+
+
+def _txt(data: bytes) -> list[str]:
+    return [decode_text(data)]
+
+
+def _json(data: bytes) -> list[str]:
+    text = decode_text(data)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _Unreadable(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    return ["\n".join(flatten_json(value))]
+
+
+def flatten_json(value, path: str = "") -> list[str]:
+    """One ``path: value`` line per scalar, keys kept as context (``author.name: Ada``).
+
+    Lists of scalars become one line (``tags: a, b``); list items of objects share
+    their parent's path, so ``sections.title`` reads naturally for every section.
+    """
+    if isinstance(value, dict):
+        lines = []
+        for key, item in value.items():
+            lines.extend(flatten_json(item, f"{path}.{key}" if path else str(key)))
+        return lines
+    if isinstance(value, list):
+        if all(not isinstance(item, (dict, list)) for item in value):
+            shown = ", ".join(_scalar(item) for item in value if item is not None and _scalar(item))
+            return [f"{path}: {shown}" if path else shown] if shown else []
+        lines = []
+        for item in value:
+            lines.extend(flatten_json(item, path))
+        return lines
+    if value is None:
+        return []
+    shown = _scalar(value)
+    if not shown:
+        return []
+    return [f"{path}: {shown}" if path else shown]
+
+
+def _scalar(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value).strip()
+
+
+_FENCE = re.compile(r"^\s*(```|~~~).*$", re.MULTILINE)
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)\s*#*\s*$", re.MULTILINE)
+_SETEXT = re.compile(r"^\s{0,3}(=+|-+)\s*$", re.MULTILINE)
+_FRONT_MATTER = re.compile(r"\A---\s*\n.*?\n---\s*\n", re.DOTALL)
+_IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
+_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+_REF_LINK = re.compile(r"\[([^\]]+)\]\[[^\]]*\]")
+_LINK_DEF = re.compile(r"^\s{0,3}\[[^\]]+\]:\s+\S+.*$", re.MULTILINE)
+_EMPHASIS = re.compile(r"(\*\*|\*|~~)(?=\S)(.+?)(?<=\S)\1")
+# Underscore emphasis only at word edges, so snake_case names survive.
+_UNDERSCORE_EMPHASIS = re.compile(r"(?<!\w)(__|_)(?=\S)(.+?)(?<=\S)\1(?!\w)")
+_CODE_SPAN = re.compile(r"`+([^`]+)`+")
+_QUOTE = re.compile(r"^\s{0,3}>\s?", re.MULTILINE)
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$", re.MULTILINE)
+_HR = re.compile(r"^\s{0,3}([-*_])(\s*\1){2,}\s*$", re.MULTILINE)
+_HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(\s[^<>]*)?/?>|<!--.*?-->", re.DOTALL)
+
+
+def _markdown(data: bytes) -> list[str]:
+    text = decode_text(data).replace("\r\n", "\n")
+    text = _FRONT_MATTER.sub("", text)
+    text = _FENCE.sub("", text)
+    text = _HEADING.sub(r"\1", text)
+    text = _TABLE_RULE.sub("", text)
+    text = _HR.sub("", text)
+    text = _SETEXT.sub("", text)
+    text = _LINK_DEF.sub("", text)
+    text = _IMAGE.sub(r"\1", text)
+    text = _LINK.sub(r"\1", text)
+    text = _REF_LINK.sub(r"\1", text)
+    text = _CODE_SPAN.sub(r"\1", text)
+    text = _EMPHASIS.sub(r"\2", text)
+    text = _UNDERSCORE_EMPHASIS.sub(r"\2", text)
+    text = _QUOTE.sub("", text)
+    text = _HTML_TAG.sub("", text)
+    # Table cells: pipes become spaced separators.
+    text = "\n".join(line.strip().strip("|").replace(" | ", " · ") if line.count("|") >= 2 else line
+                     for line in text.split("\n"))
+    return [text]
+
+
+class _HTMLText(HTMLParser):
+    """Visible text of an HTML document, one line per block element."""
+
+    SKIP = frozenset({"script", "style", "noscript", "template", "svg", "head"})
+    BLOCK = frozenset({"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table",
+             "section", "article", "header", "footer", "nav", "aside", "blockquote", "pre", "hr",
+             "dt", "dd", "figcaption", "main", "form", "title", "td", "th"})
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.title: list[str] = []
+        self._skip = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "title":
+            self._in_title = True
+        elif tag in self.SKIP:
+            self._skip += 1
+        if tag in self.BLOCK:
+            self.parts.append("\n")
+        if tag == "img":
+            alt = dict(attrs).get("alt")
+            if alt and not self._skip:
+                self.parts.append(f" {alt} ")
+
+    def handle_endtag(self, tag):
+        if tag == "title":
+            self._in_title = False
+        elif tag in self.SKIP and self._skip:
+            self._skip -= 1
+        if tag in self.BLOCK:
+            self.parts.append("\n")
+
+    def handle_data(self, data):
+        if self._in_title:
+            self.title.append(data)
+        elif not self._skip:
+            self.parts.append(data)
+
+
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
+
+
+def _html(data: bytes) -> list[str]:
+    match = _META_CHARSET.search(data[:4096])
+    text = decode_text(data, declared=match.group(1).decode("ascii") if match else None)
+    parser = _HTMLText()
+    parser.feed(text)
+    parser.close()
+    body = "".join(parser.parts)
+    title = " ".join("".join(parser.title).split())
+    # Keep <title> as the first line unless the body already starts with it (usually the <h1>).
+    if title and not body.lstrip().startswith(title):
+        body = f"{title}\n\n{body}"
+    return [body]
+
+
+_EXTRACTORS = {"pdf": _pdf, "txt": _txt, "json": _json, "md": _markdown, "html": _html}

@@ -1,0 +1,197 @@
+"""Text normalisation and sentence-aware chunking (pure Python, runs in Spark executors).
+
+Normalisation keeps case and punctuation (answers are shown to people); it only
+removes what is never content: control characters, markup remnants, invisible
+characters and runs of whitespace, and it composes Unicode to NFC.
+
+Chunks are windows of whole sentences of at most ``chunk_tokens`` tokens that
+overlap by up to ``overlap_tokens`` tokens; a sentence longer than a window is
+cut on token boundaries. Every chunk is a verbatim slice of the normalised page
+text, so a citation can point at it.
+"""
+
+from __future__ import annotations
+
+import html
+import posixpath
+import re
+import unicodedata
+from dataclasses import dataclass
+
+# --- normalisation ------------------------------------------------------------------
+
+# C0/C1 controls except tab and newline (CR, VT and FF become newlines first).
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+# Never content: zero-width space, word joiner, BOM, soft hyphen, replacement character.
+_INVISIBLE = re.compile("[\u200b\u2060\ufeff\u00ad\ufffd]")
+_LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl"})
+_HTML_TAG = re.compile(r"<!--.*?-->|</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>", re.DOTALL)
+_ENTITY = re.compile(r"&(?:[A-Za-z][A-Za-z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});")
+_FENCE_LINE = re.compile(r"^[ \t]*(?:```|~~~)[^\n]*$", re.MULTILINE)
+_BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+_SPACES = re.compile(r"[^\S\n]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def normalise(text: str) -> str:
+    """Clean ``text`` for indexing and display; case and punctuation are kept."""
+    if not text:
+        return ""
+    text = unicodedata.normalize("NFC", text)
+    text = text.replace("\r\n", "\n").translate(
+        {ord("\r"): "\n", ord("\x0b"): "\n", ord("\x0c"): "\n", 0x2028: "\n", 0x2029: "\n\n"})
+    text = _CONTROL.sub("", text)
+    text = _INVISIBLE.sub("", text).translate(_LIGATURES)
+    text = _HTML_TAG.sub(" ", text)
+    text = _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
+    text = _FENCE_LINE.sub("", text)
+    text = _BOLD.sub(r"\2", text)
+    # Every kind of horizontal space (tabs, NBSP, thin spaces) becomes one plain space.
+    text = _SPACES.sub(" ", text)
+    text = "\n".join(line.strip() for line in text.split("\n"))
+    text = _BLANK_LINES.sub("\n\n", text)
+    return unicodedata.normalize("NFC", text.strip())
+
+
+def normalise_pages(pages: list[str]) -> list[str]:
+    return [normalise(page) for page in pages]
+
+
+_TITLE_KEY = re.compile(r"^(?:title|name|headline|subject)\s*:\s*(.+)$", re.IGNORECASE)
+
+
+def guess_title(pages: list[str], key: str, file_type: str | None = None) -> str:
+    """A display title: the `title` field of JSON, else the first short line, else the file name."""
+    first = next((page for page in pages if page.strip()), "")
+    lines = [line.strip() for line in first.split("\n") if line.strip()]
+    if file_type == "json":
+        for line in lines:
+            match = _TITLE_KEY.match(line)
+            if match:
+                return match.group(1).strip()[:200]
+    elif lines and 2 <= len(lines[0]) <= 150:
+        return lines[0]
+    return posixpath.splitext(posixpath.basename(key))[0]
+
+
+# --- tokens and sentences ------------------------------------------------------------
+
+_TOKEN = re.compile(r"\w+|[^\w\s]")
+
+
+def count_tokens(text: str) -> int:
+    """Words and punctuation marks: a model-independent stand-in for tokenizer tokens."""
+    return len(_TOKEN.findall(text))
+
+
+# A sentence ends at . ! ? … (plus closing quotes/brackets) followed by whitespace, or at
+# CJK full stops. Lines and paragraphs end sentences too (headings, list items).
+_SENTENCE_END = re.compile(r"[.!?\u2026]+[\"'\u201d\u2019)\]]*(?=\s)|[\u3002\uff01\uff1f]+")
+_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "e.g", "i.e", "cf", "fig", "no",
+                  "approx", "inc", "ltd", "co", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep",
+                  "sept", "oct", "nov", "dec", "p", "pp", "vol", "al"}
+_LAST_WORD = re.compile(r"([\w.]+)\.*$")
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """(start, end) offsets of the sentences in ``text``, whitespace excluded."""
+    spans = []
+    for line in re.finditer(r"[^\n]+", text):
+        start = line.start()
+        for end_match in _SENTENCE_END.finditer(line.group(0)):
+            end = line.start() + end_match.end()
+            if end_match.group(0)[0] == "." and _is_abbreviation(text[start:end], text[end:end + 3]):
+                continue
+            spans.append((start, end))
+            start = end
+        spans.append((start, line.end()))
+    result = []
+    for start, end in spans:
+        chunk = text[start:end]
+        stripped_start = start + len(chunk) - len(chunk.lstrip())
+        stripped_end = start + len(chunk.rstrip())
+        if stripped_end > stripped_start:
+            result.append((stripped_start, stripped_end))
+    return result
+
+
+def _is_abbreviation(sentence: str, following: str) -> bool:
+    match = _LAST_WORD.search(sentence.rstrip("\"'\u201d\u2019)]"))
+    if not match:
+        return False
+    word = match.group(1).lower().rstrip(".")
+    if word in _ABBREVIATIONS or re.fullmatch(r"[a-z](?:\.[a-z])*", word):  # "Dr.", "J. Smith", "U.S."
+        return True
+    # A lower-case continuation is not a new sentence ("approx. ten", "3 p.m. today").
+    return bool(following.strip()) and following.strip()[0].islower()
+
+
+# --- chunking ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    text: str
+    # 1-based page where the chunk starts; None for unpaged documents.
+    page: int | None
+    token_count: int
+
+
+@dataclass(frozen=True)
+class _Unit:
+    page: int
+    start: int
+    end: int
+    tokens: int
+
+
+def _units(pages: list[str], piece_tokens: int, max_tokens: int) -> list[_Unit]:
+    """Sentences of every page; a sentence longer than a window is cut into token pieces."""
+    units = []
+    for page_no, text in enumerate(pages):
+        for start, end in split_sentences(text):
+            tokens = [m.span() for m in _TOKEN.finditer(text, start, end)]
+            if len(tokens) <= max_tokens:
+                units.append(_Unit(page_no, start, end, len(tokens)))
+                continue
+            for i in range(0, len(tokens), piece_tokens):
+                piece = tokens[i:i + piece_tokens]
+                units.append(_Unit(page_no, piece[0][0], piece[-1][1], len(piece)))
+    return units
+
+
+def chunk_pages(pages: list[str], chunk_tokens: int, overlap_tokens: int, paged: bool = False) -> list[Chunk]:
+    """Overlapping windows of whole sentences over the (normalised) pages of one document."""
+    if chunk_tokens < 1 or not 0 <= overlap_tokens < chunk_tokens:
+        raise ValueError("need chunk_tokens >= 1 and 0 <= overlap_tokens < chunk_tokens")
+    # Pieces of an over-long sentence are overlap-sized, so windows over them still overlap.
+    piece_tokens = overlap_tokens if overlap_tokens > 0 else chunk_tokens
+    units = _units(pages, piece_tokens, chunk_tokens)
+    chunks: list[Chunk] = []
+    first = 0
+    while first < len(units):
+        last, total = first, 0
+        while last < len(units) and (total + units[last].tokens <= chunk_tokens or last == first):
+            total += units[last].tokens
+            last += 1
+        chunks.append(_make_chunk(pages, units[first:last], len(chunks), paged))
+        if last >= len(units):
+            break
+        # Start the next window with the trailing sentences that fit in the overlap budget.
+        next_first, overlap = last, 0
+        while next_first - 1 > first and overlap + units[next_first - 1].tokens <= overlap_tokens:
+            next_first -= 1
+            overlap += units[next_first].tokens
+        first = next_first
+    return chunks
+
+
+def _make_chunk(pages: list[str], units: list[_Unit], index: int, paged: bool) -> Chunk:
+    parts = []
+    for unit in units:
+        if parts and parts[-1][0] == unit.page:
+            parts[-1][2] = unit.end
+        else:
+            parts.append([unit.page, unit.start, unit.end])
+    text = "\n\n".join(pages[page][start:end] for page, start, end in parts)
+    return Chunk(index, text, units[0].page + 1 if paged else None, count_tokens(text))

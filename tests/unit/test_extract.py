@@ -1,0 +1,115 @@
+"""extract.py: every supported type yields its text; every kind of bad input yields a reason."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from docmaker import BAD_REASON_WORDS, bad_documents, good_documents, make_pdf
+from lakerag.extract import Extraction, extract, file_type_for, flatten_json, looks_binary, size_problem
+
+
+def test_pdf_keeps_one_entry_per_page():
+    result = extract("raw/two.pdf", make_pdf(["First page about lakes.", "Second page about rivers."]))
+    assert result.ok and result.file_type == "pdf"
+    assert result.page_count == 2
+    assert "lakes" in result.pages[0] and "rivers" in result.pages[1]
+
+
+def test_txt_utf8_and_latin1_are_read_not_quarantined():
+    assert extract("raw/a.txt", "naïve café — ok".encode()).pages == ["naïve café — ok"]
+    latin1 = extract("raw/b.txt", "Crème brûlée à la française".encode("latin-1"))
+    assert latin1.ok and latin1.pages == ["Crème brûlée à la française"]
+    # Windows-1252 curly quotes (bytes 0x93/0x94) decode to the quotes, not control characters.
+    assert extract("raw/c.txt", b"\x93quoted\x94 text").pages == ["\u201cquoted\u201d text"]
+    assert extract("raw/d.txt", "\ufeffwith BOM".encode("utf-8")).pages == ["with BOM"]
+    assert extract("raw/e.txt", "utf-16 text".encode("utf-16")).pages == ["utf-16 text"]
+    assert extract("raw/a.txt", b"x").page_count is None
+
+
+def test_binary_garbage_named_txt_is_quarantined():
+    garbage = bad_documents()["garbage.txt"]
+    assert looks_binary(garbage)
+    result = extract("raw/garbage.txt", garbage)
+    assert not result.ok and "binary" in result.reason and result.pages == []
+    assert not looks_binary("plain text, accents é".encode("latin-1"))
+
+
+def test_json_flattened_with_keys_as_context():
+    doc = {"title": "Report", "author": {"name": "Ada", "active": True}, "tags": ["a", "b"],
+           "sections": [{"heading": "Intro", "body": "Hello."}, {"heading": "End", "body": None}], "n": 3}
+    result = extract("raw/r.json", json.dumps(doc).encode())
+    assert result.ok and result.file_type == "json"
+    assert result.pages[0].split("\n") == [
+        "title: Report", "author.name: Ada", "author.active: true", "tags: a, b",
+        "sections.heading: Intro", "sections.body: Hello.", "sections.heading: End", "n: 3"]
+    assert flatten_json(["x", "y"]) == ["x, y"]
+
+
+def test_invalid_and_empty_json_are_quarantined():
+    assert "invalid JSON at line 1" in extract("raw/bad.json", b'{"a": ').reason
+    assert "no text" in extract("raw/empty.json", b'{"a": null, "b": []}').reason
+
+
+def test_markdown_markup_is_stripped():
+    md = (b"---\nlayout: post\n---\n# Title Here\n\nSome **bold**, *em*, `code`, snake_case_name and "
+          b"[a link](http://x.org).\n\n![diagram](d.png)\n\n> quoted\n\n```python\nprint(1)\n```\n"
+          b"| k | v |\n|---|---|\n| a | 1 |\n")
+    text = extract("raw/doc.md", md).pages[0]
+    for gone in ("**", "`", "](", "# ", "```", "---", "layout", "> "):
+        assert gone not in text
+    for kept in ("Title Here", "Some bold, em, code, snake_case_name and a link.", "diagram", "quoted",
+                 "print(1)", "a · 1"):
+        assert kept in text
+
+
+def test_html_visible_text_only():
+    page = (b'<html><head><meta charset="iso-8859-1"><title>Doc Title</title><style>p{}</style></head>'
+            b"<body><h1>Heading</h1><p>Caf\xe9 &amp; <b>bold</b><br>next</p><script>alert(1)</script>"
+            b'<img alt="a chart"></body></html>')
+    text = extract("raw/p.html", page).pages[0]
+    assert text.lstrip().startswith("Doc Title")
+    assert "Café & bold" in text and "next" in text and "a chart" in text
+    assert "alert" not in text and "p{}" not in text and "<" not in text
+
+
+@pytest.mark.parametrize("name", sorted(BAD_REASON_WORDS))
+def test_bad_input_gives_a_reason(name):
+    result = extract(f"raw/{name}", bad_documents()[name])
+    assert isinstance(result, Extraction) and not result.ok
+    assert BAD_REASON_WORDS[name] in result.reason
+    assert result.pages == [] and result.page_count is None
+
+
+@pytest.mark.parametrize("name", sorted(good_documents()))
+def test_good_documents_read(name):
+    result = extract(f"raw/{name}", good_documents()[name])
+    assert result.ok, result.reason
+    assert any(page.strip() for page in result.pages)
+
+
+def test_size_limit_and_empty():
+    assert "over the limit of 10 bytes" in extract("raw/a.txt", b"x" * 11, max_bytes=10).reason
+    assert extract("raw/a.txt", b"x" * 10, max_bytes=10).ok
+    assert "LAKERAG_MAX_FILE_BYTES" in size_problem(11, 10)
+    assert "empty" in size_problem(0, 10)
+    assert size_problem(5, 10) is None
+    assert "no text" in extract("raw/blank.txt", b" \n\t \n").reason
+
+
+def test_scanned_pdf_without_text_is_quarantined_with_a_hint():
+    assert "OCR" in extract("raw/scan.pdf", make_pdf([""])).reason
+
+
+def test_not_a_pdf_and_unsupported_extensions():
+    assert "no %PDF- header" in extract("raw/fake.pdf", b"hello, I am text").reason
+    assert "unsupported file extension .docx" in extract("raw/a.docx", b"PK..").reason
+    assert "unsupported file extension (none)" in extract("raw/README", b"text").reason
+
+
+def test_file_type_from_names_with_spaces_unicode_and_dots():
+    assert file_type_for("raw/my report (final).PDF") == "pdf"
+    assert file_type_for("raw/résumé 2026.md") == "md"
+    assert file_type_for("raw/notes..v2.txt") == "txt"
+    assert file_type_for("raw/page.htm") == "html"
+    assert file_type_for("raw/.hidden") is None

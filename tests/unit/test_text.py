@@ -1,0 +1,100 @@
+"""text.py: normalisation keeps case and punctuation; chunks are overlapping sentence windows."""
+
+from __future__ import annotations
+
+import itertools
+import unicodedata
+
+import pytest
+from lakerag.text import chunk_pages, count_tokens, guess_title, normalise, split_sentences
+
+
+def test_normalise_removes_noise_and_keeps_case_and_punctuation():
+    raw = "Hello,\x00 World!\x07  It's\t<b>GREAT</b> &amp; ﬁne\u00a0\u200b—really?\r\n\r\n\r\n\r\nNext\u00adline  "
+    # Soft hyphen and zero-width space vanish, NBSP becomes a space, 4 blank lines become one.
+    assert normalise(raw) == "Hello, World! It's GREAT & fine —really?\n\nNextline"
+
+
+def test_normalise_composes_nfc_and_strips_markup_remnants():
+    decomposed = "Cafe\u0301 **bold** <!-- note --> <div class='x'>text</div>\n```\ncode\n```"
+    text = normalise(decomposed)
+    assert text == unicodedata.normalize("NFC", text)
+    assert "Café" in text and "bold" in text and "**" not in text and "<" not in text and "```" not in text
+    assert "note" not in text and "code" in text
+    # Comparisons and maths are not markup.
+    assert normalise("a < b and c > d") == "a < b and c > d"
+    assert normalise("") == "" and normalise(" \n\t ") == ""
+
+
+def test_split_sentences_respects_abbreviations_and_lines():
+    text = "Dr. Smith arrived at 3.30 today. Was he late? Yes!\nA heading\nThe U.S. Army, e.g. a unit. End."
+    sentences = [text[a:b] for a, b in split_sentences(text)]
+    assert sentences == ["Dr. Smith arrived at 3.30 today.", "Was he late?", "Yes!", "A heading",
+                         "The U.S. Army, e.g. a unit.", "End."]
+
+
+def _sentences(n: int) -> str:
+    return " ".join(f"Sentence {i} talks about topic {i}." for i in range(n))
+
+
+def test_chunks_are_sentence_windows_within_the_token_budget_with_overlap():
+    text = _sentences(40)  # 7 tokens per sentence
+    chunks = chunk_pages([text], chunk_tokens=30, overlap_tokens=10)
+    assert len(chunks) > 5
+    for chunk in chunks:
+        assert chunk.token_count <= 30
+        assert chunk.text.startswith("Sentence ") and chunk.text.endswith(".")
+        assert chunk.text in text and chunk.page is None
+        assert chunk.token_count == count_tokens(chunk.text)
+    for before, after in itertools.pairwise(chunks):
+        last_sentence = before.text.rsplit(". ", 1)[-1]
+        assert after.text.startswith(last_sentence)  # one 7-token sentence overlaps
+    assert [c.index for c in chunks] == list(range(len(chunks)))
+    # Every sentence lands in some chunk.
+    assert all(f"topic {i}." in " ".join(c.text for c in chunks) for i in range(40))
+
+
+def test_no_overlap_partitions_the_text():
+    text = _sentences(20)
+    chunks = chunk_pages([text], chunk_tokens=21, overlap_tokens=0)
+    assert " ".join(c.text for c in chunks) == text
+    assert all(c.token_count == 21 for c in chunks[:-1])
+
+
+def test_overlong_sentence_is_cut_on_token_boundaries():
+    text = " ".join(f"w{i}" for i in range(100))  # one 100-token "sentence"
+    chunks = chunk_pages([text], chunk_tokens=20, overlap_tokens=5)
+    assert all(c.token_count <= 20 for c in chunks)
+    words = [c.text.split() for c in chunks]
+    assert words[0][0] == "w0" and words[-1][-1] == "w99"
+    assert words[1][0] == words[0][-5]  # 5-token overlap
+    assert all(w.startswith("w") for ws in words for w in ws)
+
+
+def test_pages_are_tracked_for_paged_documents():
+    pages = [_sentences(10), "Second page. " + _sentences(10)]
+    chunks = chunk_pages(pages, chunk_tokens=40, overlap_tokens=0, paged=True)
+    assert chunks[0].page == 1 and chunks[-1].page == 2
+    assert any("Second page." in c.text for c in chunks)
+    spanning = [c for c in chunks if "\n\n" in c.text]
+    assert all(c.page == 1 for c in spanning)
+
+
+def test_short_document_is_one_chunk_and_empty_is_none():
+    assert [c.text for c in chunk_pages(["Just one line."], 200, 40)] == ["Just one line."]
+    assert chunk_pages(["", "  "], 200, 40) == []
+    with pytest.raises(ValueError):
+        chunk_pages(["x"], 10, 10)
+
+
+def test_chunking_is_deterministic():
+    pages = [_sentences(30)]
+    assert chunk_pages(pages, 25, 5) == chunk_pages(pages, 25, 5)
+
+
+def test_guess_title():
+    assert guess_title(["Quarterly Report\nBody text."], "raw/q.pdf") == "Quarterly Report"
+    assert guess_title(["id: 7\ntitle: Catalog\nitems.name: Lamp"], "raw/c.json", "json") == "Catalog"
+    assert guess_title(["id: 7"], "raw/dir/c.json", "json") == "c"
+    assert guess_title(["x" * 300], "raw/long name.txt") == "long name"
+    assert guess_title([], "raw/empty.md") == "empty"
