@@ -138,7 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     pipe = sub.add_parser("pipeline", help="batch stages: bronze, silver, gold, etl, embed, index, run, status")
     pipe.add_argument("stage", choices=["bronze", "silver", "gold", "etl", "embed", "index", "run", "status"])
-    pipe.add_argument("--full-rebuild", action="store_true", help="reprocess everything instead of what changed")
+    # `--full-rebuild` alone or `--full-rebuild=true|false`: the DAG always passes the explicit form,
+    # so a templated Airflow param never has to add or drop an argument.
+    pipe.add_argument("--full-rebuild", nargs="?", const=True, default=False, type=config._bool,
+                      metavar="true|false", help="reprocess everything instead of what changed")
     pipe.add_argument("--json", action="store_true", help="status: machine-readable output")
     pipe.set_defaults(func=cmd_pipeline)
 
