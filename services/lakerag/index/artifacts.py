@@ -1,0 +1,257 @@
+"""One index version on local disk: build, write, verify, load.
+
+A version directory holds ``index.faiss`` (inner product over L2-normalised
+vectors), ``chunks.parquet`` (row i = FAISS id i) and ``manifest.json``, which
+names the model, dimension, gold version and the SHA-256 of every file.
+Loading verifies the checksums before anything is deserialised and refuses a
+version built with another model than the caller's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import faiss
+    import pandas
+
+FORMAT = 1
+INDEX_FILE = "index.faiss"
+CHUNKS_FILE = "chunks.parquet"
+MANIFEST_FILE = "manifest.json"
+CHUNK_COLUMNS = ("chunk_id", "doc_id", "chunk_index", "text", "source", "title", "page")
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 200
+HNSW_EF_SEARCH = 128
+RECALL_SAMPLE = 1000
+RECALL_K = 10
+
+
+class IndexRejected(Exception):
+    """This index version must not be served; the message says what is wrong and what to do."""
+
+
+@dataclass
+class LoadedIndex:
+    version: str
+    manifest: dict
+    index: "faiss.Index"
+    chunks: "pandas.DataFrame"
+    path: Path
+
+    @property
+    def model(self) -> str:
+        return self.manifest["model"]
+
+    @property
+    def dimension(self) -> int:
+        return int(self.manifest["dimension"])
+
+    @property
+    def vector_count(self) -> int:
+        return int(self.manifest["vector_count"])
+
+    def search(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scores (inner product = cosine) and row ids into ``chunks``, best first; -1 pads missing hits."""
+        queries = np.ascontiguousarray(np.atleast_2d(query_vectors), dtype=np.float32)
+        if queries.shape[1] != self.dimension:
+            raise ValueError(f"query vectors have dimension {queries.shape[1]}, index {self.version} has "
+                             f"{self.dimension}")
+        k = max(1, int(k))
+        if self.index.ntotal == 0:
+            return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
+        return self.index.search(queries, k)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_fingerprint(vectors: np.ndarray, chunks: "pandas.DataFrame", model: str) -> str:
+    """SHA-256 of what an index serves (model, vectors, chunk rows), independent of
+    how FAISS or Parquet serialise it: equal fingerprints mean an identical index."""
+    digest = hashlib.sha256()
+    digest.update(f"{model}\x1f{vectors.shape[1] if vectors.ndim == 2 else 0}\x1f".encode())
+    digest.update(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+    frame = chunks.loc[:, list(CHUNK_COLUMNS)]
+    digest.update(frame.to_json(orient="values", force_ascii=False).encode())
+    return digest.hexdigest()
+
+
+def new_version_name(fingerprint: str, now: datetime | None = None) -> str:
+    """``20261127T090000Z-1a2b3c4d``: sorts chronologically, names the content."""
+    now = now or datetime.now(timezone.utc)
+    return f"{now:%Y%m%dT%H%M%SZ}-{fingerprint[:8]}"
+
+
+def build_faiss(vectors: np.ndarray, index_type: str = "flat") -> tuple["faiss.Index", dict]:
+    """An inner-product index over ``vectors``; for HNSW also its recall@10 against exact search."""
+    import faiss
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    dimension = vectors.shape[1]
+    if index_type == "flat":
+        index = faiss.IndexFlatIP(dimension)
+        index.add(vectors)
+        return index, {}
+    if index_type != "hnsw":
+        raise ValueError(f"unknown index type {index_type!r}: use 'flat' or 'hnsw'")
+    started = time.perf_counter()
+    index = faiss.IndexHNSWFlat(dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
+    index.add(vectors)
+    index.hnsw.efSearch = HNSW_EF_SEARCH  # serialised with the index
+    info = {"hnsw": {"M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": HNSW_EF_SEARCH},
+            "build_seconds": round(time.perf_counter() - started, 2)}
+    info.update(measure_recall(index, vectors))
+    return index, info
+
+
+def measure_recall(index: "faiss.Index", vectors: np.ndarray, sample: int = RECALL_SAMPLE, k: int = RECALL_K) -> dict:
+    """recall@k of ``index`` against exact inner-product search, with a sample of
+    the indexed vectors as queries (seeded, so a rebuild measures the same queries)."""
+    import faiss
+
+    k = min(k, len(vectors))
+    if k == 0:
+        return {f"recall_at_{RECALL_K}": None, "recall_queries": 0}
+    rng = np.random.default_rng(0)
+    picks = rng.choice(len(vectors), size=min(sample, len(vectors)), replace=False)
+    queries = vectors[picks]
+    exact = faiss.IndexFlatIP(vectors.shape[1])
+    exact.add(vectors)
+    _, truth = exact.search(queries, k)
+    _, found = index.search(queries, k)
+    hits = sum(len(set(t) & set(f)) for t, f in zip(truth.tolist(), found.tolist()))
+    return {f"recall_at_{RECALL_K}": round(hits / (len(queries) * k), 4), "recall_queries": int(len(queries))}
+
+
+def write_index_dir(path, vectors: np.ndarray, chunks: "pandas.DataFrame", model: str, gold_version: int,
+                    index_type: str = "flat", version: str | None = None, extra: dict | None = None) -> dict:
+    """Write one version (index.faiss, chunks.parquet, manifest.json last) into ``path``; return the manifest.
+
+    Row i of ``chunks`` describes vector i. ``extra`` adds keys to the manifest
+    (e.g. the embeddings table version it was built from).
+    """
+    import faiss
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(vectors) != len(chunks):
+        raise ValueError(f"need one vector per chunk row: vectors {vectors.shape}, {len(chunks)} chunk rows")
+    missing = [c for c in CHUNK_COLUMNS if c not in chunks.columns]
+    if missing:
+        raise ValueError(f"chunks lack columns {missing}; need {list(CHUNK_COLUMNS)}")
+    chunks = chunks.loc[:, list(CHUNK_COLUMNS)].reset_index(drop=True)
+    fingerprint = content_fingerprint(vectors, chunks, model)
+    index, info = build_faiss(vectors, index_type)
+    faiss.write_index(index, str(path / INDEX_FILE))
+    table = pa.Table.from_pandas(chunks, schema=chunk_schema(), preserve_index=False)
+    pq.write_table(table, path / CHUNKS_FILE)
+    manifest = {
+        "format": FORMAT,
+        "version": version or new_version_name(fingerprint),
+        "model": model,
+        "dimension": int(vectors.shape[1]),
+        "metric": "inner_product",
+        "normalized": True,
+        "index_type": index_type,
+        "vector_count": int(index.ntotal),
+        "gold_version": int(gold_version),
+        "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "content_sha256": fingerprint,
+        **info,
+        **(extra or {}),
+        "files": {name: sha256_file(path / name) for name in (INDEX_FILE, CHUNKS_FILE)},
+    }
+    (path / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def chunk_schema():
+    import pyarrow as pa
+
+    return pa.schema([("chunk_id", pa.string()), ("doc_id", pa.string()), ("chunk_index", pa.int32()),
+                      ("text", pa.string()), ("source", pa.string()), ("title", pa.string()),
+                      ("page", pa.int32())])
+
+
+def read_manifest(path) -> dict:
+    path = Path(path)
+    try:
+        manifest = json.loads((path / MANIFEST_FILE).read_text())
+    except FileNotFoundError:
+        raise IndexRejected(f"{path} has no {MANIFEST_FILE}: the version is incomplete; sync it again "
+                            "(`lakerag index sync --once`)") from None
+    except (OSError, ValueError) as exc:
+        raise IndexRejected(f"{path / MANIFEST_FILE} is unreadable ({exc}); sync the version again") from None
+    if manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), dict):
+        raise IndexRejected(f"{path / MANIFEST_FILE} is not a format-{FORMAT} LakeRAG manifest; rebuild the index "
+                            "with this release (`lakerag pipeline index --full-rebuild`)")
+    return manifest
+
+
+def verify_index_dir(path) -> dict:
+    """Check that every file the manifest lists is present with its SHA-256; return the manifest."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    for name in (INDEX_FILE, CHUNKS_FILE):
+        if name not in manifest["files"]:
+            raise IndexRejected(f"manifest of {path} does not list {name}; republish the index")
+    for name, expected in manifest["files"].items():
+        file = path / name
+        if not file.is_file():
+            raise IndexRejected(f"{file} is missing: the version is incomplete; sync it again")
+        actual = sha256_file(file)
+        if actual != expected:
+            raise IndexRejected(f"{file} fails its checksum (sha256 {actual[:12]}…, manifest says {expected[:12]}…): "
+                                "the file is corrupt or was modified; sync the version again or roll back "
+                                "(`lakerag index rollback VERSION`)")
+    return manifest
+
+
+def check_model(manifest: dict, expected_model: str | None, expected_dimension: int | None) -> None:
+    model, dimension = manifest.get("model"), int(manifest.get("dimension", -1))
+    if (expected_model is None or model == expected_model) and \
+            (expected_dimension is None or dimension == expected_dimension):
+        return
+    loaded = expected_model or "the loaded model"
+    raise IndexRejected(
+        f"index {manifest.get('version')} was built with model {model!r} (dimension {dimension}), but this "
+        f"process uses {loaded!r} (dimension {expected_dimension if expected_dimension is not None else '?'}). "
+        f"Rebuild the index for this model (LAKERAG_EMBEDDING_MODEL={expected_model or '...'} "
+        f"`lakerag pipeline run`), or set LAKERAG_EMBEDDING_MODEL={model} for this service."
+    )
+
+
+def load_index_dir(path, expected_model: str | None = None, expected_dimension: int | None = None) -> LoadedIndex:
+    """Verify and load one version directory; IndexRejected when it must not be served."""
+    import faiss
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    manifest = verify_index_dir(path)
+    check_model(manifest, expected_model, expected_dimension)
+    index = faiss.read_index(str(path / INDEX_FILE))
+    chunks = pq.read_table(path / CHUNKS_FILE).to_pandas()
+    count = int(manifest.get("vector_count", -1))
+    if index.ntotal != count or len(chunks) != count or index.d != int(manifest["dimension"]):
+        raise IndexRejected(f"{path}: index holds {index.ntotal} vectors of dimension {index.d} and "
+                            f"{len(chunks)} chunk rows, manifest says {count} of dimension {manifest['dimension']}; "
+                            "republish the index (`lakerag pipeline index --full-rebuild`)")
+    return LoadedIndex(version=manifest["version"], manifest=manifest, index=index, chunks=chunks, path=path)

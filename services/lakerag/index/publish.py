@@ -1,0 +1,285 @@
+"""Index versions in the object store: build (`lakerag pipeline index`), publish,
+download, list, roll back, prune.
+
+Publish protocol: upload ``index/<version>/{index.faiss, chunks.parquet}``, then
+its ``manifest.json``, then write ``index/CURRENT`` last. A reader that follows
+CURRENT therefore always finds a complete version, and a version with a
+manifest is complete. Versions are immutable; names sort chronologically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+
+from ..config import Settings
+from ..lake import CURRENT_KEY, INDEX_PREFIX, Lake
+from ..store import NotFound, ObjectStore
+from .artifacts import (CHUNK_COLUMNS, MANIFEST_FILE, IndexRejected, LoadedIndex, content_fingerprint,
+                        load_index_dir, new_version_name, read_manifest, verify_index_dir, write_index_dir)
+
+log = logging.getLogger(__name__)
+
+
+# --- pointer and versions --------------------------------------------------------------------------------
+
+def read_current(store: ObjectStore) -> str | None:
+    """The served version name, or None before the first publish."""
+    try:
+        return store.get(CURRENT_KEY).decode().strip() or None
+    except NotFound:
+        return None
+
+
+def read_store_manifest(store: ObjectStore, version: str) -> dict | None:
+    try:
+        return json.loads(store.get(f"{INDEX_PREFIX}{version}/{MANIFEST_FILE}"))
+    except NotFound:
+        return None
+
+
+def _version_dirs(store: ObjectStore) -> dict[str, set[str]]:
+    """version -> file names under index/<version>/ (complete or not)."""
+    found: dict[str, set[str]] = {}
+    for info in store.list(INDEX_PREFIX):
+        parts = info.key.split("/")
+        if len(parts) == 3 and parts[2]:
+            found.setdefault(parts[1], set()).add(parts[2])
+    return found
+
+
+def list_versions(settings: Settings) -> list[str]:
+    """Published versions (those with a manifest), oldest first."""
+    return _complete_versions(Lake.open(settings).store)
+
+
+def _complete_versions(store: ObjectStore) -> list[str]:
+    return sorted(v for v, files in _version_dirs(store).items() if MANIFEST_FILE in files)
+
+
+def publish_dir(store: ObjectStore, local_dir) -> str:
+    """Upload a verified version directory, then point CURRENT at it; return the version."""
+    local_dir = Path(local_dir)
+    manifest = verify_index_dir(local_dir)
+    version = manifest["version"]
+    prefix = f"{INDEX_PREFIX}{version}/"
+    if store.exists(prefix + MANIFEST_FILE):
+        raise ValueError(f"index version {version} is already published; versions are immutable")
+    for name in manifest["files"]:
+        store.put(prefix + name, (local_dir / name).read_bytes())
+    store.put(prefix + MANIFEST_FILE, (local_dir / MANIFEST_FILE).read_bytes())  # marks the version complete
+    store.put(CURRENT_KEY, version.encode())  # last: readers switch only now
+    log.info("published index %s (%s vectors) to %s", version, manifest["vector_count"], store.url(prefix))
+    return version
+
+
+def download_version(store: ObjectStore, version: str, dest_dir) -> Path:
+    """Copy one version into ``dest_dir`` (its final directory) and return it.
+
+    Files land in a temp directory beside ``dest_dir``, are verified, and only
+    then renamed into place, so ``dest_dir`` is either absent or complete. An
+    already verified copy is reused.
+    """
+    dest = Path(dest_dir)
+    if dest.is_dir():
+        try:
+            if verify_index_dir(dest)["version"] == version:
+                return dest
+        except IndexRejected as exc:
+            log.warning("replacing local copy %s: %s", dest, exc)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.download-"))
+    try:
+        prefix = f"{INDEX_PREFIX}{version}/"
+        try:
+            manifest_bytes = store.get(prefix + MANIFEST_FILE)
+        except NotFound:
+            raise IndexRejected(f"index version {version} has no {MANIFEST_FILE} in {store.url(prefix)}: it does not "
+                                "exist or its upload is incomplete; `lakerag index list` shows published versions") \
+                from None
+        (tmp / MANIFEST_FILE).write_bytes(manifest_bytes)
+        manifest = read_manifest(tmp)
+        for name in manifest["files"]:
+            if "/" in name or name in {"", ".", "..", MANIFEST_FILE}:
+                raise IndexRejected(f"manifest of {version} lists an invalid file name {name!r}")
+            try:
+                (tmp / name).write_bytes(store.get(prefix + name))
+            except NotFound:
+                raise IndexRejected(f"index version {version} lacks {name} in the store: the version is "
+                                    "incomplete; roll back or republish (`lakerag pipeline index --full-rebuild`)") \
+                    from None
+        if verify_index_dir(tmp)["version"] != version:
+            raise IndexRejected(f"manifest under index/{version}/ names another version; republish the index")
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+        return dest
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_current(store: ObjectStore, dest_root, expected_model: str | None = None,
+                 expected_dimension: int | None = None) -> LoadedIndex | None:
+    """Download (if needed), verify and load what CURRENT names; None before the first publish."""
+    version = read_current(store)
+    if version is None:
+        return None
+    path = download_version(store, version, Path(dest_root) / version)
+    return load_index_dir(path, expected_model, expected_dimension)
+
+
+def rollback(settings: Settings, version: str) -> None:
+    """Point CURRENT at an older (or newer) published version after verifying it is complete and intact."""
+    store = Lake.open(settings).store
+    published = _complete_versions(store)
+    if version not in published:
+        raise IndexRejected(f"no published index version {version!r}; versions: {', '.join(published) or 'none'}")
+    with tempfile.TemporaryDirectory(prefix="lakerag-rollback-") as tmp:
+        manifest = verify_index_dir(download_version(store, version, Path(tmp) / version))
+    if manifest["model"] != settings.embedding_model:
+        raise IndexRejected(f"version {version} was built with model {manifest['model']!r} but "
+                            f"LAKERAG_EMBEDDING_MODEL is {settings.embedding_model!r}: the API would refuse it; "
+                            "set LAKERAG_EMBEDDING_MODEL to that model for the API and this command first")
+    store.put(CURRENT_KEY, version.encode())
+    log.info("index/CURRENT now points to %s", version)
+
+
+def prune(store: ObjectStore, keep: int) -> list[str]:
+    """Delete all but the newest ``keep`` versions (never the CURRENT one); return what was deleted."""
+    current = read_current(store)
+    versions = _version_dirs(store)
+    names = sorted(versions)
+    keep_set = set(names[-keep:]) if keep > 0 else set()
+    deleted = []
+    for name in names:
+        if name in keep_set or name == current:
+            continue
+        prefix = f"{INDEX_PREFIX}{name}/"
+        # Manifest first: a half-deleted version then reads as incomplete, never as valid.
+        for file in sorted(versions[name], key=lambda f: f != MANIFEST_FILE):
+            store.delete(prefix + file)
+        deleted.append(name)
+    return deleted
+
+
+def _next_version(store: ObjectStore, fingerprint: str) -> str:
+    """A new name that sorts after every existing version, even within the same second."""
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    existing = sorted(_version_dirs(store))
+    if existing:
+        try:
+            latest = datetime.strptime(existing[-1][:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+            if now <= latest:
+                now = latest + timedelta(seconds=1)
+        except ValueError:
+            pass
+    return new_version_name(fingerprint, now)
+
+
+# --- build ------------------------------------------------------------------------------------------------
+
+def load_index_inputs(lake: Lake, model: str) -> tuple["np.ndarray", "object", int, int | None, int]:
+    """Gold chunk rows with their vectors of ``model``, in a stable order.
+
+    Returns (vectors, chunks DataFrame, gold version, embeddings version, chunks without a vector).
+    """
+    import pyarrow.compute as pc
+
+    from ..embed_job import open_table
+
+    gold = open_table(lake, "gold")
+    embeddings = open_table(lake, "embeddings")
+    chunks = gold.to_pyarrow_table(columns=list(CHUNK_COLUMNS)).to_pandas()
+    chunks = chunks.sort_values(["source", "chunk_index", "chunk_id"], kind="stable").reset_index(drop=True)
+    for column in ("chunk_index", "page"):
+        chunks[column] = chunks[column].astype("Int32")
+    dimension = 0
+    vectors = np.zeros((len(chunks), 0), dtype=np.float32)
+    found = np.zeros(len(chunks), dtype=bool)
+    if embeddings is not None and len(chunks):
+        table = embeddings.to_pyarrow_table(columns=["chunk_id", "dimension", "vector"],
+                                            filters=pc.field("model") == model)
+        if table.num_rows:
+            dimension = int(table.column("dimension")[0].as_py())
+            flat = pc.list_flatten(table.column("vector")).to_numpy()
+            all_vectors = flat.astype(np.float32, copy=False).reshape(table.num_rows, dimension)
+            row_of = {cid: i for i, cid in enumerate(table.column("chunk_id").to_pylist())}
+            rows = np.array([row_of.get(cid, -1) for cid in chunks["chunk_id"]], dtype=np.int64)
+            found = rows >= 0
+            vectors = all_vectors[np.where(found, rows, 0)]
+    return vectors, chunks, gold.version(), (embeddings.version() if embeddings else None), int((~found).sum())
+
+
+def run_index(settings: Settings, force: bool = False) -> dict:
+    """Build an index of the current model's vectors over gold and publish it, unless
+    CURRENT already serves exactly that (then say so and publish nothing)."""
+    from ..embed_job import open_table
+    from ..embedding import cap_threads
+
+    started = time.perf_counter()
+    lake = Lake.open(settings)
+    store = lake.store
+    model = settings.embedding_model
+    summary: dict = {"title": "pipeline index", "ok": True, "model": model, "published": False}
+
+    def finish(**fields) -> dict:
+        summary.update(fields)
+        summary["seconds"] = round(time.perf_counter() - started, 2)
+        lake.write_run_summary("index", summary)
+        return summary
+
+    current = read_current(store)
+    current_manifest = read_store_manifest(store, current) if current else None
+    gold = open_table(lake, "gold")
+    if gold is None:
+        return finish(reason="no gold table yet: run `lakerag pipeline etl` first", current=current)
+    embeddings = open_table(lake, "embeddings")
+    gold_version, embeddings_version = gold.version(), (embeddings.version() if embeddings else None)
+    same_inputs = bool(current_manifest) and current_manifest.get("model") == model and \
+        current_manifest.get("gold_version") == gold_version and \
+        current_manifest.get("embeddings_version") == embeddings_version
+    if same_inputs and not force:
+        return finish(reason=f"index/CURRENT ({current}) already reflects gold version {gold_version} and "
+                             f"embeddings version {embeddings_version} of {model}", current=current,
+                      gold_version=gold_version, vector_count=current_manifest.get("vector_count"))
+
+    vectors, chunks, gold_version, embeddings_version, missing = load_index_inputs(lake, model)
+    if missing:
+        return finish(ok=False, gold_version=gold_version, missing_vectors=missing, current=current,
+                      reason=f"{missing} of {len(chunks)} gold chunks have no {model} vector: run "
+                             "`lakerag pipeline embed` first (with the same LAKERAG_EMBEDDING_MODEL)")
+    if not len(chunks):
+        if not (current_manifest and current_manifest.get("model") == model):
+            return finish(gold_version=gold_version, current=current, reason="gold is empty: nothing to index")
+        # Everything was deleted: publish an empty index so readers stop serving old chunks.
+        vectors = np.zeros((0, int(current_manifest["dimension"])), dtype=np.float32)
+    fingerprint = content_fingerprint(vectors, chunks, model)
+    if not force and current_manifest and current_manifest.get("model") == model and \
+            current_manifest.get("content_sha256") == fingerprint:
+        return finish(reason=f"index/CURRENT ({current}) already serves identical content (gold version "
+                             f"{current_manifest.get('gold_version')}); nothing to publish", current=current,
+                      gold_version=gold_version, vector_count=len(chunks))
+
+    cap_threads()
+    index_type = "hnsw" if len(vectors) > settings.ann_threshold else "flat"
+    with tempfile.TemporaryDirectory(prefix="lakerag-index-") as tmp:
+        manifest = write_index_dir(tmp, vectors, chunks, model, gold_version, index_type=index_type,
+                                   version=_next_version(store, fingerprint),
+                                   extra={"embeddings_version": embeddings_version})
+        version = publish_dir(store, tmp)
+    pruned = prune(store, settings.index_keep_versions)
+    result = dict(published=True, version=version, previous=current, index_type=index_type,
+                  vector_count=manifest["vector_count"], dimension=manifest["dimension"],
+                  gold_version=gold_version, embeddings_version=embeddings_version, pruned=pruned)
+    if "recall_at_10" in manifest:
+        result.update(recall_at_10=manifest["recall_at_10"], recall_queries=manifest["recall_queries"])
+    return finish(**result)
