@@ -56,13 +56,40 @@ def open_table(lake: Lake, name: str) -> "DeltaTable | None":
     return DeltaTable(uri, storage_options=options)
 
 
-def model_chunk_ids(table: "DeltaTable | None", model: str) -> set[str]:
+def read_model_rows(table: "DeltaTable", model: str, columns: list[str]):
+    """``columns`` of the rows of one model, as an Arrow table with plain string columns.
+
+    Filtered in memory batch by batch: files that delta-rs' MERGE wrote may hold
+    string_view columns, which pyarrow dataset filters cannot compare with strings.
+    """
+    import pyarrow as pa
     import pyarrow.compute as pc
 
+    batches = []
+    for batch in table.to_pyarrow_dataset().to_batches(columns=["model", *columns]):
+        keep = pc.equal(batch.column("model").cast(pa.string()), model)
+        arrays = [_plain(batch.column(name)).filter(keep) for name in columns]
+        batches.append(pa.Table.from_arrays(arrays, names=columns))
+    if not batches:
+        schema = embeddings_schema()
+        return pa.Table.from_arrays([pa.array([], schema.field(n).type) for n in columns], names=columns)
+    return pa.concat_tables(batches)
+
+
+def _plain(array):
+    import pyarrow as pa
+
+    if array.type == pa.string_view():
+        return array.cast(pa.string())
+    if pa.types.is_list_view(array.type) or pa.types.is_large_list(array.type):
+        return array.cast(pa.list_(array.type.value_type))
+    return array
+
+
+def model_chunk_ids(table: "DeltaTable | None", model: str) -> set[str]:
     if table is None:
         return set()
-    ids = table.to_pyarrow_table(columns=["chunk_id"], filters=pc.field("model") == model)
-    return set(ids.column("chunk_id").to_pylist())
+    return set(read_model_rows(table, model, ["chunk_id"]).column("chunk_id").to_pylist())
 
 
 def run_embed(settings: Settings, full_rebuild: bool = False) -> dict:

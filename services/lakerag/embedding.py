@@ -259,7 +259,7 @@ def _load_hub(name: str, settings: Settings):
             f"embedding model {name!r} could not be loaded into {where}: {exc}. Check the name and network "
             "access to the model hub, or pre-populate LAKERAG_MODEL_CACHE_DIR and set LAKERAG_OFFLINE=true"
         ) from exc
-    return model, (f"cache {where}" if cached or offline else f"model hub, downloaded into {where}")
+    return model, (f"model cache {where}" if cached or offline else f"model hub, downloaded into {where}")
 
 
 def _in_cache(name: str, cache: str | None) -> bool:

