@@ -1,0 +1,95 @@
+"""What route handlers depend on: the app's state, the loaded model and index, the API key."""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from ..config import Settings
+from ..embedding import Embedder
+from ..index.artifacts import LoadedIndex
+from ..index.sync import IndexWatcher
+from ..lake import Lake
+from .metrics import Metrics
+from .services.llm import Writer
+from .services.retrieval import NO_INDEX, Cutoffs
+
+
+@dataclass
+class AppState:
+    """Everything one API instance holds; set up by main.create_app, filled by its warm-up thread."""
+
+    settings: Settings
+    metrics: Metrics
+    started: float = field(default_factory=time.monotonic)
+    embedder: Embedder | None = None
+    model_error: str | None = None
+    writer: Writer | None = None
+    cutoffs: Cutoffs | None = None
+    watcher: IndexWatcher | None = None
+    ready: threading.Event = field(default_factory=threading.Event)
+    on_ready: Callable[[AppState], None] | None = None
+    on_fatal: Callable[[str], None] | None = None
+    _lake: Lake | None = None
+
+    @property
+    def index(self) -> LoadedIndex | None:
+        return self.watcher.current if self.watcher else None
+
+    @property
+    def lake(self) -> Lake:
+        if self._lake is None:
+            self._lake = Lake.open(self.settings)
+        return self._lake
+
+    def index_message(self) -> str:
+        index = self.index
+        if index is not None:
+            return f"serving index {index.version}"
+        error = self.watcher.last_error if self.watcher else None
+        return NO_INDEX + (f" (last error: {error})" if error else "")
+
+
+def get_state(request: Request) -> AppState:
+    return request.app.state.lakerag
+
+
+State = Annotated[AppState, Depends(get_state)]
+
+
+def loaded_model(state: State) -> Embedder:
+    if state.embedder is None:
+        detail = f"embedding model failed to load: {state.model_error}" if state.model_error else \
+            f"embedding model {state.settings.embedding_model} is still loading; retry in a few seconds"
+        raise HTTPException(503, detail=detail, headers={"Retry-After": "5"})
+    return state.embedder
+
+
+def served_index(state: State) -> LoadedIndex:
+    index = state.index  # taken once: this request uses this version to the end
+    if index is None:
+        raise HTTPException(503, detail=state.index_message(), headers={"Retry-After": "30"})
+    return index
+
+
+def require_api_key(state: State, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    """Writes need X-API-Key when LAKERAG_API_KEY is set: 401 without it, 403 with a wrong one."""
+    expected = state.settings.api_key
+    if not expected:
+        return
+    if not x_api_key:
+        raise HTTPException(401, detail="this endpoint needs the X-API-Key header (LAKERAG_API_KEY is set)",
+                            headers={"WWW-Authenticate": "X-API-Key"})
+    if not hmac.compare_digest(x_api_key.encode(), expected.encode()):
+        raise HTTPException(403, detail="X-API-Key does not match LAKERAG_API_KEY")
+
+
+Model = Annotated[Embedder, Depends(loaded_model)]
+Index = Annotated[LoadedIndex, Depends(served_index)]
+ApiKey = Depends(require_api_key)

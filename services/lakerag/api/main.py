@@ -1,0 +1,151 @@
+"""The FastAPI app (``create_app``) and ``lakerag serve`` (``serve``: one uvicorn worker).
+
+Start-up order: configuration is checked before anything binds (fail fast);
+the port opens at once so /health answers while the model loads in a warm-up
+thread; then the index is synced and loaded, and a watcher thread polls for
+new versions. /ready turns 200 when the model is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import sys
+import threading
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from ..config import Settings
+from ..embedding import Embedder, load_embedder
+from ..index.sync import IndexWatcher
+from .deps import AppState
+from .metrics import Metrics, RequestMetricsMiddleware
+from .routes import answer, documents, health, index, search, summarize
+from .services import startup
+from .services.llm import make_writer
+from .services.retrieval import cutoffs_for
+
+log = logging.getLogger("lakerag.api")
+SAMPLE_QUESTIONS = Path(__file__).resolve().parents[1] / "samples" / "questions.json"
+
+
+def warm_up(state: AppState, embedder: Embedder | None = None, watch: bool = True) -> None:
+    """Load the model, then the index; start the watcher. Runs in a thread."""
+    settings, metrics = state.settings, state.metrics
+    try:
+        embedder = embedder or load_embedder(settings)
+    except Exception as exc:  # noqa: BLE001 - any loader failure is fatal and must be reported, not a trace
+        state.model_error = f"{type(exc).__name__}: {exc}"
+        log.error("embedding model %s failed to load: %s", settings.embedding_model, exc)
+        state.ready.set()
+        if state.on_fatal:
+            state.on_fatal(state.model_error)
+        return
+    metrics.model_load_seconds.set(embedder.load_seconds)
+    state.cutoffs = cutoffs_for(settings, embedder.name)
+    state.writer = make_writer(settings, embedder, metrics)
+    def on_swap(loaded) -> None:
+        metrics.reloads.inc()
+        metrics.set_index(loaded.version, loaded.model, loaded.vector_count, _created_unix(loaded.manifest))
+
+    watcher = IndexWatcher(settings, expected_model=embedder.name, expected_dimension=embedder.dimension,
+                           on_swap=on_swap, on_failure=lambda _message: metrics.reload_failures.inc())
+    state.watcher = watcher
+    _, message = watcher.check()
+    log.info("model %s ready (dimension %d, loaded from %s in %.1fs); index: %s; cut-offs min %.2f relative %.2f",
+             embedder.name, embedder.dimension, embedder.source, embedder.load_seconds, message,
+             state.cutoffs.min_score, state.cutoffs.relative)
+    state.embedder = embedder  # ready from here on
+    if watch:
+        watcher.start()
+    state.ready.set()
+    if state.on_ready:
+        state.on_ready(state)
+
+
+def _created_unix(manifest: dict) -> float:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(manifest["created_at"]).timestamp()
+    except (KeyError, ValueError, AttributeError):
+        return 0.0
+
+
+def create_app(settings: Settings, embedder: Embedder | None = None, watch: bool = True) -> FastAPI:
+    """A fresh app with its own metrics registry. ``embedder`` skips loading the model
+    (tests share one); ``watch=False`` loads the index once and does not poll."""
+    state = AppState(settings=settings, metrics=Metrics())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        thread = threading.Thread(target=warm_up, args=(state, embedder, watch), name="warm-up", daemon=True)
+        thread.start()
+        yield
+        if state.watcher is not None:
+            state.watcher.stop()
+
+    app = FastAPI(title="LakeRAG", version="0.1.0", lifespan=lifespan,
+                  description="Semantic search, answers with citations and summaries over a Delta Lake corpus.")
+    app.state.lakerag = state
+    for module in (search, answer, summarize, documents, index, health):
+        app.include_router(module.router)
+    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
+    return app
+
+
+def example_question() -> str:
+    try:
+        questions = json.loads(SAMPLE_QUESTIONS.read_text())
+        first = questions[0]
+        return first["question"] if isinstance(first, dict) else str(first)
+    except (OSError, ValueError, LookupError, TypeError):
+        return "What does the on-call runbook say to do first?"
+
+
+def announcement(settings: Settings) -> str:
+    base = f"http://{'127.0.0.1' if settings.host in {'0.0.0.0', '::'} else settings.host}:{settings.port}"
+    question = example_question()
+    search_body = shlex.quote(json.dumps({"query": question, "k": 3}))
+    answer_body = shlex.quote(json.dumps({"question": question, "k": 3}))
+    return "\n".join([
+        "",
+        f"LakeRAG API is serving on {base}  (OpenAPI: {base}/docs)",
+        "Try:",
+        f"  curl -s -X POST {base}/search -H 'Content-Type: application/json' -d {search_body}",
+        f"  curl -s -X POST {base}/answer -H 'Content-Type: application/json' -d {answer_body}",
+        f"  lakerag ask {shlex.quote(question)} --url {base}",
+        "Stop with Ctrl-C.",
+        "",
+    ])
+
+
+def serve(settings: Settings, announce: bool = False) -> int:
+    """Run the API in this process with one uvicorn worker until SIGTERM/SIGINT."""
+    import uvicorn
+
+    try:
+        startup.check(settings)
+    except startup.StartupError as exc:
+        print(f"lakerag serve: {exc}", file=sys.stderr)
+        return 2
+    startup.log_environment(settings)
+    app = create_app(settings)
+    state: AppState = app.state.lakerag
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, workers=1,
+                            log_level=settings.log_level.lower(), timeout_graceful_shutdown=15,
+                            server_header=False)
+    server = uvicorn.Server(config)
+
+    def fatal(message: str) -> None:
+        print(f"lakerag serve: cannot serve: {message}", file=sys.stderr)
+        server.should_exit = True
+
+    state.on_fatal = fatal
+    if announce:
+        state.on_ready = lambda _state: print(announcement(settings), flush=True)
+    server.run()
+    return 1 if state.model_error else 0

@@ -1,0 +1,89 @@
+"""Prometheus metrics of one API instance (the metric set in DESIGN.md, "Metrics").
+
+Each app gets its own CollectorRegistry, so tests can run several apps in one
+process. Request metrics are recorded by a plain ASGI middleware (no
+BaseHTTPMiddleware: it costs a task and a queue per request on the hot path).
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Search latencies are milliseconds on a warm model; requests may take seconds (LLM).
+FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0,
+                2.5)
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter("lakerag_http_requests_total", "HTTP requests by route template, method and status",
+                                ["route", "method", "status"], registry=r)
+        self.request_seconds = Histogram("lakerag_http_request_duration_seconds", "HTTP request latency",
+                                         ["route", "method"], buckets=REQUEST_BUCKETS, registry=r)
+        self.encode_seconds = Histogram("lakerag_search_encode_seconds", "Query embedding time per search",
+                                        buckets=FAST_BUCKETS, registry=r)
+        self.index_seconds = Histogram("lakerag_search_index_seconds", "FAISS search time per search",
+                                       buckets=FAST_BUCKETS, registry=r)
+        self.index_info = Gauge("lakerag_index_info", "The served index version (value 1)",
+                                ["version", "model"], registry=r)
+        self.index_vectors = Gauge("lakerag_index_vectors", "Vectors in the served index", registry=r)
+        self.index_created = Gauge("lakerag_index_created_timestamp_seconds",
+                                   "Creation time of the served index (unix seconds)", registry=r)
+        self.index_age = Gauge("lakerag_index_age_seconds", "Age of the served index", registry=r)
+        self.index_age.set_function(self._index_age)
+        self.model_load_seconds = Gauge("lakerag_model_load_seconds", "Embedding model load time", registry=r)
+        self.reloads = Counter("lakerag_index_reloads_total", "Index versions swapped in", registry=r)
+        self.reload_failures = Counter("lakerag_index_reload_failures_total",
+                                       "Index versions that failed to sync or load (old index kept)", registry=r)
+        self.no_answer = Counter("lakerag_no_answer_total", "Queries with no relevant match", ["route"],
+                                 registry=r)
+        self.llm_seconds = Histogram("lakerag_llm_request_duration_seconds", "LLM call latency",
+                                     buckets=REQUEST_BUCKETS, registry=r)
+        self.llm_errors = Counter("lakerag_llm_errors_total", "LLM calls that failed", ["reason"], registry=r)
+        self.upload_bytes = Counter("lakerag_upload_bytes_total", "Bytes accepted by POST /documents", registry=r)
+
+    def _index_age(self) -> float:
+        created = self.index_created._value.get()
+        return max(0.0, time.time() - created) if created else 0.0
+
+    def set_index(self, version: str, model: str, vectors: int, created_unix: float) -> None:
+        self.index_info.clear()
+        self.index_info.labels(version=version, model=model).set(1)
+        self.index_vectors.set(vectors)
+        self.index_created.set(created_unix)
+
+    def exposition(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class RequestMetricsMiddleware:
+    """Count and time every HTTP request by the matched route template (bounded cardinality)."""
+
+    def __init__(self, app, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_wrapper(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope["method"]
+            self.metrics.requests.labels(route, method, str(status[0])).inc()
+            self.metrics.request_seconds.labels(route, method).observe(time.perf_counter() - started)

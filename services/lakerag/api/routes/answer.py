@@ -1,0 +1,30 @@
+"""POST /answer: retrieval, then an answer with numbered citations into the returned chunks."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+
+from ..deps import Index, Model, State
+from ..schemas import AnswerRequest, AnswerResponse
+from ..services import retrieval
+from ..services.llm import UpstreamError
+
+router = APIRouter(tags=["answer"])
+
+
+@router.post("/answer", response_model=AnswerResponse,
+             responses={502: {"description": "the LLM failed (reason in detail)"},
+                        504: {"description": "the LLM timed out"}})
+def answer(body: AnswerRequest, state: State, model: Model, index: Index) -> AnswerResponse:
+    outcome = retrieval.search(index, model, body.question, body.k, state.cutoffs, state.metrics)
+    if not outcome.matched:  # nothing relevant: say so, and do not spend an LLM call
+        state.metrics.no_answer.labels("/answer").inc()
+        return AnswerResponse(matched=False, mode="none", reason=outcome.reason, question=body.question,
+                              index_version=index.version, chunks=[],
+                              answer="I found nothing relevant to this question in the indexed documents.")
+    try:
+        text = state.writer.answer(body.question, outcome.hits)
+    except UpstreamError as exc:
+        raise HTTPException(exc.status_code, detail=exc.reason) from None
+    return AnswerResponse(matched=True, answer=text, mode=state.writer.mode, question=body.question,
+                          index_version=index.version, chunks=outcome.hits)

@@ -1,0 +1,144 @@
+"""POST/GET/DELETE /documents: the user's files in raw/ and where each one is in the pipeline."""
+
+from __future__ import annotations
+
+import logging
+import unicodedata
+from pathlib import PurePosixPath
+
+from fastapi import APIRouter, HTTPException, UploadFile
+
+from ...lake import RAW_PREFIX, doc_id_for
+from ...store import StoreError
+from ..deps import ApiKey, State
+from ..schemas import DocumentDeleted, DocumentList, DocumentState, DocumentUploaded
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["documents"])
+
+ALLOWED_EXTENSIONS = (".pdf", ".txt", ".json", ".md", ".markdown", ".html", ".htm")
+MAX_NAME_CHARS = 200
+READ_BLOCK = 1 << 20
+
+
+def safe_name(filename: str | None) -> str:
+    """The file name as an object key under raw/: no directories, no '..', no control
+    characters, NFC; other Unicode is kept. Raises ValueError with the reason."""
+    name = unicodedata.normalize("NFC", filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")  # control/format characters
+    name = name.strip().lstrip(".").strip()  # no hidden files, no "..": the dots of ".." go too
+    if not name:
+        raise ValueError(f"file name {filename!r} has nothing usable left after removing path parts; "
+                         "upload it under a plain name like report.pdf")
+    if len(name) > MAX_NAME_CHARS:
+        stem, suffix = name.rsplit(".", 1) if "." in name else (name, "")
+        name = stem[: MAX_NAME_CHARS - len(suffix) - 1] + ("." + suffix if suffix else "")
+    return name
+
+
+def _extension_ok(name: str) -> bool:
+    return PurePosixPath(name).suffix.lower() in ALLOWED_EXTENSIONS
+
+
+@router.post("/documents", status_code=201, response_model=DocumentUploaded, dependencies=[ApiKey],
+             responses={400: {"description": "unusable file name"}, 401: {"description": "X-API-Key missing"},
+                        403: {"description": "X-API-Key wrong"}, 413: {"description": "file too large"},
+                        415: {"description": "file type not accepted"}})
+def upload(file: UploadFile, state: State) -> DocumentUploaded:
+    limit = state.settings.max_upload_bytes
+    try:
+        name = safe_name(file.filename)
+    except ValueError as exc:
+        raise HTTPException(400, detail=str(exc)) from None
+    if not _extension_ok(name):
+        raise HTTPException(415, detail=f"{name!r}: only {', '.join(ALLOWED_EXTENSIONS)} files are accepted")
+    data = bytearray()
+    while block := file.file.read(READ_BLOCK):  # sync route: store writes block
+        data += block
+        if len(data) > limit:
+            raise HTTPException(413, detail=f"{name!r} is larger than the upload limit of {limit} bytes "
+                                            "(LAKERAG_MAX_UPLOAD_BYTES)")
+    if not data:
+        raise HTTPException(400, detail=f"{name!r} is empty")
+    key = RAW_PREFIX + name
+    store = state.lake.store
+    try:
+        replaced = store.exists(key)
+        store.put(key, bytes(data))
+    except StoreError as exc:
+        raise HTTPException(502, detail=f"could not write {key} to the store: {exc}") from None
+    state.metrics.upload_bytes.inc(len(data))
+    log.info("uploaded %s (%d bytes%s)", key, len(data), ", replacing the previous file" if replaced else "")
+    return DocumentUploaded(key=key, doc_id=doc_id_for(key), size=len(data), replaced=replaced,
+                            note="stored; the next pipeline run (`lakerag pipeline run`) indexes it")
+
+
+def _table(state, name: str, columns: list[str]):
+    """A Delta table's current snapshot as pandas, or None while it does not exist yet."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
+
+    try:
+        table = DeltaTable(state.lake.table_uri(name), storage_options=state.lake.storage_options() or None)
+    except TableNotFoundError:
+        return None
+    return table.to_pyarrow_table(columns=columns).to_pandas()
+
+
+@router.get("/documents", response_model=DocumentList)
+def list_documents(state: State) -> DocumentList:
+    try:
+        raw = list(state.lake.store.list(RAW_PREFIX))
+    except StoreError as exc:
+        raise HTTPException(502, detail=f"cannot list {RAW_PREFIX} in the store: {exc}") from None
+    bronze = _table(state, "bronze", ["key", "source_version"])
+    quarantine = _table(state, "quarantine", ["key", "source_version", "reason", "quarantined_at"])
+    gold = _table(state, "gold", ["doc_id", "title"])
+    landed = set(zip(bronze["key"], bronze["source_version"])) if bronze is not None else set()
+    reasons: dict[tuple, str] = {}
+    if quarantine is not None:
+        for row in quarantine.sort_values("quarantined_at").itertuples():
+            reasons[(row.key, row.source_version)] = row.reason
+    gold_chunks = gold.groupby("doc_id").size().to_dict() if gold is not None else {}
+    titles = gold.drop_duplicates("doc_id").set_index("doc_id")["title"].to_dict() if gold is not None else {}
+    index = state.index
+    indexed = index.chunks["doc_id"].value_counts().to_dict() if index is not None else {}
+
+    documents = []
+    for obj in raw:
+        doc_id = doc_id_for(obj.key)
+        version = (obj.key, obj.version)
+        entry = {"key": obj.key, "doc_id": doc_id, "size": obj.size, "title": titles.get(doc_id)}
+        if version in reasons:
+            entry.update(state="quarantined", reason=reasons[version])
+        elif version not in landed:
+            entry.update(state="landed", reason="waiting for the next pipeline run")
+        elif doc_id in indexed:
+            entry.update(state="indexed", chunks=int(indexed[doc_id]))
+        else:
+            entry.update(state="processed", chunks=int(gold_chunks.get(doc_id, 0)),
+                         reason="extracted; not in the served index yet" if gold_chunks.get(doc_id)
+                         else "extracted, but no chunks (empty text, or a duplicate of another file)")
+        documents.append(DocumentState(**entry))
+    counts: dict[str, int] = {}
+    for doc in documents:
+        counts[doc.state] = counts.get(doc.state, 0) + 1
+    return DocumentList(documents=documents, counts=counts, index_version=index.version if index else None)
+
+
+@router.delete("/documents/{doc_id}", response_model=DocumentDeleted, dependencies=[ApiKey],
+               responses={404: {"description": "no raw object has this doc_id"}})
+def delete_document(doc_id: str, state: State) -> DocumentDeleted:
+    store = state.lake.store
+    try:
+        keys = [obj.key for obj in store.list(RAW_PREFIX) if doc_id_for(obj.key) == doc_id]
+        if not keys:
+            raise HTTPException(404, detail=f"no document with doc_id {doc_id} in {RAW_PREFIX} (GET /documents "
+                                            "lists them)")
+        for key in keys:
+            store.delete(key)
+    except StoreError as exc:
+        raise HTTPException(502, detail=f"could not delete from the store: {exc}") from None
+    log.info("deleted %s", ", ".join(keys))
+    return DocumentDeleted(key=keys[0], doc_id=doc_id, deleted=True,
+                           note="removed from raw/; the next pipeline run removes its chunks and vectors")

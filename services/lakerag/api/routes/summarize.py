@@ -1,0 +1,55 @@
+"""POST /summarize: a whole document in chunk order (doc_id), or what the corpus says about a query."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException
+
+from ..deps import Index, Model, State
+from ..schemas import SummarizeRequest, SummarizeResponse
+from ..services import retrieval
+from ..services.llm import UpstreamError
+
+router = APIRouter(tags=["answer"])
+
+MAX_DOCUMENT_CHUNKS = 60  # a summary prompt of ~12k tokens; longer documents are sampled evenly
+
+
+def _document_hits(index, doc_id: str) -> list[dict]:
+    rows = index.chunks.index[index.chunks["doc_id"] == doc_id].to_numpy()
+    if len(rows) == 0:
+        return []
+    order = index.chunks["chunk_index"].to_numpy()[rows].argsort(kind="stable")
+    rows = rows[order]
+    if len(rows) > MAX_DOCUMENT_CHUNKS:
+        step = len(rows) / MAX_DOCUMENT_CHUNKS
+        rows = rows[[int(i * step) for i in range(MAX_DOCUMENT_CHUNKS)]]
+    hits = retrieval.hits_for(index, rows, [float("nan")] * len(rows))
+    for hit in hits:
+        hit["score"] = None
+    return hits
+
+
+@router.post("/summarize", response_model=SummarizeResponse,
+             responses={404: {"description": "doc_id is not in the served index"},
+                        502: {"description": "the LLM failed"}, 504: {"description": "the LLM timed out"}})
+def summarize(body: SummarizeRequest, state: State, model: Model, index: Index) -> SummarizeResponse:
+    if body.doc_id:
+        hits = _document_hits(index, body.doc_id)
+        if not hits:
+            raise HTTPException(404, detail=f"document {body.doc_id} is not in the served index {index.version} "
+                                            "(GET /documents shows each document's state)")
+        title = hits[0]["title"]
+    else:
+        outcome = retrieval.search(index, model, body.query, body.k, state.cutoffs, state.metrics)
+        if not outcome.matched:
+            state.metrics.no_answer.labels("/summarize").inc()
+            return SummarizeResponse(matched=False, summary="I found nothing relevant to summarise in the indexed "
+                                     "documents.", mode="none", reason=outcome.reason, query=body.query,
+                                     index_version=index.version, chunks=[])
+        hits, title = outcome.hits, None
+    try:
+        text = state.writer.summarize(hits, query=body.query, title=title)
+    except UpstreamError as exc:
+        raise HTTPException(exc.status_code, detail=exc.reason) from None
+    return SummarizeResponse(matched=True, summary=text, mode=state.writer.mode, doc_id=body.doc_id, title=title,
+                             query=body.query, index_version=index.version, chunks=hits)

@@ -1,0 +1,149 @@
+"""Request and response bodies of the HTTP API (they make up the OpenAPI page at /docs)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+MAX_K = 50
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=2000, examples=["How long are incident postmortems kept?"])
+    k: int = Field(default=5, ge=1, le=MAX_K)
+    doc_id: str | None = Field(default=None, description="only chunks of this document")
+    source_prefix: str | None = Field(default=None, description="only chunks whose raw key starts with this, "
+                                                                 "e.g. raw/policies/")
+
+
+class Hit(BaseModel):
+    rank: int
+    score: float | None = Field(description="cosine similarity; null in a whole-document summary")
+    doc_id: str
+    chunk_id: str
+    chunk_index: int
+    text: str
+    source: str
+    title: str | None = None
+    page: int | None = None
+
+
+class SearchResponse(BaseModel):
+    matched: bool
+    reason: str | None = Field(default=None, description="why nothing matched (matched=false)")
+    query: str
+    index_version: str
+    model: str
+    min_score: float
+    best_score: float | None = None
+    hits: list[Hit]
+    encode_ms: float
+    search_ms: float
+
+
+class AnswerRequest(BaseModel):
+    question: str = Field(min_length=1, max_length=2000, examples=["Who approves travel over budget?"])
+    k: int = Field(default=5, ge=1, le=20)
+
+
+class AnswerResponse(BaseModel):
+    matched: bool
+    answer: str = Field(description="text with numbered citations [n]; [n] is chunks[n-1]")
+    mode: Literal["gemini", "extractive", "none"]
+    reason: str | None = None
+    question: str
+    index_version: str
+    chunks: list[Hit]
+
+
+class SummarizeRequest(BaseModel):
+    doc_id: str | None = None
+    query: str | None = Field(default=None, max_length=2000)
+    k: int = Field(default=8, ge=1, le=20, description="chunks retrieved for a query-focused summary")
+
+    @model_validator(mode="after")
+    def one_of(self):
+        if bool(self.doc_id) == bool(self.query):
+            raise ValueError("give exactly one of doc_id (whole document) or query (query-focused)")
+        return self
+
+
+class SummarizeResponse(BaseModel):
+    matched: bool
+    summary: str
+    mode: Literal["gemini", "extractive", "none"]
+    reason: str | None = None
+    doc_id: str | None = None
+    title: str | None = None
+    query: str | None = None
+    index_version: str
+    chunks: list[Hit]
+
+
+class DocumentUploaded(BaseModel):
+    key: str
+    doc_id: str
+    size: int
+    replaced: bool
+    note: str
+
+
+class DocumentState(BaseModel):
+    key: str
+    doc_id: str
+    size: int
+    state: Literal["landed", "quarantined", "processed", "indexed"]
+    reason: str | None = None
+    chunks: int | None = None
+    title: str | None = None
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentState]
+    counts: dict[str, int]
+    index_version: str | None
+
+
+class DocumentDeleted(BaseModel):
+    key: str
+    doc_id: str
+    deleted: bool
+    note: str
+
+
+class IndexStatus(BaseModel):
+    loaded: bool
+    message: str
+    version: str | None = None
+    model: str | None = None
+    dimension: int | None = None
+    vectors: int | None = None
+    index_type: str | None = None
+    gold_version: int | None = None
+    created_at: str | None = None
+    age_seconds: float | None = None
+    loaded_at: str | None = None
+    reloads: int
+    reload_failures: int
+    last_error: str | None = None
+    index_dir: str
+
+
+class ReloadResponse(BaseModel):
+    changed: bool
+    version: str | None
+    message: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    ready: bool
+    model: str | None
+    model_error: str | None = None
+    index_loaded: bool
+    index_version: str | None
+    message: str

@@ -1,0 +1,195 @@
+"""Answers and summaries from retrieved chunks.
+
+* ``GeminiWriter``: Gemini through the maintained ``google-genai`` SDK when
+  ``GEMINI_API_KEY`` is set. ``LAKERAG_GEMINI_BASE_URL`` points it elsewhere (a
+  proxy, or the local stub the tests run). Any upstream failure becomes an
+  ``UpstreamError`` that the API turns into 502 (504 on timeout) with the reason.
+* ``ExtractiveWriter``: no LLM. It picks the sentences of the retrieved chunks
+  closest to the question (or, for a whole-document summary, closest to the
+  document's centroid) with the embedding model already loaded, and cites them.
+
+Citations are ``[n]`` where ``n`` is the 1-based position in the chunk list the
+API returns with the text.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ...config import Settings
+from ...embedding import Embedder
+from ...text import split_sentences as text_sentences
+from ..metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+EXTRACTIVE_LABEL = "Extractive answer (no LLM configured; these are the most relevant sentences of the sources):"
+EXTRACTIVE_SUMMARY_LABEL = "Extractive summary (no LLM configured; key sentences of the sources):"
+MAX_SENTENCES_SCORED = 160  # bounds the encode cost of an extractive summary of a long document
+
+SYSTEM_ANSWER = (
+    "You answer questions using only the numbered sources you are given. Cite every statement with the number "
+    "of its source in square brackets, e.g. [1] or [2][3]. If the sources do not contain the answer, say that "
+    "the documents do not cover it. Be concise."
+)
+SYSTEM_SUMMARY = (
+    "You summarise documents using only the numbered sources you are given, in a few short paragraphs. Cite the "
+    "sources of each statement in square brackets, e.g. [1]."
+)
+
+
+class UpstreamError(Exception):
+    """The LLM failed; ``status_code`` is 502 (error) or 504 (timeout)."""
+
+    def __init__(self, reason: str, status_code: int = 502):
+        super().__init__(reason)
+        self.reason = reason
+        self.status_code = status_code
+
+
+class Writer(Protocol):
+    mode: str
+
+    def answer(self, question: str, hits: list[dict]) -> str: ...
+
+    def summarize(self, hits: list[dict], query: str | None = None, title: str | None = None) -> str: ...
+
+
+def numbered_sources(hits: list[dict]) -> str:
+    lines = []
+    for number, hit in enumerate(hits, start=1):
+        where = hit.get("title") or hit.get("source") or ""
+        if hit.get("page"):
+            where += f", page {hit['page']}"
+        lines.append(f"[{number}] ({where})\n{hit['text']}")
+    return "\n\n".join(lines)
+
+
+class GeminiWriter:
+    mode = "gemini"
+
+    def __init__(self, settings: Settings, metrics: Metrics):
+        from google import genai
+        from google.genai import types
+
+        self._types = types
+        self.model = settings.gemini_model
+        self.timeout = settings.llm_timeout_seconds
+        self.metrics = metrics
+        options = types.HttpOptions(timeout=int(settings.llm_timeout_seconds * 1000),
+                                    base_url=settings.gemini_base_url or None)
+        self.client = genai.Client(api_key=settings.gemini_api_key, http_options=options)
+
+    def answer(self, question: str, hits: list[dict]) -> str:
+        prompt = f"Sources:\n\n{numbered_sources(hits)}\n\nQuestion: {question}"
+        return self._generate(SYSTEM_ANSWER, prompt)
+
+    def summarize(self, hits: list[dict], query: str | None = None, title: str | None = None) -> str:
+        focus = f"Summarise what the sources say about: {query}" if query else \
+            f"Summarise the document{f' {title!r}' if title else ''}."
+        return self._generate(SYSTEM_SUMMARY, f"Sources:\n\n{numbered_sources(hits)}\n\n{focus}")
+
+    def _generate(self, system: str, prompt: str) -> str:
+        from google.genai import errors
+
+        started = time.perf_counter()
+        try:
+            response = self.client.models.generate_content(
+                model=self.model, contents=prompt,
+                config=self._types.GenerateContentConfig(system_instruction=system, temperature=0.2))
+        except errors.APIError as exc:
+            self.metrics.llm_errors.labels("upstream").inc()
+            raise UpstreamError(f"Gemini ({self.model}) answered {exc.code} {exc.status or ''}: "
+                                f"{exc.message or exc}".strip()) from exc
+        except Exception as exc:
+            names = {cls.__name__ for cls in type(exc).__mro__}
+            if "TimeoutException" in names:
+                self.metrics.llm_errors.labels("timeout").inc()
+                raise UpstreamError(f"Gemini ({self.model}) did not answer within {self.timeout:g}s", 504) from exc
+            self.metrics.llm_errors.labels("unreachable").inc()
+            raise UpstreamError(f"Gemini ({self.model}) unreachable: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self.metrics.llm_seconds.observe(time.perf_counter() - started)
+        text = (response.text or "").strip()
+        if not text:
+            reason = ""
+            if response.candidates:
+                reason = f" (finish reason {response.candidates[0].finish_reason})"
+            self.metrics.llm_errors.labels("empty").inc()
+            raise UpstreamError(f"Gemini ({self.model}) returned no text{reason}")
+        return text
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of a chunk; short fragments (headings, list bullets) are dropped."""
+    parts = (" ".join(text[a:b].split()) for a, b in text_sentences(text))
+    return [p for p in parts if len(p) >= 25 and len(p.split()) >= 4]
+
+
+@dataclass
+class _Sentence:
+    text: str
+    source: int  # 1-based citation number
+    order: int
+
+
+class ExtractiveWriter:
+    mode = "extractive"
+
+    def __init__(self, embedder: Embedder, sentences: int = 3):
+        self.embedder = embedder
+        self.sentences = sentences
+
+    def _sentences(self, hits: list[dict]) -> list[_Sentence]:
+        seen: set[str] = set()
+        out = []
+        for number, hit in enumerate(hits, start=1):
+            for sentence in split_sentences(hit["text"]):
+                key = sentence.lower()
+                if key not in seen:  # overlapping chunks repeat sentences
+                    seen.add(key)
+                    out.append(_Sentence(sentence, number, len(out)))
+        return out
+
+    def answer(self, question: str, hits: list[dict]) -> str:
+        candidates = self._sentences(hits)[:MAX_SENTENCES_SCORED]
+        if not candidates:
+            return f"{EXTRACTIVE_LABEL} {hits[0]['text'][:400]} [1]"
+        query = self.embedder.encode_queries([question])[0]
+        scores = self.embedder.encode_passages([s.text for s in candidates]) @ query
+        best = np.argsort(-scores)[: self.sentences]
+        # Keep sentences close to the best one; a weak third sentence only adds noise.
+        chosen = [candidates[i] for i in best if scores[i] >= scores[best[0]] * 0.75]
+        return EXTRACTIVE_LABEL + " " + " ".join(f"{s.text} [{s.source}]" for s in chosen)
+
+    def summarize(self, hits: list[dict], query: str | None = None, title: str | None = None) -> str:
+        candidates = self._sentences(hits)
+        if len(candidates) > MAX_SENTENCES_SCORED:  # spread the sample over the whole document
+            step = len(candidates) / MAX_SENTENCES_SCORED
+            candidates = [candidates[int(i * step)] for i in range(MAX_SENTENCES_SCORED)]
+        if not candidates:
+            return EXTRACTIVE_SUMMARY_LABEL + " " + " ".join(f"{h['text'][:300]} [{n}]"
+                                                             for n, h in enumerate(hits[:3], start=1))
+        vectors = self.embedder.encode_passages([s.text for s in candidates])
+        if query:
+            target = self.embedder.encode_queries([query])[0]
+        else:  # the sentences most typical of the whole document
+            target = vectors.mean(axis=0)
+        scores = vectors @ target
+        count = min(len(candidates), max(3, min(6, len(candidates) // 4)))
+        chosen = sorted((candidates[i] for i in np.argsort(-scores)[:count]), key=lambda s: s.order)
+        return EXTRACTIVE_SUMMARY_LABEL + " " + " ".join(f"{s.text} [{s.source}]" for s in chosen)
+
+
+def make_writer(settings: Settings, embedder: Embedder, metrics: Metrics) -> Writer:
+    if settings.gemini_api_key:
+        log.info("answers: Gemini model %s%s", settings.gemini_model,
+                 f" via {settings.gemini_base_url}" if settings.gemini_base_url else "")
+        return GeminiWriter(settings, metrics)
+    log.info("answers: extractive (set GEMINI_API_KEY to use Gemini)")
+    return ExtractiveWriter(embedder)

@@ -1,0 +1,275 @@
+"""Keep a local copy of the index version that ``index/CURRENT`` names, and hot-swap it.
+
+Local layout (``LAKERAG_INDEX_DIR``)::
+
+    versions/<version>/{index.faiss, chunks.parquet, manifest.json}   verified copies
+    current -> versions/<version>                                      symlink, swapped atomically
+    versions/.<version>.download-*/                                    in-progress downloads
+
+A version is downloaded into a temp directory, every checksum verified, then
+renamed into ``versions/`` (publish.download_version) and ``current`` is re-pointed with one rename: a
+reader never sees a half-copied version.
+
+Three users: ``lakerag index sync --once`` (the API pod's init container),
+``lakerag index sync`` (a polling loop), and ``IndexWatcher``, the thread
+inside the API that syncs, loads the new version beside the old one and swaps
+the served reference in one assignment (in-flight requests keep the old one).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..config import Settings
+from ..store import ObjectStore, StoreError, open_store
+from .artifacts import IndexRejected, LoadedIndex, check_model, load_index_dir, read_manifest, verify_index_dir
+
+log = logging.getLogger(__name__)
+
+VERSIONS_DIR = "versions"
+CURRENT_LINK = "current"
+KEEP_LOCAL_VERSIONS = 2  # the served one and the one before it (a quick rollback needs no download)
+NOTHING_PUBLISHED = "no index published yet"
+
+
+@dataclass
+class SyncResult:
+    status: str  # updated | unchanged | empty | skipped
+    version: str | None
+    message: str
+
+
+def local_current(dest) -> tuple[str, Path] | None:
+    """(version, directory) that ``dest/current`` points to, or None."""
+    link = Path(dest) / CURRENT_LINK
+    if not link.is_symlink() and not link.is_dir():
+        return None
+    target = link.resolve()
+    return (target.name, target) if target.is_dir() else None
+
+
+@contextmanager
+def _locked(dest: Path):
+    """One sync at a time per directory (init container, watcher, CLI)."""
+    with open(dest / ".sync.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _point_current(dest: Path, version: str) -> None:
+    tmp = dest / f".current-{os.getpid()}-{threading.get_ident()}"
+    tmp.unlink(missing_ok=True)
+    os.symlink(f"{VERSIONS_DIR}/{version}", tmp)
+    os.replace(tmp, dest / CURRENT_LINK)
+
+
+def _prune(dest: Path, keep: set[str]) -> None:
+    versions = dest / VERSIONS_DIR
+    for stale in (dest / VERSIONS_DIR).glob(".*.download-*"):  # left by a killed sync
+        shutil.rmtree(stale, ignore_errors=True)
+    if not versions.is_dir():
+        return
+    others = sorted((p for p in versions.iterdir() if p.name not in keep), key=lambda p: p.stat().st_mtime,
+                    reverse=True)
+    for old in others[max(0, KEEP_LOCAL_VERSIONS - len(keep)):]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def sync(store: ObjectStore, dest, expected_model: str | None = None, expected_dimension: int | None = None,
+         skip: set[str] | frozenset = frozenset()) -> SyncResult:
+    """Make ``dest/current`` the version CURRENT names. Raises StoreError when the store
+    cannot be read and IndexRejected when that version fails verification; in both
+    cases the local copy is left as it was. Versions in ``skip`` are not retried."""
+    from .publish import download_version, read_current
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    with _locked(dest):
+        version = read_current(store)
+        local = local_current(dest)
+        if version is None:
+            if local:
+                return SyncResult("unchanged", local[0], f"{NOTHING_PUBLISHED} in {store.uri}; keeping the local "
+                                                          f"copy {local[0]}")
+            return SyncResult("empty", None, f"{NOTHING_PUBLISHED} in {store.uri} — run the pipeline")
+        if local and local[0] == version:
+            return SyncResult("unchanged", version, f"index {version} is current")
+        if version in skip:
+            return SyncResult("skipped", version, f"index {version} was rejected before; not retried")
+        started = time.perf_counter()
+        try:
+            # download_version verifies every checksum in a temp dir, then renames into place
+            # (and reuses a verified copy, e.g. after a rollback).
+            target = download_version(store, version, dest / VERSIONS_DIR / version)
+            check_model(read_manifest(target), expected_model, expected_dimension)
+        except IndexRejected as exc:
+            exc.version = version  # so a watcher can skip it until CURRENT changes
+            raise
+        log.info("index %s verified in %s (%.2fs)", version, target, time.perf_counter() - started)
+        _point_current(dest, version)
+        _prune(dest, keep={version} | ({local[0]} if local else set()))
+        return SyncResult("updated", version, f"index {version} synced into {dest}")
+
+
+def _open(settings: Settings) -> ObjectStore:
+    return open_store(settings.store_uri, settings.aws_endpoint_url, settings.aws_region)
+
+
+def sync_once(settings: Settings, dest) -> int:
+    """``lakerag index sync --once``: exit 0 when ``dest`` holds a servable version or
+    nothing is published yet; non-zero when neither the store nor a local copy can serve."""
+    dest = Path(dest)
+    try:
+        result = sync(_open(settings), dest, expected_model=settings.embedding_model)
+    except (StoreError, IndexRejected, OSError) as exc:
+        what = "store unreachable" if isinstance(exc, StoreError) else "the published version is unusable"
+        local = local_current(dest)
+        if local:
+            try:
+                verify_index_dir(local[1])
+                print(f"index sync: {what} ({exc}); keeping the local copy {local[0]} in {dest}")
+                return 0
+            except IndexRejected as bad:
+                print(f"index sync: {what} ({exc}), and the local copy is unusable: {bad}", file=sys.stderr)
+                return 1
+        print(f"index sync failed: {what}: {exc}\n  and there is no local copy in {dest}. Check "
+              "LAKERAG_STORE_URI and the store's credentials/endpoint (AWS_*), then retry.", file=sys.stderr)
+        return 1
+    print(result.message)
+    return 0
+
+
+def watch(settings: Settings, dest) -> int:
+    """``lakerag index sync``: sync every LAKERAG_INDEX_POLL_SECONDS until SIGTERM/SIGINT."""
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    store = _open(settings)
+    last = None
+    while not stop.is_set():
+        try:
+            message = sync(store, dest, expected_model=settings.embedding_model).message
+        except (StoreError, IndexRejected, OSError) as exc:
+            message = f"sync failed, local copy kept: {exc}"
+        if message != last:
+            print(message, flush=True)
+            last = message
+        stop.wait(settings.index_poll_seconds)
+    return 0
+
+
+class IndexWatcher:
+    """The API's index: synced from the store, loaded beside the old one, swapped in one step.
+
+    ``current`` is read by request handlers without a lock: a handler takes the
+    reference once and uses that object to the end of the request, so a swap
+    never changes the index under a running search.
+    """
+
+    def __init__(self, settings: Settings, expected_model: str, expected_dimension: int,
+                 on_swap: Callable[[LoadedIndex], None] | None = None,
+                 on_failure: Callable[[str], None] | None = None, sync_from_store: bool = True):
+        self.settings = settings
+        self.dest = Path(settings.index_dir)
+        self.expected_model = expected_model
+        self.expected_dimension = expected_dimension
+        self.on_swap = on_swap
+        self.on_failure = on_failure
+        self.sync_from_store = sync_from_store
+        self.current: LoadedIndex | None = None
+        self.loaded_at: datetime | None = None
+        self.last_error: str | None = None
+        self.reloads = 0
+        self.failures = 0
+        self._rejected: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._store: ObjectStore | None = None
+
+    def _fail(self, message: str) -> None:
+        self.failures += 1
+        self.last_error = message
+        log.error("index reload failed, still serving %s: %s",
+                  self.current.version if self.current else "nothing", message)
+        if self.on_failure:
+            self.on_failure(message)
+
+    def check(self, force: bool = False) -> tuple[bool, str]:
+        """Sync and, when the local version changed, load and swap. Returns (swapped, message)."""
+        with self._lock:
+            if force:
+                self._rejected.clear()
+            if self.sync_from_store:
+                try:
+                    if self._store is None:
+                        self._store = _open(self.settings)
+                    result = sync(self._store, self.dest, self.expected_model, self.expected_dimension,
+                                  skip=self._rejected)
+                    if result.status == "empty" and self.current is None:
+                        return False, f"{NOTHING_PUBLISHED} — run the pipeline"
+                except IndexRejected as exc:
+                    self._rejected.add(getattr(exc, "version", ""))
+                    self._fail(str(exc))
+                except (StoreError, OSError) as exc:
+                    self._fail(f"cannot sync from {self.settings.store_uri}: {exc}")
+            local = local_current(self.dest)
+            if local is None:
+                return False, f"{NOTHING_PUBLISHED} — run the pipeline"
+            version, path = local
+            if self.current is not None and self.current.version == version:
+                return False, f"serving {version} (unchanged)"
+            if version in self._rejected:
+                return False, f"{version} was rejected: {self.last_error}"
+            started = time.perf_counter()
+            try:
+                loaded = load_index_dir(path, expected_model=self.expected_model,
+                                        expected_dimension=self.expected_dimension)
+            except (IndexRejected, OSError, RuntimeError, ValueError) as exc:
+                self._rejected.add(version)
+                self._fail(f"index {version}: {exc}")
+                return False, f"kept {self.current.version if self.current else 'no index'}: {exc}"
+            previous = self.current
+            self.current = loaded  # the swap: one reference assignment
+            self.loaded_at = datetime.now(UTC)
+            self.reloads += 1
+            self.last_error = None
+            log.info("now serving index %s (%d vectors, loaded in %.2fs; was %s)", version, loaded.vector_count,
+                     time.perf_counter() - started, previous.version if previous else "none")
+            if self.on_swap:
+                self.on_swap(loaded)
+            return True, f"now serving {version}"
+
+    def start(self) -> None:
+        """Poll in a daemon thread every LAKERAG_INDEX_POLL_SECONDS."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="index-watcher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.index_poll_seconds):
+            try:
+                self.check()
+            except Exception:
+                log.exception("index watcher poll failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
