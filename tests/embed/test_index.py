@@ -1,0 +1,260 @@
+"""Index build, publish, load and rollback: real FAISS, real Delta, file:// and moto S3."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lakerag.embed_job import run_embed
+from lakerag.index.artifacts import IndexRejected, load_index_dir, write_index_dir
+from lakerag.index.publish import (download_version, list_versions, load_current, prune, publish_dir, read_current,
+                                   rollback, run_index)
+from lakerag.lake import Lake, doc_id_for
+
+from .gold import synthetic_docs, write_gold
+
+MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def random_chunks(count: int, dimension: int = 16, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    vectors = rng.normal(size=(count, dimension)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    chunks = pd.DataFrame({"chunk_id": [f"c{i:04d}" for i in range(count)], "doc_id": [f"d{i // 3}" for i in range(count)],
+                           "chunk_index": [i % 3 for i in range(count)], "text": [f"text {i}" for i in range(count)],
+                           "source": [f"raw/d{i // 3}.txt" for i in range(count)], "title": ["t"] * count,
+                           "page": [None] * count})
+    return vectors, chunks
+
+
+def pipeline(settings, docs) -> dict:
+    lake = Lake.open(settings)
+    write_gold(lake, docs)
+    assert run_embed(settings)["ok"]
+    return run_index(settings)
+
+
+# --- artifacts on local disk (no model needed) ------------------------------------------------------------
+
+def test_written_index_loads_and_searches_exactly(tmp_path):
+    vectors, chunks = random_chunks(40)
+    manifest = write_index_dir(tmp_path / "v", vectors, chunks, MODEL, gold_version=7)
+    assert manifest["vector_count"] == 40 and manifest["gold_version"] == 7 and manifest["index_type"] == "flat"
+    assert set(manifest["files"]) == {"index.faiss", "chunks.parquet"}
+    loaded = load_index_dir(tmp_path / "v", expected_model=MODEL, expected_dimension=16)
+    assert loaded.version == manifest["version"] and loaded.vector_count == 40
+    scores, ids = loaded.search(vectors[[5, 17]], k=3)
+    assert ids[:, 0].tolist() == [5, 17]
+    expected = np.sort(vectors @ vectors[5])[::-1][:3]
+    np.testing.assert_allclose(scores[0], expected, rtol=1e-5)
+    assert loaded.chunks.loc[ids[1, 0], "chunk_id"] == "c0017"
+
+
+def test_search_pads_with_minus_one_when_k_exceeds_the_index(tmp_path):
+    vectors, chunks = random_chunks(2)
+    write_index_dir(tmp_path, vectors, chunks, MODEL, 1)
+    _, ids = load_index_dir(tmp_path).search(vectors[0], k=5)
+    assert ids[0].tolist()[2:] == [-1, -1, -1]
+
+
+def test_tampered_local_file_is_rejected(tmp_path):
+    vectors, chunks = random_chunks(10)
+    write_index_dir(tmp_path, vectors, chunks, MODEL, 1)
+    data = bytearray((tmp_path / "chunks.parquet").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "chunks.parquet").write_bytes(bytes(data))
+    with pytest.raises(IndexRejected, match="chunks.parquet fails its checksum"):
+        load_index_dir(tmp_path)
+
+
+def test_missing_file_and_missing_manifest_are_rejected(tmp_path):
+    vectors, chunks = random_chunks(10)
+    write_index_dir(tmp_path, vectors, chunks, MODEL, 1)
+    (tmp_path / "index.faiss").unlink()
+    with pytest.raises(IndexRejected, match="index.faiss is missing"):
+        load_index_dir(tmp_path)
+    (tmp_path / "manifest.json").unlink()
+    with pytest.raises(IndexRejected, match="incomplete"):
+        load_index_dir(tmp_path)
+
+
+def test_model_mismatch_is_rejected_with_both_names_and_the_fix(tmp_path):
+    vectors, chunks = random_chunks(10)
+    write_index_dir(tmp_path, vectors, chunks, MODEL, 1)
+    with pytest.raises(IndexRejected) as error:
+        load_index_dir(tmp_path, expected_model="BAAI/bge-large-en-v1.5", expected_dimension=1024)
+    message = str(error.value)
+    assert MODEL in message and "BAAI/bge-large-en-v1.5" in message
+    assert "dimension 16" in message and "1024" in message
+    assert "LAKERAG_EMBEDDING_MODEL" in message and "lakerag pipeline run" in message
+    with pytest.raises(IndexRejected, match="dimension"):
+        load_index_dir(tmp_path, expected_model=MODEL, expected_dimension=384)
+
+
+def test_hnsw_index_records_its_recall(tmp_path):
+    vectors, chunks = random_chunks(600, dimension=32)
+    manifest = write_index_dir(tmp_path, vectors, chunks, MODEL, 1, index_type="hnsw")
+    assert manifest["index_type"] == "hnsw" and manifest["recall_queries"] == 600
+    assert 0.9 <= manifest["recall_at_10"] <= 1.0
+    loaded = load_index_dir(tmp_path)
+    assert loaded.index.hnsw.efSearch == manifest["hnsw"]["ef_search"]  # search setting survives serialisation
+    _, ids = loaded.search(vectors[:50], k=1)
+    assert (ids[:, 0] == np.arange(50)).mean() >= 0.95
+
+
+# --- publish protocol in the store ------------------------------------------------------------------------
+
+class FailingStore:
+    """Wraps a store; the put of one key fails, as a crash mid-upload would."""
+
+    def __init__(self, store, fail_on: str):
+        self.store, self.fail_on = store, fail_on
+
+    def put(self, key, data):
+        if key.endswith(self.fail_on):
+            raise OSError(f"connection reset while uploading {key}")
+        self.store.put(key, data)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+def test_interrupted_upload_never_becomes_current(local_settings, tmp_path):
+    store = Lake.open(local_settings).store
+    vectors, chunks = random_chunks(10)
+    write_index_dir(tmp_path / "a", vectors, chunks, MODEL, 1, version="20260101T000000Z-aaaaaaaa")
+    assert publish_dir(store, tmp_path / "a") == "20260101T000000Z-aaaaaaaa"
+    write_index_dir(tmp_path / "b", vectors[:5], chunks[:5], MODEL, 2, version="20260101T000001Z-bbbbbbbb")
+    with pytest.raises(OSError):
+        publish_dir(FailingStore(store, "chunks.parquet"), tmp_path / "b")
+    assert read_current(store) == "20260101T000000Z-aaaaaaaa"
+    assert list_versions(local_settings) == ["20260101T000000Z-aaaaaaaa"]  # b has no manifest: not published
+    loaded = load_current(store, tmp_path / "serving", MODEL, 16)
+    assert loaded.version == "20260101T000000Z-aaaaaaaa" and loaded.vector_count == 10
+    with pytest.raises(IndexRejected, match="incomplete"):
+        download_version(store, "20260101T000001Z-bbbbbbbb", tmp_path / "serving" / "b")
+    assert not (tmp_path / "serving" / "b").exists()
+
+
+def test_tampered_file_in_store_is_rejected_and_not_placed(settings, tmp_path):
+    store = Lake.open(settings).store
+    vectors, chunks = random_chunks(10)
+    write_index_dir(tmp_path / "v", vectors, chunks, MODEL, 1, version="20260101T000000Z-aaaaaaaa")
+    publish_dir(store, tmp_path / "v")
+    key = "index/20260101T000000Z-aaaaaaaa/index.faiss"
+    data = bytearray(store.get(key))
+    data[-1] ^= 0x01
+    store.put(key, bytes(data))
+    with pytest.raises(IndexRejected, match="index.faiss fails its checksum"):
+        load_current(store, tmp_path / "serving", MODEL, 16)
+    assert not (tmp_path / "serving" / "20260101T000000Z-aaaaaaaa").exists()
+    assert [p.name for p in (tmp_path / "serving").iterdir()] == []  # no temp leftovers
+
+
+def test_download_replaces_a_corrupted_local_copy(local_settings, tmp_path):
+    store = Lake.open(local_settings).store
+    vectors, chunks = random_chunks(10)
+    write_index_dir(tmp_path / "v", vectors, chunks, MODEL, 1, version="20260101T000000Z-aaaaaaaa")
+    publish_dir(store, tmp_path / "v")
+    dest = download_version(store, "20260101T000000Z-aaaaaaaa", tmp_path / "serving" / "x")
+    (dest / "chunks.parquet").write_bytes(b"garbage")
+    dest = download_version(store, "20260101T000000Z-aaaaaaaa", dest)
+    assert load_index_dir(dest).vector_count == 10
+
+
+def test_prune_keeps_newest_and_current(local_settings, tmp_path):
+    store = Lake.open(local_settings).store
+    vectors, chunks = random_chunks(4)
+    names = [f"2026010{i}T000000Z-0000000{i}" for i in range(1, 6)]
+    for name in names:
+        write_index_dir(tmp_path / name, vectors, chunks, MODEL, 1, version=name)
+        publish_dir(store, tmp_path / name)
+    store.put("index/CURRENT", names[0].encode())  # an operator rolled back to the oldest
+    assert prune(store, keep=2) == names[1:3]
+    assert list_versions(local_settings) == [names[0], *names[3:]]
+
+
+# --- run_index end to end (real model) --------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_second_run_publishes_nothing_and_changes_are_published(settings, embedder, tmp_path):
+    store = Lake.open(settings).store
+    docs = synthetic_docs(8)
+    first = pipeline(settings, docs)
+    assert first["published"] and first["vector_count"] == 24 and first["index_type"] == "flat"
+    assert read_current(store) == first["version"]
+
+    again = pipeline(settings, docs)
+    assert not again["published"] and "already" in again["reason"]
+    assert list_versions(settings) == [first["version"]] and read_current(store) == first["version"]
+
+    # deleting a document removes its vectors from the next index
+    del docs["raw/doc-00003.txt"]
+    after_delete = pipeline(settings, docs)
+    assert after_delete["published"] and after_delete["vector_count"] == 21
+    assert after_delete["version"] > first["version"]  # names sort chronologically
+    loaded = load_current(store, tmp_path / "serving", embedder.name, embedder.dimension)
+    assert loaded.version == after_delete["version"]
+    assert doc_id_for("raw/doc-00003.txt") not in set(loaded.chunks["doc_id"])
+    assert loaded.manifest["gold_version"] == after_delete["gold_version"]
+
+    # the index answers with the right chunk for a query in the model's space
+    query = embedder.encode_queries(["sourdough bread fermentation"])
+    _, ids = loaded.search(query, k=3)
+    assert all("sourdough" in loaded.chunks.loc[i, "text"] for i in ids[0])
+
+    # rollback re-points CURRENT to a complete older version
+    rollback(settings, first["version"])
+    assert read_current(store) == first["version"]
+    assert load_current(store, tmp_path / "serving", embedder.name, 384).vector_count == 24
+
+
+@pytest.mark.slow
+def test_rollback_refuses_missing_and_tampered_versions(local_settings, embedder):
+    store = Lake.open(local_settings).store
+    docs = synthetic_docs(3)
+    first = pipeline(local_settings, docs)
+    docs.update(synthetic_docs(1, start=50))
+    second = pipeline(local_settings, docs)
+    with pytest.raises(IndexRejected, match="no published index version"):
+        rollback(local_settings, "20990101T000000Z-deadbeef")
+    key = f"index/{first['version']}/chunks.parquet"
+    store.put(key, store.get(key) + b"x")
+    with pytest.raises(IndexRejected, match="checksum"):
+        rollback(local_settings, first["version"])
+    assert read_current(store) == second["version"]
+
+
+@pytest.mark.slow
+def test_ann_index_above_threshold_records_recall(local_settings, embedder, tmp_path):
+    settings = dataclasses.replace(local_settings, ann_threshold=20)
+    summary = pipeline(settings, synthetic_docs(12))
+    assert summary["index_type"] == "hnsw" and summary["vector_count"] == 36
+    manifest = json.loads(Lake.open(settings).store.get(f"index/{summary['version']}/manifest.json"))
+    assert manifest["recall_at_10"] == summary["recall_at_10"] and 0.9 <= manifest["recall_at_10"] <= 1.0
+    assert manifest["recall_queries"] == 36
+
+
+@pytest.mark.slow
+def test_index_refuses_to_publish_without_vectors_for_the_model(local_settings, embedder):
+    pipeline(local_settings, synthetic_docs(2))
+    other = dataclasses.replace(local_settings, embedding_model="BAAI/bge-large-en-v1.5")
+    summary = run_index(other)
+    assert not summary["ok"] and not summary["published"]
+    assert "lakerag pipeline embed" in summary["reason"] and summary["missing_vectors"] == 6
+
+
+@pytest.mark.slow
+def test_old_versions_are_pruned_to_the_configured_count(local_settings, embedder):
+    settings = dataclasses.replace(local_settings, index_keep_versions=2)
+    docs = synthetic_docs(2)
+    published = []
+    for n in range(3):
+        docs.update(synthetic_docs(1, start=100 + n))
+        published.append(pipeline(settings, docs)["version"])
+    assert list_versions(settings) == published[1:]
+    assert read_current(Lake.open(settings).store) == published[-1]
