@@ -5,13 +5,13 @@ does locally (`lakerag pipeline <stage>`); this file only wires pods together.
 
 Settings (see docs/airflow.md):
 - read when a task runs, from Airflow Variables (DB, or the env form AIRFLOW_VAR_<NAME>):
-  images, namespace, Spark master, resources;
+  images, namespace, resources;
 - read when the file is parsed, from the environment only (AIRFLOW_VAR_<NAME>; parsing
   never queries the metadata DB): schedule, service account, ConfigMap/Secret names,
-  model cache claim.
-S3 and model settings come from the chart's ConfigMap `lakerag-config`, the same one the
-API reads, so the index is always built with the model the API serves; secrets come from
-the Secret `lakerag-secrets` by reference (envFrom), never through Airflow.
+  image pull policy, model cache claim, a Spark master override.
+S3, Spark master and model settings come from the chart's ConfigMap `lakerag-config`, the
+same one the API reads, so the index is always built with the model the API serves;
+secrets come from the Secret `lakerag-secrets` by reference (envFrom), never through Airflow.
 
 No reload task: every API replica polls index/CURRENT (LAKERAG_INDEX_POLL_SECONDS) and
 hot-swaps; a POST /admin/reload through the Service would reach only one replica.
@@ -35,8 +35,9 @@ MODEL_CACHE_DIR = "/var/cache/lakerag/models"
 
 
 def parse_time_setting(name: str, default: str) -> str:
-    """A setting the DAG's shape depends on: the env form of Variable `name`, never the DB."""
-    return os.environ.get(f"AIRFLOW_VAR_{name.upper()}", default)
+    """A setting the DAG's shape depends on: the env form of Variable `name` (empty: the
+    default), never the DB."""
+    return os.environ.get(f"AIRFLOW_VAR_{name.upper()}") or default
 
 
 def runtime_setting(name: str, default: str) -> str:
@@ -45,8 +46,8 @@ def runtime_setting(name: str, default: str) -> str:
 
 
 def image(component: str) -> str:
-    """`lakerag_<component>_image`, else `<lakerag_registry>lakerag/<component>:<lakerag_image_tag>`."""
-    built = (f"var.value.get('lakerag_registry', '') ~ 'lakerag/{component}:' ~ "
+    """`lakerag_<component>_image`, else `<lakerag_image_registry>lakerag/<component>:<lakerag_image_tag>`."""
+    built = (f"var.value.get('lakerag_image_registry', '') ~ 'lakerag/{component}:' ~ "
              f"var.value.get('lakerag_image_tag', '0.1.0')")
     return "{{ var.value.get('lakerag_" + component + "_image', " + built + ") }}"
 
@@ -67,7 +68,9 @@ SECRET = parse_time_setting("lakerag_secret", "lakerag-secrets")
 # An existing PVC for the model cache (e.g. ReadWriteMany); empty: a per-pod emptyDir.
 MODEL_CACHE_CLAIM = parse_time_setting("lakerag_model_cache_claim", "")
 IMAGE_PULL_POLICY = parse_time_setting("lakerag_image_pull_policy", "IfNotPresent")
-SPARK_MASTER = runtime_setting("lakerag_spark_master", "spark://lakerag-spark-master:7077")
+# The ConfigMap's LAKERAG_SPARK_MASTER (the chart's master, or local[*] without one) unless
+# this overrides it for the DAG's pods.
+SPARK_MASTER = parse_time_setting("lakerag_spark_master", "")
 FULL_REBUILD = "--full-rebuild={{ 'true' if params.full_rebuild else 'false' }}"
 
 ENV_FROM = [
@@ -162,7 +165,7 @@ with DAG(
     spark_resources = resources("spark", "500m", "2", "2Gi")
     etl = [
         lakerag_pod(stage, "spark", ["pipeline", stage, FULL_REBUILD],
-                    env={"LAKERAG_SPARK_MASTER": SPARK_MASTER}, env_list=POD_IP_ENV,
+                    env={"LAKERAG_SPARK_MASTER": SPARK_MASTER} if SPARK_MASTER else None, env_list=POD_IP_ENV,
                     resources_spec=spark_resources)
         for stage in ("bronze", "silver", "gold")
     ]

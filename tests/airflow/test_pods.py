@@ -78,16 +78,21 @@ def test_env_comes_from_configmap_and_secret_by_reference(dag, task_id, monkeypa
         assert value not in serialized
 
 
-def test_spark_tasks_target_the_spark_master_and_advertise_the_pod_ip(dag, monkeypatch):
+def test_spark_tasks_advertise_the_pod_ip_and_take_the_master_from_the_configmap(dag, monkeypatch):
     for task_id in ("bronze", "silver", "gold"):
         env = {e.name: e for e in container(render_pod(dag, task_id)[1]).env}
-        assert env["LAKERAG_SPARK_MASTER"].value == "spark://lakerag-spark-master:7077"
+        # The chart's ConfigMap names the master (its Spark master, or local[*] without one).
+        assert "LAKERAG_SPARK_MASTER" not in env
+        # Client mode: executors connect back to the driver pod by IP (pod hostnames don't resolve).
         for var in ("SPARK_LOCAL_IP", "SPARK_LOCAL_HOSTNAME"):
             assert env[var].value_from.field_ref.field_path == "status.podIP"
-    # Local mode by a Variable, read when the task runs.
+    # A per-DAG override, from the Airflow environment at parse time.
     monkeypatch.setenv("AIRFLOW_VAR_LAKERAG_SPARK_MASTER", "local[4]")
-    env = {e.name: e.value for e in container(render_pod(dag, "silver")[1]).env}
-    assert env["LAKERAG_SPARK_MASTER"] == "local[4]"
+    dag = load_dagbag().dags["lakerag_pipeline"]
+    for task_id in ("bronze", "silver", "gold"):
+        env = {e.name: e.value for e in container(render_pod(dag, task_id)[1]).env}
+        assert env["LAKERAG_SPARK_MASTER"] == "local[4]"
+    assert "LAKERAG_SPARK_MASTER" not in {e.name for e in container(render_pod(dag, "embed")[1]).env}
 
 
 @pytest.mark.parametrize("task_id", ["bronze", "embed", "publish_index", "health"])
@@ -99,7 +104,7 @@ def test_default_resources(dag, task_id):
 
 
 def test_variables_override_images_resources_and_namespace(dag, monkeypatch):
-    monkeypatch.setenv("AIRFLOW_VAR_LAKERAG_REGISTRY", "ghcr.io/acme/")
+    monkeypatch.setenv("AIRFLOW_VAR_LAKERAG_IMAGE_REGISTRY", "ghcr.io/acme/")
     monkeypatch.setenv("AIRFLOW_VAR_LAKERAG_IMAGE_TAG", "1.2.3")
     monkeypatch.setenv("AIRFLOW_VAR_LAKERAG_EMBEDDINGS_IMAGE", "registry.local/custom-embed:dev")
     monkeypatch.setenv("AIRFLOW_VAR_LAKERAG_EMBED_MEMORY", "8Gi")
@@ -149,6 +154,19 @@ def test_volume_mounts(dag, task_id):
             assert env[var] == "/var/cache/lakerag/models"
     else:
         assert set(mounts) == {"/tmp"}
+
+
+def test_empty_chart_values_fall_back_to_defaults(monkeypatch):
+    """The chart renders every AIRFLOW_VAR_LAKERAG_* it knows, empty when unset."""
+    for name in ("SCHEDULE", "SERVICE_ACCOUNT", "CONFIGMAP", "SECRET", "IMAGE_PULL_POLICY", "SPARK_MASTER"):
+        monkeypatch.setenv(f"AIRFLOW_VAR_LAKERAG_{name}", "")
+    dag = load_dagbag().dags["lakerag_pipeline"]
+    assert dag.schedule == "@hourly"
+    _, pod = render_pod(dag, "bronze")
+    assert pod.spec.service_account_name == "lakerag-pipeline"
+    assert container(pod).image_pull_policy == "IfNotPresent"
+    assert container(pod).env_from[0].config_map_ref.name == "lakerag-config"
+    assert "LAKERAG_SPARK_MASTER" not in {e.name for e in container(pod).env}
 
 
 def test_model_cache_claim_mounts_that_pvc(monkeypatch):

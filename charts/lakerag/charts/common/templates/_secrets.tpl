@@ -1,0 +1,25 @@
+{{/*
+A secret value: `default` when the user gave one, else the value already in the
+cluster's Secret (lookup; nothing under `helm template`) so generated values
+survive upgrades, else a random alphanumeric string of `length`.
+usage: include "common.secrets.preserve" (dict "context" $ "secret" NAME "key" KEY "default" "" "length" 32)
+Returns the base64-encoded value, ready for a Secret's data field.
+*/}}
+{{- define "common.secrets.preserve" -}}
+{{- $existing := lookup "v1" "Secret" .context.Release.Namespace .secret -}}
+{{- if .default -}}
+{{- .default | b64enc -}}
+{{- else if and $existing (hasKey ($existing.data | default dict) .key) -}}
+{{- index $existing.data .key -}}
+{{- else -}}
+{{- randAlphaNum (.length | default 32 | int) | b64enc -}}
+{{- end -}}
+{{- end -}}
+
+{{/* envFrom for the shared settings: ConfigMap <prefix>-config and the app Secret. */}}
+{{- define "common.env.shared" -}}
+- configMapRef:
+    name: {{ include "common.names.configMap" . }}
+- secretRef:
+    name: {{ include "common.names.secret" . }}
+{{- end -}}

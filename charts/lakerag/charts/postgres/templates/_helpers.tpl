@@ -1,0 +1,3 @@
+{{- define "postgres.fullname" -}}
+{{- include "common.names.fullname" (dict "context" . "component" "postgres") -}}
+{{- end -}}

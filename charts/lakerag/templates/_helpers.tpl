@@ -1,0 +1,31 @@
+{{/*
+Fail fast on combinations the schema cannot express, with the fix in the message.
+*/}}
+{{- define "lakerag.validate" -}}
+{{- $store := toString .Values.global.config.LAKERAG_STORE_URI -}}
+{{- if not (hasPrefix "s3://" $store) -}}
+{{- fail (printf "global.config.LAKERAG_STORE_URI=%q: pods share no disk, so the store must be s3://BUCKET[/PREFIX] (enable minio for a development S3)" $store) -}}
+{{- end -}}
+{{- if and .Values.airflow.enabled (not .Values.postgres.enabled) (not .Values.airflow.database.existingConnectionSecret) -}}
+{{- fail "airflow needs a database: set postgres.enabled=true or airflow.database.existingConnectionSecret (a Secret with key `connection`)" -}}
+{{- end -}}
+{{- if and .Values.minio.enabled (not (hasPrefix (printf "s3://%s" .Values.minio.bucket) $store)) -}}
+{{- fail (printf "minio.bucket=%q is not the bucket of global.config.LAKERAG_STORE_URI=%q: make them agree" .Values.minio.bucket $store) -}}
+{{- end -}}
+{{- $config := include "common.config.data" . | fromYaml -}}
+{{- if and .Values.minio.enabled (not (hasSuffix "-minio:9000" ($config.AWS_ENDPOINT_URL | default ""))) -}}
+{{- fail (printf "minio.enabled: point the store at it with global.config.AWS_ENDPOINT_URL=http://%s-minio:9000" (include "common.names.prefix" .)) -}}
+{{- end -}}
+{{- if and (not .Values.spark.enabled) (contains "-spark-master:7077" ($config.LAKERAG_SPARK_MASTER | default "")) -}}
+{{- fail "spark.enabled=false but global.config.LAKERAG_SPARK_MASTER names the chart's Spark master: set it to local[*] or your own master URL" -}}
+{{- end -}}
+{{- if and .Values.minio.enabled .Values.global.existingSecret -}}
+{{- fail "minio.enabled takes its root credentials from the generated secret: leave global.existingSecret empty in development, or disable minio" -}}
+{{- end -}}
+{{- if and (or .Values.secrets.awsAccessKeyId .Values.secrets.awsSecretAccessKey) (not (and .Values.secrets.awsAccessKeyId .Values.secrets.awsSecretAccessKey)) -}}
+{{- fail "set both secrets.awsAccessKeyId and secrets.awsSecretAccessKey, or neither (the AWS default chain, or random MinIO credentials with minio.enabled)" -}}
+{{- end -}}
+{{- if and .Values.api.enabled .Values.api.autoscaling.enabled (lt (int .Values.api.autoscaling.maxReplicas) (int .Values.api.autoscaling.minReplicas)) -}}
+{{- fail "api.autoscaling.maxReplicas must be >= api.autoscaling.minReplicas" -}}
+{{- end -}}
+{{- end -}}
