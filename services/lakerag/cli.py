@@ -99,11 +99,17 @@ def cmd_index(args) -> int:
             return index_sync.sync_once(settings, dest)
         return index_sync.watch(settings, dest)
     if args.action == "list":
-        for line in publish.list_versions(settings):
+        for line in publish.describe_versions(settings):
             print(line)
         return 0
     if args.action == "rollback":
-        publish.rollback(settings, args.version)
+        from .index.artifacts import IndexRejected
+
+        try:
+            publish.rollback(settings, args.version)
+        except IndexRejected as exc:
+            print(f"lakerag: rollback refused: {exc}", file=sys.stderr)
+            return 1
         print(f"index/CURRENT now points to {args.version}")
         return 0
     raise SystemExit(f"unknown index action {args.action}")

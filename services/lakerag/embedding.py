@@ -82,23 +82,25 @@ def _cgroup_v1_quota(directory: Path) -> int | None:
     return math.ceil(quota / period)
 
 
-def cap_threads(n: int | None = None) -> int:
+def cap_threads(n: int | None = None, torch: bool = True) -> int:
     """Limit torch, OpenMP/BLAS and FAISS threads to ``n`` (default: the CPU quota).
 
     Call before heavy work. Environment variables a user set lower are kept.
+    ``torch=False`` leaves torch unimported (jobs that only run FAISS).
     """
     n = max(1, n or cpu_quota())
     for var in THREAD_ENV_VARS:
         current = os.environ.get(var, "")
         if not (current.isdigit() and 0 < int(current) <= n):
             os.environ[var] = str(n)
-    try:
-        import torch
+    if torch:
+        try:
+            import torch as torch_module
 
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
-    except ImportError:
-        pass
+            if torch_module.get_num_threads() != n:
+                torch_module.set_num_threads(n)
+        except ImportError:
+            pass
     try:
         import faiss
 

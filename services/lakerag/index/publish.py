@@ -61,6 +61,19 @@ def list_versions(settings: Settings) -> list[str]:
     return _complete_versions(Lake.open(settings).store)
 
 
+def describe_versions(settings: Settings) -> list[str]:
+    """One line per published version for `lakerag index list`; ``*`` marks CURRENT."""
+    store = Lake.open(settings).store
+    current = read_current(store)
+    lines = []
+    for version in _complete_versions(store):
+        manifest = read_store_manifest(store, version) or {}
+        lines.append(f"{'*' if version == current else ' '} {version}  {manifest.get('vector_count', '?'):>8} vectors  "
+                     f"{manifest.get('index_type', '?'):5} gold v{manifest.get('gold_version', '?')}  "
+                     f"{manifest.get('model', '?')}")
+    return lines or ["no index versions published yet: run `lakerag pipeline run`"]
+
+
 def _complete_versions(store: ObjectStore) -> list[str]:
     return sorted(v for v, files in _version_dirs(store).items() if MANIFEST_FILE in files)
 
@@ -268,7 +281,7 @@ def run_index(settings: Settings, force: bool = False) -> dict:
                              f"{current_manifest.get('gold_version')}); nothing to publish", current=current,
                       gold_version=gold_version, vector_count=len(chunks))
 
-    cap_threads()
+    cap_threads(torch=False)
     index_type = "hnsw" if len(vectors) > settings.ann_threshold else "flat"
     with tempfile.TemporaryDirectory(prefix="lakerag-index-") as tmp:
         manifest = write_index_dir(tmp, vectors, chunks, model, gold_version, index_type=index_type,

