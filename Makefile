@@ -66,5 +66,50 @@ bench: install ## all benchmarks (ratios measured in one run)
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/retrieval.py --dataset ../shared/bench-data/msmarco
 
+# --- Kubernetes path: a kind cluster, the Helm chart, the skaffold dev loop ---
+KIND_CLUSTER ?= lakerag
+RELEASE      ?= lakerag
+NAMESPACE    ?= lakerag
+HELM_VALUES  ?= charts/lakerag/values-kind.yaml
+IMAGE_TAG    ?= 0.1.0
+REGISTRY     ?=
+# Object names are "<release>-<component>" when the release name says lakerag.
+PREFIX       := $(if $(findstring lakerag,$(RELEASE)),$(RELEASE),$(RELEASE)-lakerag)
+need = @command -v $(1) >/dev/null || { echo "$(1) not found: $(2)"; exit 1; }
+
+kind-up: ## create the kind cluster of kind-config.yaml (needs docker and kind)
+	$(call need,kind,install it from https://kind.sigs.k8s.io/docs/user/quick-start/#installation)
+	$(call need,docker,install Docker and start it)
+	mkdir -p local_data
+	# kind gets the absolute path of ./local_data (docker bind mounts need one).
+	kind get clusters 2>/dev/null | grep -qx '$(KIND_CLUSTER)' || \
+	  sed 's#hostPath: ./local_data#hostPath: $(CURDIR)/local_data#' kind-config.yaml | \
+	  kind create cluster --name $(KIND_CLUSTER) --config -
+
+deploy: tools ## build the images, load them into kind, install the chart with the kind profile
+	$(call need,kind,install it from https://kind.sigs.k8s.io/docs/user/quick-start/#installation)
+	$(MAKE) images
+	for image in api embeddings spark airflow; do \
+	  kind load docker-image --name $(KIND_CLUSTER) $(REGISTRY)lakerag/$$image:$(IMAGE_TAG) || exit 1; done
+	helm upgrade --install $(RELEASE) charts/lakerag --namespace $(NAMESPACE) --create-namespace \
+	  -f $(HELM_VALUES) --set global.imageRegistry=$(REGISTRY) --set global.imageTag=$(IMAGE_TAG) \
+	  --wait --timeout 20m
+	helm test $(RELEASE) --namespace $(NAMESPACE) --logs
+
+dev: tools ## skaffold dev on the kind cluster: rebuild, redeploy and sync DAGs on every change
+	$(call need,skaffold,install it from https://skaffold.dev/docs/install/)
+	skaffold dev --namespace $(NAMESPACE) --port-forward=user --kube-context kind-$(KIND_CLUSTER)
+
+port-forward: tools ## the API on :8000, Airflow on :8080, Prometheus on :9090 (Ctrl-C stops)
+	@echo "API http://localhost:8000/docs   Airflow http://localhost:8080   Prometheus http://localhost:9090"
+	trap 'kill $$(jobs -p) 2>/dev/null' EXIT; \
+	kubectl -n $(NAMESPACE) port-forward svc/$(PREFIX)-api 8000:8000 & \
+	kubectl -n $(NAMESPACE) port-forward svc/$(PREFIX)-airflow-api-server 8080:8080 & \
+	kubectl -n $(NAMESPACE) port-forward svc/$(PREFIX)-prometheus 9090:9090 & \
+	wait
+
+undeploy: tools ## uninstall the release (PVCs stay; `kind delete cluster --name lakerag` removes all)
+	helm uninstall $(RELEASE) --namespace $(NAMESPACE) --wait
+
 clean: ## remove local data, venvs and caches
 	rm -rf local_data .lakerag $(VENV) $(AF_VENV) $(TOOLS) .pytest_cache

@@ -90,6 +90,12 @@ the database URL is assembled by Kubernetes from the password it references.
   value: {{ include "common.names.configMap" . | quote }}
 - name: AIRFLOW_VAR_LAKERAG_SECRET
   value: {{ include "common.names.secret" . | quote }}
+{{- range $component, $ref := .Values.pipeline.images }}
+{{- if $ref }}
+- name: {{ printf "AIRFLOW_VAR_LAKERAG_%s_IMAGE" (upper $component) }}
+  value: {{ $ref | quote }}
+{{- end }}
+{{- end }}
 {{- with .Values.pipeline.modelCacheClaim }}
 - name: AIRFLOW_VAR_LAKERAG_MODEL_CACHE_CLAIM
   value: {{ . | quote }}
@@ -105,6 +111,7 @@ the database URL is assembled by Kubernetes from the password it references.
 
 {{/* Init containers: the database answers, then its schema is migrated (by the Job). */}}
 {{- define "airflow.waitForMigrations" -}}
+{{- include "airflow.copyDags" . }}
 - name: wait-for-db
   image: {{ include "airflow.image" . }}
   imagePullPolicy: {{ include "common.images.pullPolicy" (dict "context" . "image" .Values.image) }}
@@ -153,6 +160,10 @@ limits:
   mountPath: /opt/airflow-auth
 - name: tmp
   mountPath: /tmp
+{{- if .Values.writableDags }}
+- name: dags
+  mountPath: {{ .Values.dagsFolder }}
+{{- end }}
 {{- end -}}
 
 {{- define "airflow.volumes" -}}
@@ -165,6 +176,27 @@ limits:
   emptyDir: {}
 - name: tmp
   emptyDir: {}
+{{- if .Values.writableDags }}
+- name: dags
+  emptyDir: {}
+{{- end }}
+{{- end -}}
+
+{{/* With writableDags, the image's DAGs are copied into an emptyDir that skaffold can sync into. */}}
+{{- define "airflow.copyDags" -}}
+{{- if .Values.writableDags }}
+- name: copy-dags
+  image: {{ include "airflow.image" . }}
+  imagePullPolicy: {{ include "common.images.pullPolicy" (dict "context" . "image" .Values.image) }}
+  command: ["cp", "-R", "{{ .Values.dagsFolder }}/.", "/writable-dags/"]
+  resources:
+    {{- include "airflow.initResources" . | nindent 4 }}
+  securityContext:
+    {{- include "common.security.container" (dict "context" . "override" .Values.containerSecurityContext) | nindent 4 }}
+  volumeMounts:
+    - name: dags
+      mountPath: /writable-dags
+{{- end }}
 {{- end -}}
 
 {{- define "airflow.podSpec" -}}
