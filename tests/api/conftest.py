@@ -147,3 +147,11 @@ def served(local_settings, sample_index, start_api):
     publish(local_settings, sample_index)
     with start_api(local_settings) as api:
         yield api
+
+
+@pytest.fixture
+def gemini():
+    from .gemini_stub import GeminiStub
+
+    with GeminiStub() as stub:
+        yield stub

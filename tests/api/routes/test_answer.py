@@ -1,0 +1,81 @@
+"""POST /answer over HTTP: extractive without a key, Gemini through the real google-genai client
+against a local stub of its REST endpoint (success, upstream error, timeout), and no LLM call
+when nothing relevant is found."""
+
+from __future__ import annotations
+
+import re
+
+from conftest import SAMPLES  # noqa: F401 - tests/ on sys.path
+
+from ..conftest import publish
+
+QUESTION = "What is the hotel cap per night for business trips in most cities?"
+
+
+def test_extractive_answer_cites_the_returned_chunks(served):
+    response = served.client.post("/answer", json={"question": QUESTION, "k": 4})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["matched"] is True and body["mode"] == "extractive"
+    assert body["answer"].startswith("Extractive answer (no LLM configured")
+    cited = {int(n) for n in re.findall(r"\[(\d+)\]", body["answer"])}
+    assert cited and cited <= set(range(1, len(body["chunks"]) + 1))
+    assert body["chunks"][0]["source"] == "raw/employee-travel-policy.pdf"
+    # every quoted sentence comes from the chunk its citation names
+    for sentence, number in re.findall(r"([^\[\]]+?) \[(\d+)\]", body["answer"].split(":", 1)[1]):
+        assert " ".join(sentence.split()) in " ".join(body["chunks"][int(number) - 1]["text"].split())
+
+
+def test_gemini_answer_through_the_real_client(local_settings, sample_index, start_api, gemini):
+    publish(local_settings, sample_index)
+    with start_api(local_settings, gemini_api_key="test-key", gemini_base_url=gemini.url,
+                   gemini_model="gemini-test") as api:
+        response = api.client.post("/answer", json={"question": QUESTION, "k": 3})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["mode"] == "gemini" and "[1]" in body["answer"] and len(body["chunks"]) >= 1
+        [request] = gemini.requests
+        assert re.fullmatch(r"/v1(beta)?/models/gemini-test:generateContent", request["path"])
+        assert request["api_key"] == "test-key"
+        prompt = request["body"]["contents"][0]["parts"][0]["text"]
+        assert "[1] (" in prompt and QUESTION in prompt and body["chunks"][0]["text"][:80] in prompt
+        assert "cite" in request["body"]["systemInstruction"]["parts"][0]["text"].lower()
+        metrics = api.client.get("/metrics").text
+        assert "lakerag_llm_request_duration_seconds_count 1.0" in metrics
+
+
+def test_gemini_failures_are_502_or_504_with_the_reason(local_settings, sample_index, start_api, gemini):
+    publish(local_settings, sample_index)
+    with start_api(local_settings, gemini_api_key="test-key", gemini_base_url=gemini.url,
+                   llm_timeout_seconds=1.0) as api:
+        gemini.mode = "error"
+        response = api.client.post("/answer", json={"question": QUESTION})
+        assert response.status_code == 502
+        assert "503" in response.json()["detail"] and "overloaded" in response.json()["detail"]
+
+        gemini.mode = "empty"
+        response = api.client.post("/answer", json={"question": QUESTION})
+        assert response.status_code == 502 and "no text" in response.json()["detail"]
+
+        gemini.mode, gemini.delay = "slow", 3.0
+        response = api.client.post("/answer", json={"question": QUESTION})
+        assert response.status_code == 504
+        assert "did not answer within 1s" in response.json()["detail"]
+
+        metrics = api.client.get("/metrics").text
+        assert 'lakerag_llm_errors_total{reason="upstream"} 1.0' in metrics
+        assert 'lakerag_llm_errors_total{reason="timeout"} 1.0' in metrics
+        assert 'lakerag_http_requests_total{method="POST",route="/answer",status="502"} 2.0' in metrics
+
+
+def test_nothing_relevant_says_so_without_calling_the_llm(local_settings, sample_index, start_api, gemini):
+    publish(local_settings, sample_index)
+    with start_api(local_settings, gemini_api_key="test-key", gemini_base_url=gemini.url) as api:
+        response = api.client.post("/answer", json={"question": "How do I bake sourdough bread?"})
+        assert response.status_code == 200
+        body = response.json()
+        assert body["matched"] is False and body["mode"] == "none" and body["chunks"] == []
+        assert "nothing relevant" in body["answer"] and body["reason"]
+        assert gemini.requests == []
+        assert 'lakerag_no_answer_total{route="/answer"} 1.0' in api.client.get("/metrics").text

@@ -1,0 +1,84 @@
+"""POST/GET/DELETE /documents over HTTP: types, size limit, safe keys, API key."""
+
+from __future__ import annotations
+
+import pytest
+
+from lakerag.lake import doc_id_for
+from lakerag.store import open_store
+
+
+@pytest.fixture
+def api(local_settings, start_api):
+    with start_api(local_settings, api_key="s3cret", max_upload_bytes=1000) as api:
+        yield api
+
+
+def upload(api, name, data=b"Some text about forklifts and pallets.", key="s3cret"):
+    headers = {"X-API-Key": key} if key is not None else {}
+    return api.client.post("/documents", files={"file": (name, data, "application/octet-stream")}, headers=headers)
+
+
+def test_upload_lands_in_raw_with_a_safe_key(api, local_settings):
+    store = open_store(local_settings.store_uri)
+    response = upload(api, "notes.txt")
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body == {**body, "key": "raw/notes.txt", "doc_id": doc_id_for("raw/notes.txt"), "replaced": False,
+                    "size": 38}
+    assert store.get("raw/notes.txt") == b"Some text about forklifts and pallets."
+    assert upload(api, "notes.txt").json()["replaced"] is True
+
+    for hostile, expected in (("../../etc/passwd.txt", "raw/passwd.txt"), ("..\\..\\win.md", "raw/win.md"),
+                              ("/abs/path/ok.json", "raw/ok.json"), ("..hidden.html", "raw/hidden.html"),
+                              ("Übersicht – Q3 报告.md", "raw/Übersicht – Q3 报告.md")):
+        response = upload(api, hostile)
+        assert response.status_code == 201, (hostile, response.text)
+        assert response.json()["key"] == expected
+        assert store.exists(expected)
+    assert sorted(p.name for p in (store.root).iterdir()) == ["raw"]  # nothing escaped raw/
+    assert 'lakerag_upload_bytes_total' in api.client.get("/metrics").text
+
+
+def test_upload_refuses_bad_type_size_name_and_missing_or_wrong_key(api):
+    assert upload(api, "tool.exe").status_code == 415
+    assert upload(api, "noext").status_code == 415
+    assert upload(api, "big.txt", b"x" * 1001).status_code == 413
+    assert upload(api, "exact.txt", b"x" * 1000).status_code == 201
+    assert upload(api, "empty.txt", b"").status_code == 400
+    assert upload(api, "../..").status_code == 400
+    response = upload(api, "a.txt", key=None)
+    assert response.status_code == 401 and "X-API-Key" in response.json()["detail"]
+    assert upload(api, "a.txt", key="wrong").status_code == 403
+
+
+def test_list_and_delete(api):
+    upload(api, "first.txt")
+    upload(api, "second.md")
+    listing = api.client.get("/documents").json()
+    assert [d["key"] for d in listing["documents"]] == ["raw/first.txt", "raw/second.md"]
+    assert {d["state"] for d in listing["documents"]} == {"landed"} and listing["counts"] == {"landed": 2}
+    doc_id = doc_id_for("raw/first.txt")
+    assert api.client.delete(f"/documents/{doc_id}").status_code == 401
+    assert api.client.delete(f"/documents/{doc_id}", headers={"X-API-Key": "nope"}).status_code == 403
+    response = api.client.delete(f"/documents/{doc_id}", headers={"X-API-Key": "s3cret"})
+    assert response.status_code == 200 and response.json()["key"] == "raw/first.txt"
+    assert [d["key"] for d in api.client.get("/documents").json()["documents"]] == ["raw/second.md"]
+    assert api.client.delete(f"/documents/{doc_id}", headers={"X-API-Key": "s3cret"}).status_code == 404
+
+
+def test_without_a_configured_key_writes_are_open(local_settings, start_api):
+    with start_api(local_settings) as api:
+        assert upload(api, "open.txt", key=None).status_code == 201
+
+
+def test_safe_name_drops_control_characters_and_normalises_unicode():
+    from lakerag.api.routes.documents import safe_name
+
+    assert safe_name("tab\tand\x00nul\u200b.txt") == "tabandnul.txt"
+    assert safe_name("Cafe\u0301.md") == "Caf\u00e9.md"  # NFC
+    assert safe_name("a/b/../c.pdf") == "c.pdf"
+    long = safe_name("x" * 500 + ".pdf")
+    assert len(long) == 200 and long.endswith(".pdf")
+    with pytest.raises(ValueError):
+        safe_name("dir/")

@@ -1,0 +1,35 @@
+"""POST /summarize over HTTP: a whole document in chunk order, a query-focused summary, errors."""
+
+from __future__ import annotations
+
+import re
+
+from lakerag.lake import doc_id_for
+
+
+def test_document_summary_covers_the_document_in_chunk_order(served):
+    doc_id = doc_id_for("raw/data-retention-policy.pdf")
+    response = served.client.post("/summarize", json={"doc_id": doc_id})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["matched"] and body["mode"] == "extractive" and body["doc_id"] == doc_id
+    assert {c["doc_id"] for c in body["chunks"]} == {doc_id}
+    assert [c["chunk_index"] for c in body["chunks"]] == sorted(c["chunk_index"] for c in body["chunks"])
+    cited = [int(n) for n in re.findall(r"\[(\d+)\]", body["summary"])]
+    assert len(cited) >= 3 and cited == sorted(cited)  # sentences kept in document order
+    assert max(cited) <= len(body["chunks"])
+
+
+def test_query_focused_summary_and_no_match(served):
+    query = "the stale gold tables incident in March 2026 and the manifest loader error"
+    body = served.client.post("/summarize", json={"query": query}).json()
+    assert body["matched"] and body["chunks"][0]["source"] == "raw/incident-postmortem-inc-2291.pdf"
+    assert body["summary"].startswith("Extractive summary") and body["query"] == query
+    body = served.client.post("/summarize", json={"query": "best sourdough recipe"}).json()
+    assert body["matched"] is False and body["chunks"] == [] and body["mode"] == "none"
+
+
+def test_summarize_errors(served):
+    assert served.client.post("/summarize", json={"doc_id": "0123456789abcdef"}).status_code == 404
+    assert served.client.post("/summarize", json={}).status_code == 422
+    assert served.client.post("/summarize", json={"doc_id": "a", "query": "b"}).status_code == 422
