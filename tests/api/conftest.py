@@ -8,18 +8,17 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
-
+from conftest import SAMPLES, free_port
 from lakerag import config
 from lakerag.extract import extract
 from lakerag.lake import chunk_id_for, doc_id_for
 from lakerag.text import chunk_pages, guess_title, normalise_pages
-
-from conftest import SAMPLES, free_port
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +106,7 @@ class RunningApi:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "RunningApi":
+    def __enter__(self) -> Self:
         import uvicorn
 
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",

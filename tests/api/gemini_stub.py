@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 
 class GeminiStub:
@@ -22,7 +23,7 @@ class GeminiStub:
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server naming
+            def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 stub.requests.append({"path": self.path, "api_key": self.headers.get("x-goog-api-key"),
                                       "body": body})
@@ -61,7 +62,7 @@ class GeminiStub:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def __enter__(self) -> "GeminiStub":
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 

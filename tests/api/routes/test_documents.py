@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from lakerag.lake import doc_id_for
 from lakerag.store import open_store
 

@@ -1,0 +1,90 @@
+"""`lakerag index sync --once` (the API pod's init container) against file:// and a real S3 API."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+from conftest import free_port
+from lakerag import cli
+from lakerag.index.sync import local_current, sync_once
+from lakerag.store import open_store
+
+from .conftest import publish
+
+V1, V2 = "20260101T000000Z-samples1", "20260102T000000Z-samples2"
+
+
+def run_cli(monkeypatch, settings, dest) -> int:
+    monkeypatch.setenv("LAKERAG_STORE_URI", settings.store_uri)
+    if settings.aws_endpoint_url:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", settings.aws_endpoint_url)
+        monkeypatch.setenv("AWS_REGION", settings.aws_region)
+    return cli.main(["index", "sync", "--once", "--dest", str(dest)])
+
+
+def test_empty_store_is_not_an_error(local_settings, tmp_path, monkeypatch, capsys):
+    assert run_cli(monkeypatch, local_settings, tmp_path / "dest") == 0
+    assert "no index published yet" in capsys.readouterr().out
+    assert local_current(tmp_path / "dest") is None
+
+
+@pytest.mark.parametrize("store", ["file", "s3"])
+def test_sync_downloads_verifies_and_swaps_atomically(store, request, tmp_path, sample_index, sample_index_v2,
+                                                      monkeypatch, capsys):
+    settings = request.getfixturevalue("local_settings" if store == "file" else "s3_settings")
+    dest = tmp_path / "dest"
+    publish(settings, sample_index)
+    assert run_cli(monkeypatch, settings, dest) == 0
+    assert f"index {V1} synced" in capsys.readouterr().out
+    assert os.readlink(dest / "current") == f"versions/{V1}"
+    assert (dest / "current" / "manifest.json").is_file()
+    assert run_cli(monkeypatch, settings, dest) == 0
+    assert "is current" in capsys.readouterr().out
+
+    publish(settings, sample_index_v2)
+    assert run_cli(monkeypatch, settings, dest) == 0
+    assert local_current(dest)[0] == V2
+    assert sorted(p.name for p in (dest / "versions").iterdir()) == [V1, V2]  # the previous one is kept
+    assert not [p for p in dest.rglob("*") if "download" in p.name]  # no temp leftovers
+
+
+def test_unreachable_store_keeps_a_valid_local_copy(local_settings, sample_index, tmp_path, monkeypatch, capsys):
+    dest = tmp_path / "dest"
+    publish(local_settings, sample_index)
+    assert sync_once(local_settings, dest) == 0
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    down = dataclasses.replace(local_settings, store_uri="s3://bucket/root", aws_region="us-east-1",
+                               aws_endpoint_url=f"http://127.0.0.1:{free_port()}")
+    capsys.readouterr()
+    assert sync_once(down, dest) == 0
+    out = capsys.readouterr().out
+    assert "store unreachable" in out and f"keeping the local copy {V1}" in out
+
+    assert sync_once(down, tmp_path / "empty-dest") == 1
+    err = capsys.readouterr().err
+    assert "store unreachable" in err and "no local copy" in err and "LAKERAG_STORE_URI" in err
+
+
+def test_tampered_version_is_refused(local_settings, sample_index, sample_index_v2, tmp_path, capsys):
+    dest = tmp_path / "dest"
+    publish(local_settings, sample_index)
+    assert sync_once(local_settings, dest) == 0
+    publish(local_settings, sample_index_v2)
+    store = open_store(local_settings.store_uri)
+    store.put(f"index/{V2}/chunks.parquet", store.get(f"index/{V2}/chunks.parquet")[:-100])
+    assert sync_once(local_settings, dest) == 0
+    assert "keeping the local copy" in capsys.readouterr().out and local_current(dest)[0] == V1
+    assert sync_once(local_settings, tmp_path / "fresh") == 1
+    assert "checksum" in capsys.readouterr().err
+    assert not (tmp_path / "fresh" / "versions" / V2).exists()
+
+
+def test_a_local_copy_of_another_model_is_not_installed(local_settings, sample_index, tmp_path, capsys):
+    publish(local_settings, sample_index)
+    other = dataclasses.replace(local_settings, embedding_model="BAAI/bge-large-en-v1.5")
+    assert sync_once(other, tmp_path / "dest") == 1
+    assert "BAAI/bge-large-en-v1.5" in capsys.readouterr().err
+    assert local_current(tmp_path / "dest") is None
