@@ -128,7 +128,7 @@ def test_existing_postgres_secret_is_shared_with_airflow():
     env = {e["name"]: e for e in scheduler["env"]}
     assert env["POSTGRES_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "my-pg", "key": "password"}
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]["value"] == \
-        "postgresql://airflow:$(POSTGRES_PASSWORD)@lakerag-postgres:5432/airflow"
+        "postgresql+psycopg2://airflow:$(POSTGRES_PASSWORD)@lakerag-postgres:5432/airflow"
 
 
 def test_half_a_key_pair_is_refused():

@@ -37,7 +37,7 @@ the database URL is assembled by Kubernetes from the password it references.
       name: {{ include "common.names.postgresSecret" . }}
       key: password
 - name: AIRFLOW__DATABASE__SQL_ALCHEMY_CONN
-  value: {{ printf "postgresql://%s:$(POSTGRES_PASSWORD)@%s:5432/%s" .Values.global.postgres.username (include "common.names.fullname" (dict "context" . "component" "postgres")) .Values.global.postgres.database | quote }}
+  value: {{ printf "postgresql+psycopg2://%s:$(POSTGRES_PASSWORD)@%s:5432/%s" .Values.global.postgres.username (include "common.names.fullname" (dict "context" . "component" "postgres")) .Values.global.postgres.database | quote }}
 {{- end }}
 - name: AIRFLOW__CORE__EXECUTOR
   value: LocalExecutor
