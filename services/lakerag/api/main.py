@@ -45,6 +45,7 @@ def warm_up(state: AppState, embedder: Embedder | None = None, watch: bool = Tru
             state.on_fatal(state.model_error)
         return
     metrics.model_load_seconds.set(embedder.load_seconds)
+    embedder.encode_queries(["warm up"])  # the first encode allocates; keep it off the first request
     state.cutoffs = cutoffs_for(settings, embedder.name)
     state.writer = make_writer(settings, embedder, metrics)
     def on_swap(loaded) -> None:
