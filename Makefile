@@ -17,7 +17,7 @@ export PYSPARK_PYTHON        := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 export PATH                  := $(abspath $(TOOLS)):$(abspath $(BIN)):$(PATH)
 
-.PHONY: help install run test test-fast lint bench clean tools airflow-env \
+.PHONY: help install run test test-fast lint bench clean tools airflow-env prometheus \
         images e2e kind-up deploy dev port-forward undeploy
 
 help: ## list targets
@@ -50,7 +50,12 @@ run: install ## pipeline over the bundled sample documents, then the API on loca
 	mkdir -p local_data/raw && cp -rn services/lakerag/samples/docs/. local_data/raw/ 2>/dev/null || true
 	LAKERAG_STORE_URI=$(STORE) LAKERAG_PORT=$(PORT) HF_HUB_OFFLINE=1 $(BIN)/lakerag run
 
-test: install airflow-env tools ## the whole suite: unit, Spark, S3 (moto), model, API, chart, DAG
+prometheus: ## Prometheus + promtool for the metrics tests (Debian package, installed only when missing)
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus; }
+
+test: install airflow-env tools prometheus ## the whole suite: unit, Spark, S3 (moto), model, API, chart, DAG
 	$(BIN)/pytest tests --ignore=tests/airflow --ignore=tests/e2e
 	$(AF_VENV)/bin/pytest tests/airflow -p no:cacheprovider
 
