@@ -1,0 +1,136 @@
+"""kind-config.yaml, skaffold.yaml and the Makefile's Kubernetes targets agree with the chart."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .helm import KIND_VALUES, REPO, find, render
+
+SKAFFOLD_SCHEMA = REPO.parent / "shared" / "schemas" / "skaffold-v4beta13.json"
+KIND_CONFIG = yaml.safe_load((REPO / "kind-config.yaml").read_text())
+SKAFFOLD = yaml.safe_load((REPO / "skaffold.yaml").read_text())
+
+
+def node_ports(service) -> list[int]:
+    return [p["nodePort"] for p in service["spec"]["ports"] if "nodePort" in p]
+
+
+def test_kind_config_is_a_control_plane_and_a_worker():
+    assert KIND_CONFIG["kind"] == "Cluster"
+    assert KIND_CONFIG["apiVersion"] == "kind.x-k8s.io/v1alpha4"
+    assert [n["role"] for n in KIND_CONFIG["nodes"]] == ["control-plane", "worker"]
+    allowed = {"role", "image", "labels", "extraPortMappings", "extraMounts", "kubeadmConfigPatches"}
+    for node in KIND_CONFIG["nodes"]:
+        assert set(node) <= allowed, set(node) - allowed  # kind decodes strictly: a typo fails `kind create`
+
+
+def test_kind_port_mappings_reach_the_api_and_airflow_node_ports():
+    control_plane = KIND_CONFIG["nodes"][0]
+    mappings = {m["containerPort"]: m for m in control_plane["extraPortMappings"]}
+    objects = render((KIND_VALUES,))
+    api_port = node_ports(find(objects, "Service", "lakerag-api"))
+    airflow_port = node_ports(find(objects, "Service", "lakerag-airflow-api-server"))
+    assert api_port and airflow_port
+    for port in api_port + airflow_port:
+        assert port in mappings, f"node port {port} is not mapped to the host"
+        assert mappings[port]["hostPort"] == port
+        assert mappings[port]["listenAddress"] == "127.0.0.1"  # not exposed beyond the developer's machine
+        assert mappings[port]["protocol"] == "TCP"
+    # The port-forward ports stay free for `make port-forward` and skaffold.
+    assert not {8000, 8080, 9090} & {m["hostPort"] for m in mappings.values()}
+
+
+def test_kind_mounts_the_local_data_path():
+    mounts = [m for node in KIND_CONFIG["nodes"] for m in node.get("extraMounts", [])]
+    assert {"hostPath": "./local_data", "containerPath": "/local_data"} in mounts
+    # `make kind-up` rewrites the relative path to an absolute one for docker.
+    makefile = (REPO / "Makefile").read_text()
+    assert "sed 's#hostPath: ./local_data#hostPath: $(CURDIR)/local_data#' kind-config.yaml" in makefile
+
+
+def test_skaffold_yaml_validates_against_the_official_schema():
+    if not SKAFFOLD_SCHEMA.exists():
+        pytest.skip(f"skaffold schema not found at {SKAFFOLD_SCHEMA} (CI provides ../shared/schemas)")
+    result = subprocess.run([str(Path(sys.executable).parent / "check-jsonschema"), "--schemafile",
+                             str(SKAFFOLD_SCHEMA), str(REPO / "skaffold.yaml")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_skaffold_validation_is_strict(tmp_path):
+    """Guard: the schema rejects a misspelt field, so the validation above means something."""
+    if not SKAFFOLD_SCHEMA.exists():
+        pytest.skip(f"skaffold schema not found at {SKAFFOLD_SCHEMA} (CI provides ../shared/schemas)")
+    broken = tmp_path / "skaffold.yaml"
+    broken.write_text((REPO / "skaffold.yaml").read_text().replace("chartPath:", "chartPth:"))
+    result = subprocess.run([str(Path(sys.executable).parent / "check-jsonschema"), "--schemafile",
+                             str(SKAFFOLD_SCHEMA), str(broken)], capture_output=True, text=True)
+    assert result.returncode != 0 and "chartPth" in result.stdout
+
+
+def test_skaffold_builds_the_four_images_from_their_dockerfiles():
+    artifacts = {a["image"]: a for a in SKAFFOLD["build"]["artifacts"]}
+    assert set(artifacts) == {"lakerag/api", "lakerag/embeddings", "lakerag/spark", "lakerag/airflow"}
+    for image, artifact in artifacts.items():
+        name = image.split("/")[1]
+        assert artifact["context"] == "."
+        assert artifact["docker"]["dockerfile"] == f"images/{name}/Dockerfile"
+        assert (REPO / artifact["docker"]["dockerfile"]).exists()
+    assert SKAFFOLD["build"]["local"]["push"] is False  # kind loads them
+
+
+def test_skaffold_deploys_the_chart_with_the_kind_profile_and_its_images():
+    (release,) = SKAFFOLD["deploy"]["helm"]["releases"]
+    assert release["chartPath"] == "charts/lakerag"
+    assert release["valuesFiles"] == ["charts/lakerag/values-kind.yaml"]
+    templates = release["setValueTemplates"]
+    for key, image in (("api.image", "lakerag_api"), ("spark.image", "lakerag_spark"),
+                       ("airflow.image", "lakerag_airflow"), ("minio.bucketJobImage", "lakerag_api")):
+        assert templates[f"{key}.repository"] == f"{{{{.IMAGE_REPO_{image}}}}}"
+        assert templates[f"{key}.tag"] == f"{{{{.IMAGE_TAG_{image}}}}}"
+    assert templates["airflow.pipeline.images.embeddings"] == "{{.IMAGE_FULLY_QUALIFIED_lakerag_embeddings}}"
+    assert templates["airflow.pipeline.images.spark"] == "{{.IMAGE_FULLY_QUALIFIED_lakerag_spark}}"
+    # Every key skaffold sets exists in the chart (the schema would reject it otherwise).
+    sets = tuple(f"{key}=x" for key in templates if key != "global.imageRegistry")
+    render((KIND_VALUES,), sets=sets + ("global.imageRegistry=",))
+
+
+def test_skaffold_forwards_the_api_airflow_and_prometheus():
+    forwards = {(f["resourceName"], f["port"], f["localPort"]) for f in SKAFFOLD["portForward"]}
+    assert forwards == {("lakerag-api", 8000, 8000), ("lakerag-airflow-api-server", 8080, 8080),
+                        ("lakerag-prometheus", 9090, 9090)}
+    names = {o["metadata"]["name"] for o in render((KIND_VALUES,)) if o["kind"] == "Service"}
+    assert {name for name, _, _ in forwards} <= names
+
+
+def test_skaffold_production_profile_uses_the_production_values():
+    (profile,) = [p for p in SKAFFOLD["profiles"] if p["name"] == "production"]
+    assert {"op": "replace", "path": "/deploy/helm/releases/0/valuesFiles/0",
+            "value": "charts/lakerag/values-production.yaml"} in profile["patches"]
+    assert profile["build"]["local"]["push"] is True
+    assert {a["image"] for a in profile["build"]["artifacts"]} == \
+        {a["image"] for a in SKAFFOLD["build"]["artifacts"]}
+
+
+def test_makefile_kubernetes_targets_exist_and_use_the_chart():
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make not installed")
+    for target in ("kind-up", "deploy", "dev", "port-forward", "undeploy"):
+        result = subprocess.run([make, "-n", "-C", str(REPO), target],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    dry = subprocess.run([make, "-n", "-C", str(REPO), "--always-make", "deploy"], capture_output=True,
+                         text=True).stdout
+    assert "helm upgrade --install lakerag charts/lakerag" in dry
+    assert "-f charts/lakerag/values-kind.yaml" in dry
+    assert "kind load docker-image --name lakerag" in dry
+    forward = subprocess.run([make, "-n", "-C", str(REPO), "port-forward"], capture_output=True, text=True).stdout
+    for service, port in (("lakerag-api", 8000), ("lakerag-airflow-api-server", 8080),
+                          ("lakerag-prometheus", 9090)):
+        assert f"port-forward svc/{service} {port}:{port}" in forward
