@@ -25,7 +25,10 @@ _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 # Never content: zero-width space, word joiner, BOM, soft hyphen, replacement character.
 _INVISIBLE = re.compile("[\u200b\u2060\ufeff\u00ad\ufffd]")
 _LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl"})
-_HTML_TAG = re.compile(r"<!--.*?-->|</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>", re.DOTALL)
+_HTML_TAG = re.compile(r"<!--.*?-->|</?([A-Za-z][A-Za-z0-9-]*)(?:\s[^<>]*)?/?>", re.DOTALL)
+# Inline tags vanish ("<b>x</b>." -> "x."); any other tag separates words ("a<br>b" -> "a b").
+_INLINE_TAGS = {"a", "b", "i", "u", "em", "strong", "span", "code", "small", "mark", "abbr", "sup", "sub", "s",
+                "font", "kbd", "q", "cite", "time", "var"}
 _ENTITY = re.compile(r"&(?:[A-Za-z][A-Za-z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});")
 _FENCE_LINE = re.compile(r"^[ \t]*(?:```|~~~)[^\n]*$", re.MULTILINE)
 _BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
@@ -42,7 +45,7 @@ def normalise(text: str) -> str:
         {ord("\r"): "\n", ord("\x0b"): "\n", ord("\x0c"): "\n", 0x2028: "\n", 0x2029: "\n\n"})
     text = _CONTROL.sub("", text)
     text = _INVISIBLE.sub("", text).translate(_LIGATURES)
-    text = _HTML_TAG.sub(" ", text)
+    text = _HTML_TAG.sub(lambda m: "" if (m.group(1) or "").lower() in _INLINE_TAGS else " ", text)
     text = _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
     text = _FENCE_LINE.sub("", text)
     text = _BOLD.sub(r"\2", text)

@@ -1,0 +1,169 @@
+"""The ETL's DataFrame -> DataFrame steps. Planning steps are plain joins; the per-document
+work (extract, clean, chunk) runs the pure-Python functions of lakerag.extract/lakerag.text
+in executors through mapInArrow, one Arrow batch at a time."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import UTC, datetime
+
+import pyarrow as pa
+from lakerag.config import Settings
+from lakerag.lake import chunk_id_for, doc_id_for, sha256_hex
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from .tables import SCHEMAS
+
+# What extraction yields per raw object: a bronze row plus the quarantine reason (null when readable).
+EXTRACTED = pa.schema(list(SCHEMAS["bronze"]) + [pa.field("reason", pa.string())])
+
+
+def _spark_schema(schema: pa.Schema):
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    return from_arrow_schema(schema)
+
+
+# --- bronze -------------------------------------------------------------------------------
+
+def plan_raw(listed: DataFrame, bronze: DataFrame, quarantine: DataFrame, full_rebuild: bool = False) -> DataFrame:
+    """Compare the raw listing (key, size, source_version) with what bronze and quarantine know
+    about each key (key, source_version, content_hash; at most one row per key in each).
+
+    Returns key, size, source_version, status (new | changed | unchanged | deleted), process
+    (read the object: new or changed, or everything listed on a full rebuild), and the key's
+    current bronze_hash and quarantine_hash (null where it has no row).
+    """
+    bronze = bronze.select("key", F.col("source_version").alias("b_version"), F.col("content_hash").alias("bronze_hash"))
+    quarantine = quarantine.select("key", F.col("source_version").alias("q_version"),
+                                   F.col("content_hash").alias("quarantine_hash"))
+    # One shuffle (union + group) rather than two full outer joins.
+    stacked = listed.select("key", "size", "source_version").unionByName(bronze, allowMissingColumns=True) \
+        .unionByName(quarantine, allowMissingColumns=True)
+    columns = ["size", "source_version", "b_version", "bronze_hash", "q_version", "quarantine_hash"]
+    joined = stacked.groupBy("key").agg(*(F.max(c).alias(c) for c in columns))
+    known_version = F.coalesce("b_version", "q_version")
+    status = (F.when(known_version.isNull(), "new")
+              .when(F.col("source_version").isNull(), "deleted")
+              .when(F.col("source_version") != known_version, "changed")
+              .otherwise("unchanged"))
+    process = status.isin("new", "changed") | (F.lit(full_rebuild) & (status == "unchanged"))
+    return joined.select("key", "size", "source_version", status.alias("status"), process.alias("process"),
+                         "bronze_hash", "quarantine_hash")
+
+
+def extract_objects(work: DataFrame, settings: Settings, env: dict[str, str] | None = None) -> DataFrame:
+    """(key, size, source_version) -> one EXTRACTED row per object, read through the store in
+    executors. ``env``: AWS credentials to set in executors that lack them."""
+    env = dict(env or {})
+
+    def run(batches):
+        from lakerag.store import open_store
+
+        os.environ.update(env)
+        store = open_store(settings.store_uri, settings.aws_endpoint_url, settings.aws_region)
+        for batch in batches:
+            rows = [extract_object(store, row["key"], row["size"], row["source_version"], settings.max_file_bytes)
+                    for row in batch.to_pylist()]
+            yield pa.RecordBatch.from_pylist(rows, schema=EXTRACTED)
+
+    return work.select("key", "size", "source_version").mapInArrow(run, _spark_schema(EXTRACTED))
+
+
+def extract_object(store, key: str, size: int, source_version: str, max_bytes: int) -> dict:
+    """Read and extract one raw object; every failure becomes a reason, never an exception."""
+    from lakerag.extract import extract, file_type_for, size_problem
+
+    started = time.perf_counter()
+    row = {"key": key, "doc_id": doc_id_for(key), "size": size, "source_version": source_version,
+           "file_type": file_type_for(key), "page_count": None, "pages": None, "reason": None,
+           # Not read (too large, unreachable): the version stands in for the hash of the bytes.
+           "content_hash": f"not-read:{source_version}"}
+    row["reason"] = size_problem(size, max_bytes)
+    if row["reason"] is None:
+        try:
+            data = store.get(key)
+        except Exception as exc:  # noqa: BLE001 - one unreadable object must not stop the batch
+            row["reason"] = f"could not read the object from the store: {exc}"
+        else:
+            row["size"] = len(data)
+            row["content_hash"] = sha256_hex(data)
+            result = extract(key, data, max_bytes)
+            row["reason"], row["file_type"] = result.reason, result.file_type
+            if result.ok:
+                row["pages"], row["page_count"] = result.pages, result.page_count
+    row["extracted_at"] = datetime.now(UTC)
+    row["extract_seconds"] = time.perf_counter() - started
+    return row
+
+
+# --- silver -------------------------------------------------------------------------------
+
+def dedup_by_content(bronze: DataFrame) -> DataFrame:
+    """Adds ``duplicate_of``: null for the kept row of each content hash (the smallest key),
+    else the key that is kept."""
+    by_hash = Window.partitionBy("content_hash").orderBy("key")
+    return bronze.withColumn("_kept", F.first("key").over(by_hash)).withColumn(
+        "duplicate_of", F.when(F.col("_kept") != F.col("key"), F.col("_kept"))).drop("_kept")
+
+
+def plan_documents(wanted: DataFrame, current: DataFrame, full_rebuild: bool = False) -> DataFrame:
+    """Which documents to (re)build and which to delete downstream.
+
+    ``wanted``: (doc_id, content_hash) that should exist; ``current``: (doc_id, content_hash) that
+    do (several rows per doc are fine). Returns (doc_id, action) with action ``upsert`` for a
+    wanted document missing from ``current`` with that hash (or every wanted one on a full
+    rebuild) and ``delete`` for a current document that is no longer wanted.
+    """
+    current = current.select("doc_id", "content_hash").distinct()
+    if full_rebuild:
+        upserts = wanted.select("doc_id")
+    else:
+        upserts = wanted.select("doc_id", "content_hash").join(current, ["doc_id", "content_hash"], "left_anti")
+    deletes = current.select("doc_id").distinct().join(wanted.select("doc_id"), "doc_id", "left_anti")
+    return (upserts.select("doc_id", F.lit("upsert").alias("action"))
+            .unionByName(deletes.select("doc_id", F.lit("delete").alias("action"))).distinct())
+
+
+def clean_documents(bronze: DataFrame, updated_at: datetime) -> DataFrame:
+    """Bronze rows -> silver rows: normalised pages (case and punctuation kept), a title, counts."""
+
+    def run(batches):
+        from lakerag.text import guess_title, normalise_pages
+
+        for batch in batches:
+            rows = []
+            for row in batch.to_pylist():
+                pages = normalise_pages(row["pages"] or [])
+                rows.append({"doc_id": row["doc_id"], "key": row["key"],
+                             "title": guess_title(pages, row["key"], row["file_type"]),
+                             "file_type": row["file_type"], "content_hash": row["content_hash"],
+                             "page_count": row["page_count"], "pages": pages,
+                             "char_count": sum(len(page) for page in pages), "updated_at": updated_at})
+            yield pa.RecordBatch.from_pylist(rows, schema=SCHEMAS["silver"])
+
+    return bronze.select(*SCHEMAS["bronze"].names).mapInArrow(run, _spark_schema(SCHEMAS["silver"]))
+
+
+# --- gold ---------------------------------------------------------------------------------
+
+def chunk_documents(silver: DataFrame, chunk_tokens: int, overlap_tokens: int) -> DataFrame:
+    """Silver rows -> gold rows: overlapping sentence windows with stable chunk ids."""
+
+    def run(batches):
+        from lakerag.text import chunk_pages
+
+        for batch in batches:
+            rows = []
+            for doc in batch.to_pylist():
+                paged = doc["page_count"] is not None
+                for chunk in chunk_pages(doc["pages"] or [], chunk_tokens, overlap_tokens, paged=paged):
+                    rows.append({"chunk_id": chunk_id_for(doc["doc_id"], chunk.index, chunk.text),
+                                 "doc_id": doc["doc_id"], "chunk_index": chunk.index, "text": chunk.text,
+                                 "title": doc["title"], "source": doc["key"], "page": chunk.page,
+                                 "content_hash": doc["content_hash"], "token_count": chunk.token_count})
+            yield pa.RecordBatch.from_pylist(rows, schema=SCHEMAS["gold"])
+
+    return silver.select(*SCHEMAS["silver"].names).mapInArrow(run, _spark_schema(SCHEMAS["gold"]))
