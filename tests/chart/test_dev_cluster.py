@@ -82,6 +82,11 @@ def test_skaffold_builds_the_four_images_from_their_dockerfiles():
         assert artifact["docker"]["dockerfile"] == f"images/{name}/Dockerfile"
         assert (REPO / artifact["docker"]["dockerfile"]).exists()
     assert SKAFFOLD["build"]["local"]["push"] is False  # kind loads them
+    # The kind profile is offline (LAKERAG_OFFLINE): the model must be in the images that embed.
+    assert yaml.safe_load(KIND_VALUES.read_text())["global"]["config"]["LAKERAG_OFFLINE"] is True
+    for image in ("lakerag/api", "lakerag/embeddings"):
+        assert artifacts[image]["docker"]["buildArgs"] == {"BAKE_MODEL": "packaged"}
+    assert "$(MAKE) images BAKE_MODEL=packaged" in (REPO / "Makefile").read_text()
 
 
 def test_skaffold_deploys_the_chart_with_the_kind_profile_and_its_images():
