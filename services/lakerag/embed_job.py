@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from .config import Settings
@@ -46,7 +46,7 @@ def embeddings_schema():
     ])
 
 
-def open_table(lake: Lake, name: str) -> "DeltaTable | None":
+def open_table(lake: Lake, name: str) -> DeltaTable | None:
     """The Delta table ``lake/<name>``, or None when it does not exist yet."""
     from deltalake import DeltaTable
 
@@ -56,7 +56,7 @@ def open_table(lake: Lake, name: str) -> "DeltaTable | None":
     return DeltaTable(uri, storage_options=options)
 
 
-def read_model_rows(table: "DeltaTable", model: str, columns: list[str]):
+def read_model_rows(table: DeltaTable, model: str, columns: list[str]):
     """``columns`` of the rows of one model, as an Arrow table with plain string columns.
 
     Filtered in memory batch by batch: files that delta-rs' MERGE wrote may hold
@@ -86,7 +86,7 @@ def _plain(array):
     return array
 
 
-def model_chunk_ids(table: "DeltaTable | None", model: str) -> set[str]:
+def model_chunk_ids(table: DeltaTable | None, model: str) -> set[str]:
     if table is None:
         return set()
     return set(read_model_rows(table, model, ["chunk_id"]).column("chunk_id").to_pylist())
@@ -163,7 +163,7 @@ def run_embed(settings: Settings, full_rebuild: bool = False) -> dict:
                   model_load_seconds=round(embedder.load_seconds, 2) if embedder else None)
 
 
-def _read_texts(gold: "DeltaTable", wanted: set[str] | None) -> tuple[list[str], list[str]]:
+def _read_texts(gold: DeltaTable, wanted: set[str] | None) -> tuple[list[str], list[str]]:
     """(chunk ids, texts) of the wanted chunks (all when None), batch by batch to bound memory."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -183,7 +183,7 @@ def _read_texts(gold: "DeltaTable", wanted: set[str] | None) -> tuple[list[str],
     return ids, texts
 
 
-def _create_table(lake: Lake) -> "DeltaTable":
+def _create_table(lake: Lake) -> DeltaTable:
     from deltalake import DeltaTable
 
     return DeltaTable.create(lake.table_uri("embeddings"), embeddings_schema(), mode="ignore",
@@ -191,7 +191,7 @@ def _create_table(lake: Lake) -> "DeltaTable":
                              description="chunk vectors keyed by (model, chunk_id)")
 
 
-def _merge(table: "DeltaTable", model: str, dimension: int | None, gold_version: int, ids: list[str],
+def _merge(table: DeltaTable, model: str, dimension: int | None, gold_version: int, ids: list[str],
            vectors: list, deletes: list[str]) -> None:
     """One MERGE: upsert the new vectors and delete the vectors of removed chunks."""
     import numpy as np
@@ -199,7 +199,7 @@ def _merge(table: "DeltaTable", model: str, dimension: int | None, gold_version:
     from deltalake import CommitProperties
 
     matrix = np.concatenate(vectors) if vectors else np.zeros((0, dimension or 0), np.float32)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = len(ids) + len(deletes)
     flat = pa.array(matrix.reshape(-1), type=pa.float32())
     offsets = pa.array(np.arange(len(ids) + 1, dtype=np.int32) * matrix.shape[1], type=pa.int32())

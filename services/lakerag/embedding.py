@@ -85,10 +85,17 @@ def _cgroup_v1_quota(directory: Path) -> int | None:
 def cap_threads(n: int | None = None, torch: bool = True) -> int:
     """Limit torch, OpenMP/BLAS and FAISS threads to ``n`` (default: the CPU quota).
 
-    Call before heavy work. Environment variables a user set lower are kept.
+    Call before heavy work. Environment variables a user set lower are kept, and
+    without ``n`` a lower ``OMP_NUM_THREADS`` wins (e.g. on a node shared with
+    other busy processes, where fewer threads than the quota run faster).
     ``torch=False`` leaves torch unimported (jobs that only run FAISS).
     """
-    n = max(1, n or cpu_quota())
+    if n is None:
+        n = cpu_quota()
+        user = os.environ.get("OMP_NUM_THREADS", "")
+        if user.isdigit() and 0 < int(user) < n:
+            n = int(user)
+    n = max(1, n)
     for var in THREAD_ENV_VARS:
         current = os.environ.get(var, "")
         if not (current.isdigit() and 0 < int(current) <= n):
@@ -233,7 +240,7 @@ def _load_local(path: Path):
 
     try:
         return SentenceTransformer(str(path), device="cpu", local_files_only=True), f"local directory {path}"
-    except Exception as exc:  # noqa: BLE001 - any loader error means the directory is not a usable model
+    except Exception as exc:
         raise ModelUnavailable(f"{path} is not a loadable sentence-transformers model directory: {exc}") from exc
 
 
@@ -249,7 +256,7 @@ def _load_hub(name: str, settings: Settings):
 
     try:
         model = SentenceTransformer(name, device="cpu", cache_folder=cache, local_files_only=offline)
-    except Exception as exc:  # noqa: BLE001 - the hub client raises many types; all mean "not loadable"
+    except Exception as exc:
         if offline:
             raise ModelUnavailable(
                 f"embedding model {name!r} is not in the model cache ({where}) and offline mode is on "

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from lakerag import config
 from lakerag.embedding import load_embedder
 

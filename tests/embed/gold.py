@@ -7,7 +7,6 @@ import hashlib
 
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
-
 from lakerag.lake import Lake, chunk_id_for, doc_id_for
 
 GOLD_SCHEMA = pa.schema([

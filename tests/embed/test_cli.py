@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from lakerag import config
 from lakerag.lake import Lake
 
@@ -20,7 +19,7 @@ LAKERAG = str(Path(sys.executable).with_name("lakerag"))
 
 def lakerag(store_uri: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "LAKERAG_STORE_URI": store_uri, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([LAKERAG, *args], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([LAKERAG, *args], check=False, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_embed_and_index_from_the_command_line(tmp_path):

@@ -7,7 +7,6 @@ import sys
 
 import pytest
 from deltalake import DeltaTable
-
 from lakerag.embed_job import run_embed
 from lakerag.index.publish import list_versions, load_current, run_index
 from lakerag.lake import Lake, doc_id_for
@@ -22,8 +21,8 @@ DOCS = {
     "raw/tax.txt": "Quarterly VAT returns are due one month after the end of the quarter. Late filing adds a "
                    "surcharge of two percent of the outstanding amount.",
 }
-NEW_DOC = ("raw/volcano.txt", "Basaltic lava flows are fluid and travel far from the vent. Explosive eruptions "
-                              "come from viscous magma rich in silica and dissolved gas.")
+NEW_DOC = ("raw/volcano.txt", ("Basaltic lava flows are fluid and travel far from the vent. Explosive eruptions "
+                               "come from viscous magma rich in silica and dissolved gas."))
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -8,7 +8,6 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 from deltalake import DeltaTable
-
 from lakerag.embed_job import run_embed
 from lakerag.lake import Lake, doc_id_for
 

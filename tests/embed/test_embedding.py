@@ -8,9 +8,8 @@ import socket
 
 import numpy as np
 import pytest
-
 from lakerag import config
-from lakerag.embedding import (Embedder, ModelUnavailable, cap_threads, cpu_quota, load_embedder, prefixes_for)
+from lakerag.embedding import Embedder, ModelUnavailable, cap_threads, cpu_quota, load_embedder, prefixes_for
 
 AVAILABLE = len(os.sched_getaffinity(0))
 
@@ -59,6 +58,20 @@ def test_cap_threads_limits_torch_and_blas(monkeypatch):
         assert torch.get_num_threads() == 1
         assert os.environ["OMP_NUM_THREADS"] == "1"
         assert os.environ["MKL_NUM_THREADS"] == "1"
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_cap_threads_respects_a_lower_omp_num_threads(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setattr("lakerag.embedding.cpu_quota", lambda: 2)
+    try:
+        assert cap_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "8")
+        assert cap_threads() == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 

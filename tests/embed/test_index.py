@@ -8,11 +8,18 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from lakerag.embed_job import run_embed
 from lakerag.index.artifacts import IndexRejected, load_index_dir, write_index_dir
-from lakerag.index.publish import (download_version, list_versions, load_current, prune, publish_dir, read_current,
-                                   rollback, run_index)
+from lakerag.index.publish import (
+    download_version,
+    list_versions,
+    load_current,
+    prune,
+    publish_dir,
+    read_current,
+    rollback,
+    run_index,
+)
 from lakerag.lake import Lake, doc_id_for
 
 from .gold import synthetic_docs, write_gold

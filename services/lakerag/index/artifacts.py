@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,8 +43,8 @@ class IndexRejected(Exception):
 class LoadedIndex:
     version: str
     manifest: dict
-    index: "faiss.Index"
-    chunks: "pandas.DataFrame"
+    index: faiss.Index
+    chunks: pandas.DataFrame
     path: Path
 
     @property
@@ -79,7 +79,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def content_fingerprint(vectors: np.ndarray, chunks: "pandas.DataFrame", model: str) -> str:
+def content_fingerprint(vectors: np.ndarray, chunks: pandas.DataFrame, model: str) -> str:
     """SHA-256 of what an index serves (model, vectors, chunk rows), independent of
     how FAISS or Parquet serialise it: equal fingerprints mean an identical index."""
     digest = hashlib.sha256()
@@ -92,11 +92,11 @@ def content_fingerprint(vectors: np.ndarray, chunks: "pandas.DataFrame", model: 
 
 def new_version_name(fingerprint: str, now: datetime | None = None) -> str:
     """``20261127T090000Z-1a2b3c4d``: sorts chronologically, names the content."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return f"{now:%Y%m%dT%H%M%SZ}-{fingerprint[:8]}"
 
 
-def build_faiss(vectors: np.ndarray, index_type: str = "flat") -> tuple["faiss.Index", dict]:
+def build_faiss(vectors: np.ndarray, index_type: str = "flat") -> tuple[faiss.Index, dict]:
     """An inner-product index over ``vectors``; for HNSW also its recall@10 against exact search."""
     import faiss
 
@@ -119,7 +119,7 @@ def build_faiss(vectors: np.ndarray, index_type: str = "flat") -> tuple["faiss.I
     return index, info
 
 
-def measure_recall(index: "faiss.Index", vectors: np.ndarray, sample: int = RECALL_SAMPLE, k: int = RECALL_K) -> dict:
+def measure_recall(index: faiss.Index, vectors: np.ndarray, sample: int = RECALL_SAMPLE, k: int = RECALL_K) -> dict:
     """recall@k of ``index`` against exact inner-product search, with a sample of
     the indexed vectors as queries (seeded, so a rebuild measures the same queries)."""
     import faiss
@@ -135,10 +135,10 @@ def measure_recall(index: "faiss.Index", vectors: np.ndarray, sample: int = RECA
     _, truth = exact.search(queries, k)
     _, found = index.search(queries, k)
     hits = sum(len(set(t) & set(f)) for t, f in zip(truth.tolist(), found.tolist()))
-    return {f"recall_at_{RECALL_K}": round(hits / (len(queries) * k), 4), "recall_queries": int(len(queries))}
+    return {f"recall_at_{RECALL_K}": round(hits / (len(queries) * k), 4), "recall_queries": len(queries)}
 
 
-def write_index_dir(path, vectors: np.ndarray, chunks: "pandas.DataFrame", model: str, gold_version: int,
+def write_index_dir(path, vectors: np.ndarray, chunks: pandas.DataFrame, model: str, gold_version: int,
                     index_type: str = "flat", version: str | None = None, extra: dict | None = None) -> dict:
     """Write one version (index.faiss, chunks.parquet, manifest.json last) into ``path``; return the manifest.
 
@@ -173,7 +173,7 @@ def write_index_dir(path, vectors: np.ndarray, chunks: "pandas.DataFrame", model
         "index_type": index_type,
         "vector_count": int(index.ntotal),
         "gold_version": int(gold_version),
-        "created_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "content_sha256": fingerprint,
         **info,
         **(extra or {}),

@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +23,18 @@ import numpy as np
 from ..config import Settings
 from ..lake import CURRENT_KEY, INDEX_PREFIX, Lake
 from ..store import NotFound, ObjectStore
-from .artifacts import (CHUNK_COLUMNS, MANIFEST_FILE, IndexRejected, LoadedIndex, content_fingerprint,
-                        load_index_dir, new_version_name, read_manifest, verify_index_dir, write_index_dir)
+from .artifacts import (
+    CHUNK_COLUMNS,
+    MANIFEST_FILE,
+    IndexRejected,
+    LoadedIndex,
+    content_fingerprint,
+    load_index_dir,
+    new_version_name,
+    read_manifest,
+    verify_index_dir,
+    write_index_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -186,11 +196,11 @@ def prune(store: ObjectStore, keep: int) -> list[str]:
 
 def _next_version(store: ObjectStore, fingerprint: str) -> str:
     """A new name that sorts after every existing version, even within the same second."""
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     existing = sorted(_version_dirs(store))
     if existing:
         try:
-            latest = datetime.strptime(existing[-1][:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=timezone.utc)
+            latest = datetime.strptime(existing[-1][:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
             if now <= latest:
                 now = latest + timedelta(seconds=1)
         except ValueError:
@@ -200,7 +210,7 @@ def _next_version(store: ObjectStore, fingerprint: str) -> str:
 
 # --- build ------------------------------------------------------------------------------------------------
 
-def load_index_inputs(lake: Lake, model: str) -> tuple["np.ndarray", "object", int, int | None, int]:
+def load_index_inputs(lake: Lake, model: str) -> tuple[np.ndarray, object, int, int | None, int]:
     """Gold chunk rows with their vectors of ``model``, in a stable order.
 
     Returns (vectors, chunks DataFrame, gold version, embeddings version, chunks without a vector).
@@ -289,9 +299,9 @@ def run_index(settings: Settings, force: bool = False) -> dict:
                                    extra={"embeddings_version": embeddings_version})
         version = publish_dir(store, tmp)
     pruned = prune(store, settings.index_keep_versions)
-    result = dict(published=True, version=version, previous=current, index_type=index_type,
-                  vector_count=manifest["vector_count"], dimension=manifest["dimension"],
-                  gold_version=gold_version, embeddings_version=embeddings_version, pruned=pruned)
+    result = {"published": True, "version": version, "previous": current, "index_type": index_type,
+              "vector_count": manifest["vector_count"], "dimension": manifest["dimension"],
+              "gold_version": gold_version, "embeddings_version": embeddings_version, "pruned": pruned}
     if "recall_at_10" in manifest:
         result.update(recall_at_10=manifest["recall_at_10"], recall_queries=manifest["recall_queries"])
     return finish(**result)
