@@ -154,3 +154,11 @@ def gemini():
 
     with GeminiStub() as stub:
         yield stub
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every API test runs the real model and servers: part of `make test`, not `make test-fast`."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(item.fspath).parents:
+            item.add_marker(pytest.mark.slow)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shlex
+import signal
 import sys
 import threading
 from contextlib import asynccontextmanager
@@ -124,6 +125,10 @@ def announcement(settings: Settings) -> str:
     ])
 
 
+def _interrupt(*_) -> None:
+    raise KeyboardInterrupt
+
+
 def serve(settings: Settings, announce: bool = False) -> int:
     """Run the API in this process with one uvicorn worker until SIGTERM/SIGINT."""
     import uvicorn
@@ -148,5 +153,11 @@ def serve(settings: Settings, announce: bool = False) -> int:
     state.on_fatal = fatal
     if announce:
         state.on_ready = lambda _state: print(announcement(settings), flush=True)
-    server.run()
+    # uvicorn re-raises the stop signal once it has shut down; end with a status instead
+    # of a KeyboardInterrupt trace (Ctrl-C in `make run`) or death by SIGTERM.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
     return 1 if state.model_error else 0

@@ -1,0 +1,119 @@
+"""`lakerag serve` as a real process: fail-fast configuration errors, start-up log, health before
+readiness, the first start with an empty store, the announced curl commands, a model that cannot load."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from conftest import free_port
+
+from .conftest import publish
+
+LAKERAG = str(Path(sys.executable).with_name("lakerag"))
+
+
+def env_for(settings, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKERAG_", "GEMINI_"))}
+    env.update({"LAKERAG_STORE_URI": settings.store_uri, "LAKERAG_INDEX_DIR": settings.index_dir,
+                "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+def test_bad_configuration_fails_fast_naming_the_variable(local_settings):
+    for extra, expected in (({"LAKERAG_INDEX_POLL_SECONDS": "0"}, "LAKERAG_INDEX_POLL_SECONDS"),
+                            ({"LAKERAG_PORT": "http"}, "LAKERAG_PORT='http' is not a valid int"),
+                            ({"LAKERAG_GEMINI_BASE_URL": "localhost:9", "GEMINI_API_KEY": "k"},
+                             "LAKERAG_GEMINI_BASE_URL"),
+                            ({"LAKERAG_STORE_URI": "s3://bucket/x"}, "AWS_REGION")):
+        started = time.monotonic()
+        result = subprocess.run([LAKERAG, "serve"], env=env_for(local_settings, **extra), capture_output=True,
+                                text=True, timeout=120, check=False)
+        assert result.returncode == 2, (extra, result.stderr)
+        assert expected in result.stderr, (extra, result.stderr)
+        assert time.monotonic() - started < 30  # before any model load
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        try:
+            response = httpx.get(url + "/ready", timeout=2)
+            if response.status_code == 200:
+                return response.json()
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("not ready in time")
+
+
+def test_first_start_with_an_empty_store(local_settings):
+    port = free_port()
+    proc = subprocess.Popen([LAKERAG, "serve"], env=env_for(local_settings, LAKERAG_PORT=str(port)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        ready = wait_ready(url, proc)
+        assert ready["ready"] is True and ready["index_loaded"] is False
+        assert ready["message"].startswith("no index yet — run the pipeline")
+        assert httpx.get(url + "/health").json() == {"status": "ok"}
+        response = httpx.post(url + "/search", json={"query": "anything"})
+        assert response.status_code == 503 and "run the pipeline" in response.json()["detail"]
+        assert httpx.get(url + "/index").json()["loaded"] is False
+        assert httpx.get(url + "/docs").status_code == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert re.search(r"Python 3\.11\.\d+, CPU quota \d+ \(of \d+\), memory limit ", err)
+    assert "model sentence-transformers/all-MiniLM-L6-v2 ready (dimension 384" in err
+    assert "no index published yet" in err
+
+
+def test_serve_announces_curl_commands_that_work(local_settings, sample_index):
+    publish(local_settings, sample_index)
+    port = free_port()
+    code = "import sys; from lakerag import config; from lakerag.api.main import serve; " \
+           "sys.exit(serve(config.from_env(), announce=True))"
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env_for(local_settings, LAKERAG_PORT=str(port)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        lines = []
+        while not any(line.strip().startswith("Stop with") for line in lines):
+            lines.append(proc.stdout.readline())
+        commands = [line.strip() for line in lines if line.strip().startswith("curl ")]
+        assert len(commands) == 2 and "/search" in commands[0] and "/answer" in commands[1]
+        for command in commands:
+            result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60,
+                                    check=False)
+            assert result.returncode == 0, result.stderr
+            body = json.loads(result.stdout)
+            assert body["matched"] is True, body
+        search, answer = (json.loads(subprocess.run(["bash", "-c", c], capture_output=True, text=True,
+                                                    check=True).stdout) for c in commands)
+        assert search["hits"][0]["source"] == "raw/incident-postmortem-inc-2291.pdf"
+        assert "E-7731-QX" in answer["answer"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
+
+
+def test_a_model_that_cannot_load_stops_the_process(local_settings, tmp_path):
+    port = free_port()
+    env = env_for(local_settings, LAKERAG_PORT=str(port), LAKERAG_EMBEDDING_MODEL="acme/not-a-model",
+                  LAKERAG_OFFLINE="true", LAKERAG_MODEL_CACHE_DIR=str(tmp_path / "empty-cache"))
+    result = subprocess.run([LAKERAG, "serve"], env=env, capture_output=True, text=True, timeout=180, check=False)
+    assert result.returncode == 1
+    assert "cannot serve" in result.stderr and "acme/not-a-model" in result.stderr
+    assert "LAKERAG_MODEL_CACHE_DIR" in result.stderr
