@@ -47,7 +47,7 @@ def template_text(values_files=(), sets: tuple[str, ...] = (), api_versions: tup
     return helm(*args, check=check)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _render(values_files: tuple, sets: tuple, api_versions: tuple, release: str) -> tuple:
     result = template_text(values_files, sets, api_versions, release, check=False)
     if result.returncode != 0:

@@ -13,11 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from lakerag import cli, config
 
-from .helm import (KIND_VALUES, PROFILES, REPO, all_containers, env_of, find, pod_spec, pod_specs, render,
-                   render_profile)
+from .helm import KIND_VALUES, PROFILES, REPO, all_containers, env_of, find, pod_spec, pod_specs, render, render_profile
 
 AIRFLOW_PYTHON = REPO / ".venv-airflow" / "bin" / "python"
 LAKERAG_IMAGES = {"api", "embeddings", "spark", "airflow"}
@@ -100,7 +98,7 @@ print(json.dumps(bad))
 """
     result = subprocess.run([str(AIRFLOW_PYTHON), "-c", script], input=json.dumps({"commands": commands,
                             "urls": sorted(urls)}), capture_output=True, text=True, timeout=300,
-                            env={"AIRFLOW_HOME": "/tmp/lakerag-chart-airflow-home", "PATH": "/usr/bin:/bin"})
+                            env={"AIRFLOW_HOME": "/tmp/lakerag-chart-airflow-home", "PATH": "/usr/bin:/bin"}, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
@@ -160,18 +158,18 @@ def test_images_exist_and_match_what_the_pods_expect():
     assert used == {"api", "spark", "airflow"}  # embeddings runs only in the DAG's pods
     for name in LAKERAG_IMAGES:
         dockerfile = (REPO / "images" / name / "Dockerfile").read_text()
-        assert re.search(r"^USER 10001(:10001)?$", dockerfile, re.M), f"{name}: the chart runs it as 10001"
+        assert re.search(r"^USER 10001(:10001)?$", dockerfile, re.MULTILINE), f"{name}: the chart runs it as 10001"
         entrypoint = '["airflow"]' if name == "airflow" else '["lakerag"]'
-        assert re.search(rf"^ENTRYPOINT {re.escape(entrypoint)}$", dockerfile, re.M), name
+        assert re.search(rf"^ENTRYPOINT {re.escape(entrypoint)}$", dockerfile, re.MULTILINE), name
     api_dockerfile = (REPO / "images" / "api" / "Dockerfile").read_text()
-    assert re.search(r"^EXPOSE 8000$", api_dockerfile, re.M)
+    assert re.search(r"^EXPOSE 8000$", api_dockerfile, re.MULTILINE)
 
 
 def test_airflow_paths_match_the_image_and_skaffold():
     values = yaml.safe_load((REPO / "charts" / "lakerag" / "values.yaml").read_text())["airflow"]
     dockerfile = (REPO / "images" / "airflow" / "Dockerfile").read_text()
     assert f"AIRFLOW_HOME={values['home']}" in dockerfile
-    assert re.search(rf"^COPY airflow-dags/ {re.escape(values['dagsFolder'])}/?$", dockerfile, re.M)
+    assert re.search(rf"^COPY airflow-dags/ {re.escape(values['dagsFolder'])}/?$", dockerfile, re.MULTILINE)
     skaffold = yaml.safe_load((REPO / "skaffold.yaml").read_text())
     airflow = next(a for a in skaffold["build"]["artifacts"] if a["image"] == "lakerag/airflow")
     (rule,) = airflow["sync"]["manual"]

@@ -8,8 +8,18 @@ import copy
 import kubernetes_validate
 import pytest
 
-from .helm import (CHART, KIND_VALUES, PRODUCTION_VALUES, PROFILES, SERVICE_MONITOR_API, find, helm, render,
-                   render_profile, template_text)
+from .helm import (
+    CHART,
+    KIND_VALUES,
+    PRODUCTION_VALUES,
+    PROFILES,
+    SERVICE_MONITOR_API,
+    find,
+    helm,
+    render,
+    render_profile,
+    template_text,
+)
 
 # The chart's kubeVersion floor and the newest schemas kubernetes-validate ships offline.
 KUBERNETES_VERSIONS = ("1.29.0", "1.37.0")

@@ -7,7 +7,6 @@ import json
 import re
 
 import pytest
-
 from lakerag import config
 
 from .helm import CHART, template_text

@@ -8,8 +8,18 @@ import re
 import pytest
 import yaml
 
-from .helm import (CHART, KIND_VALUES, PRODUCTION_VALUES, PROFILES, all_containers, find, pod_specs, render,
-                   render_profile, template_text)
+from .helm import (
+    CHART,
+    KIND_VALUES,
+    PRODUCTION_VALUES,
+    PROFILES,
+    all_containers,
+    find,
+    pod_specs,
+    render,
+    render_profile,
+    template_text,
+)
 
 SENSITIVE = re.compile(r"KEY|PASSWORD|SECRET|TOKEN|SQL_ALCHEMY_CONN|CREDENTIAL", re.IGNORECASE)
 # Names that match SENSITIVE but hold the *name* of a Secret, for the DAG's pods.

@@ -7,8 +7,20 @@ import re
 
 import pytest
 
-from .helm import (PROFILES, REPO, WORKLOAD_KINDS, all_containers, cpu, find, memory, pod_requests, pod_spec, pod_specs,
-                   render_profile, replicas)
+from .helm import (
+    PROFILES,
+    REPO,
+    WORKLOAD_KINDS,
+    all_containers,
+    cpu,
+    find,
+    memory,
+    pod_requests,
+    pod_spec,
+    pod_specs,
+    render_profile,
+    replicas,
+)
 
 GiB = 2**30
 # The original compose limits, the chart's defaults: (cpu, memory), requests = limits.
