@@ -129,14 +129,18 @@ def run_embed(settings: Settings, full_rebuild: bool = False) -> dict:
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     ids, texts = [ids[i] for i in order], [texts[i] for i in order]
 
-    if embeddings is None:
-        embeddings = _create_table(lake)
     encode_seconds, dimension, embedder = 0.0, None, None
     if texts:
-        from .embedding import load_embedder
+        from .embedding import ModelUnavailable, load_embedder
 
-        embedder = load_embedder(settings)
+        try:
+            embedder = load_embedder(settings)
+        except ModelUnavailable as exc:
+            log.error("%s", exc)
+            return finish(ok=False, error=str(exc))
         dimension = embedder.dimension
+    if embeddings is None:
+        embeddings = _create_table(lake)
     pending_deletes = sorted(to_delete)
     embedded = 0
     from tqdm import tqdm

@@ -138,3 +138,14 @@ def test_no_gold_table_yet_is_reported_not_raised(local_settings):
     summary = run_embed(local_settings)
     assert summary["ok"] and summary["embedded"] == 0 and "lakerag pipeline etl" in summary["note"]
     assert not DeltaTable.is_deltatable(Lake.open(local_settings).table_uri("embeddings"))
+
+
+def test_unloadable_model_fails_the_run_with_the_reason(local_settings, tmp_path):
+    write_gold(Lake.open(local_settings), synthetic_docs(2))
+    offline = dataclasses.replace(local_settings, embedding_model="BAAI/bge-large-en-v1.5",
+                                  model_cache_dir=str(tmp_path / "empty-cache"), offline=True)
+    summary = run_embed(offline)
+    assert not summary["ok"] and summary["embedded"] == 0
+    assert "LAKERAG_MODEL_CACHE_DIR" in summary["error"]
+    assert Lake.open(local_settings).read_run_summary("embed")["ok"] is False
+    assert not DeltaTable.is_deltatable(Lake.open(local_settings).table_uri("embeddings"))
