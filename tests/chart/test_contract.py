@@ -69,18 +69,19 @@ def test_python_snippets_compile():
 
 
 @pytest.mark.skipif(not AIRFLOW_PYTHON.exists(), reason="needs .venv-airflow (make airflow-env)")
-def test_airflow_commands_parse_with_airflows_own_cli_and_the_db_url_has_a_driver():
-    commands, urls = [], set()
+def test_airflow_commands_options_and_db_driver_are_airflows_own():
+    commands, urls, options = [], set(), set()
     for profile, obj, container in containers_everywhere():
         if image_name(container) != "airflow":
             continue
+        options |= {name for name in env_of(container) if name.startswith("AIRFLOW__")}
         for command in [argv(container), *probe_commands(container)]:
             if command[:1] == ["airflow"]:
                 commands.append(command[1:])
         for item in container.get("env", []):
             if item["name"] == "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" and "value" in item:
                 urls.add(item["value"].replace("$(POSTGRES_PASSWORD)", "secret"))
-    assert len(commands) > 10 and urls
+    assert len(commands) > 10 and urls and len(options) > 10
     script = """
 import json, sys
 from airflow.cli.cli_parser import get_parser
@@ -94,10 +95,16 @@ for command in data["commands"]:
         bad.append([command, str(exc)])
 for url in data["urls"]:
     make_url(url).get_dialect().import_dbapi()  # ImportError if the image would lack the driver
+from airflow.configuration import conf
+for name in data["options"]:
+    section, key = name.removeprefix("AIRFLOW__").lower().split("__", 1)
+    if key not in conf.configuration_description.get(section, {}).get("options", {}):
+        bad.append([name, "not an Airflow option"])
 print(json.dumps(bad))
 """
-    result = subprocess.run([str(AIRFLOW_PYTHON), "-c", script], input=json.dumps({"commands": commands,
-                            "urls": sorted(urls)}), capture_output=True, text=True, timeout=300,
+    payload = json.dumps({"commands": commands, "urls": sorted(urls), "options": sorted(options)})
+    result = subprocess.run([str(AIRFLOW_PYTHON), "-c", script], input=payload, capture_output=True, text=True,
+                            timeout=300,
                             env={"AIRFLOW_HOME": "/tmp/lakerag-chart-airflow-home", "PATH": "/usr/bin:/bin"}, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
