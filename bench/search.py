@@ -1,0 +1,234 @@
+"""Search benchmark: HTTP /search against its physical limit, measured in one run.
+
+* The limit: in-process query encoding (the real packaged model) + FAISS search
+  on the same 100k-chunk index, nothing else.
+* HTTP: ``lakerag serve`` as a separate process on loopback, POST /search with
+  1 client and with 8 concurrent clients (keep-alive connections).
+* Ratio: HTTP p50 (1 client) / in-process p50; target <= 1.2.
+* Process start -> ready (model loaded) and -> index loaded (100k vectors synced
+  from the store, verified and loaded).
+
+The index holds random L2-normalised vectors with synthetic chunk rows
+(``write_index_dir``, published with ``publish_dir``); queries are real text
+(the MS MARCO sample queries) encoded by the real model. The relevance cut-offs
+are set to 0 for the server so every request returns k hits (random vectors
+score near 0): the benchmark measures the full response path.
+In-process and HTTP rounds alternate so background load hits both alike.
+Bounded: a fixed number of requests, loopback only.
+
+    .venv/bin/python bench/search.py [--chunks 100000] [--requests 200] [--k 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+QUERIES = REPO.parent / "shared" / "bench-data" / "msmarco" / "queries.jsonl"
+FALLBACK_QUERIES = ["how long is personal data kept", "who approves travel over budget", "spark shuffle partitions",
+                    "incident commander for the outage", "hotel cap per night", "on-call escalation steps"]
+TARGET_RATIO = 1.2
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:7.2f} ms"
+
+
+def load_queries() -> list[str]:
+    if QUERIES.is_file():
+        return [json.loads(line)["text"] for line in QUERIES.read_text().splitlines() if line.strip()]
+    return FALLBACK_QUERIES
+
+
+def build_index(path: Path, chunks: int, dimension: int, model: str) -> dict:
+    import numpy as np
+    import pandas as pd
+    from lakerag.index.artifacts import write_index_dir
+
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((chunks, dimension), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(chunks)
+    docs = ids // 20
+    words = np.array(["freight", "lake", "delta", "spark", "index", "vector", "query", "policy", "travel", "incident", "bronze", "silver", "gold", "chunk", "manifest", "pallet", "carrier", "invoice", "retention", "schema"])
+    filler = [" ".join(words[(i * 7 + np.arange(60)) % len(words)]) for i in range(64)]
+    frame = pd.DataFrame({
+        "chunk_id": [f"c{i:023d}" for i in ids], "doc_id": [f"{d:016x}" for d in docs],
+        "chunk_index": (ids % 20).astype("int32"),
+        "text": [f"Chunk {i} of document {d}. {filler[i % 64]}." for i, d in zip(ids, docs)],
+        "source": [f"raw/bench/doc-{d:06d}.txt" for d in docs], "title": [f"Document {d}" for d in docs],
+        "page": pd.array([None] * chunks, dtype="Int32"),
+    })
+    return write_index_dir(path, vectors, frame, model, gold_version=1, version="20260101T000000Z-bench100")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(store: Path, serving: Path, port: int) -> tuple[subprocess.Popen, float, float]:
+    """Start `lakerag serve`; return (process, seconds to /ready 200, seconds to index loaded)."""
+    import httpx
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKERAG_", "GEMINI_"))}
+    env.update({"LAKERAG_STORE_URI": f"file://{store}", "LAKERAG_INDEX_DIR": str(serving),
+                "LAKERAG_PORT": str(port), "LAKERAG_MIN_SCORE": "0", "LAKERAG_RELATIVE_SCORE": "0",
+                "LAKERAG_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1"})
+    lakerag = str(Path(sys.executable).with_name("lakerag"))
+    started = time.perf_counter()
+    proc = subprocess.Popen([lakerag, "serve"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=open(serving.parent / "server.log", "wb"))  # noqa: SIM115
+    ready_at = None
+    deadline = started + 300
+    while time.perf_counter() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}; see {serving.parent / 'server.log'}")
+        try:
+            body = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=2).json()
+            if body.get("ready") and ready_at is None:
+                ready_at = time.perf_counter() - started
+            if body.get("index_loaded"):
+                return proc, ready_at, time.perf_counter() - started
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("server not ready within 300 s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--chunks", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=200, help="per measurement (split over rounds)")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+
+    import httpx
+    from lakerag import config
+    from lakerag.embedding import cap_threads, load_embedder
+    from lakerag.index.artifacts import load_index_dir
+    from lakerag.index.publish import publish_dir
+    from lakerag.store import LocalStore
+
+    queries = load_queries()
+    settings = config.from_env({})
+    with tempfile.TemporaryDirectory(prefix="lakerag-bench-search-") as tmp:
+        tmp = Path(tmp)
+        t = time.perf_counter()
+        manifest = build_index(tmp / "built", args.chunks, 384, settings.embedding_model)
+        version = publish_dir(LocalStore(tmp / "store"), tmp / "built")
+        build_seconds = time.perf_counter() - t
+        print(f"index {version}: {manifest['vector_count']} vectors x {manifest['dimension']} "
+              f"({manifest['index_type']}), built and published in {build_seconds:.1f} s")
+
+        port = free_port()
+        proc, ready_s, index_s = start_server(tmp / "store", tmp / "serving", port)
+        try:
+            cap_threads()
+            embedder = load_embedder(settings)
+            index = load_index_dir(tmp / "built", embedder.name, embedder.dimension)
+            url = f"http://127.0.0.1:{port}/search"
+
+            def in_process(query: str) -> float:
+                begin = time.perf_counter()
+                index.search(embedder.encode_queries([query]), args.k)
+                return time.perf_counter() - begin
+
+            def over_http(client: httpx.Client, query: str) -> float:
+                begin = time.perf_counter()
+                response = client.post(url, json={"query": query, "k": args.k})
+                elapsed = time.perf_counter() - begin
+                body = response.json()
+                if response.status_code != 200 or len(body["hits"]) != args.k:
+                    raise SystemExit(f"unexpected response {response.status_code}: {str(body)[:300]}")
+                return elapsed
+
+            per_round = max(1, args.requests // args.rounds)
+            local, single, concurrent = [], [], []
+            concurrent_wall = 0.0
+            clients = [httpx.Client(timeout=60) for _ in range(args.concurrency)]
+            try:
+                for i in range(10):  # warm both sides (allocator, connection, JIT paths)
+                    in_process(queries[i % len(queries)])
+                    over_http(clients[0], queries[i % len(queries)])
+                for round_no in range(args.rounds):
+                    batch = [queries[(round_no * per_round + i) % len(queries)] for i in range(per_round)]
+                    local += [in_process(q) for q in batch]
+                    single += [over_http(clients[0], q) for q in batch]
+                    lock = threading.Lock()
+
+                    def worker(worker_no: int, batch: list[str] = batch) -> list[float]:
+                        client = clients[worker_no]
+                        return [over_http(client, batch[(worker_no + j) % len(batch)])
+                                for j in range(per_round)]
+
+                    begin = time.perf_counter()
+                    with ThreadPoolExecutor(args.concurrency) as pool:
+                        for result in pool.map(worker, range(args.concurrency)):
+                            with lock:
+                                concurrent += result
+                    concurrent_wall += time.perf_counter() - begin
+            finally:
+                for client in clients:
+                    client.close()
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+
+    def stat_line(name: str, values: list[float]) -> str:
+        return f"  {name:34} p50 {ms(statistics.median(values))}   p99 {ms(percentile(values, 99))}   " \
+               f"n={len(values)}"
+
+    ratio = statistics.median(single) / statistics.median(local)
+    server_encode = _histogram_mean(metrics, "lakerag_search_encode_seconds")
+    server_search = _histogram_mean(metrics, "lakerag_search_index_seconds")
+    print(f"\nSearch latency, {args.chunks} chunks, k={args.k}, CPU quota {cap_threads()} threads "
+          f"(in-process and HTTP rounds interleaved, {args.rounds} rounds)")
+    print(stat_line("in-process encode+search (limit)", local))
+    print(stat_line("HTTP /search, 1 client", single))
+    print(stat_line(f"HTTP /search, {args.concurrency} concurrent clients", concurrent))
+    print(f"  {args.concurrency}-client throughput: {len(concurrent) / concurrent_wall:.1f} req/s "
+          f"(1 client: {1 / statistics.mean(single):.1f} req/s, in-process {1 / statistics.mean(local):.1f}/s)")
+    print(f"  server-side means: encode {ms(server_encode)}, FAISS search {ms(server_search)}")
+    print(f"  ratio HTTP p50 / in-process p50: {ratio:.3f}  (target <= {TARGET_RATIO}: "
+          f"{'met' if ratio <= TARGET_RATIO else 'NOT met'})")
+    print(f"  process start -> ready (model loaded): {ready_s:.2f} s; -> index loaded "
+          f"({args.chunks} vectors synced and verified): {index_s:.2f} s")
+    return 0
+
+
+def _histogram_mean(text: str, name: str) -> float:
+    values = {}
+    for line in text.splitlines():
+        for suffix in ("_sum", "_count"):
+            if line.startswith(name + suffix + " "):
+                values[suffix] = float(line.split()[-1])
+    return values.get("_sum", 0.0) / values["_count"] if values.get("_count") else float("nan")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
