@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from chart.helm import find, pod_spec, render  # noqa: E402
+from chart.helm import find, pod_spec, render
 
 pytestmark = pytest.mark.e2e
 
