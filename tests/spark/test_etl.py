@@ -1,0 +1,240 @@
+"""The three Spark jobs run for real, on file:// and on s3:// (moto server).
+
+Every claim of the ETL contract is checked by counting rows and table versions: a run with
+no change commits nothing, one new document is the only one read, a changed document's
+chunks are replaced, deleting a raw object removes its rows everywhere, bad input lands in
+quarantine once, and the jobs run alone as well as together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+from docmaker import BAD_REASON_WORDS, bad_documents, good_documents
+from lakerag.lake import Lake, chunk_id_for, doc_id_for
+from lakerag.summary import format_summary
+from lakerag_spark import tables
+from lakerag_spark.pipeline import run_etl
+
+pytestmark = pytest.mark.slow
+
+LAKE_TABLES = ("bronze", "quarantine", "silver", "gold")
+MAX_BYTES = 20_000
+
+
+def small_chunks(settings):
+    return dataclasses.replace(settings, chunk_tokens=40, chunk_overlap_tokens=8, max_file_bytes=MAX_BYTES)
+
+
+def put(lake: Lake, name: str, data: bytes) -> None:
+    lake.store.put(f"raw/{name}", data)
+
+
+def snapshot(lake: Lake, name: str) -> list[dict]:
+    table = tables.open_table(lake, name)
+    key = tables.MERGE_KEYS[name]
+    return sorted(table.to_pyarrow_table().to_pylist(), key=lambda r: [r[k] for k in key]) if table else []
+
+
+def versions(lake: Lake) -> dict:
+    return {name: tables.version(lake, name) for name in LAKE_TABLES}
+
+
+def last_merge(lake: Lake, name: str) -> dict:
+    """Row metrics of the table's latest commit."""
+    entry = DeltaTable(lake.table_uri(name), storage_options=lake.storage_options()).history(1)[0]
+    metrics = entry["operationMetrics"]
+    return {k: metrics[f"num_target_rows_{k}"] for k in ("inserted", "updated", "deleted")}
+
+
+def gold_changes(lake: Lake, since: int) -> list[dict]:
+    table = DeltaTable(lake.table_uri("gold"), storage_options=lake.storage_options())
+    return pa.table(table.load_cdf(starting_version=since).read_all()).to_pylist()
+
+
+def initial_corpus() -> dict[str, bytes]:
+    docs = {**good_documents(), **bad_documents()}
+    docs["zz-notes-copy.txt"] = docs["notes.txt"]  # same bytes: a duplicate of notes.txt
+    docs["huge.txt"] = b"big text " * (MAX_BYTES // 9 + 1)  # over LAKERAG_MAX_FILE_BYTES
+    return docs
+
+
+EXPECTED_QUARANTINE = {**{f"raw/{k}": v for k, v in BAD_REASON_WORDS.items()},
+                       "raw/huge.txt": "LAKERAG_MAX_FILE_BYTES"}
+
+
+def check_first_run(lake: Lake, summary: dict, corpus: dict[str, bytes]) -> None:
+    good = len(good_documents()) + 1
+    assert summary["ok"], summary.get("error")
+    assert summary["files"] == {"seen": len(corpus), "new": len(corpus), "changed": 0, "unchanged": 0, "deleted": 0,
+                                "read": len(corpus), "quarantined": len(EXPECTED_QUARANTINE), "duplicates": 1}
+    reasons = {q["key"]: q["reason"] for q in summary["quarantined"]}
+    assert set(reasons) == set(EXPECTED_QUARANTINE)
+    for key, word in EXPECTED_QUARANTINE.items():
+        assert word in reasons[key], (key, reasons[key])
+    assert summary["rows"]["bronze"] == good and summary["rows"]["quarantine"] == len(EXPECTED_QUARANTINE)
+    assert summary["rows"]["silver"] == good - 1  # the duplicate is not kept
+    assert summary["rows"]["gold"] > summary["rows"]["silver"]  # the PDF spans several chunks
+    assert summary["versions"] == versions(lake) == {name: 1 for name in LAKE_TABLES}  # create + one MERGE
+    assert set(summary["seconds"]) >= {"bronze", "silver", "gold"}
+    assert json.loads(lake.store.get("lake/_runs/etl.json")) == json.loads(json.dumps(summary, default=str))
+    assert len(format_summary(summary).splitlines()) <= 60
+
+    bronze = {row["key"]: row for row in snapshot(lake, "bronze")}
+    assert bronze["raw/guide.pdf"]["page_count"] == 2 and len(bronze["raw/guide.pdf"]["pages"]) == 2
+    assert bronze["raw/café menu.txt"]["pages"] == ["Café crème brûlée, served daily."]  # Latin-1, read
+    assert bronze["raw/notes..v2.txt"]["file_type"] == "txt"
+    assert all(row["doc_id"] == doc_id_for(key) and len(row["content_hash"]) == 64 for key, row in bronze.items())
+
+    silver = {row["key"]: row for row in snapshot(lake, "silver")}
+    assert "raw/zz-notes-copy.txt" not in silver and "raw/notes.txt" in silver
+    assert silver["raw/readme.md"]["title"] == "Read Me"
+    assert silver["raw/page.html"]["pages"] == ["Page\n\nHello & welcome."]
+    assert silver["raw/catalog.json"]["title"] == "Catalog"
+
+    gold = snapshot(lake, "gold")
+    for row in gold:
+        assert row["chunk_id"] == chunk_id_for(row["doc_id"], row["chunk_index"], row["text"])
+        assert row["token_count"] <= 40
+    pdf_pages = {row["page"] for row in gold if row["source"] == "raw/guide.pdf"}
+    assert pdf_pages == {1, 2}
+    assert {row["page"] for row in gold if row["source"] != "raw/guide.pdf"} == {None}
+    config = DeltaTable(lake.table_uri("gold"), storage_options=lake.storage_options()).metadata().configuration
+    assert config.get("delta.enableChangeDataFeed") == "true"
+
+
+def check_rerun_commits_nothing(lake: Lake, settings) -> None:
+    before = versions(lake), {name: snapshot(lake, name) for name in LAKE_TABLES}
+    summary = run_etl(settings)
+    assert summary["ok"]
+    assert summary["files"]["new"] == summary["files"]["changed"] == summary["files"]["read"] == 0
+    assert summary["files"]["unchanged"] == summary["files"]["seen"]
+    assert (versions(lake), {name: snapshot(lake, name) for name in LAKE_TABLES}) == before
+
+
+def test_lifecycle_on_a_local_store(spark, local_settings):
+    settings = small_chunks(local_settings)
+    lake = Lake.open(settings)
+    corpus = initial_corpus()
+    for name, data in corpus.items():
+        put(lake, name, data)
+
+    check_first_run(lake, run_etl(settings), corpus)
+    check_rerun_commits_nothing(lake, settings)
+
+    # One new document: only it is read, and each table gains exactly its rows.
+    extracted_before = {r["key"]: r["extracted_at"] for r in snapshot(lake, "bronze")}
+    gold_before = snapshot(lake, "gold")
+    quarantine_version = tables.version(lake, "quarantine")
+    put(lake, "added.md", b"# Added\n\nA new document arrives. It is the only one read.")
+    summary = run_etl(settings)
+    assert summary["files"]["new"] == 1 and summary["files"]["read"] == 1
+    assert last_merge(lake, "bronze") == {"inserted": 1, "updated": 0, "deleted": 0}
+    assert last_merge(lake, "silver") == {"inserted": 1, "updated": 0, "deleted": 0}
+    assert last_merge(lake, "gold") == {"inserted": 1, "updated": 0, "deleted": 0}
+    assert tables.version(lake, "quarantine") == quarantine_version
+    assert {r["key"]: r["extracted_at"] for r in snapshot(lake, "bronze") if r["key"] != "raw/added.md"} \
+        == extracted_before
+    assert [r for r in snapshot(lake, "gold") if r["source"] != "raw/added.md"] == gold_before
+
+    # A changed document: its old chunks are deleted, its new ones merged, nothing else moves.
+    readme = doc_id_for("raw/readme.md")
+    old_chunks = {r["chunk_id"] for r in snapshot(lake, "gold") if r["doc_id"] == readme}
+    others = [r for r in snapshot(lake, "gold") if r["doc_id"] != readme]
+    gold_version = tables.version(lake, "gold")
+    put(lake, "readme.md", b"# Read Me Again\n\n" + b"The lake was rewritten. Every chunk is new now. " * 8)
+    summary = run_etl(settings)
+    assert summary["files"]["changed"] == 1 and summary["files"]["read"] == 1
+    new_chunks = {r["chunk_id"] for r in snapshot(lake, "gold") if r["doc_id"] == readme}
+    assert len(new_chunks) > 1 and not new_chunks & old_chunks
+    assert [r for r in snapshot(lake, "gold") if r["doc_id"] != readme] == others
+    changes = gold_changes(lake, gold_version + 1)
+    assert {c["doc_id"] for c in changes} == {readme}
+    assert {c["chunk_id"] for c in changes if c["_change_type"] == "delete"} == old_chunks
+    assert {c["chunk_id"] for c in changes if c["_change_type"] == "insert"} == new_chunks
+
+    # Mixed: a touched file (same bytes), deletions (a document, its duplicate's original,
+    # a quarantined file) and a quarantined file fixed.
+    silver_version, gold_version = tables.version(lake, "silver"), tables.version(lake, "gold")
+    put(lake, "catalog.json", corpus["catalog.json"])
+    for name in ("page.html", "notes.txt", "garbage.txt"):
+        lake.store.delete(f"raw/{name}")
+    put(lake, "invalid.json", b'{"title": "Fixed", "body": "Now valid JSON."}')
+    summary = run_etl(settings)
+    assert summary["files"]["deleted"] == 3 and summary["files"]["changed"] == 1  # invalid.json
+    assert summary["files"]["read"] == 2 and summary["files"]["duplicates"] == 0
+    bronze_keys = {r["key"] for r in snapshot(lake, "bronze")}
+    silver_keys = {r["key"] for r in snapshot(lake, "silver")}
+    gold_sources = {r["source"] for r in snapshot(lake, "gold")}
+    quarantine_keys = {r["key"] for r in snapshot(lake, "quarantine")}
+    for gone in ("raw/page.html", "raw/notes.txt"):
+        assert gone not in bronze_keys | silver_keys | gold_sources
+    assert "raw/garbage.txt" not in quarantine_keys
+    assert "raw/invalid.json" not in quarantine_keys and "raw/invalid.json" in silver_keys | gold_sources
+    assert "raw/zz-notes-copy.txt" in silver_keys  # the copy is now the kept one
+    assert summary["rows"]["quarantine"] == len(EXPECTED_QUARANTINE) - 2
+    assert summary["rows"]["silver"] == len(silver_keys) == len(bronze_keys)
+    touched = [r for r in snapshot(lake, "silver") if r["key"] == "raw/catalog.json"][0]
+    assert touched["updated_at"] < max(r["updated_at"] for r in snapshot(lake, "silver"))  # not rebuilt
+    assert tables.version(lake, "silver") == silver_version + 1 and tables.version(lake, "gold") == gold_version + 1
+
+    # A full rebuild re-reads everything but leaves identical chunks and quarantine rows alone.
+    gold_before, gold_version = snapshot(lake, "gold"), tables.version(lake, "gold")
+    quarantine_version = tables.version(lake, "quarantine")
+    summary = run_etl(settings, full_rebuild=True)
+    assert summary["ok"] and summary["files"]["read"] == summary["files"]["seen"]
+    assert tables.version(lake, "gold") == gold_version and snapshot(lake, "gold") == gold_before
+    assert tables.version(lake, "quarantine") == quarantine_version
+
+
+def test_each_stage_runs_alone(spark, local_settings):
+    settings = small_chunks(local_settings)
+    lake = Lake.open(settings)
+    put(lake, "one.txt", b"First document. It has two sentences.")
+    put(lake, "two.md", b"# Second\n\nAnother document.")
+    put(lake, "bad.json", b"[1, 2")
+
+    summary = run_etl(settings, stages=("bronze",))
+    assert summary["title"] == "etl (bronze)" and summary["ok"]
+    assert summary["versions"] == {"bronze": 1, "quarantine": 1, "silver": None, "gold": None}
+    assert summary["rows"]["bronze"] == 2 and summary["rows"]["quarantine"] == 1
+
+    summary = run_etl(settings, stages=("silver",))
+    assert summary["versions"]["silver"] == 1 and summary["versions"]["gold"] is None
+    assert summary["rows"]["silver"] == 2 and summary["files"]["read"] == 0
+
+    summary = run_etl(settings, stages=("gold",))
+    assert summary["versions"] == {"bronze": 1, "quarantine": 1, "silver": 1, "gold": 1}
+    assert {r["source"] for r in snapshot(lake, "gold")} == {"raw/one.txt", "raw/two.md"}
+
+    assert run_etl(settings)["versions"] == summary["versions"]  # all three together: nothing left to do
+    with pytest.raises(ValueError, match="unknown ETL stage"):
+        run_etl(settings, stages=("platinum",))
+
+
+def test_lifecycle_on_s3(spark, s3_settings):
+    settings = small_chunks(s3_settings)
+    lake = Lake.open(settings)
+    assert lake.table_uri("gold").startswith("s3://")
+    corpus = initial_corpus()
+    for name, data in corpus.items():
+        put(lake, name, data)
+
+    check_first_run(lake, run_etl(settings), corpus)
+    check_rerun_commits_nothing(lake, settings)
+
+    # Change one document and delete another (plus a quarantined one) on S3.
+    put(lake, "readme.md", b"# Changed On S3\n\nNew words in the lake.")
+    for name in ("guide.pdf", "empty.txt"):
+        lake.store.delete(f"raw/{name}")
+    summary = run_etl(settings)
+    assert summary["files"]["changed"] == 1 and summary["files"]["deleted"] == 2 and summary["files"]["read"] == 1
+    assert all(r["source"] != "raw/guide.pdf" for r in snapshot(lake, "gold"))
+    assert [r["text"] for r in snapshot(lake, "gold") if r["source"] == "raw/readme.md"] == [
+        "Changed On S3\n\nNew words in the lake."]
+    assert "raw/empty.txt" not in {r["key"] for r in snapshot(lake, "quarantine")}
+    assert summary["versions"] == {"bronze": 2, "quarantine": 2, "silver": 2, "gold": 2}
