@@ -88,3 +88,28 @@ def test_a_local_copy_of_another_model_is_not_installed(local_settings, sample_i
     assert sync_once(other, tmp_path / "dest") == 1
     assert "BAAI/bge-large-en-v1.5" in capsys.readouterr().err
     assert local_current(tmp_path / "dest") is None
+
+
+def test_watch_loop_follows_current_until_sigterm(local_settings, sample_index, sample_index_v2, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    dest = tmp_path / "dest"
+    env = {**os.environ, "LAKERAG_STORE_URI": local_settings.store_uri, "LAKERAG_INDEX_POLL_SECONDS": "0.2"}
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("lakerag")), "index", "sync", "--dest", str(dest)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for version, index_dir in ((V1, sample_index), (V2, sample_index_v2)):
+            publish(local_settings, index_dir)
+            deadline = time.monotonic() + 60
+            while (local_current(dest) or ("",))[0] != version:
+                assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read()
+                time.sleep(0.1)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert f"index {V1} synced" in out and f"index {V2} synced" in out

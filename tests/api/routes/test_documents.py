@@ -81,3 +81,15 @@ def test_safe_name_drops_control_characters_and_normalises_unicode():
     assert len(long) == 200 and long.endswith(".pdf")
     with pytest.raises(ValueError):
         safe_name("dir/")
+
+
+def test_documents_on_an_s3_store(s3_settings, start_api):
+    with start_api(s3_settings) as api:
+        assert upload(api, "report.md", key=None).status_code == 201
+        listing = api.client.get("/documents").json()
+        assert [(d["key"], d["state"]) for d in listing["documents"]] == [("raw/report.md", "landed")]
+        doc_id = doc_id_for("raw/report.md")
+        assert api.client.delete(f"/documents/{doc_id}").status_code == 200
+        assert api.client.get("/documents").json()["documents"] == []
+        assert open_store(s3_settings.store_uri, s3_settings.aws_endpoint_url, "us-east-1").exists(
+            "raw/report.md") is False
