@@ -178,7 +178,7 @@ def test_lifecycle_on_a_local_store(spark, local_settings):
     assert "raw/zz-notes-copy.txt" in silver_keys  # the copy is now the kept one
     assert summary["rows"]["quarantine"] == len(EXPECTED_QUARANTINE) - 2
     assert summary["rows"]["silver"] == len(silver_keys) == len(bronze_keys)
-    touched = [r for r in snapshot(lake, "silver") if r["key"] == "raw/catalog.json"][0]
+    touched = next(r for r in snapshot(lake, "silver") if r["key"] == "raw/catalog.json")
     assert touched["updated_at"] < max(r["updated_at"] for r in snapshot(lake, "silver"))  # not rebuilt
     assert tables.version(lake, "silver") == silver_version + 1 and tables.version(lake, "gold") == gold_version + 1
 

@@ -1,0 +1,74 @@
+"""Settings from the environment, their validation, and `lakerag config check`."""
+
+from __future__ import annotations
+
+import pytest
+from lakerag import cli, config
+from lakerag.config import ConfigError, Settings, as_dict, from_env, report
+
+
+def test_defaults_are_the_embedded_offline_mode():
+    settings = from_env({})
+    assert settings == Settings()
+    assert settings.store_uri == "file://./local_data" and settings.spark_master == "local[*]"
+    assert not settings.is_s3 and settings.embedding_model == config.PACKAGED_MODEL
+
+
+def test_environment_values_are_parsed():
+    settings = from_env({"LAKERAG_STORE_URI": "s3://bucket/pre", "LAKERAG_CHUNK_TOKENS": "300",
+                         "LAKERAG_CHUNK_OVERLAP_TOKENS": "50", "LAKERAG_OFFLINE": "yes",
+                         "LAKERAG_INDEX_POLL_SECONDS": "2.5", "LAKERAG_SPARK_MASTER": "spark://m:7077",
+                         "LAKERAG_MAX_FILE_BYTES": "1024", "AWS_REGION": "eu-west-1"})
+    assert settings.is_s3 and settings.chunk_tokens == 300 and settings.chunk_overlap_tokens == 50
+    assert settings.offline is True and settings.index_poll_seconds == 2.5
+    assert settings.spark_master == "spark://m:7077" and settings.max_file_bytes == 1024
+    assert from_env({"LAKERAG_OFFLINE": "0"}).offline is False
+
+
+@pytest.mark.parametrize(("env", "names"), [
+    ({"LAKERAG_PORT": "eighty"}, "LAKERAG_PORT"),
+    ({"LAKERAG_OFFLINE": "maybe"}, "LAKERAG_OFFLINE"),
+    ({"LAKERAG_STORE_URI": "gs://bucket"}, "LAKERAG_STORE_URI"),
+    ({"LAKERAG_STORE_URI": "s3://"}, "bucket name"),
+    ({"LAKERAG_CHUNK_TOKENS": "8"}, "LAKERAG_CHUNK_TOKENS"),
+    ({"LAKERAG_CHUNK_TOKENS": "100", "LAKERAG_CHUNK_OVERLAP_TOKENS": "100"}, "LAKERAG_CHUNK_OVERLAP_TOKENS"),
+    ({"LAKERAG_MAX_FILE_BYTES": "0"}, "LAKERAG_MAX_FILE_BYTES"),
+    ({"LAKERAG_PORT": "70000"}, "LAKERAG_PORT"),
+])
+def test_bad_values_name_the_variable(env, names):
+    with pytest.raises(ConfigError, match=names):
+        from_env(env)
+
+
+def test_overrides_win_over_the_environment():
+    assert from_env({"LAKERAG_PORT": "9000"}, port=9100).port == 9100
+
+
+def test_report_masks_secrets_and_flags_missing_s3_region():
+    lines, ok = report({"LAKERAG_API_KEY": "s3cret", "GEMINI_API_KEY": "g-key"})
+    text = "\n".join(lines)
+    assert ok and "s3cret" not in text and "g-key" not in text and "***" in text
+    lines, ok = report({"LAKERAG_STORE_URI": "s3://bucket"}, role="batch")
+    text = "\n".join(lines)
+    assert not ok and "MISSING AWS_REGION" in text and "no AWS credentials" in text
+    lines, ok = report({"LAKERAG_STORE_URI": "s3://bucket", "AWS_REGION": "us-east-1",
+                        "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}, role="batch")
+    assert ok and "WARN" not in "\n".join(lines)
+    lines, ok = report({"LAKERAG_PORT": "x"})
+    assert not ok and lines[0].startswith("ERROR")
+
+
+def test_as_dict_never_shows_secrets():
+    data = as_dict(from_env({}, api_key="k1", gemini_api_key="k2"))
+    assert data["api_key"] == "***" and data["gemini_api_key"] == "***"
+    assert "k1" not in repr(from_env({}, api_key="k1"))
+
+
+def test_config_check_exit_codes(monkeypatch, capsys):
+    for var in ("LAKERAG_STORE_URI", "LAKERAG_PORT", "AWS_REGION"):
+        monkeypatch.delenv(var, raising=False)
+    assert cli.main(["config", "check", "--role", "batch"]) == 0
+    assert "LAKERAG_STORE_URI" in capsys.readouterr().out
+    monkeypatch.setenv("LAKERAG_STORE_URI", "s3://bucket")
+    assert cli.main(["config", "check", "--role", "batch"]) == 1
+    assert "MISSING AWS_REGION" in capsys.readouterr().out

@@ -1,0 +1,89 @@
+"""The object store behaves the same on file:// and s3:// (a real moto S3 server)."""
+
+from __future__ import annotations
+
+import pytest
+from lakerag.store import LocalStore, NotFound, S3Store, StoreError, check_key, open_store
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(request, tmp_path):
+    if request.param == "file":
+        return open_store(f"file://{tmp_path / 'root'}")
+    bucket = request.getfixturevalue("s3_env")
+    endpoint = request.getfixturevalue("moto_endpoint")
+    return open_store(f"s3://{bucket}/some/prefix", endpoint_url=endpoint, region="us-east-1")
+
+
+def test_put_get_exists_delete(store):
+    assert not store.exists("raw/a.txt")
+    store.put("raw/a.txt", b"hello")
+    assert store.get("raw/a.txt") == b"hello" and store.exists("raw/a.txt")
+    store.put("raw/a.txt", b"replaced")
+    assert store.get("raw/a.txt") == b"replaced"
+    store.delete("raw/a.txt")
+    assert not store.exists("raw/a.txt")
+    store.delete("raw/a.txt")  # deleting a missing key is not an error
+    with pytest.raises(NotFound):
+        store.get("raw/a.txt")
+
+
+def test_list_is_relative_and_prefixed(store):
+    for key in ("raw/b.txt", "raw/a dir/é ü.md", "raw/notes..v2.txt", "lake/x", "index/CURRENT"):
+        store.put(key, key.encode())
+    # Order is not part of the contract (S3 lists lexicographically, a directory walk does not).
+    listed = sorted(store.list("raw/"), key=lambda o: o.key)
+    assert [o.key for o in listed] == ["raw/a dir/é ü.md", "raw/b.txt", "raw/notes..v2.txt"]
+    assert [o.size for o in listed] == [len(o.key.encode()) for o in listed]
+    assert {o.key for o in store.list()} >= {"lake/x", "index/CURRENT", "raw/b.txt"}
+    assert list(store.list("nothing/")) == []
+
+
+def test_version_changes_when_the_bytes_change(store):
+    store.put("raw/v.txt", b"one")
+    first = next(iter(store.list("raw/"))).version
+    store.put("raw/v.txt", b"two, longer")
+    assert next(iter(store.list("raw/"))).version != first
+
+
+def test_url_points_at_the_key(store):
+    url = store.url("lake/gold")
+    if isinstance(store, S3Store):
+        assert url == f"s3://{store.bucket}/some/prefix/lake/gold"
+    else:
+        assert url == str(store.root / "lake" / "gold")
+
+
+@pytest.mark.parametrize("key", ["", "/abs", "a/../b", "../x", "raw/..", "a\\b", "raw/./x", "x\x00y"])
+def test_check_key_rejects_escapes(key):
+    with pytest.raises(StoreError):
+        check_key(key)
+
+
+@pytest.mark.parametrize("key", ["raw/notes..v2.txt", "raw/my file.pdf", "raw/résumé.md", "raw/..hidden"])
+def test_check_key_accepts_odd_but_safe_names(key):
+    assert check_key(key) == key
+
+
+def test_local_store_is_atomic_and_skips_temp_files(tmp_path):
+    store = LocalStore(tmp_path)
+    store.put("index/CURRENT", b"v1")
+    (tmp_path / "index" / ".x.lakerag-tmp").write_bytes(b"partial")
+    assert [o.key for o in store.list("index/")] == ["index/CURRENT"]
+    assert not list(tmp_path.glob("index/.*lakerag-tmp*"))[1:]  # put leaves no temp file of its own
+
+
+def test_open_store_rejects_bad_uris(tmp_path):
+    assert isinstance(open_store(f"file://{tmp_path}"), LocalStore)
+    with pytest.raises(StoreError, match="no bucket"):
+        open_store("s3://")
+    with pytest.raises(StoreError, match="file://DIR or s3://"):
+        open_store("gs://bucket")
+
+
+def test_unreachable_s3_is_a_clear_store_error(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    store = open_store("s3://bucket", endpoint_url="http://127.0.0.1:9", region="us-east-1")
+    with pytest.raises(StoreError, match="unreachable"):
+        list(store.list("raw/"))
