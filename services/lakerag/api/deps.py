@@ -1,4 +1,8 @@
-"""What route handlers depend on: the app's state, the loaded model and index, the API key."""
+"""What route handlers depend on: the app's state, the loaded model and index, the API key.
+
+The dependencies are ``async`` because they never block: FastAPI runs sync
+dependencies in the thread pool, a thread hop per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -56,14 +60,14 @@ class AppState:
         return NO_INDEX + (f" (last error: {error})" if error else "")
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     return request.app.state.lakerag
 
 
 State = Annotated[AppState, Depends(get_state)]
 
 
-def loaded_model(state: State) -> Embedder:
+async def loaded_model(state: State) -> Embedder:
     if state.embedder is None:
         detail = f"embedding model failed to load: {state.model_error}" if state.model_error else \
             f"embedding model {state.settings.embedding_model} is still loading; retry in a few seconds"
@@ -71,14 +75,14 @@ def loaded_model(state: State) -> Embedder:
     return state.embedder
 
 
-def served_index(state: State) -> LoadedIndex:
+async def served_index(state: State) -> LoadedIndex:
     index = state.index  # taken once: this request uses this version to the end
     if index is None:
         raise HTTPException(503, detail=state.index_message(), headers={"Retry-After": "30"})
     return index
 
 
-def require_api_key(state: State, x_api_key: Annotated[str | None, Header()] = None) -> None:
+async def require_api_key(state: State, x_api_key: Annotated[str | None, Header()] = None) -> None:
     """Writes need X-API-Key when LAKERAG_API_KEY is set: 401 without it, 403 with a wrong one."""
     expected = state.settings.api_key
     if not expected:

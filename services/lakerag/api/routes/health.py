@@ -12,13 +12,13 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/health", response_model=Health)
-def health() -> Health:
+async def health() -> Health:
     """The process answers: nothing else is checked (a slow model load must not get the pod killed)."""
     return Health(status="ok")
 
 
 @router.get("/ready", response_model=Ready, responses={503: {"model": Ready, "description": "not ready"}})
-def ready(state: State):
+async def ready(state: State):
     """Ready once the model is loaded; an index is not required (the first install has none)."""
     index = state.index
     body = Ready(ready=state.embedder is not None, model=state.embedder.name if state.embedder else None,

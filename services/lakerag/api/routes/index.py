@@ -23,7 +23,7 @@ def _age_seconds(created_at: str | None) -> float | None:
 
 
 @router.get("/index", response_model=IndexStatus)
-def index_status(state: State) -> IndexStatus:
+async def index_status(state: State) -> IndexStatus:
     watcher = state.watcher
     index = state.index
     common = {"reloads": watcher.reloads if watcher else 0, "reload_failures": watcher.failures if watcher else 0,
