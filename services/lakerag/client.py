@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import textwrap
 
 import httpx
 
 WIDTH = 100
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request would clutter the output
 
 
 def _post(url: str, path: str, payload: dict, api_key: str) -> dict | None:
