@@ -96,6 +96,17 @@ def _get(url: str):
         return exc.code, json.loads(exc.read() or b"{}")
 
 
+def _status(url: str) -> int | None:
+    """What the kubelet's HTTP probe looks at: the status code (any body)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
 def _post(url: str, body: dict):
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
@@ -148,6 +159,126 @@ def run_api_pod(docker, objects: list[dict], port: int, timeout: float = 300) ->
     return {"base": base, "name": name, "ready": ready, "init_logs": init_logs, "api": api, "env": env}
 
 
+class PodNetwork:
+    """Pods of the chart on one Docker network, each main container reachable by the names of
+    the Services that select it (as cluster DNS would resolve them)."""
+
+    def __init__(self, docker, objects: list[dict], tmp_path: Path):
+        self.docker, self.objects, self.tmp = docker, objects, tmp_path
+        self.network = f"{harness_prefix()}-net-{uuid.uuid4().hex[:6]}"
+        docker("network", "create", self.network)
+        self.containers: list[str] = []
+        self.extra_hosts: list[str] = []
+
+    def close(self):
+        for name in self.containers:
+            self.docker("rm", "-f", name, check=False)
+        self.docker("network", "rm", self.network, check=False)
+
+    def aliases(self, workload: dict) -> list[str]:
+        labels = workload["spec"]["template"]["metadata"]["labels"]
+        return [o["metadata"]["name"] for o in self.objects if o["kind"] == "Service"
+                and o["spec"]["selector"].items() <= labels.items()]
+
+    def volumes(self, spec: dict, image: str) -> dict[str, str]:
+        fs_group = spec.get("securityContext", {}).get("fsGroup", 0)
+        mounts = {}
+        for volume in spec.get("volumes", []):
+            if "configMap" in volume:
+                folder = self.tmp / f"{volume['name']}-{uuid.uuid4().hex[:6]}"
+                folder.mkdir()
+                for key, text in find(self.objects, "ConfigMap", volume["configMap"]["name"])["data"].items():
+                    (folder / key).write_text(text)
+                mounts[volume["name"]] = str(folder)
+                continue
+            name = self.docker.volume(f"pod-{volume['name']}-{uuid.uuid4().hex[:6]}")
+            self.docker("run", "--rm", "--user", "0", "--entrypoint", "chown", "-v", f"{name}:/volume", image,
+                        f"0:{fs_group}", "/volume")
+            self.docker("run", "--rm", "--user", "0", "--entrypoint", "chmod", "-v", f"{name}:/volume", image,
+                        "2775", "/volume")
+            mounts[volume["name"]] = name
+        return mounts
+
+    def _args(self, container, spec, volumes, extra_env) -> list[str]:
+        env = {**resolve_env(container, self.objects), **extra_env}
+        env_args = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
+        hosts = [a for host in self.extra_hosts for a in ("--add-host", host)]
+        return [*env_args, *hosts, *docker_options(container, spec, volumes)]
+
+    def run_pod(self, kind: str, name: str, extra_env: dict | None = None, timeout: float = 600) -> dict:
+        """Init containers in order, then the main containers (detached); returns their names."""
+        workload = find(self.objects, kind, name)
+        spec = pod_spec(workload)
+        volumes = self.volumes(spec, spec["containers"][0]["image"])
+        for init in spec.get("initContainers", []):
+            result = self.docker("run", "--rm", "--network", self.network,
+                                 *self._args(init, spec, volumes, extra_env or {}), init["image"],
+                                 *container_argv(init), check=False, timeout=timeout)
+            assert result.returncode == 0, \
+                f"{name}/{init['name']} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        started = {}
+        for container in spec["containers"]:
+            cname = f"{self.network}-{name}-{container['name']}"
+            aliases = [a for alias in self.aliases(workload) for a in ("--network-alias", alias)] \
+                if kind != "Job" else []
+            self.docker("run", "-d", "--name", cname, "--network", self.network, *aliases,
+                        *self._args(container, spec, volumes, extra_env or {}), container["image"],
+                        *container_argv(container))
+            self.containers.append(cname)
+            started[container["name"]] = cname
+        return started
+
+    def wait_exit(self, container: str, timeout: float = 900) -> None:
+        code = self.docker("wait", container, timeout=timeout).stdout.strip()
+        logs = self.docker("logs", container, check=False)
+        assert code == "0", f"{container} exited {code}:\n{logs.stdout[-3000:]}\n{logs.stderr[-5000:]}"
+
+    def ip(self, container: str) -> str:
+        return self.docker("inspect", "--format",
+                           "{{(index .NetworkSettings.Networks \"" + self.network + "\").IPAddress}}",
+                           container).stdout.strip()
+
+    def wait_ready(self, container: str, probe: dict, timeout: float = 600) -> None:
+        """The container's readiness probe, as the kubelet runs it, until it passes."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.docker("inspect", "--format", "{{.State.Running}}", container).stdout.strip() != "true":
+                logs = self.docker("logs", container, check=False)
+                raise AssertionError(f"{container} stopped:\n{logs.stdout[-3000:]}\n{logs.stderr[-5000:]}")
+            if "exec" in probe:
+                ok = self.docker("exec", container, *probe["exec"]["command"], check=False,
+                                 timeout=120).returncode == 0
+            else:
+                port = probe["httpGet"]["port"]
+                if isinstance(port, str):
+                    port = self.port_number(container, port)
+                ok = _status(f"http://{self.ip(container)}:{port}{probe['httpGet']['path']}") == 200
+            if ok:
+                return
+            assert time.monotonic() < deadline, f"{container} not ready after {timeout}s"
+            time.sleep(3)
+
+    def port_number(self, container: str, port_name: str) -> int:
+        for workload in self.objects:
+            spec = pod_spec(workload)
+            for c in (spec or {}).get("containers", []):
+                if container.endswith(f"-{c['name']}"):
+                    for port in c.get("ports", []):
+                        if port["name"] == port_name:
+                            return port["containerPort"]
+        raise AssertionError(f"no port {port_name} in {container}")
+
+
+def harness_prefix() -> str:
+    import harness
+
+    return harness.PREFIX
+
+
+def main_container(objects, kind, name) -> dict:
+    return pod_spec(find(objects, kind, name))["containers"][0]
+
+
 @pytest.fixture
 def empty_store(moto_endpoint):
     import boto3
@@ -186,3 +317,85 @@ def test_rendered_api_pod_runs_on_a_first_install(docker, images, build_env, emp
                    "import os; p='/var/cache/lakerag/models/.probe'; open(p,'w').write('x'); os.remove(p)",
                    check=False)
     assert probe.returncode == 0, probe.stderr
+
+
+def test_rendered_spark_pods_form_a_cluster(docker, images, build_env, tmp_path):
+    """The worker's init container finds the master by its Service name, the worker registers
+    with the cores and memory the chart gives it, and both UIs pass their readiness probes."""
+    objects = render(sets=(f"global.imageTag={build_env['IMAGE_TAG']}", f"global.imageRegistry={build_env['REGISTRY']}",
+                           "spark.worker.cores=2", "spark.worker.memory=1g"))
+    pods = PodNetwork(docker, objects, tmp_path)
+    try:
+        master = pods.run_pod("Deployment", "lakerag-spark-master")["spark-master"]
+        pods.wait_ready(master, main_container(objects, "Deployment", "lakerag-spark-master")["readinessProbe"])
+        worker = pods.run_pod("Deployment", "lakerag-spark-worker")["spark-worker"]
+        pods.wait_ready(worker, main_container(objects, "Deployment", "lakerag-spark-worker")["readinessProbe"])
+        deadline = time.monotonic() + 120
+        while True:
+            state = _get(f"http://{pods.ip(master)}:8080/json/")[1]
+            alive = [w for w in state.get("workers", []) if w["state"] == "ALIVE"]
+            if alive:
+                break
+            assert time.monotonic() < deadline, f"no worker registered: {state}"
+            time.sleep(3)
+        assert (alive[0]["cores"], alive[0]["memory"]) == (2, 1024)
+    finally:
+        pods.close()
+
+
+@pytest.fixture
+def chart_postgres(docker, tmp_path):
+    """The chart's own PostgreSQL pod on a Docker network (its image must be local or pullable)."""
+    objects = render()
+    image = main_container(objects, "StatefulSet", "lakerag-postgres")["image"]
+    if not docker.image_exists(image) and docker("pull", image, check=False, timeout=600).returncode != 0:
+        pytest.skip(f"{image} is not local and cannot be pulled here")
+    return image
+
+
+def test_rendered_airflow_pods_start_in_order_and_serve_the_dag(docker, images, build_env, chart_postgres,
+                                                                 tmp_path):
+    """PostgreSQL, the migration Job, then api-server, scheduler and dag-processor (each waiting in
+    its init containers) on read-only roots; all pass their readiness probes, the admin logs in
+    with the generated password and the pipeline DAG has been parsed."""
+    objects = render(sets=(f"global.imageTag={build_env['IMAGE_TAG']}", f"global.imageRegistry={build_env['REGISTRY']}"))
+    pods = PodNetwork(docker, objects, tmp_path)
+    try:
+        check_airflow_pods(pods, objects, start_postgres=True)
+    finally:
+        pods.close()
+
+
+def check_airflow_pods(pods: PodNetwork, objects: list[dict], start_postgres: bool) -> None:
+    if start_postgres:
+        postgres = pods.run_pod("StatefulSet", "lakerag-postgres")["postgres"]
+        pods.wait_ready(postgres, main_container(objects, "StatefulSet", "lakerag-postgres")["readinessProbe"])
+    (migrate,) = [o["metadata"]["name"] for o in objects if o["kind"] == "Job"
+                  and o["metadata"]["labels"]["app.kubernetes.io/component"] == "airflow-migrate"]
+    pods.wait_exit(pods.run_pod("Job", migrate)["migrate"])
+    started = {}
+    for name in ("lakerag-airflow-api-server", "lakerag-airflow-scheduler", "lakerag-airflow-dag-processor"):
+        (container,) = pods.run_pod("Deployment", name).values()
+        started[name] = container
+    for name, container in started.items():
+        pods.wait_ready(container, main_container(objects, "Deployment", name)["readinessProbe"])
+    password = base64.b64decode(find(objects, "Secret", "lakerag-airflow")["data"]["admin-password"]).decode()
+    base = f"http://{pods.ip(started['lakerag-airflow-api-server'])}:8080"
+    request = urllib.request.Request(f"{base}/auth/token", method="POST",
+                                     data=json.dumps({"username": "admin", "password": password}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 201
+        token = json.loads(response.read())["access_token"]
+    deadline = time.monotonic() + 300
+    while True:
+        request = urllib.request.Request(f"{base}/api/v2/dags/lakerag_pipeline",
+                                          headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert json.loads(response.read())["dag_id"] == "lakerag_pipeline"
+                break
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 404, exc.read()
+        assert time.monotonic() < deadline, "the dag-processor never parsed lakerag_pipeline"
+        time.sleep(5)
