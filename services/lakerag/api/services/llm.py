@@ -15,6 +15,7 @@ API returns with the text.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Protocol
@@ -125,8 +126,13 @@ class GeminiWriter:
         return text
 
 
+_LINE_BREAK = re.compile(r"(?<!\n)\n(?!\n)")
+
+
 def split_sentences(text: str) -> list[str]:
-    """Sentences of a chunk; short fragments (headings, list bullets) are dropped."""
+    """Sentences of a chunk; short fragments (headings, list bullets) are dropped. Single line
+    breaks are joined first: PDF text breaks lines mid-sentence."""
+    text = _LINE_BREAK.sub(" ", text)
     parts = (" ".join(text[a:b].split()) for a, b in text_sentences(text))
     return [p for p in parts if len(p) >= 25 and len(p.split()) >= 4]
 
