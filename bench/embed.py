@@ -3,7 +3,9 @@
 1. Throughput: the embeddings job's rate (chunks/s over the whole job: gold
    read, encode, Delta MERGE) against raw ``model.encode`` on the same gold
    texts with the same batch size, each job run paired with the raw passes
-   just before and after it (median over rounds). Target >= 0.9.
+   just before and after it (median over rounds). Target >= 0.9. Reported in
+   wall-clock time and in this process's CPU time (all threads), which other
+   processes' load on a shared machine disturbs far less.
 2. Incremental cost: embed + index after adding 1% new documents to a
    2,000-document corpus, against the full embed + index run. Target <= 10%.
 
@@ -89,18 +91,24 @@ def gold_texts(settings) -> list[str]:
     return [str(t) for t in gold.to_pyarrow_table(columns=["text"]).column("text").to_pylist()]
 
 
-def raw_encode_seconds(embedder, texts: list[str], batch_size: int) -> float:
-    started = time.perf_counter()
-    embedder.model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                          show_progress_bar=False)
-    return time.perf_counter() - started
+def timed(fn, *args, **kwargs):
+    """(result, wall seconds, CPU seconds of this process, all threads)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def raw_encode(embedder, texts: list[str], batch_size: int) -> tuple[float, float]:
+    _, wall, cpu = timed(embedder.model.encode, texts, batch_size=batch_size, normalize_embeddings=True,
+                         convert_to_numpy=True, show_progress_bar=False)
+    return wall, cpu
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=int, default=2000)
     parser.add_argument("--new-fraction", type=float, default=0.01)
-    parser.add_argument("--rounds", type=int, default=2, help="job runs, each between two raw encode passes")
+    parser.add_argument("--rounds", type=int, default=3, help="job runs, each between two raw encode passes")
     try:
         import lakerag_spark.pipeline  # noqa: F401
 
@@ -131,20 +139,23 @@ def main() -> int:
     pristine = workdir / "pristine"
     shutil.copytree(workdir / "store", pristine)
     embedder.model.encode(texts[:64], batch_size=settings.embed_batch_size)  # warm-up
-    raw = [raw_encode_seconds(embedder, texts, settings.embed_batch_size)]
+    raw = [raw_encode(embedder, texts, settings.embed_batch_size)]
     jobs = []
     for round_ in range(args.rounds):
         store = workdir / ("store" if round_ == 0 else f"round-{round_}")
         if round_:
             shutil.copytree(pristine, store)
-        jobs.append(run_embed(dataclasses.replace(settings, store_uri=f"file://{store}")))
-        raw.append(raw_encode_seconds(embedder, texts, settings.embed_batch_size))
-        assert jobs[-1]["embedded"] == len(texts), jobs[-1]
-    ratios = [(len(texts) / job["seconds"]) / (len(texts) / ((raw[i] + raw[i + 1]) / 2))
-              for i, job in enumerate(jobs)]
-    raw_rate = len(texts) * len(raw) / sum(raw)
-    job_rate = len(texts) * len(jobs) / sum(job["seconds"] for job in jobs)
-    full_embed = jobs[0]
+        summary, wall, cpu = timed(run_embed, dataclasses.replace(settings, store_uri=f"file://{store}"))
+        assert summary["embedded"] == len(texts), summary
+        jobs.append((wall, cpu, summary))
+        raw.append(raw_encode(embedder, texts, settings.embed_batch_size))
+    # Rate ratio = raw seconds / job seconds for the same texts; each job run against
+    # the mean of the raw passes just before and after it.
+    wall_ratios = [(raw[i][0] + raw[i + 1][0]) / 2 / job[0] for i, job in enumerate(jobs)]
+    cpu_ratios = [(raw[i][1] + raw[i + 1][1]) / 2 / job[1] for i, job in enumerate(jobs)]
+    raw_rate = len(texts) * len(raw) / sum(r[0] for r in raw)
+    job_rate = len(texts) * len(jobs) / sum(job[0] for job in jobs)
+    full_embed = jobs[0][2]
     full_index = run_index(settings)
     assert full_index["published"]
 
@@ -158,12 +169,16 @@ def main() -> int:
     results = {
         "chunks": len(texts),
         "raw_encode_rate_per_s": round(raw_rate, 1),
-        "raw_encode_seconds": [round(r, 2) for r in raw],
+        "raw_encode_wall_seconds": [round(r[0], 2) for r in raw],
+        "raw_encode_cpu_seconds": [round(r[1], 2) for r in raw],
         "job_rate_per_s": round(job_rate, 1),
-        "job_seconds": [job["seconds"] for job in jobs],
-        "job_encode_seconds": [job["encode_seconds"] for job in jobs],
-        "rate_ratios": [round(r, 3) for r in ratios],
-        "rate_ratio": round(statistics.median(ratios), 3),
+        "job_wall_seconds": [round(job[0], 2) for job in jobs],
+        "job_cpu_seconds": [round(job[1], 2) for job in jobs],
+        "job_encode_seconds": [job[2]["encode_seconds"] for job in jobs],
+        "rate_ratios_wall": [round(r, 3) for r in wall_ratios],
+        "rate_ratios_cpu": [round(r, 3) for r in cpu_ratios],
+        "rate_ratio_wall": round(statistics.median(wall_ratios), 3),
+        "rate_ratio_cpu": round(statistics.median(cpu_ratios), 3),
         "full_embed_seconds": full_embed["seconds"],
         "full_index_seconds": full_index["seconds"],
         "new_documents": new_docs,
@@ -175,13 +190,17 @@ def main() -> int:
         "etl_seconds_full_and_incremental": [round(etl_full, 1), round(etl_incremental, 1)],
     }
     print()
-    print(f"throughput   raw model.encode {raw_rate:7.1f} chunks/s   embeddings job {job_rate:7.1f} chunks/s   "
-          f"ratio {results['rate_ratio']:.3f} (median of {len(ratios)} paired runs; target >= 0.9)")
+    print(f"throughput   raw model.encode {raw_rate:6.1f} chunks/s, embeddings job {job_rate:6.1f} chunks/s (wall)")
+    print(f"             rate ratio, median of {len(jobs)} paired runs: wall {results['rate_ratio_wall']:.3f}, "
+          f"CPU time {results['rate_ratio_cpu']:.3f}  (target >= 0.9)")
     print(f"incremental  +{new_docs} docs ({incremental_embed['embedded']} chunks): embed+index {incremental:.2f}s vs "
           f"full {full:.2f}s   ratio {results['incremental_ratio']:.3f}  (target <= 0.10)")
     print(json.dumps(results))
-    ok = results["rate_ratio"] >= 0.9 and results["incremental_ratio"] <= 0.10
-    print("targets met" if ok else "target missed")
+    ok = results["rate_ratio_wall"] >= 0.9 and results["incremental_ratio"] <= 0.10
+    if not ok and results["rate_ratio_cpu"] >= 0.9 and results["incremental_ratio"] <= 0.10:
+        print("wall-clock rate ratio below target but CPU-time ratio meets it: other processes' load "
+              "(see the spread of raw passes) dominates the wall-clock comparison")
+    print("targets met" if ok else "target missed (wall clock)")
     return 0 if ok else 1
 
 
