@@ -93,8 +93,11 @@ for command in data["commands"]:
         get_parser().parse_args(command)
     except SystemExit as exc:
         bad.append([command, str(exc)])
+from airflow.settings import _get_async_conn_uri_from_sync
 for url in data["urls"]:
-    make_url(url).get_dialect().import_dbapi()  # ImportError if the image would lack the driver
+    # ImportError if the image would lack a driver: the sync one, and the async one Airflow derives.
+    make_url(url).get_dialect().import_dbapi()
+    make_url(_get_async_conn_uri_from_sync(url)).get_dialect().import_dbapi()
 from airflow.configuration import conf
 for name in data["options"]:
     section, key = name.removeprefix("AIRFLOW__").lower().split("__", 1)
