@@ -1,0 +1,80 @@
+"""Shared fixtures: a real S3 API (moto server) and settings pointing at temp stores."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from lakerag import config
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "services" / "lakerag" / "samples"
+
+# Tests never reach a model hub or real AWS.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """A moto S3 server on a free loopback port for the whole session."""
+    port = free_port()
+    moto = Path(sys.executable).with_name("moto_server")
+    proc = subprocess.Popen([str(moto), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_env(moto_endpoint, monkeypatch):
+    """AWS_* variables for the moto server, and a fresh bucket; returns the bucket name."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    bucket = f"lakerag-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    return bucket
+
+
+@pytest.fixture
+def local_settings(tmp_path):
+    """Settings for a fresh file:// store in a temp dir."""
+    return config.from_env({}, store_uri=f"file://{tmp_path / 'store'}", index_dir=str(tmp_path / "serving"))
+
+
+@pytest.fixture
+def s3_settings(s3_env, moto_endpoint, tmp_path):
+    """Settings for a fresh bucket on the moto server."""
+    return config.from_env({}, store_uri=f"s3://{s3_env}/lake-root", aws_endpoint_url=moto_endpoint,
+                           aws_region="us-east-1", index_dir=str(tmp_path / "serving"))
