@@ -64,7 +64,7 @@ _TITLE_KEY = re.compile(r"^(?:title|name|headline|subject)\s*:\s*(.+)$", re.IGNO
 
 
 def guess_title(pages: list[str], key: str, file_type: str | None = None) -> str:
-    """A display title: the `title` field of JSON, else the first short line, else the file name."""
+    """A display title: JSON's title-like field, else the first short line, else the file name."""
     first = next((page for page in pages if page.strip()), "")
     lines = [line.strip() for line in first.split("\n") if line.strip()]
     if file_type == "json":
@@ -72,6 +72,10 @@ def guess_title(pages: list[str], key: str, file_type: str | None = None) -> str
             match = _TITLE_KEY.match(line)
             if match:
                 return match.group(1).strip()[:200]
+        # Else the first top-level text field, if it reads like a title ("catalogue: Kafka topics").
+        first_key, _, value = lines[0].partition(": ") if lines else ("", "", "")
+        if "." not in first_key and 3 <= len(value.strip()) <= 150 and any(c.isalpha() for c in value):
+            return value.strip()
     elif lines and 2 <= len(lines[0]) <= 150:
         return lines[0]
     return posixpath.splitext(posixpath.basename(key))[0]

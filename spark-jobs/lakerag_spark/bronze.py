@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lakerag.lake import RAW_PREFIX, Lake
 
-from .tables import SCHEMAS, conform, executor_environment, read_table, sync_table
-from .transforms import EXTRACTED, extract_objects, plan_raw
+from lakerag_spark.tables import SCHEMAS, conform, executor_environment, read_table, sync_table
+from lakerag_spark.transforms import EXTRACTED, extract_objects, plan_raw
 
 LISTING = pa.schema([("key", pa.string()), ("size", pa.int64()), ("source_version", pa.string())])
 
@@ -75,7 +75,7 @@ def run_bronze(spark, lake: Lake, full_rebuild: bool = False) -> dict:
 
 
 def main() -> int:
-    from .pipeline import main as pipeline_main
+    from lakerag_spark.pipeline import main as pipeline_main
 
     return pipeline_main(("bronze",))
 

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lakerag.lake import Lake
 
-from .tables import SCHEMAS, conform, read_table, sync_table
-from .transforms import chunk_documents, plan_documents
+from lakerag_spark.tables import SCHEMAS, conform, read_table, sync_table
+from lakerag_spark.transforms import chunk_documents, plan_documents
 
 
 def run_gold(spark, lake: Lake, full_rebuild: bool = False) -> dict:
@@ -41,7 +41,7 @@ def run_gold(spark, lake: Lake, full_rebuild: bool = False) -> dict:
 
 
 def main() -> int:
-    from .pipeline import main as pipeline_main
+    from lakerag_spark.pipeline import main as pipeline_main
 
     return pipeline_main(("gold",))
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from lakerag.config import Settings
 from lakerag.lake import Lake
 
-from . import tables
+from lakerag_spark import tables
 
 STAGES = ("bronze", "silver", "gold")
 LAKE_TABLES = ("bronze", "quarantine", "silver", "gold")
@@ -24,10 +24,10 @@ def run_etl(settings: Settings, stages=STAGES, full_rebuild: bool = False) -> di
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown ETL stage(s) {sorted(unknown)}: choose from {', '.join(STAGES)}")
-    from .bronze import run_bronze
-    from .gold import run_gold
-    from .session import spark_session
-    from .silver import run_silver
+    from lakerag_spark.bronze import run_bronze
+    from lakerag_spark.gold import run_gold
+    from lakerag_spark.session import spark_session
+    from lakerag_spark.silver import run_silver
 
     started = time.perf_counter()
     lake = Lake.open(settings)
@@ -44,6 +44,11 @@ def run_etl(settings: Settings, stages=STAGES, full_rebuild: bool = False) -> di
         "versions": {},
         "seconds": {},
     }
+    from pyspark.sql import SparkSession
+
+    # A session this run starts is stopped at the end (`lakerag run` goes on to serve the API
+    # in the same process); one that already existed (tests, notebooks) is left running.
+    owned = SparkSession.getActiveSession() is None
     spark = spark_session(settings)
     summary["seconds"]["spark_start"] = round(time.perf_counter() - started, 2)
     run_at = datetime.now(UTC)
@@ -75,6 +80,8 @@ def run_etl(settings: Settings, stages=STAGES, full_rebuild: bool = False) -> di
         summary["versions"][name] = tables.version(lake, name)
     summary["seconds"]["total"] = round(time.perf_counter() - started, 2)
     lake.write_run_summary("etl", summary)
+    if owned:
+        spark.stop()
     return summary
 
 

@@ -9,8 +9,8 @@ import pyarrow as pa
 from lakerag.lake import Lake
 from pyspark.sql import functions as F
 
-from .tables import SCHEMAS, conform, read_table, sync_table
-from .transforms import clean_documents, dedup_by_content, plan_documents
+from lakerag_spark.tables import SCHEMAS, conform, read_table, sync_table
+from lakerag_spark.transforms import clean_documents, dedup_by_content, plan_documents
 
 
 def run_silver(spark, lake: Lake, updated_at: datetime, full_rebuild: bool = False) -> dict:
@@ -38,7 +38,7 @@ def run_silver(spark, lake: Lake, updated_at: datetime, full_rebuild: bool = Fal
 
 
 def main() -> int:
-    from .pipeline import main as pipeline_main
+    from lakerag_spark.pipeline import main as pipeline_main
 
     return pipeline_main(("silver",))
 

@@ -4,6 +4,7 @@ in executors through mapInArrow, one Arrow batch at a time."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from datetime import UTC, datetime
@@ -14,7 +15,7 @@ from lakerag.lake import chunk_id_for, doc_id_for, sha256_hex
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
-from .tables import SCHEMAS
+from lakerag_spark.tables import SCHEMAS
 
 # What extraction yields per raw object: a bronze row plus the quarantine reason (null when readable).
 EXTRACTED = pa.schema(list(SCHEMAS["bronze"]) + [pa.field("reason", pa.string())])
@@ -58,6 +59,8 @@ def extract_objects(work: DataFrame, settings: Settings, env: dict[str, str] | N
     """(key, size, source_version) -> one EXTRACTED row per object, read through the store in
     executors. ``env``: AWS credentials to set in executors that lack them."""
     env = dict(env or {})
+    # Executors need the store settings only; the API and LLM keys stay on the driver.
+    settings = dataclasses.replace(settings, api_key="", gemini_api_key="")
 
     def run(batches):
         from lakerag.store import open_store

@@ -96,5 +96,7 @@ def test_guess_title():
     assert guess_title(["Quarterly Report\nBody text."], "raw/q.pdf") == "Quarterly Report"
     assert guess_title(["id: 7\ntitle: Catalog\nitems.name: Lamp"], "raw/c.json", "json") == "Catalog"
     assert guess_title(["id: 7"], "raw/dir/c.json", "json") == "c"
+    assert guess_title(["catalogue: Kafka topics\ncluster.name: k1"], "raw/k.json", "json") == "Kafka topics"
+    assert guess_title(["cluster.name: k1"], "raw/k.json", "json") == "k"
     assert guess_title(["x" * 300], "raw/long name.txt") == "long name"
     assert guess_title([], "raw/empty.md") == "empty"
