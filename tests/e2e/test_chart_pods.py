@@ -317,6 +317,14 @@ def test_rendered_api_pod_runs_on_a_first_install(docker, images, build_env, emp
                    "import os; p='/var/cache/lakerag/models/.probe'; open(p,'w').write('x'); os.remove(p)",
                    check=False)
     assert probe.returncode == 0, probe.stderr
+    # `helm test`: the chart's test pod against this API (the Service name resolves to it).
+    test_pod = find(objects, "Pod", "lakerag-api-test")
+    container = test_pod["spec"]["containers"][0]
+    result = docker.run(container["image"], *container_argv(container),
+                        options=("--add-host", "lakerag-api:127.0.0.1",
+                                 *docker_options(container, test_pod["spec"], {})))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "GET /ready 200" in result.stdout and "no index published yet" in result.stdout
 
 
 def test_rendered_spark_pods_form_a_cluster(docker, images, build_env, tmp_path):
