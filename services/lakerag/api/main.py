@@ -20,7 +20,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from ..config import Settings
-from ..embedding import Embedder, load_embedder
+from ..embedding import Embedder, cap_threads, load_embedder
 from ..index.sync import IndexWatcher
 from .deps import AppState
 from .metrics import Metrics, RequestMetricsMiddleware
@@ -30,6 +30,7 @@ from .services.llm import make_writer
 from .services.retrieval import cutoffs_for
 
 log = logging.getLogger("lakerag.api")
+SEARCH_THREADS = 1
 SAMPLE_QUESTIONS = Path(__file__).resolve().parents[1] / "samples" / "questions.json"
 
 
@@ -46,6 +47,10 @@ def warm_up(state: AppState, embedder: Embedder | None = None, watch: bool = Tru
             state.on_fatal(state.model_error)
         return
     metrics.model_load_seconds.set(embedder.load_seconds)
+    # One intra-op thread per query; the cores serve concurrent requests instead. A query
+    # is too small to split well, and split queries wait on each other's thread barriers
+    # whenever the cores are busy (measured: 2 threads 3-10x slower than 1 under load).
+    cap_threads(SEARCH_THREADS)
     embedder.encode_queries(["warm up"])  # the first encode allocates; keep it off the first request
     state.cutoffs = cutoffs_for(settings, embedder.name)
     state.writer = make_writer(settings, embedder, metrics)
