@@ -2,8 +2,9 @@
 bronze -> silver -> gold on a temporary file:// store, in one Spark session.
 
 Prints docs/s for each size and time(2N)/time(N): 2.0 means the ETL scales linearly with
-the corpus (below 2, fixed per-run costs dominate). Also times the incremental cases the
-pipeline is built for: a rerun with no change and one added document on top of 2N.
+the corpus (below 2, fixed per-run costs dominate: Spark job scheduling, Delta log reads).
+Also times the incremental cases the pipeline is built for: a rerun with no change (the
+fixed cost) and one added document on top of 2N.
 
     .venv/bin/python bench/etl.py [--n 200]
 """
@@ -14,6 +15,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -86,6 +88,7 @@ def timed_run(root: Path) -> tuple[float, dict]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=200, help="documents in the smaller corpus (default 200)")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per size; the fastest counts (default 2)")
     args = parser.parse_args()
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     settings = from_env({})
@@ -97,29 +100,39 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="lakerag-bench-") as tmp:
         # Warm-up (JVM JIT, Python workers, imports) so N and 2N are measured alike.
-        fill(Path(tmp) / "warmup", 0, 10)
+        fill(Path(tmp) / "warmup", 0, 50)
         timed_run(Path(tmp) / "warmup")
 
-        results = {}
-        for label, count in (("N", args.n), ("2N", 2 * args.n)):
-            root = Path(tmp) / label
-            fill(root, 0, count)
-            elapsed, summary = timed_run(root)
-            results[label] = elapsed
+        sizes = {"N": args.n, "2N": 2 * args.n}
+        for label, count in sizes.items():
+            fill(Path(tmp) / label, 0, count)
+        # Each size runs from an empty lake `--repeats` times, alternating; the best run counts
+        # (the machine is shared, so the slower runs measure the neighbours).
+        best: dict[str, tuple[float, dict]] = {}
+        for _ in range(args.repeats):
+            for label in sizes:
+                shutil.rmtree(Path(tmp) / label / "lake", ignore_errors=True)
+                elapsed, summary = timed_run(Path(tmp) / label)
+                if label not in best or elapsed < best[label][0]:
+                    best[label] = (elapsed, summary)
+        for label, count in sizes.items():
+            elapsed, summary = best[label]
             stages = ", ".join(f"{s} {summary['seconds'][s]:.1f}s" for s in ("bronze", "silver", "gold"))
             print(f"{label:>2} = {count:5d} docs: {elapsed:7.1f} s  {count / elapsed:6.2f} docs/s  "
                   f"({stages}; {summary['rows']['gold']} chunks)")
-        ratio = results["2N"] / results["N"]
-        print(f"time(2N)/time(N) = {ratio:.2f}   (2.00 = linear; lower = fixed costs dominate)")
+        t_n, t_2n = best["N"][0], best["2N"][0]
+        print(f"time(2N)/time(N) = {t_2n / t_n:.2f}   (2.00 = linear; lower = fixed per-run costs dominate)")
+        if t_2n > t_n:
+            print(f"marginal rate (2N - N docs over the extra time): {args.n / (t_2n - t_n):.1f} docs/s")
 
         root = Path(tmp) / "2N"
         elapsed, summary = timed_run(root)
-        print(f"rerun of 2N, nothing changed: {elapsed:.1f} s (committed: "
-              f"{sum(summary.get('committed', {}).values())} tables)")
+        print(f"rerun of 2N, nothing changed: {elapsed:.1f} s = the fixed cost of a run "
+              f"(tables committed: {sum(summary.get('committed', {}).values())})")
         fill(root, 2 * args.n, 1)
         elapsed, summary = timed_run(root)
         print(f"one document added to 2N: {elapsed:.1f} s (read {summary['files']['read']} file, "
-              f"{elapsed / results['2N'] * 100:.0f}% of the full 2N run)")
+              f"{elapsed / t_2n * 100:.0f}% of the full 2N run)")
     return 0
 
 

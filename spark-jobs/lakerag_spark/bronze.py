@@ -7,6 +7,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 from lakerag.lake import RAW_PREFIX, Lake
+from pyspark.sql.pandas.types import from_arrow_schema
 
 from lakerag_spark.tables import SCHEMAS, conform, executor_environment, read_table, sync_table
 from lakerag_spark.transforms import EXTRACTED, extract_objects, plan_raw
@@ -19,12 +20,11 @@ def run_bronze(spark, lake: Lake, full_rebuild: bool = False) -> dict:
     objects = list(lake.store.list(RAW_PREFIX))
     listing = pa.Table.from_pylist([{"key": o.key, "size": o.size, "source_version": o.version} for o in objects],
                                    schema=LISTING)
-    plan = plan_raw(spark.createDataFrame(listing) if objects else spark.createDataFrame([], "key string, "
-                                                                                         "size long, source_version string"),
-                    read_table(spark, lake, "bronze", ["key", "source_version", "content_hash"]),
+    listed = spark.createDataFrame(listing) if objects else spark.createDataFrame([], from_arrow_schema(LISTING))
+    plan = plan_raw(listed, read_table(spark, lake, "bronze", ["key", "source_version", "content_hash"]),
                     read_table(spark, lake, "quarantine", ["key", "source_version", "content_hash"]),
                     full_rebuild).toArrow()
-    status = plan.column("status").to_pylist()
+    before = {row["key"]: row for row in plan.to_pylist()}
     work = plan.filter(plan.column("process")).select(["key", "size", "source_version"])
     extracted = EXTRACTED.empty_table()
     if work.num_rows:
@@ -33,24 +33,21 @@ def run_bronze(spark, lake: Lake, full_rebuild: bool = False) -> dict:
 
     readable = extracted.filter(pc.is_null(extracted.column("reason")))
     unreadable = extracted.filter(pc.is_valid(extracted.column("reason")))
-    before = {row["key"]: row for row in plan.select(["key", "status", "bronze_hash", "quarantine_hash"]).to_pylist()}
-    gone = {key for key, row in before.items() if row["status"] == "deleted"}
-    now_bad = set(unreadable.column("key").to_pylist())
-    new_bad_hash = dict(zip(unreadable.column("key").to_pylist(), unreadable.column("content_hash").to_pylist()))
     processed = set(work.column("key").to_pylist())
+    gone = {key for key, row in before.items() if row["status"] == "deleted"}
+    new_bad_hash = dict(zip(unreadable.column("key").to_pylist(), unreadable.column("content_hash").to_pylist()))
 
-    bronze_deletes = sorted(k for k in gone | now_bad if before[k]["bronze_hash"] is not None)
+    bronze_deletes = sorted(k for k in gone | set(new_bad_hash) if before[k]["bronze_hash"] is not None)
+    # A key keeps at most one quarantine row: the one for its current bytes.
     quarantine_deletes = [{"key": k, "content_hash": before[k]["quarantine_hash"]}
                           for k in sorted(gone | processed)
-                          if before[k]["quarantine_hash"] is not None
-                          and before[k]["quarantine_hash"] != new_bad_hash.get(k)]
-    quarantine_rows = unreadable.select(["key", "doc_id", "size", "source_version", "content_hash", "reason"]) \
-        .append_column("quarantined_at", unreadable.column("extracted_at"))
-    # Re-reading an unchanged bad file (full rebuild) must not rewrite its quarantine row.
-    quarantine_rows = quarantine_rows.filter(pa.array(
-        [before[k]["quarantine_hash"] != h for k, h in zip(quarantine_rows.column("key").to_pylist(),
-                                                             quarantine_rows.column("content_hash").to_pylist())],
-        pa.bool_()))
+                          if before[k]["quarantine_hash"] not in (None, new_bad_hash.get(k))]
+    quarantine_rows = [row for row in unreadable.to_pylist()
+                       # A re-read of the same bad bytes at the same version (full rebuild) changes nothing.
+                       if (before[row["key"]]["quarantine_hash"], before[row["key"]]["known_version"])
+                       != (row["content_hash"], row["source_version"])]
+    quarantine_rows = pa.Table.from_pylist([{**row, "quarantined_at": row["extracted_at"]} for row in quarantine_rows],
+                                           schema=SCHEMAS["quarantine"])
 
     committed = {
         "bronze": sync_table(lake, "bronze", readable.select(SCHEMAS["bronze"].names),
@@ -61,16 +58,11 @@ def run_bronze(spark, lake: Lake, full_rebuild: bool = False) -> dict:
     }
     # "changed" means new bytes; an object that was only touched (same hash) counts as unchanged.
     new_hash = dict(zip(extracted.column("key").to_pylist(), extracted.column("content_hash").to_pylist()))
+    new = sum(1 for row in before.values() if row["status"] == "new")
     changed = sum(1 for k in processed if before[k]["status"] == "changed"
                   and new_hash.get(k) != (before[k]["bronze_hash"] or before[k]["quarantine_hash"]))
-    files = {
-        "seen": len(objects),
-        "new": status.count("new"),
-        "changed": changed,
-        "unchanged": len(objects) - status.count("new") - changed,
-        "deleted": len(gone),
-        "read": len(processed),
-    }
+    files = {"seen": len(objects), "new": new, "changed": changed, "unchanged": len(objects) - new - changed,
+             "deleted": len(gone), "read": len(processed)}
     return {"files": files, "committed": committed}
 
 

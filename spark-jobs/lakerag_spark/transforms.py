@@ -34,8 +34,8 @@ def plan_raw(listed: DataFrame, bronze: DataFrame, quarantine: DataFrame, full_r
     about each key (key, source_version, content_hash; at most one row per key in each).
 
     Returns key, size, source_version, status (new | changed | unchanged | deleted), process
-    (read the object: new or changed, or everything listed on a full rebuild), and the key's
-    current bronze_hash and quarantine_hash (null where it has no row).
+    (read the object: new or changed, or everything listed on a full rebuild), and what the
+    lake holds for the key: known_version, bronze_hash and quarantine_hash (null where none).
     """
     bronze = bronze.select("key", F.col("source_version").alias("b_version"), F.col("content_hash").alias("bronze_hash"))
     quarantine = quarantine.select("key", F.col("source_version").alias("q_version"),
@@ -52,7 +52,7 @@ def plan_raw(listed: DataFrame, bronze: DataFrame, quarantine: DataFrame, full_r
               .otherwise("unchanged"))
     process = status.isin("new", "changed") | (F.lit(full_rebuild) & (status == "unchanged"))
     return joined.select("key", "size", "source_version", status.alias("status"), process.alias("process"),
-                         "bronze_hash", "quarantine_hash")
+                         known_version.alias("known_version"), "bronze_hash", "quarantine_hash")
 
 
 def extract_objects(work: DataFrame, settings: Settings, env: dict[str, str] | None = None) -> DataFrame:
@@ -85,6 +85,8 @@ def extract_object(store, key: str, size: int, source_version: str, max_bytes: i
            # Not read (too large, unreachable): the version stands in for the hash of the bytes.
            "content_hash": f"not-read:{source_version}"}
     row["reason"] = size_problem(size, max_bytes)
+    if size == 0:
+        row["content_hash"] = sha256_hex(b"")
     if row["reason"] is None:
         try:
             data = store.get(key)

@@ -163,12 +163,16 @@ def test_lifecycle_on_a_local_store(spark, local_settings):
     # a quarantined file) and a quarantined file fixed.
     silver_version, gold_version = tables.version(lake, "silver"), tables.version(lake, "gold")
     put(lake, "catalog.json", corpus["catalog.json"])
+    put(lake, "empty.txt", b"")  # still bad, same bytes: its quarantine row only records the new version
     for name in ("page.html", "notes.txt", "garbage.txt"):
         lake.store.delete(f"raw/{name}")
     put(lake, "invalid.json", b'{"title": "Fixed", "body": "Now valid JSON."}')
     summary = run_etl(settings)
     assert summary["files"]["deleted"] == 3 and summary["files"]["changed"] == 1  # invalid.json
-    assert summary["files"]["read"] == 2 and summary["files"]["duplicates"] == 0
+    assert summary["files"]["read"] == 3 and summary["files"]["duplicates"] == 0
+    listed = {o.key: o.version for o in lake.store.list("raw/")}
+    assert {r["key"]: r["source_version"] for r in snapshot(lake, "quarantine")}["raw/empty.txt"] \
+        == listed["raw/empty.txt"]
     bronze_keys = {r["key"] for r in snapshot(lake, "bronze")}
     silver_keys = {r["key"] for r in snapshot(lake, "silver")}
     gold_sources = {r["source"] for r in snapshot(lake, "gold")}

@@ -32,14 +32,14 @@ def test_plan_raw_classifies_every_key(spark):
                                     ("raw/gone.txt", "v1", "h3")], META)
     quarantine = spark.createDataFrame([("raw/bad.txt", "v1", "h4"), ("raw/gone.pdf", "v1", "h5")], META)
     expected = spark.createDataFrame([
-        ("raw/new.txt", 5, "v1", "new", True, None, None),
-        ("raw/same.txt", 6, "v1", "unchanged", False, "h1", None),
-        ("raw/edit.txt", 7, "v2", "changed", True, "h2", None),
-        ("raw/bad.txt", 0, "v1", "unchanged", False, None, "h4"),
-        ("raw/gone.txt", None, None, "deleted", False, "h3", None),
-        ("raw/gone.pdf", None, None, "deleted", False, None, "h5"),
-    ], "key string, size long, source_version string, status string, process boolean, bronze_hash string, "
-       "quarantine_hash string")
+        ("raw/new.txt", 5, "v1", "new", True, None, None, None),
+        ("raw/same.txt", 6, "v1", "unchanged", False, "v1", "h1", None),
+        ("raw/edit.txt", 7, "v2", "changed", True, "v1", "h2", None),
+        ("raw/bad.txt", 0, "v1", "unchanged", False, "v1", None, "h4"),
+        ("raw/gone.txt", None, None, "deleted", False, "v1", "h3", None),
+        ("raw/gone.pdf", None, None, "deleted", False, "v1", None, "h5"),
+    ], "key string, size long, source_version string, status string, process boolean, known_version string, "
+       "bronze_hash string, quarantine_hash string")
     assertDataFrameEqual(plan_raw(listed, bronze, quarantine), expected)
     rebuilt = plan_raw(listed, bronze, quarantine, full_rebuild=True)
     assertDataFrameEqual(rebuilt.filter("process").select("key"),
