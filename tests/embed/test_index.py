@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from lakerag.embed_job import run_embed
-from lakerag.index.artifacts import IndexRejected, load_index_dir, write_index_dir
+from lakerag.index.artifacts import IndexRejected, load_index_dir, sha256_file, write_index_dir
 from lakerag.index.publish import (
     download_version,
     list_versions,
@@ -51,7 +51,10 @@ def test_written_index_loads_and_searches_exactly(tmp_path):
     vectors, chunks = random_chunks(40)
     manifest = write_index_dir(tmp_path / "v", vectors, chunks, MODEL, gold_version=7)
     assert manifest["vector_count"] == 40 and manifest["gold_version"] == 7 and manifest["index_type"] == "flat"
-    assert set(manifest["files"]) == {"index.faiss", "chunks.parquet"}
+    # every file of the version is listed with its checksum
+    written = {p.name for p in (tmp_path / "v").iterdir()} - {"manifest.json"}
+    assert {"index.faiss", "chunks.parquet"} <= written == set(manifest["files"])
+    assert all(sha256_file(tmp_path / "v" / name) == sha for name, sha in manifest["files"].items())
     loaded = load_index_dir(tmp_path / "v", expected_model=MODEL, expected_dimension=16)
     assert loaded.version == manifest["version"] and loaded.vector_count == 40
     scores, ids = loaded.search(vectors[[5, 17]], k=3)
