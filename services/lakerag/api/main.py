@@ -25,7 +25,7 @@ from ..index.sync import IndexWatcher
 from .deps import AppState
 from .metrics import Metrics, RequestMetricsMiddleware
 from .routes import answer, documents, health, index, search, summarize
-from .services import startup
+from .services import retrieval, startup
 from .services.llm import make_writer
 from .services.retrieval import cutoffs_for
 
@@ -59,7 +59,8 @@ def warm_up(state: AppState, embedder: Embedder | None = None, watch: bool = Tru
         metrics.set_index(loaded.version, loaded.model, loaded.vector_count, _created_unix(loaded.manifest))
 
     watcher = IndexWatcher(settings, expected_model=embedder.name, expected_dimension=embedder.dimension,
-                           on_swap=on_swap, on_failure=lambda _message: metrics.reload_failures.inc())
+                           on_swap=on_swap, on_failure=lambda _message: metrics.reload_failures.inc(),
+                           prepare=retrieval.prepare)
     state.watcher = watcher
     _, message = watcher.check()
     log.info("model %s ready (dimension %d, loaded from %s in %.1fs); index: %s; cut-offs min %.2f relative %.2f",

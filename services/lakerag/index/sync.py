@@ -183,7 +183,8 @@ class IndexWatcher:
 
     def __init__(self, settings: Settings, expected_model: str, expected_dimension: int,
                  on_swap: Callable[[LoadedIndex], None] | None = None,
-                 on_failure: Callable[[str], None] | None = None, sync_from_store: bool = True):
+                 on_failure: Callable[[str], None] | None = None, sync_from_store: bool = True,
+                 prepare: Callable[[LoadedIndex], None] | None = None):
         self.settings = settings
         self.dest = Path(settings.index_dir)
         self.expected_model = expected_model
@@ -191,6 +192,7 @@ class IndexWatcher:
         self.on_swap = on_swap
         self.on_failure = on_failure
         self.sync_from_store = sync_from_store
+        self.prepare = prepare  # per-version work done before the swap, off the request path
         self.current: LoadedIndex | None = None
         self.loaded_at: datetime | None = None
         self.last_error: str | None = None
@@ -240,6 +242,8 @@ class IndexWatcher:
             try:
                 loaded = load_index_dir(path, expected_model=self.expected_model,
                                         expected_dimension=self.expected_dimension)
+                if self.prepare:
+                    self.prepare(loaded)
             except (IndexRejected, OSError, RuntimeError, ValueError) as exc:
                 self._rejected.add(version)
                 self._fail(f"index {version}: {exc}")

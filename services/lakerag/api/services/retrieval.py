@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from ...config import Settings
 from ...embedding import Embedder
@@ -65,17 +66,36 @@ class SearchOutcome:
         return bool(self.hits)
 
 
-def hits_for(index: LoadedIndex, ids: np.ndarray, scores: np.ndarray) -> list[dict]:
-    rows = index.chunks.iloc[ids].to_dict("records")
+HIT_COLUMNS = ("doc_id", "chunk_id", "chunk_index", "text", "source", "title", "page")
+
+
+def _plain(value):
+    """None for pandas' missing values (None, NaN, pd.NA), the value otherwise."""
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value
+
+
+def prepare(index: LoadedIndex) -> None:
+    """Plain Python columns for building hits: a few microseconds per hit instead of a
+    pandas row lookup (~0.4 ms). Done once per version, before it is swapped in."""
+    columns = {name: index.chunks[name].tolist() for name in HIT_COLUMNS}
+    columns["chunk_index"] = [int(v) for v in columns["chunk_index"]]
+    columns["title"] = [_plain(v) or None for v in columns["title"]]
+    columns["page"] = [None if _plain(v) is None else int(v) for v in columns["page"]]
+    index.hit_columns = columns
+
+
+def hits_for(index: LoadedIndex, ids, scores) -> list[dict]:
+    columns = getattr(index, "hit_columns", None)
+    if columns is None:
+        prepare(index)
+        columns = index.hit_columns
     hits = []
-    for rank, (row, score) in enumerate(zip(rows, scores), start=1):
-        page = row.get("page")
-        hits.append({
-            "rank": rank, "score": round(float(score), 4), "doc_id": row["doc_id"], "chunk_id": row["chunk_id"],
-            "chunk_index": int(row["chunk_index"]), "text": row["text"], "source": row["source"],
-            "title": row.get("title") or None,
-            "page": None if page is None or (isinstance(page, float) and math.isnan(page)) else int(page),
-        })
+    for rank, (i, score) in enumerate(zip(np.asarray(ids).tolist(), scores), start=1):
+        hit = {"rank": rank, "score": round(float(score), 4)}
+        hit.update((name, columns[name][i]) for name in HIT_COLUMNS)
+        hits.append(hit)
     return hits
 
 
