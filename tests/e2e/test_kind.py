@@ -175,32 +175,51 @@ def port_forward(env: dict, service: str, port: int):
         process.wait(timeout=30)
 
 
-def trigger_pipeline(airflow_url: str, password: str) -> str:
-    """Run the DAG once through Airflow's REST API (SimpleAuthManager login) and wait for it."""
+@contextmanager
+def airflow_client(airflow_url: str, password: str):
+    """An httpx client logged in to Airflow's REST API (SimpleAuthManager token)."""
     import httpx
 
     with httpx.Client(base_url=airflow_url, timeout=60) as http:
         token = http.post("/auth/token", json={"username": "admin", "password": password})
         assert token.status_code == 201, token.text
         http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
-        deadline = time.monotonic() + 600
-        while http.get(f"/api/v2/dags/{DAG_ID}").status_code != 200:  # the dag-processor parses it first
-            assert time.monotonic() < deadline, f"DAG {DAG_ID} never appeared in Airflow"
-            time.sleep(10)
-        assert http.patch(f"/api/v2/dags/{DAG_ID}", json={"is_paused": False}).status_code == 200
-        run_response = http.post(f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None})
-        assert run_response.status_code == 200, run_response.text
-        run_id = run_response.json()["dag_run_id"]
+        yield http
+
+
+def start_pipeline(http, parse_timeout: float = 600) -> str:
+    """Unpause the DAG once the dag-processor has parsed it, trigger a run; returns its id."""
+    deadline = time.monotonic() + parse_timeout
+    while http.get(f"/api/v2/dags/{DAG_ID}").status_code != 200:
+        assert time.monotonic() < deadline, f"DAG {DAG_ID} never appeared in Airflow"
+        time.sleep(10)
+    unpaused = http.patch(f"/api/v2/dags/{DAG_ID}", json={"is_paused": False})
+    assert unpaused.status_code == 200 and unpaused.json()["is_paused"] is False, unpaused.text
+    run_response = http.post(f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None})
+    assert run_response.status_code == 200, run_response.text
+    return run_response.json()["dag_run_id"]
+
+
+def run_state(http, run_id: str) -> tuple[str, dict[str, str]]:
+    """The run's state and each task's state."""
+    state = http.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"]
+    tasks = http.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
+    return state, {t["task_id"]: t["state"] for t in tasks}
+
+
+def trigger_pipeline(airflow_url: str, password: str) -> str:
+    """Run the DAG once through Airflow's REST API and wait for it to succeed. Unpausing also
+    creates the schedule's latest run; with one active run at a time, ours follows it."""
+    with airflow_client(airflow_url, password) as http:
+        run_id = start_pipeline(http)
         deadline = time.monotonic() + PIPELINE_TIMEOUT
         while True:
-            state = http.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}").json()["state"]
+            state, tasks = run_state(http, run_id)
             if state in {"success", "failed"}:
                 break
-            assert time.monotonic() < deadline, f"DAG run {run_id} still {state} after {PIPELINE_TIMEOUT}s"
+            assert time.monotonic() < deadline, f"DAG run {run_id} still {state} after {PIPELINE_TIMEOUT}s: {tasks}"
             time.sleep(15)
-        tasks = http.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances").json()["task_instances"]
-        summary = {t["task_id"]: t["state"] for t in tasks}
-        assert state == "success", f"DAG run failed: {summary}"
+        assert state == "success", f"DAG run failed: {tasks}"
         return run_id
 
 
