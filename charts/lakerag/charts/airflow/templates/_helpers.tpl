@@ -41,6 +41,8 @@ the database URL is assembled by Kubernetes from the password it references.
 {{- end }}
 - name: AIRFLOW__CORE__EXECUTOR
   value: LocalExecutor
+- name: AIRFLOW__CORE__PARALLELISM
+  value: {{ .Values.parallelism | quote }}
 - name: AIRFLOW__CORE__FERNET_KEY
   valueFrom:
     secretKeyRef:
