@@ -32,8 +32,8 @@ def relabel(labels: dict[str, str], rules: list[dict]) -> dict[str, str] | None:
             if match:
                 groups = (match.group(0), *match.groups())
                 replacement = rule.get("replacement", "$1")
-                labels[rule["target_label"]] = re.sub(r"\$(\d+)", lambda m: groups[int(m.group(1))] or "",
-                                                      replacement)
+                labels[rule["target_label"]] = re.sub(
+                    r"\$(\d+)", lambda m, groups=groups: groups[int(m.group(1))] or "", replacement)
         else:
             raise AssertionError(f"unexpected action {action}")
     return labels
