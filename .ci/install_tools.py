@@ -61,7 +61,7 @@ def main(argv: list[str]) -> int:
         print(__doc__.strip().splitlines()[-1], file=sys.stderr)
         return 2
     for path in install(Path(argv[1])):
-        print(f"installed {path}")
+        print(f"{path}: ok")
     return 0
 
 
