@@ -126,6 +126,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--mode", default="dense", help="search mode sent with each request: the limit measured "
+                                                         "in process is encode + FAISS, i.e. dense search")
     args = parser.parse_args()
 
     import httpx
@@ -162,7 +164,7 @@ def main() -> int:
             overheads: list[float] = []
 
             def over_http(client: http.client.HTTPConnection, query: str, record: bool = False) -> float:
-                payload = json.dumps({"query": query, "k": args.k})
+                payload = json.dumps({"query": query, "k": args.k, "mode": args.mode})
                 begin = time.perf_counter()
                 client.request("POST", "/search", payload, {"Content-Type": "application/json"})
                 response = client.getresponse()
@@ -216,7 +218,8 @@ def main() -> int:
     ratio = statistics.median(single) / statistics.median(local)
     server_encode = _histogram_mean(metrics, "lakerag_search_encode_seconds")
     server_search = _histogram_mean(metrics, "lakerag_search_index_seconds")
-    print(f"\nSearch latency, {args.chunks} chunks, k={args.k}, CPU quota {cpu_quota()}, {SEARCH_THREADS} thread "
+    print(f"\nSearch latency ({args.mode}), {args.chunks} chunks, k={args.k}, CPU quota {cpu_quota()}, "
+          f"{SEARCH_THREADS} thread "
           f"per query (in-process and HTTP rounds interleaved, {args.rounds} rounds)")
     print(stat_line("in-process encode+search (limit)", local))
     print(stat_line("HTTP /search, 1 client", single))
