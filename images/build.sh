@@ -27,6 +27,12 @@ if [ -z "${DOCKER:-}" ]; then
 fi
 export DOCKER_BUILDKIT=1
 
+if ! "$DOCKER" image inspect "$BASE_IMAGE" >/dev/null 2>&1 && ! "$DOCKER" pull "$BASE_IMAGE"; then
+    echo "BASE_IMAGE=$BASE_IMAGE is neither local nor pullable. Without a registry, make a stand-in" >&2
+    echo "with images/standin-base.sh and build with BASE_IMAGE=lakerag-standin/python:3.11-slim" >&2
+    exit 2
+fi
+
 args=(--build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "BAKE_MODEL=$BAKE_MODEL"
       --build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL" --build-arg "PIP_INDEX_URL=$PIP_INDEX_URL")
 if [ -n "$CA_BUNDLE" ]; then

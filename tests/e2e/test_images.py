@@ -139,10 +139,13 @@ def test_code_change_rebuilds_only_the_code_layers(docker, images, build_env, tm
             target = context / path.relative_to(REPO)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
+    env = {**build_env, "IMAGE_TAG": "e2e-rebuild"}
+    # First the unchanged copy: teammates may have changed pyproject.toml since the session's build.
+    harness.build(docker, ["api"], env, harness.WORK / "rebuild-api-baseline.log", context=context)
     cli = context / "services" / "lakerag" / "cli.py"
-    cli.write_text(cli.read_text() + "\n# e2e: a one-line change\n")
+    cli.write_text(cli.read_text() + f"\n# e2e: a one-line change {time.time_ns()}\n")  # never seen before
     log = harness.WORK / "rebuild-api.log"
-    seconds = harness.build(docker, ["api"], {**build_env, "IMAGE_TAG": "e2e-rebuild"}, log, context=context)
+    seconds = harness.build(docker, ["api"], env, log, context=context)
     REPORT["rebuild_after_code_change_seconds"] = {"api": round(seconds, 1)}
     steps = build_steps(log.read_text())
     deps = {title: cached for title, cached in steps.items()
