@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     import faiss
     import pandas
 
+    from .lexical import LexicalIndex
+
 FORMAT = 1
 INDEX_FILE = "index.faiss"
 CHUNKS_FILE = "chunks.parquet"
@@ -46,6 +48,7 @@ class LoadedIndex:
     index: faiss.Index
     chunks: pandas.DataFrame
     path: Path
+    lexical: LexicalIndex | None = None  # None: a version built before hybrid search (dense only)
 
     @property
     def model(self) -> str:
@@ -139,11 +142,14 @@ def measure_recall(index: faiss.Index, vectors: np.ndarray, sample: int = RECALL
 
 
 def write_index_dir(path, vectors: np.ndarray, chunks: pandas.DataFrame, model: str, gold_version: int,
-                    index_type: str = "flat", version: str | None = None, extra: dict | None = None) -> dict:
-    """Write one version (index.faiss, chunks.parquet, manifest.json last) into ``path``; return the manifest.
+                    index_type: str = "flat", version: str | None = None, extra: dict | None = None,
+                    lexical: bool = True) -> dict:
+    """Write one version (index.faiss, chunks.parquet, the BM25 files, manifest.json last) into
+    ``path``; return the manifest.
 
     Row i of ``chunks`` describes vector i. ``extra`` adds keys to the manifest
-    (e.g. the embeddings table version it was built from).
+    (e.g. the embeddings table version it was built from). ``lexical=False``
+    writes a dense-only version (as releases before hybrid search did).
     """
     import faiss
     import pyarrow as pa
@@ -163,6 +169,11 @@ def write_index_dir(path, vectors: np.ndarray, chunks: pandas.DataFrame, model: 
     faiss.write_index(index, str(path / INDEX_FILE))
     table = pa.Table.from_pandas(chunks, schema=chunk_schema(), preserve_index=False)
     pq.write_table(table, path / CHUNKS_FILE)
+    lexical_section = None
+    if lexical:
+        from .lexical import write_lexical
+
+        lexical_section = write_lexical(path, chunks["text"].tolist())
     manifest = {
         "format": FORMAT,
         "version": version or new_version_name(fingerprint),
@@ -177,7 +188,9 @@ def write_index_dir(path, vectors: np.ndarray, chunks: pandas.DataFrame, model: 
         "content_sha256": fingerprint,
         **info,
         **(extra or {}),
-        "files": {name: sha256_file(path / name) for name in (INDEX_FILE, CHUNKS_FILE)},
+        **({"lexical": lexical_section} if lexical_section else {}),
+        "files": {name: sha256_file(path / name)
+                  for name in (INDEX_FILE, CHUNKS_FILE, *(lexical_section or {}).get("files", ()))},
     }
     (path / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return manifest
@@ -210,7 +223,7 @@ def verify_index_dir(path) -> dict:
     """Check that every file the manifest lists is present with its SHA-256; return the manifest."""
     path = Path(path)
     manifest = read_manifest(path)
-    for name in (INDEX_FILE, CHUNKS_FILE):
+    for name in (INDEX_FILE, CHUNKS_FILE, *(manifest.get("lexical") or {}).get("files", ())):
         if name not in manifest["files"]:
             raise IndexRejected(f"manifest of {path} does not list {name}; republish the index")
     for name, expected in manifest["files"].items():
@@ -254,4 +267,10 @@ def load_index_dir(path, expected_model: str | None = None, expected_dimension: 
         raise IndexRejected(f"{path}: index holds {index.ntotal} vectors of dimension {index.d} and "
                             f"{len(chunks)} chunk rows, manifest says {count} of dimension {manifest['dimension']}; "
                             "republish the index (`lakerag pipeline index --full-rebuild`)")
-    return LoadedIndex(version=manifest["version"], manifest=manifest, index=index, chunks=chunks, path=path)
+    lexical = None
+    if manifest.get("lexical"):
+        from .lexical import load_lexical
+
+        lexical = load_lexical(path, manifest["lexical"], count)
+    return LoadedIndex(version=manifest["version"], manifest=manifest, index=index, chunks=chunks, path=path,
+                       lexical=lexical)
