@@ -15,6 +15,7 @@ from typing import Mapping
 
 PACKAGED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 PRODUCTION_MODEL = "BAAI/bge-large-en-v1.5"
+SEARCH_MODES = ("dense", "lexical", "hybrid")
 
 
 class ConfigError(ValueError):
@@ -55,6 +56,13 @@ class Settings:
     max_upload_bytes: int = 50 * 1024 * 1024
     min_score: float = -1.0  # <0: the model's own default cut-off
     relative_score: float = -1.0
+    # Retrieval: dense | lexical | hybrid (weighted reciprocal-rank fusion; see docs/retrieval.md)
+    search_mode: str = "hybrid"
+    fusion_dense_weight: float = 1.0
+    fusion_lexical_weight: float = 0.3
+    fusion_rrf_k: float = 60.0
+    rerank_model: str = ""  # a sentence-transformers CrossEncoder name or directory; empty = off
+    rerank_candidates: int = 20
     # LLM
     gemini_api_key: str = field(default="", repr=False)
     gemini_model: str = "gemini-2.5-flash"
@@ -92,6 +100,12 @@ _ENV: dict[str, tuple[str, type]] = {
     "LAKERAG_MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
     "LAKERAG_MIN_SCORE": ("min_score", float),
     "LAKERAG_RELATIVE_SCORE": ("relative_score", float),
+    "LAKERAG_SEARCH_MODE": ("search_mode", str),
+    "LAKERAG_FUSION_DENSE_WEIGHT": ("fusion_dense_weight", float),
+    "LAKERAG_FUSION_LEXICAL_WEIGHT": ("fusion_lexical_weight", float),
+    "LAKERAG_FUSION_RRF_K": ("fusion_rrf_k", float),
+    "LAKERAG_RERANK_MODEL": ("rerank_model", str),
+    "LAKERAG_RERANK_CANDIDATES": ("rerank_candidates", int),
     "GEMINI_API_KEY": ("gemini_api_key", str),
     "LAKERAG_GEMINI_MODEL": ("gemini_model", str),
     "LAKERAG_GEMINI_BASE_URL": ("gemini_base_url", str),
@@ -145,6 +159,15 @@ def validate(settings: Settings) -> list[str]:
         problems.append("LAKERAG_INDEX_KEEP_VERSIONS must be at least 1")
     if not 1 <= settings.port <= 65535:
         problems.append("LAKERAG_PORT must be between 1 and 65535")
+    if settings.search_mode not in SEARCH_MODES:
+        problems.append(f"LAKERAG_SEARCH_MODE={settings.search_mode!r}: use one of {', '.join(SEARCH_MODES)}")
+    if settings.fusion_dense_weight < 0 or settings.fusion_lexical_weight < 0 or \
+            settings.fusion_dense_weight + settings.fusion_lexical_weight <= 0:
+        problems.append("LAKERAG_FUSION_DENSE_WEIGHT and LAKERAG_FUSION_LEXICAL_WEIGHT must be >= 0, not both 0")
+    if settings.fusion_rrf_k < 0:
+        problems.append("LAKERAG_FUSION_RRF_K must be >= 0 (60 is the usual value)")
+    if settings.rerank_candidates < 1:
+        problems.append("LAKERAG_RERANK_CANDIDATES must be at least 1")
     return problems
 
 

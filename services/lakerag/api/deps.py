@@ -22,7 +22,7 @@ from ..index.sync import IndexWatcher
 from ..lake import Lake
 from .metrics import Metrics
 from .services.llm import Writer
-from .services.retrieval import NO_INDEX, Cutoffs
+from .services.retrieval import NO_INDEX, Cutoffs, Fusion, Reranker
 
 
 @dataclass
@@ -36,6 +36,7 @@ class AppState:
     model_error: str | None = None
     writer: Writer | None = None
     cutoffs: Cutoffs | None = None
+    reranker: Reranker | None = None  # LAKERAG_RERANK_MODEL, loaded in warm-up
     watcher: IndexWatcher | None = None
     ready: threading.Event = field(default_factory=threading.Event)
     on_ready: Callable[[AppState], None] | None = None
@@ -45,6 +46,11 @@ class AppState:
     @property
     def index(self) -> LoadedIndex | None:
         return self.watcher.current if self.watcher else None
+
+    def search_options(self, mode: str | None) -> dict:
+        """Keyword arguments of retrieval.search for a request's ``mode`` (None: the configured default)."""
+        return {"mode": mode or self.settings.search_mode, "fusion": Fusion.from_settings(self.settings),
+                "reranker": self.reranker}
 
     @property
     def lake(self) -> Lake:

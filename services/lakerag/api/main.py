@@ -27,7 +27,7 @@ from .metrics import Metrics, RequestMetricsMiddleware
 from .routes import answer, documents, health, index, search, summarize
 from .services import retrieval, startup
 from .services.llm import make_writer
-from .services.retrieval import cutoffs_for
+from .services.retrieval import cutoffs_for, load_reranker
 
 log = logging.getLogger("lakerag.api")
 SEARCH_THREADS = 1
@@ -39,9 +39,11 @@ def warm_up(state: AppState, embedder: Embedder | None = None, watch: bool = Tru
     settings, metrics = state.settings, state.metrics
     try:
         embedder = embedder or load_embedder(settings)
+        state.reranker = load_reranker(settings)  # None unless LAKERAG_RERANK_MODEL is set
     except Exception as exc:  # noqa: BLE001 - any loader failure is fatal and must be reported, not a trace
         state.model_error = f"{type(exc).__name__}: {exc}"
-        log.error("embedding model %s failed to load: %s", settings.embedding_model, exc)
+        log.error("model %s failed to load: %s", settings.embedding_model if embedder is None else
+                  settings.rerank_model, exc)
         state.ready.set()
         if state.on_fatal:
             state.on_fatal(state.model_error)

@@ -7,6 +7,13 @@ from typing import Literal
 from pydantic import BaseModel, Field, model_validator
 
 MAX_K = 50
+SearchMode = Literal["dense", "lexical", "hybrid"]
+
+
+def mode_field():
+    return Field(default=None, description="dense (embeddings), lexical (BM25) or hybrid (both, fused); "
+                                           "default LAKERAG_SEARCH_MODE")
+
 
 
 class SearchRequest(BaseModel):
@@ -15,11 +22,14 @@ class SearchRequest(BaseModel):
     doc_id: str | None = Field(default=None, description="only chunks of this document")
     source_prefix: str | None = Field(default=None, description="only chunks whose raw key starts with this, "
                                                                  "e.g. raw/policies/")
+    mode: SearchMode | None = mode_field()
 
 
 class Hit(BaseModel):
     rank: int
-    score: float | None = Field(description="cosine similarity; null in a whole-document summary")
+    score: float | None = Field(description="the score the hits are ordered by: cosine similarity (dense), BM25 "
+                                            "(lexical), weighted reciprocal-rank fusion (hybrid), or the "
+                                            "cross-encoder's when reranked; null in a whole-document summary")
     doc_id: str
     chunk_id: str
     chunk_index: int
@@ -27,6 +37,10 @@ class Hit(BaseModel):
     source: str
     title: str | None = None
     page: int | None = None
+    dense_rank: int | None = Field(default=None, description="1-based rank in the dense candidates, if among them")
+    dense_score: float | None = Field(default=None, description="cosine similarity to the query")
+    lexical_rank: int | None = Field(default=None, description="1-based rank in the BM25 candidates, if among them")
+    lexical_score: float | None = Field(default=None, description="BM25 score (0: no query term)")
 
 
 class SearchResponse(BaseModel):
@@ -35,16 +49,22 @@ class SearchResponse(BaseModel):
     query: str
     index_version: str
     model: str
+    mode: SearchMode
+    note: str | None = Field(default=None, description="e.g. why a lexical/hybrid request was answered dense only")
+    reranked_by: str | None = None
     min_score: float
-    best_score: float | None = None
+    best_score: float | None = Field(default=None, description="the best dense (cosine) score; the cut-off "
+                                                               "judges it")
     hits: list[Hit]
     encode_ms: float
     search_ms: float
+    rerank_ms: float = 0.0
 
 
 class AnswerRequest(BaseModel):
     question: str = Field(min_length=1, max_length=2000, examples=["Who approves travel over budget?"])
     k: int = Field(default=5, ge=1, le=20)
+    mode: SearchMode | None = mode_field()
 
 
 class AnswerResponse(BaseModel):
@@ -61,6 +81,7 @@ class SummarizeRequest(BaseModel):
     doc_id: str | None = None
     query: str | None = Field(default=None, max_length=2000)
     k: int = Field(default=8, ge=1, le=20, description="chunks retrieved for a query-focused summary")
+    mode: SearchMode | None = mode_field()
 
     @model_validator(mode="after")
     def one_of(self):
@@ -120,6 +141,8 @@ class IndexStatus(BaseModel):
     dimension: int | None = None
     vectors: int | None = None
     index_type: str | None = None
+    search_modes: list[SearchMode] | None = Field(default=None, description="what the served version supports: "
+                                                  "dense only when it was built without its BM25 part")
     gold_version: int | None = None
     created_at: str | None = None
     age_seconds: float | None = None

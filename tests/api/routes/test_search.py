@@ -12,8 +12,9 @@ def questions():
 
 
 def test_search_ranks_the_right_document_first(served):
+    # Dense ranking; hybrid (the default mode) on the same questions: tests/retrieval/test_hybrid.py.
     for q in questions()[:6]:
-        response = served.client.post("/search", json={"query": q["question"], "k": 3})
+        response = served.client.post("/search", json={"query": q["question"], "k": 3, "mode": "dense"})
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["matched"] is True

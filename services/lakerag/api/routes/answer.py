@@ -16,7 +16,8 @@ router = APIRouter(tags=["answer"])
              responses={502: {"description": "the LLM failed (reason in detail)"},
                         504: {"description": "the LLM timed out"}})
 def answer(body: AnswerRequest, state: State, model: Model, index: Index) -> AnswerResponse:
-    outcome = retrieval.search(index, model, body.question, body.k, state.cutoffs, state.metrics)
+    outcome = retrieval.search(index, model, body.question, body.k, state.cutoffs, state.metrics,
+                               **state.search_options(body.mode))
     if not outcome.matched:  # nothing relevant: say so, and do not spend an LLM call
         state.metrics.no_answer.labels("/answer").inc()
         return AnswerResponse(matched=False, mode="none", reason=outcome.reason, question=body.question,

@@ -14,10 +14,13 @@ router = APIRouter(tags=["search"])
 @router.post("/search", response_model=SearchResponse)
 def search(body: SearchRequest, state: State, model: Model, index: Index) -> SearchResponse:
     outcome = retrieval.search(index, model, body.query, body.k, state.cutoffs, state.metrics,
-                               doc_id=body.doc_id, source_prefix=body.source_prefix)
+                               doc_id=body.doc_id, source_prefix=body.source_prefix,
+                               **state.search_options(body.mode))
     if not outcome.matched:
         state.metrics.no_answer.labels("/search").inc()
     return SearchResponse(
         matched=outcome.matched, reason=outcome.reason, query=body.query, index_version=outcome.index_version,
-        model=outcome.model, min_score=outcome.min_score, best_score=outcome.best_score, hits=outcome.hits,
-        encode_ms=round(outcome.encode_seconds * 1000, 3), search_ms=round(outcome.search_seconds * 1000, 3))
+        model=outcome.model, mode=outcome.mode, note=outcome.note, reranked_by=outcome.reranked_by,
+        min_score=outcome.min_score, best_score=outcome.best_score, hits=outcome.hits,
+        encode_ms=round(outcome.encode_seconds * 1000, 3), search_ms=round(outcome.search_seconds * 1000, 3),
+        rerank_ms=round(outcome.rerank_seconds * 1000, 3))

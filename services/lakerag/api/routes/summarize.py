@@ -40,7 +40,8 @@ def summarize(body: SummarizeRequest, state: State, model: Model, index: Index) 
                                             "(GET /documents shows each document's state)")
         title = hits[0]["title"]
     else:
-        outcome = retrieval.search(index, model, body.query, body.k, state.cutoffs, state.metrics)
+        outcome = retrieval.search(index, model, body.query, body.k, state.cutoffs, state.metrics,
+                                   **state.search_options(body.mode))
         if not outcome.matched:
             state.metrics.no_answer.labels("/summarize").inc()
             return SummarizeResponse(matched=False, summary="I found nothing relevant to summarise in the indexed "

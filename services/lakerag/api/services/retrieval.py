@@ -5,6 +5,11 @@ cut-off; hits far below the best one are dropped by a relative cut-off
 (``score >= relative * best``). Cosine scores are not comparable between models
 (bge-large puts unrelated text near 0.6, MiniLM near 0.1), so the defaults are
 per model; ``LAKERAG_MIN_SCORE`` / ``LAKERAG_RELATIVE_SCORE`` override them.
+
+Modes: ``dense`` (FAISS), ``lexical`` (BM25 stored in the same index version)
+and ``hybrid`` (both, fused by weighted reciprocal rank; docs/retrieval.md says
+why that and which weights). An optional cross-encoder reranks the best
+candidates of any mode.
 """
 
 from __future__ import annotations
@@ -12,13 +17,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ...config import Settings
+from ...config import SEARCH_MODES, Settings
 from ...embedding import Embedder
+from ...fusion import weighted_rrf
 from ...index.artifacts import LoadedIndex
+from ...index.lexical import top_positive
 from ..metrics import Metrics
 
 # lower-cased model name -> (min_score, relative_score), calibrated on the sample
@@ -30,6 +38,7 @@ MODEL_CUTOFFS = {
     "baai/bge-small-en-v1.5": (0.60, 0.85),
 }
 DEFAULT_CUTOFFS = (0.30, 0.60)
+FUSION_DEPTH, FUSION_FACTOR = 50, 5  # each retriever contributes max(50, 5k) candidates to a fusion
 NO_INDEX = "no index yet — run the pipeline (`lakerag pipeline run`, or `make run`)"
 
 
@@ -60,6 +69,10 @@ class SearchOutcome:
     best_score: float | None = None
     encode_seconds: float = 0.0
     search_seconds: float = 0.0
+    mode: str = "dense"
+    note: str | None = None  # e.g. why a hybrid request was answered dense only
+    reranked_by: str | None = None
+    rerank_seconds: float = 0.0
 
     @property
     def matched(self) -> bool:
@@ -121,47 +134,174 @@ def _filter_params(index: LoadedIndex, doc_id: str | None, source_prefix: str | 
     return allowed, params
 
 
+@dataclass(frozen=True)
+class Fusion:
+    """Weighted reciprocal-rank fusion parameters (settings LAKERAG_FUSION_*)."""
+
+    dense_weight: float = 1.0
+    lexical_weight: float = 0.3
+    rrf_k: float = 60.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Fusion:
+        return cls(settings.fusion_dense_weight, settings.fusion_lexical_weight, settings.fusion_rrf_k)
+
+
+def candidate_depth(k: int) -> int:
+    """How many chunks each retriever contributes to a fusion or a rerank."""
+    return max(FUSION_DEPTH, FUSION_FACTOR * k)
+
+
+@dataclass
+class Reranker:
+    """A sentence-transformers CrossEncoder that reorders the best ``candidates`` chunks."""
+
+    name: str
+    model: Any = field(repr=False)
+    candidates: int = 20
+
+    def scores(self, query: str, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.model.predict([(query, text) for text in texts], show_progress_bar=False),
+                          dtype=np.float32).reshape(len(texts))
+
+
+def load_reranker(settings: Settings) -> Reranker | None:
+    """The CrossEncoder LAKERAG_RERANK_MODEL names (a local directory or a model id in the
+    cache), or None when it is empty (reranking off)."""
+    if not settings.rerank_model:
+        return None
+    from pathlib import Path
+
+    from ...embedding import ModelUnavailable, offline_requested
+
+    local = Path(settings.rerank_model).expanduser()
+    try:
+        from sentence_transformers import CrossEncoder
+
+        model = CrossEncoder(str(local) if local.is_dir() else settings.rerank_model, device="cpu",
+                             cache_folder=settings.model_cache_dir or None,
+                             local_files_only=local.is_dir() or offline_requested(settings))
+    except Exception as exc:  # any loader failure means the setting cannot be honoured
+        raise ModelUnavailable(
+            f"LAKERAG_RERANK_MODEL={settings.rerank_model!r} could not be loaded as a sentence-transformers "
+            f"CrossEncoder ({type(exc).__name__}: {exc}); point it at a local model directory or one in "
+            "LAKERAG_MODEL_CACHE_DIR, or unset it to search without reranking") from exc
+    return Reranker(name=settings.rerank_model, model=model, candidates=settings.rerank_candidates)
+
+
 def search(index: LoadedIndex | None, embedder: Embedder, query: str, k: int, cutoffs: Cutoffs,
            metrics: Metrics | None = None, doc_id: str | None = None, source_prefix: str | None = None,
-           apply_cutoffs: bool = True) -> SearchOutcome:
+           apply_cutoffs: bool = True, mode: str = "dense", fusion: Fusion | None = None,
+           reranker: Reranker | None = None) -> SearchOutcome:
+    """The best ``k`` chunks for ``query`` in ``mode`` (dense | lexical | hybrid), optionally reranked.
+
+    Cut-offs: dense as described above. Lexical: only chunks that contain a query
+    term. Hybrid: the dense cut-offs judge the dense component; a chunk that
+    contains every query term (an exact name or code) is kept, and makes the
+    query in context, whatever its dense score.
+    """
     if index is None:
         raise IndexNotLoaded(NO_INDEX)
+    if mode not in SEARCH_MODES:
+        raise ValueError(f"unknown search mode {mode!r}: use one of {', '.join(SEARCH_MODES)}")
     outcome = SearchOutcome(query=query, index_version=index.version, model=index.model,
-                            min_score=cutoffs.min_score)
-    started = time.perf_counter()
-    vector = embedder.encode_queries([query])
-    encoded = time.perf_counter()
-    params = None
+                            min_score=cutoffs.min_score, mode=mode)
+    if mode != "dense" and index.lexical is None:
+        outcome.note = (f"index {index.version} has no lexical (BM25) part (built before hybrid search): answered "
+                        f"with dense search; republish it (`lakerag pipeline index --full-rebuild`) for {mode} search")
+        mode = outcome.mode = "dense"
+    depth = k if mode == "dense" and reranker is None else candidate_depth(k)
+    if reranker is not None:
+        depth = max(depth, reranker.candidates)
+    allowed, params = None, None
     if doc_id or source_prefix:
-        allowed, params = _filter_params(index, doc_id, source_prefix, k)
+        allowed, params = _filter_params(index, doc_id, source_prefix, depth)
         if len(allowed) == 0:
             outcome.reason = "no indexed chunk matches the filter " + \
                 ", ".join(f"{n}={v!r}" for n, v in (("doc_id", doc_id), ("source_prefix", source_prefix)) if v)
             return outcome
-        scores, ids = index.index.search(vector, min(k, len(allowed)), params=params)
-    else:
-        scores, ids = index.search(vector, k)
+
+    started = time.perf_counter()
+    vector = embedder.encode_queries([query]) if mode != "lexical" else None
+    encoded = time.perf_counter()
+    dense_ids, dense_scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
+    if vector is not None:
+        if params is not None:
+            scores, ids = index.index.search(vector, min(depth, len(allowed)), params=params)
+        else:
+            scores, ids = index.search(vector, depth)
+        valid = ids[0] >= 0
+        dense_ids, dense_scores = ids[0][valid], scores[0][valid]
+    lexical_ids, lexical_scores = np.zeros(0, np.int64), np.zeros(0, np.float32)
+    lexical_all = None
+    if mode != "dense":
+        lexical_all = index.lexical.scores(query)
+        lexical_scores, lexical_ids = top_positive(lexical_all, depth, allowed)
     done = time.perf_counter()
     outcome.encode_seconds, outcome.search_seconds = encoded - started, done - encoded
     if metrics is not None:
-        metrics.encode_seconds.observe(outcome.encode_seconds)
+        if vector is not None:
+            metrics.encode_seconds.observe(outcome.encode_seconds)
         metrics.index_seconds.observe(outcome.search_seconds)
 
-    scores, ids = scores[0], ids[0]
-    valid = ids >= 0
-    scores, ids = scores[valid], ids[valid]
+    if mode == "dense":
+        ids, scores = dense_ids, dense_scores
+    elif mode == "lexical":
+        ids, scores = lexical_ids, lexical_scores
+    else:
+        fusion = fusion or Fusion()
+        fused = weighted_rrf({"dense": dense_ids.tolist(), "lexical": lexical_ids.tolist()},
+                             {"dense": fusion.dense_weight, "lexical": fusion.lexical_weight}, fusion.rrf_k)
+        ids = np.array([doc for doc, _ in fused], dtype=np.int64)
+        scores = np.array([score for _, score in fused], dtype=np.float32)
     if len(ids) == 0:
-        outcome.reason = "the index is empty"
+        outcome.reason = "the index is empty" if index.vector_count == 0 else \
+            "no relevant match: no indexed chunk contains any term of the query"
         return outcome
-    best = float(scores[0])
-    outcome.best_score = round(best, 4)
-    if apply_cutoffs:
-        if best < cutoffs.min_score:
-            outcome.reason = (f"no relevant match: the best chunk scores {best:.3f}, below the relevance cut-off "
-                              f"{cutoffs.min_score:.2f} for {index.model}; the indexed documents do not seem to "
-                              "cover this")
-            return outcome
-        keep = scores >= max(cutoffs.min_score, best * cutoffs.relative)
-        scores, ids = scores[keep], ids[keep]
+
+    # Both components of every candidate, for the cut-offs and for transparency.
+    dense_rank = {int(i): r for r, i in enumerate(dense_ids, start=1)}
+    lexical_rank = {int(i): r for r, i in enumerate(lexical_ids, start=1)}
+    dense_of = dict(zip(dense_ids.tolist(), dense_scores.tolist()))
+    if vector is not None:
+        missing = [int(i) for i in ids if int(i) not in dense_of]
+        if missing:
+            stored = np.vstack([index.index.reconstruct(i) for i in missing])
+            dense_of.update(zip(missing, (stored @ vector[0]).tolist()))
+    components = {int(i): {"dense_rank": dense_rank.get(int(i)),
+                           "dense_score": round(dense_of[int(i)], 4) if int(i) in dense_of else None,
+                           "lexical_rank": lexical_rank.get(int(i)),
+                           "lexical_score": round(float(lexical_all[i]), 4) if lexical_all is not None else None}
+                  for i in ids}
+
+    if mode != "lexical":
+        best = float(dense_scores[0]) if len(dense_scores) else float("-inf")
+        outcome.best_score = round(best, 4) if len(dense_scores) else None
+        if apply_cutoffs:
+            # Hybrid: a chunk holding every query term is an exact lookup (a name, a code).
+            covering = set(index.lexical.covering(query).tolist()) if mode == "hybrid" else set()
+            exact = np.array([int(i) in covering for i in ids], dtype=bool)
+            if best < cutoffs.min_score and not exact.any():
+                outcome.reason = (f"no relevant match: the best chunk scores {best:.3f}, below the relevance cut-off "
+                                  f"{cutoffs.min_score:.2f} for {index.model}; the indexed documents do not seem to "
+                                  "cover this" + (", and no chunk contains all of the query's terms"
+                                                  if mode == "hybrid" else ""))
+                return outcome
+            floor = max(cutoffs.min_score, best * cutoffs.relative)
+            keep = np.array([dense_of[int(i)] >= floor for i in ids], dtype=bool) | exact
+            ids, scores = ids[keep], scores[keep]
+
+    if reranker is not None and len(ids):
+        rerank_started = time.perf_counter()
+        head = ids[:reranker.candidates]
+        rerank_scores = reranker.scores(query, index.chunks["text"].iloc[head].tolist())
+        order = np.argsort(-rerank_scores, kind="stable")
+        ids, scores = head[order], rerank_scores[order]
+        outcome.rerank_seconds = time.perf_counter() - rerank_started
+        outcome.reranked_by = reranker.name
+    ids, scores = ids[:k], scores[:k]
     outcome.hits = hits_for(index, ids, scores)
+    for hit, i in zip(outcome.hits, ids):
+        hit.update(components[int(i)])
     return outcome
+
