@@ -63,7 +63,9 @@ def run_bronze(spark, lake: Lake, full_rebuild: bool = False) -> dict:
                   and new_hash.get(k) != (before[k]["bronze_hash"] or before[k]["quarantine_hash"]))
     files = {"seen": len(objects), "new": new, "changed": changed, "unchanged": len(objects) - new - changed,
              "deleted": len(gone), "read": len(processed)}
-    return {"files": files, "committed": committed}
+    changes = {"bronze_upserted": readable.num_rows, "bronze_deleted": len(bronze_deletes),
+               "quarantine_upserted": quarantine_rows.num_rows, "quarantine_deleted": len(quarantine_deletes)}
+    return {"files": files, "changes": changes, "committed": committed}
 
 
 def main() -> int:

@@ -36,7 +36,7 @@ def run_gold(spark, lake: Lake, full_rebuild: bool = False) -> dict:
     upserts = chunks.filter(pa.array(fresh, pa.bool_()))
     stale = existing.filter(pc.invert(pc.is_in(existing.column("chunk_id"), value_set=chunks.column("chunk_id"))))
     committed = sync_table(lake, "gold", upserts, stale.select(["chunk_id"]))
-    return {"chunks": {"written": upserts.num_rows, "removed": stale.num_rows},
+    return {"changes": {"gold_upserted": upserts.num_rows, "gold_deleted": stale.num_rows},
             "committed": {"gold": committed}}
 
 

@@ -67,6 +67,7 @@ def run_etl(settings: Settings, stages=STAGES, full_rebuild: bool = False) -> di
             for key, value in result.get("files", {}).items():
                 if key in summary["files"]:
                     summary["files"][key] = value
+            summary.setdefault("changes", {}).update(result.get("changes", {}))
             summary.setdefault("committed", {}).update(result.get("committed", {}))
     except Exception as exc:
         log.exception("ETL failed")

@@ -33,7 +33,8 @@ def run_silver(spark, lake: Lake, updated_at: datetime, full_rebuild: bool = Fal
                              "doc_id")
         rows = conform(clean_documents(chosen, updated_at).toArrow(), SCHEMAS["silver"])
     committed = sync_table(lake, "silver", rows, pa.table({"doc_id": pa.array(delete_ids, pa.string())}))
-    return {"files": {"duplicates": duplicates}, "documents": {"rebuilt": rows.num_rows, "removed": len(delete_ids)},
+    return {"files": {"duplicates": duplicates},
+            "changes": {"silver_upserted": rows.num_rows, "silver_deleted": len(delete_ids)},
             "committed": {"silver": committed}}
 
 

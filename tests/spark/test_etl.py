@@ -135,6 +135,9 @@ def test_lifecycle_on_a_local_store(spark, local_settings):
     put(lake, "added.md", b"# Added\n\nA new document arrives. It is the only one read.")
     summary = run_etl(settings)
     assert summary["files"]["new"] == 1 and summary["files"]["read"] == 1
+    assert summary["changes"] == {"bronze_upserted": 1, "bronze_deleted": 0, "quarantine_upserted": 0,
+                                  "quarantine_deleted": 0, "silver_upserted": 1, "silver_deleted": 0,
+                                  "gold_upserted": 1, "gold_deleted": 0}
     assert last_merge(lake, "bronze") == {"inserted": 1, "updated": 0, "deleted": 0}
     assert last_merge(lake, "silver") == {"inserted": 1, "updated": 0, "deleted": 0}
     assert last_merge(lake, "gold") == {"inserted": 1, "updated": 0, "deleted": 0}
