@@ -236,12 +236,16 @@ def test_lifecycle_on_s3(spark, s3_settings):
     check_first_run(lake, run_etl(settings), corpus)
     check_rerun_commits_nothing(lake, settings)
 
-    # Change one document and delete another (plus a quarantined one) on S3.
+    # Change one document and delete another (plus a quarantined one) on S3. S3 also allows a key
+    # the store refuses to read ('..' segment): it must land in quarantine, not stop the run.
     put(lake, "readme.md", b"# Changed On S3\n\nNew words in the lake.")
     for name in ("guide.pdf", "empty.txt"):
         lake.store.delete(f"raw/{name}")
+    lake.store.client.put_object(Bucket=lake.store.bucket, Key=f"{lake.store.prefix}/raw/sub/../escape.txt", Body=b"x")
     summary = run_etl(settings)
-    assert summary["files"]["changed"] == 1 and summary["files"]["deleted"] == 2 and summary["files"]["read"] == 1
+    assert summary["ok"] and summary["files"]["new"] == 1
+    assert summary["files"]["changed"] == 1 and summary["files"]["deleted"] == 2 and summary["files"]["read"] == 2
+    assert "'..' path segments" in {q["key"]: q["reason"] for q in summary["quarantined"]}["raw/sub/../escape.txt"]
     assert all(r["source"] != "raw/guide.pdf" for r in snapshot(lake, "gold"))
     assert [r["text"] for r in snapshot(lake, "gold") if r["source"] == "raw/readme.md"] == [
         "Changed On S3\n\nNew words in the lake."]
