@@ -165,10 +165,17 @@ def main() -> int:
 
             def over_http(client: http.client.HTTPConnection, query: str, record: bool = False) -> float:
                 payload = json.dumps({"query": query, "k": args.k, "mode": args.mode})
-                begin = time.perf_counter()
-                client.request("POST", "/search", payload, {"Content-Type": "application/json"})
-                response = client.getresponse()
-                data = response.read()
+                for attempt in (1, 2):
+                    begin = time.perf_counter()
+                    try:
+                        client.request("POST", "/search", payload, {"Content-Type": "application/json"})
+                        response = client.getresponse()
+                        data = response.read()
+                        break
+                    except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                        client.close()  # an idle keep-alive connection the server closed: reconnect once
+                        if attempt == 2:
+                            raise
                 elapsed = time.perf_counter() - begin
                 body = json.loads(data)
                 if response.status != 200 or len(body["hits"]) != args.k:

@@ -151,6 +151,9 @@ def serve(settings: Settings, announce: bool = False) -> int:
     state: AppState = app.state.lakerag
     config = uvicorn.Config(app, host=settings.host, port=settings.port, workers=1,
                             log_level=settings.log_level.lower(), timeout_graceful_shutdown=15,
+                            # Longer than load balancers' usual idle timeout (60 s): the balancer closes
+                            # idle connections first, so it never reuses one the API just closed.
+                            timeout_keep_alive=75,
                             server_header=False)
     server = uvicorn.Server(config)
 
