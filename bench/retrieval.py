@@ -134,6 +134,18 @@ def evaluate(runs: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> tu
     return sum(ndcg) / len(ndcg), sum(recall) / len(recall)
 
 
+def paired_difference(run: dict[str, list[str]], base: dict[str, list[str]],
+                      qrels: dict[str, dict[str, int]]) -> tuple[float, float]:
+    """Mean per-query nDCG@10 difference run - base and its standard error (the noise
+    a difference must clear: about 2 standard errors)."""
+    diffs = [ndcg_at(run.get(q, []), g) - ndcg_at(base.get(q, []), g) for q, g in qrels.items()]
+    mean = sum(diffs) / len(diffs)
+    if len(diffs) < 2:
+        return mean, float("nan")
+    variance = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
+    return mean, math.sqrt(variance / len(diffs))
+
+
 def first_per_doc(ids) -> list[str]:
     """Corpus ids in ranking order, each once (a document's best chunk decides)."""
     seen, out = set(), []
@@ -315,7 +327,12 @@ def main() -> int:
               f"{'yes' if served.lexical else 'no'})")
         missing = len(ids) - len(per_doc)
         if missing:
-            print(f"  note: {missing} corpus entries produced no chunk (quarantined or empty)")
+            by_bytes: dict[bytes, list[str]] = {}
+            for doc in ids:
+                by_bytes.setdefault(document_bytes(keys[doc], *corpus[doc]), []).append(doc)
+            twins = [group for group in by_bytes.values() if len(group) > 1]
+            print(f"  note: {missing} corpus entries produced no chunk; {sum(len(g) - 1 for g in twins)} of them are "
+                  f"byte-identical to another entry's file, kept once by silver's dedupe: {twins[:5]}")
 
         # 2. The API over HTTP, every query in every mode; also known-item identifier queries.
         identifiers = identifier_queries(corpus)
@@ -374,20 +391,23 @@ def main() -> int:
                           ("BM25 alone (bm25s over corpus texts)", bm25_alone)]:
             n, r = evaluate(run, qrels)
             print(f"{name:44} {n:8.3f} {r:10.3f}")
-        print(f"\nratio pipeline dense / limit (nDCG@10): {dense_ndcg / limit_ndcg:.3f}  (target >= 0.98); "
+        limit_diff, limit_se = paired_difference(runs["dense"], limit, qrels)
+        print(f"\npipeline dense - limit per query: {limit_diff:+.4f} ± {limit_se:.4f} (s.e.)")
+        print(f"ratio pipeline dense / limit (nDCG@10): {dense_ndcg / limit_ndcg:.3f}  (target >= 0.98); "
               f"recall@10 ratio {dense_recall / limit_recall if limit_recall else float('nan'):.3f}")
         print(f"\nfusion variants over the API's dense and lexical top-{DEPTH} lists. Left: the dataset's queries; "
               f"right: {len(identifiers)} known-item queries, each a rare code or name from the corpus "
               "(relevant: the entries holding all its terms)")
-        print(f"  {'':42} {'nDCG@10':>8} {'recall@10':>10} {'vs dense':>9}   {'success@1':>9} {'MRR@10':>7}")
+        print(f"  {'':42} {'nDCG@10':>8} {'recall@10':>10} {'vs dense ± s.e.':>16}   {'success@1':>9} {'MRR@10':>7}")
         rows = [("/search mode=dense", runs["dense"], id_runs["dense"]),
                 ("/search mode=lexical", runs["lexical"], id_runs["lexical"]),
                 ("/search mode=hybrid (served default)", runs["hybrid"], id_runs["hybrid"])]
         rows += [(name, run, id_variants[name]) for name, run in variants.items()]
         for name, run, id_run in rows:
             n, r = evaluate(run, qrels)
+            diff, se = paired_difference(run, runs["dense"], qrels)
             success, mrr = known_item(id_run, id_qrels)
-            print(f"  {name:42} {n:8.3f} {r:10.3f} {n - dense_ndcg:+9.3f}   {success:9.3f} {mrr:7.3f}")
+            print(f"  {name:42} {n:8.3f} {r:10.3f} {diff:+9.3f} ± {se:.3f}   {success:9.3f} {mrr:7.3f}")
         default = config.Settings()
         key = f"rrf dense 1.0 lexical {default.fusion_lexical_weight} k {default.fusion_rrf_k:g}"
         if default.fusion_dense_weight == 1.0 and key in variants:
