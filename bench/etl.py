@@ -26,6 +26,10 @@ from lakerag.config import from_env
 from lakerag_spark.pipeline import run_etl
 from lakerag_spark.session import spark_session
 
+# The tests' real-PDF maker, shared rather than copied.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.docmaker import make_pdf
+
 WORDS = ["lake", "table", "chunk", "spark", "delta", "merge", "bronze", "silver", "gold", "index", "vector", "query", "answer", "store", "bucket", "object", "version", "commit", "schema", "partition", "stage", "quarantine", "summary", "document", "sentence", "token", "overlap", "window", "cluster", "worker", "driver", "executor", "arrow", "parquet", "batch", "stream", "feed", "change", "record", "field"]
 
 
@@ -35,17 +39,6 @@ def sentences(rng: random.Random, count: int, doc: int) -> list[str]:
         words = rng.choices(WORDS, k=rng.randint(8, 18))
         out.append(f"Document {doc} line {i}: " + " ".join(words).capitalize() + ".")
     return out
-
-
-def make_pdf(pages: list[str]) -> bytes:
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.set_font("Helvetica", size=10)
-    for text in pages:
-        pdf.add_page()
-        pdf.multi_cell(0, 5, text)
-    return bytes(pdf.output())
 
 
 def document(i: int) -> tuple[str, bytes]:

@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from lakerag import config
 
 REPO = Path(__file__).resolve().parents[1]

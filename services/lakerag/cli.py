@@ -90,8 +90,8 @@ def cmd_run(args) -> int:
 
 def cmd_index(args) -> int:
     settings = _settings()
-    from .index import sync as index_sync
     from .index import publish
+    from .index import sync as index_sync
 
     if args.action == "sync":
         dest = args.dest or settings.index_dir

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 PACKAGED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 PRODUCTION_MODEL = "BAAI/bge-large-en-v1.5"

@@ -32,7 +32,7 @@ class Lake:
     store: ObjectStore
 
     @classmethod
-    def open(cls, settings: Settings) -> "Lake":
+    def open(cls, settings: Settings) -> Lake:
         return cls(settings, open_store(settings.store_uri, settings.aws_endpoint_url, settings.aws_region))
 
     def table_uri(self, name: str) -> str:
@@ -90,5 +90,5 @@ def doc_id_for(key: str) -> str:
 
 def chunk_id_for(doc_id: str, position: int, text: str) -> str:
     """Stable chunk id from the document, the chunk's position and its text."""
-    digest = hashlib.sha256(f"{doc_id}\x1f{position}\x1f{text}".encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(f"{doc_id}\x1f{position}\x1f{text}".encode()).hexdigest()
     return digest[:24]
