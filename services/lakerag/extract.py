@@ -243,7 +243,8 @@ def _markdown(data: bytes) -> list[str]:
 class _HTMLText(HTMLParser):
     """Visible text of an HTML document, one line per block element."""
 
-    SKIP = frozenset({"script", "style", "noscript", "template", "svg", "head"})
+    # Site chrome (navigation menus, page footers) repeats on every page and answers nothing.
+    SKIP = frozenset({"script", "style", "noscript", "template", "svg", "head", "nav", "footer"})
     BLOCK = frozenset({"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table",
              "section", "article", "header", "footer", "nav", "aside", "blockquote", "pre", "hr",
              "dt", "dd", "figcaption", "main", "form", "title", "td", "th"})

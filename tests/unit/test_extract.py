@@ -65,12 +65,14 @@ def test_markdown_markup_is_stripped():
 
 def test_html_visible_text_only():
     page = (b'<html><head><meta charset="iso-8859-1"><title>Doc Title</title><style>p{}</style></head>'
-            b"<body><h1>Heading</h1><p>Caf\xe9 &amp; <b>bold</b><br>next</p><script>alert(1)</script>"
-            b'<img alt="a chart"></body></html>')
+            b"<body><nav><a href='/'>Intranet home</a> | People</nav>"
+            b"<h1>Heading</h1><p>Caf\xe9 &amp; <b>bold</b><br>next</p><script>alert(1)</script>"
+            b'<img alt="a chart"><footer>Cookie settings</footer></body></html>')
     text = extract("raw/p.html", page).pages[0]
     assert text.lstrip().startswith("Doc Title")
     assert "Café & bold" in text and "next" in text and "a chart" in text
     assert "alert" not in text and "p{}" not in text and "<" not in text
+    assert "Intranet home" not in text and "Cookie settings" not in text
 
 
 @pytest.mark.parametrize("name", sorted(BAD_REASON_WORDS))
