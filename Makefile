@@ -55,7 +55,8 @@ prometheus: ## Prometheus + promtool for the metrics tests (Debian package, inst
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus; }
 
-test: install airflow-env tools prometheus ## the whole suite: unit, Spark, S3 (moto), model, API, chart, DAG
+test: install airflow-env tools prometheus ## the whole suite: lint, unit, Spark, S3 (moto), model, API, chart, DAG
+	$(BIN)/ruff check services spark-jobs airflow-dags tests bench
 	$(BIN)/pytest tests --ignore=tests/airflow --ignore=tests/e2e
 	$(AF_VENV)/bin/pytest tests/airflow -p no:cacheprovider
 
