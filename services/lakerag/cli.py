@@ -120,8 +120,8 @@ def cmd_query(args) -> int:
 
     url = args.url
     if args.command == "search":
-        return client.search(url, args.text, k=args.k, api_key=args.api_key)
-    return client.ask(url, args.text, k=args.k, api_key=args.api_key)
+        return client.search(url, args.text, k=args.k, api_key=args.api_key, mode=args.mode)
+    return client.ask(url, args.text, k=args.k, api_key=args.api_key, mode=args.mode)
 
 
 def cmd_export_jsonl(args) -> int:
@@ -172,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
         query.add_argument("-k", type=int, default=5)
         query.add_argument("--url", default="http://127.0.0.1:8000")
         query.add_argument("--api-key", default="")
+        query.add_argument("--mode", choices=["dense", "lexical", "hybrid"], default="",
+                           help="retrieval mode (default: the server's LAKERAG_SEARCH_MODE)")
         query.set_defaults(func=cmd_query)
 
     export = sub.add_parser("export-jsonl", help="write gold chunks as a JSONL fine-tuning dataset")

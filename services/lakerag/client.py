@@ -62,17 +62,18 @@ def format_answer(body: dict) -> str:
     return "\n".join(lines)
 
 
-def search(url: str, text: str, k: int = 5, api_key: str = "") -> int:
-    body = _post(url, "/search", {"query": text, "k": k}, api_key)
+def _query(url: str, path: str, payload: dict, api_key: str, mode: str, render) -> int:
+    body = _post(url, path, {**payload, **({"mode": mode} if mode else {})}, api_key)
     if body is None:
         return 1
-    print(format_search(body))
+    print(render(body))
     return 0
 
 
-def ask(url: str, text: str, k: int = 5, api_key: str = "") -> int:
-    body = _post(url, "/answer", {"question": text, "k": k}, api_key)
-    if body is None:
-        return 1
-    print(format_answer(body))
-    return 0
+def search(url: str, text: str, k: int = 5, api_key: str = "", mode: str = "") -> int:
+    """``mode``: dense, lexical or hybrid; empty means the server's default."""
+    return _query(url, "/search", {"query": text, "k": k}, api_key, mode, format_search)
+
+
+def ask(url: str, text: str, k: int = 5, api_key: str = "", mode: str = "") -> int:
+    return _query(url, "/answer", {"question": text, "k": k}, api_key, mode, format_answer)

@@ -19,6 +19,11 @@ def test_search_and_ask_print_results(served, capsys):
     assert cli.main(["search", "Who won the football world cup in 2018?", "--url", served.url]) == 0
     assert capsys.readouterr().out.startswith("No relevant match.")
 
+    # --mode reaches the server: a lexical search of a rare name finds the one document that has it.
+    assert cli.main(["search", "Marguerite Oyelaran-Fitzgibbon", "--mode", "lexical", "-k", "1",
+                     "--url", served.url]) == 0
+    assert "raw/access-request-process.html" in capsys.readouterr().out
+
 
 def test_errors_exit_non_zero_with_the_reason(served, capsys):
     assert cli.main(["search", "", "--url", served.url]) == 1
