@@ -15,7 +15,7 @@ if "$DOCKER" image inspect "$TAG" >/dev/null 2>&1; then
     exit 0
 fi
 if ! "$DOCKER" image inspect "$ROOTFS_TAG" >/dev/null 2>&1; then
-    command -v debootstrap >/dev/null || apt-get install -y -qq debootstrap
+    command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap; }
     rootfs=$(mktemp -d)
     trap 'rm -rf "$rootfs"' EXIT
     debootstrap --variant=minbase bookworm "$rootfs" "$MIRROR" >/dev/null

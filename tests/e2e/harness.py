@@ -101,8 +101,10 @@ def ensure_engine(log: Path) -> Docker:
     if docker.alive():
         return docker
     if not shutil.which("dockerd"):
-        subprocess.run(["apt-get", "install", "-y", "-qq", "docker.io"], check=True, timeout=900,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        apt_env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        # A fresh machine's package lists may be empty or stale: update before installing.
+        subprocess.run(["apt-get", "update", "-qq"], check=True, timeout=600, env=apt_env)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "docker.io"], check=True, timeout=900, env=apt_env)
         docker = Docker(docker_client())
     handle = log.open("ab")
     docker.started = subprocess.Popen([shutil.which("dockerd") or "/usr/sbin/dockerd"], stdout=handle,
