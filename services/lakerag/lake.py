@@ -42,9 +42,6 @@ class Lake:
         """Options for delta-rs; empty for local paths."""
         return storage_options(self.settings)
 
-    def raw_key(self, name: str) -> str:
-        return RAW_PREFIX + name
-
     def write_run_summary(self, stage: str, summary: dict) -> None:
         self.store.put(f"lake/_runs/{stage}.json", json.dumps(summary, indent=2, default=str).encode())
 
