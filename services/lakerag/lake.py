@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 
 from .config import Settings
-from .store import ObjectStore, open_store
+from .store import NotFound, ObjectStore, open_store
 
 RAW_PREFIX = "raw/"
 INDEX_PREFIX = "index/"
@@ -46,8 +47,6 @@ class Lake:
         self.store.put(f"lake/_runs/{stage}.json", json.dumps(summary, indent=2, default=str).encode())
 
     def read_run_summary(self, stage: str) -> dict | None:
-        from .store import NotFound
-
         try:
             return json.loads(self.store.get(f"lake/_runs/{stage}.json"))
         except NotFound:
@@ -57,8 +56,6 @@ class Lake:
 def storage_options(settings: Settings) -> dict[str, str]:
     if not settings.is_s3:
         return {}
-    import os
-
     options = {
         # One writer per table at a time (the DAG runs one pipeline at a time), so
         # delta-rs may commit on S3 without an external lock provider.
