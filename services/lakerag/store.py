@@ -62,7 +62,10 @@ class LocalStore:
                 key = path.relative_to(self.root).as_posix()
                 if not key.startswith(prefix) or ".lakerag-tmp" in name:
                     continue
-                stat = path.stat()
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:  # removed by a concurrent writer since the walk saw it
+                    continue
                 yield ObjectInfo(key, stat.st_size, f"{stat.st_size}-{stat.st_mtime_ns}")
 
     def get(self, key: str) -> bytes:
