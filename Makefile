@@ -134,7 +134,7 @@ port-forward: tools ## the API on :8000, Airflow on :8080, Prometheus on :9090 (
 	kubectl -n $(NAMESPACE) port-forward svc/$(PREFIX)-prometheus 9090:9090 & \
 	wait
 
-undeploy: tools ## uninstall the release (PVCs stay; `kind delete cluster --name lakerag` removes all)
+undeploy: tools ## uninstall the release; data PVCs and generated Secrets stay (docs/kubernetes.md: Uninstall and reinstall)
 	helm uninstall $(RELEASE) --namespace $(NAMESPACE) --wait
 
 clean: ## remove local data, venvs and caches

@@ -23,3 +23,14 @@ Returns the base64-encoded value, ready for a Secret's data field.
 - secretRef:
     name: {{ include "common.names.secret" . }}
 {{- end -}}
+
+{{/*
+Generated Secrets outlive `helm uninstall`: their values belong to data that stays
+(the Postgres password to its PVC, the Fernet key to the connections encrypted in
+that database, the MinIO root user to the MinIO PVC, the API key to its clients).
+A reinstall under the same release name and namespace adopts the kept Secret, and
+"common.secrets.preserve" reads the old values back from it.
+*/}}
+{{- define "common.secrets.keepAnnotation" -}}
+helm.sh/resource-policy: keep
+{{- end -}}
