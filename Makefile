@@ -126,12 +126,20 @@ dev: tools ## skaffold dev on the kind cluster: rebuild, redeploy and sync DAGs 
 	$(call need,skaffold,install it from https://skaffold.dev/docs/install/)
 	skaffold dev --namespace $(NAMESPACE) --port-forward=user --kube-context kind-$(KIND_CLUSTER)
 
-port-forward: tools ## the API on :8000, Airflow on :8080, Prometheus on :9090 (Ctrl-C stops)
+KUBECTL ?= kubectl
+# kubectl port-forward follows the one pod it picked and exits when that pod goes (an
+# upgrade, a restart): each forward is a loop that starts it again on the Service's new pod.
+# The loop ends its kubectl when stopped, so Ctrl-C leaves no forward behind.
+forward = ( trap 'kill $$pid 2>/dev/null; exit 0' TERM; \
+	while :; do $(KUBECTL) -n $(NAMESPACE) port-forward svc/$(1) $(2):$(2) & pid=$$!; wait $$pid; \
+	  echo "port-forward svc/$(1) ended (pod replaced?): reconnecting" >&2; sleep 1; done ) &
+
+port-forward: tools ## the API on :8000, Airflow on :8080, Prometheus on :9090; reconnects after upgrades (Ctrl-C stops)
 	@echo "API http://localhost:8000/docs   Airflow http://localhost:8080   Prometheus http://localhost:9090"
 	trap 'kill $$(jobs -p) 2>/dev/null' EXIT; \
-	kubectl -n $(NAMESPACE) port-forward svc/$(PREFIX)-api 8000:8000 & \
-	kubectl -n $(NAMESPACE) port-forward svc/$(PREFIX)-airflow-api-server 8080:8080 & \
-	kubectl -n $(NAMESPACE) port-forward svc/$(PREFIX)-prometheus 9090:9090 & \
+	$(call forward,$(PREFIX)-api,8000) \
+	$(call forward,$(PREFIX)-airflow-api-server,8080) \
+	$(call forward,$(PREFIX)-prometheus,9090) \
 	wait
 
 undeploy: tools ## uninstall the release; data PVCs and generated Secrets stay (docs/kubernetes.md: Uninstall and reinstall)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,3 +142,61 @@ def test_makefile_kubernetes_targets_exist_and_use_the_chart():
     for service, port in (("lakerag-api", 8000), ("lakerag-airflow-api-server", 8080),
                           ("lakerag-prometheus", 9090)):
         assert f"port-forward svc/{service} {port}:{port}" in forward
+
+
+FAKE_KUBECTL = """#!/bin/sh
+# Stands in for kubectl port-forward: the first forward of each Service loses its pod at
+# once (an upgrade replaced it); later ones keep forwarding until stopped.
+marker="$LOG.$(echo "$4" | tr / _)"
+echo "$$ $*" >> "$LOG"
+if [ ! -e "$marker" ]; then touch "$marker"; exit 1; fi
+exec sleep 300
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "Z" not in Path(f"/proc/{pid}/stat").read_text().split()[2]
+
+
+def test_port_forward_reconnects_when_its_pod_is_replaced_and_stops_cleanly(tmp_path):
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make not installed")
+    kubectl = tmp_path / "kubectl"
+    kubectl.write_text(FAKE_KUBECTL)
+    kubectl.chmod(0o755)
+    log = tmp_path / "forwards.log"
+    # -o tools: use the tools that are there, never (re)install anything from a test.
+    process = subprocess.Popen([make, "-s", "-C", str(REPO), "-o", "tools", "port-forward", f"KUBECTL={kubectl}"],
+                               env={**os.environ, "LOG": str(log)}, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    services = ("svc/lakerag-api", "svc/lakerag-airflow-api-server", "svc/lakerag-prometheus")
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            lines = log.read_text().splitlines() if log.exists() else []
+            starts = {s: [int(line.split()[0]) for line in lines if f" {s} " in line] for s in services}
+            if all(len(pids) >= 2 for pids in starts.values()):
+                break
+            assert process.poll() is None, f"make port-forward ended: {process.communicate()}"
+            assert time.monotonic() < deadline, f"no reconnect after a lost pod: {lines}"
+            time.sleep(0.2)
+        time.sleep(0.5)
+        assert process.poll() is None, "make port-forward ended while forwarding"
+        forwarding = [pids[-1] for pids in starts.values()]
+        assert all(_alive(pid) for pid in forwarding), "the reconnected forwards are not running"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in the terminal
+        try:
+            _, stderr = process.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise
+    assert "ended (pod replaced?): reconnecting" in stderr
+    time.sleep(0.5)
+    assert not [pid for pid in forwarding if _alive(pid)], "Ctrl-C left port-forwards running"
