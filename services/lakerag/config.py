@@ -45,7 +45,9 @@ class Settings:
     model_cache_dir: str = ""
     offline: bool = False
     embed_batch_size: int = 64
-    ann_threshold: int = 200_000
+    ann_threshold: int = 200_000  # above: HNSW
+    ivf_threshold: int = 1_000_000  # above: IVF (a fraction of HNSW's memory, minutes to build at 10M)
+    ann_recall_target: float = 0.95  # IVF's nprobe is the smallest meeting this recall@10
     index_keep_versions: int = 5
     # Serving
     host: str = "127.0.0.1"
@@ -91,6 +93,8 @@ _ENV: dict[str, tuple[str, type]] = {
     "LAKERAG_OFFLINE": ("offline", bool),
     "LAKERAG_EMBED_BATCH_SIZE": ("embed_batch_size", int),
     "LAKERAG_ANN_THRESHOLD": ("ann_threshold", int),
+    "LAKERAG_IVF_THRESHOLD": ("ivf_threshold", int),
+    "LAKERAG_ANN_RECALL_TARGET": ("ann_recall_target", float),
     "LAKERAG_INDEX_KEEP_VERSIONS": ("index_keep_versions", int),
     "LAKERAG_HOST": ("host", str),
     "LAKERAG_PORT": ("port", int),
@@ -155,6 +159,8 @@ def validate(settings: Settings) -> list[str]:
         problems.append("LAKERAG_CHUNK_OVERLAP_TOKENS must be >= 0 and smaller than LAKERAG_CHUNK_TOKENS")
     if settings.max_file_bytes <= 0 or settings.max_upload_bytes <= 0:
         problems.append("LAKERAG_MAX_FILE_BYTES and LAKERAG_MAX_UPLOAD_BYTES must be positive")
+    if not 0 < settings.ann_recall_target <= 1:
+        problems.append("LAKERAG_ANN_RECALL_TARGET must be in (0, 1], e.g. 0.95")
     if settings.index_keep_versions < 1:
         problems.append("LAKERAG_INDEX_KEEP_VERSIONS must be at least 1")
     if not 1 <= settings.port <= 65535:

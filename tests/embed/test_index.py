@@ -11,6 +11,7 @@ import pytest
 from lakerag.embed_job import run_embed
 from lakerag.index.artifacts import IndexRejected, load_index_dir, sha256_file, write_index_dir
 from lakerag.index.publish import (
+    choose_index_type,
     download_version,
     list_versions,
     load_current,
@@ -36,6 +37,16 @@ def random_chunks(count: int, dimension: int = 16, seed: int = 0):
                            "source": [f"raw/d{i // 3}.txt" for i in range(count)], "title": ["t"] * count,
                            "page": [None] * count})
     return vectors, chunks
+
+
+def clustered_chunks(count: int, dimension: int = 32, clusters: int = 40, seed: int = 0):
+    """Unit vectors around ``clusters`` centres (what embeddings look like, unlike uniform noise)."""
+    vectors, chunks = random_chunks(count, dimension, seed)
+    rng = np.random.default_rng(seed + 1)
+    centres = rng.normal(size=(clusters, dimension)).astype(np.float32)
+    vectors = centres[rng.integers(0, clusters, count)] + 0.6 * vectors
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors.astype(np.float32), chunks
 
 
 def pipeline(settings, docs) -> dict:
@@ -114,6 +125,46 @@ def test_hnsw_index_records_its_recall(tmp_path):
     assert loaded.index.hnsw.efSearch == manifest["hnsw"]["ef_search"]  # search setting survives serialisation
     _, ids = loaded.search(vectors[:50], k=1)
     assert (ids[:, 0] == np.arange(50)).mean() >= 0.95
+
+
+def test_ivf_index_meets_its_recall_target_and_loading_keeps_nprobe(tmp_path):
+    import faiss
+
+    vectors, chunks = clustered_chunks(4000)
+    manifest = write_index_dir(tmp_path, vectors, chunks, MODEL, 1, index_type="ivf", recall_target=0.95)
+    ivf = manifest["ivf"]
+    assert manifest["index_type"] == "ivf" and ivf["lists"] == 4000 // 39 and ivf["recall_target"] == 0.95
+    assert manifest["recall_at_10"] >= 0.95 and manifest["recall_queries"] == 1000
+    assert ivf["encoding"] in {"SQ8", "Flat"} and 1 <= ivf["nprobe"] <= ivf["lists"]
+    loaded = load_index_dir(tmp_path)
+    assert faiss.extract_index_ivf(loaded.index).nprobe == ivf["nprobe"]
+    _, ids = loaded.search(vectors[:100], k=1)
+    assert (ids[:, 0] == np.arange(100)).mean() >= 0.95
+
+
+def test_ivf_probes_more_lists_for_a_higher_recall_target(tmp_path):
+    vectors, chunks = clustered_chunks(4000)
+    loose = write_index_dir(tmp_path / "loose", vectors, chunks, MODEL, 1, index_type="ivf", recall_target=0.3)
+    strict = write_index_dir(tmp_path / "strict", vectors, chunks, MODEL, 1, index_type="ivf", recall_target=0.99)
+    assert loose["ivf"]["nprobe"] < strict["ivf"]["nprobe"]
+    assert 0.3 <= loose["recall_at_10"] < strict["recall_at_10"] and strict["recall_at_10"] >= 0.99
+
+
+def test_filtered_search_on_ivf_finds_a_document_outside_the_probed_lists(tmp_path):
+    from lakerag.api.services.retrieval import _filter_params
+
+    vectors, chunks = clustered_chunks(4000)
+    write_index_dir(tmp_path, vectors, chunks, MODEL, 1, index_type="ivf", recall_target=0.3)
+    loaded = load_index_dir(tmp_path)
+    far_doc = chunks["doc_id"][int(np.argmin(vectors @ vectors[0]))]  # least similar to the query
+    allowed, params = _filter_params(loaded, far_doc, None, 3)
+    _, ids = loaded.index.search(vectors[:1], len(allowed), params=params)
+    assert sorted(ids[0].tolist()) == sorted(allowed.tolist())
+
+
+def test_index_type_follows_the_vector_count(local_settings):
+    settings = dataclasses.replace(local_settings, ann_threshold=100, ivf_threshold=1000)
+    assert [choose_index_type(n, settings) for n in (100, 101, 1000, 1001)] == ["flat", "hnsw", "hnsw", "ivf"]
 
 
 # --- publish protocol in the store ------------------------------------------------------------------------

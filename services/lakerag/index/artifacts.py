@@ -35,6 +35,10 @@ HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_SEARCH = 128
 RECALL_SAMPLE = 1000
 RECALL_K = 10
+RECALL_TARGET = 0.95
+IVF_TRAIN_PER_LIST = 50  # k-means points per list (FAISS warns under 39)
+IVF_KMEANS_ITERATIONS = 10  # coarse lists need no converged k-means; FAISS's 25 costs 2.5x the training
+IVF_ENCODINGS = ("SQ8", "Flat")  # 8-bit codes first (1/4 of the memory); full vectors when SQ8 misses the target
 
 
 class IndexRejected(Exception):
@@ -99,8 +103,9 @@ def new_version_name(fingerprint: str, now: datetime | None = None) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{fingerprint[:8]}"
 
 
-def build_faiss(vectors: np.ndarray, index_type: str = "flat") -> tuple[faiss.Index, dict]:
-    """An inner-product index over ``vectors``; for HNSW also its recall@10 against exact search."""
+def build_faiss(vectors: np.ndarray, index_type: str = "flat",
+                recall_target: float = RECALL_TARGET) -> tuple[faiss.Index, dict]:
+    """An inner-product index over ``vectors``; for HNSW and IVF also its recall@10 against exact search."""
     import faiss
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -109,9 +114,13 @@ def build_faiss(vectors: np.ndarray, index_type: str = "flat") -> tuple[faiss.In
         index = faiss.IndexFlatIP(dimension)
         index.add(vectors)
         return index, {}
-    if index_type != "hnsw":
-        raise ValueError(f"unknown index type {index_type!r}: use 'flat' or 'hnsw'")
     started = time.perf_counter()
+    if index_type == "ivf":
+        index, info = build_ivf(vectors, recall_target)
+        info["build_seconds"] = round(time.perf_counter() - started, 2)
+        return index, info
+    if index_type != "hnsw":
+        raise ValueError(f"unknown index type {index_type!r}: use 'flat', 'hnsw' or 'ivf'")
     index = faiss.IndexHNSWFlat(dimension, HNSW_M, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     index.add(vectors)
@@ -122,28 +131,84 @@ def build_faiss(vectors: np.ndarray, index_type: str = "flat") -> tuple[faiss.In
     return index, info
 
 
-def measure_recall(index: faiss.Index, vectors: np.ndarray, sample: int = RECALL_SAMPLE, k: int = RECALL_K) -> dict:
-    """recall@k of ``index`` against exact inner-product search, with a sample of
-    the indexed vectors as queries (seeded, so a rebuild measures the same queries)."""
+def ivf_list_count(count: int) -> int:
+    """Inverted lists for ``count`` vectors: about 4·sqrt(n), with enough training points per list."""
+    return max(1, min(int(4 * np.sqrt(count)), count // 39))
+
+
+def build_ivf(vectors: np.ndarray, recall_target: float = RECALL_TARGET) -> tuple[faiss.Index, dict]:
+    """An IVF index whose nprobe is the smallest power of two meeting ``recall_target``
+    (recall@10 against exact search over sampled indexed vectors).
+
+    The coarse quantizer is trained by k-means on a seeded sample; 8-bit scalar codes are
+    tried first and full vectors (IVF-Flat) only when the codes cannot reach the target.
+    """
     import faiss
 
-    k = min(k, len(vectors))
-    if k == 0:
-        return {f"recall_at_{RECALL_K}": None, "recall_queries": 0}
+    count, dimension = vectors.shape
+    lists = ivf_list_count(count)
+    rng = np.random.default_rng(0)
+    train = vectors[np.sort(rng.choice(count, size=min(count, IVF_TRAIN_PER_LIST * lists), replace=False))]
+    queries, truth = recall_probe(vectors)
+    quantizer = faiss.IndexFlatIP(dimension)
+    recall, nprobe, index, encoding = 0.0, lists, None, IVF_ENCODINGS[-1]
+    for encoding in IVF_ENCODINGS:
+        if encoding == "SQ8":
+            index = faiss.IndexIVFScalarQuantizer(quantizer, dimension, lists, faiss.ScalarQuantizer.QT_8bit,
+                                                  faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexIVFFlat(quantizer, dimension, lists, faiss.METRIC_INNER_PRODUCT)
+        index.cp.niter = IVF_KMEANS_ITERATIONS
+        index.train(train)  # k-means runs once: a trained quantizer is reused
+        index.add(vectors)
+        for nprobe in powers_of_two_up_to(lists):
+            index.nprobe = nprobe  # serialised with the index
+            recall = recall_of(index, queries, truth)
+            if recall >= recall_target:
+                break
+        if recall >= recall_target:
+            break
+    return index, {"ivf": {"lists": lists, "nprobe": nprobe, "encoding": encoding, "train_vectors": len(train),
+                           "recall_target": recall_target},
+                   f"recall_at_{RECALL_K}": round(recall, 4), "recall_queries": len(queries)}
+
+
+def powers_of_two_up_to(limit: int) -> list[int]:
+    values = [1]
+    while values[-1] < limit:
+        values.append(min(limit, values[-1] * 2))
+    return values
+
+
+def recall_probe(vectors: np.ndarray, sample: int = RECALL_SAMPLE, k: int = RECALL_K) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded sample of the indexed vectors as queries (a rebuild measures the same ones) and
+    their exact top-k ids."""
+    import faiss
+
     rng = np.random.default_rng(0)
     picks = rng.choice(len(vectors), size=min(sample, len(vectors)), replace=False)
     queries = vectors[picks]
-    exact = faiss.IndexFlatIP(vectors.shape[1])
-    exact.add(vectors)
-    _, truth = exact.search(queries, k)
-    _, found = index.search(queries, k)
+    _, truth = faiss.knn(queries, vectors, min(k, len(vectors)), metric=faiss.METRIC_INNER_PRODUCT)
+    return queries, truth
+
+
+def recall_of(index: faiss.Index, queries: np.ndarray, truth: np.ndarray) -> float:
+    _, found = index.search(queries, truth.shape[1])
     hits = sum(len(set(t) & set(f)) for t, f in zip(truth.tolist(), found.tolist()))
-    return {f"recall_at_{RECALL_K}": round(hits / (len(queries) * k), 4), "recall_queries": len(queries)}
+    return hits / truth.size
+
+
+def measure_recall(index: faiss.Index, vectors: np.ndarray, sample: int = RECALL_SAMPLE, k: int = RECALL_K) -> dict:
+    """recall@k of ``index`` against exact inner-product search over sampled indexed vectors."""
+    if min(k, len(vectors)) == 0:
+        return {f"recall_at_{RECALL_K}": None, "recall_queries": 0}
+    queries, truth = recall_probe(vectors, sample, k)
+    return {f"recall_at_{RECALL_K}": round(recall_of(index, queries, truth), 4), "recall_queries": len(queries)}
 
 
 def write_index_dir(path, vectors: np.ndarray, chunks: pandas.DataFrame, model: str, gold_version: int,
                     index_type: str = "flat", version: str | None = None, extra: dict | None = None,
-                    lexical: bool = True) -> dict:
+                    lexical: bool = True, recall_target: float = RECALL_TARGET) -> dict:
     """Write one version (index.faiss, chunks.parquet, the BM25 files, manifest.json last) into
     ``path``; return the manifest.
 
@@ -165,7 +230,7 @@ def write_index_dir(path, vectors: np.ndarray, chunks: pandas.DataFrame, model: 
         raise ValueError(f"chunks lack columns {missing}; need {list(CHUNK_COLUMNS)}")
     chunks = chunks.loc[:, list(CHUNK_COLUMNS)].reset_index(drop=True)
     fingerprint = content_fingerprint(vectors, chunks, model)
-    index, info = build_faiss(vectors, index_type)
+    index, info = build_faiss(vectors, index_type, recall_target)
     faiss.write_index(index, str(path / INDEX_FILE))
     table = pa.Table.from_pandas(chunks, schema=chunk_schema(), preserve_index=False)
     pq.write_table(table, path / CHUNKS_FILE)
@@ -261,6 +326,8 @@ def load_index_dir(path, expected_model: str | None = None, expected_dimension: 
     manifest = verify_index_dir(path)
     check_model(manifest, expected_model, expected_dimension)
     index = faiss.read_index(str(path / INDEX_FILE))
+    if manifest.get("index_type") == "ivf":
+        faiss.extract_index_ivf(index).nprobe = int(manifest["ivf"]["nprobe"])  # the manifest's measured choice
     chunks = pq.read_table(path / CHUNKS_FILE).to_pandas()
     count = int(manifest.get("vector_count", -1))
     if index.ntotal != count or len(chunks) != count or index.d != int(manifest["dimension"]):

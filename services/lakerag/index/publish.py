@@ -241,6 +241,14 @@ def load_index_inputs(lake: Lake, model: str) -> tuple[np.ndarray, object, int, 
     return vectors, chunks, gold.version(), (embeddings.version() if embeddings else None), int((~found).sum())
 
 
+def choose_index_type(count: int, settings: Settings) -> str:
+    """Exact search while it is cheap, HNSW in the middle, IVF past the size where HNSW's
+    memory (~1.8 KB per 384-d vector) and build time dominate (docs/scaling.md)."""
+    if count > settings.ivf_threshold:
+        return "ivf"
+    return "hnsw" if count > settings.ann_threshold else "flat"
+
+
 def run_index(settings: Settings, force: bool = False) -> dict:
     """Build an index of the current model's vectors over gold and publish it, unless
     CURRENT already serves exactly that (then say so and publish nothing)."""
@@ -292,11 +300,12 @@ def run_index(settings: Settings, force: bool = False) -> dict:
                       gold_version=gold_version, vector_count=len(chunks))
 
     cap_threads(torch=False)
-    index_type = "hnsw" if len(vectors) > settings.ann_threshold else "flat"
+    index_type = choose_index_type(len(vectors), settings)
     with tempfile.TemporaryDirectory(prefix="lakerag-index-") as tmp:
         manifest = write_index_dir(tmp, vectors, chunks, model, gold_version, index_type=index_type,
                                    version=_next_version(store, fingerprint),
-                                   extra={"embeddings_version": embeddings_version})
+                                   extra={"embeddings_version": embeddings_version},
+                                   recall_target=settings.ann_recall_target)
         version = publish_dir(store, tmp)
     pruned = prune(store, settings.index_keep_versions)
     result = {"published": True, "version": version, "previous": current, "index_type": index_type,
@@ -304,4 +313,6 @@ def run_index(settings: Settings, force: bool = False) -> dict:
               "gold_version": gold_version, "embeddings_version": embeddings_version, "pruned": pruned}
     if "recall_at_10" in manifest:
         result.update(recall_at_10=manifest["recall_at_10"], recall_queries=manifest["recall_queries"])
+    if "ivf" in manifest:
+        result["ivf"] = manifest["ivf"]
     return finish(**result)

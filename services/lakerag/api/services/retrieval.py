@@ -128,6 +128,9 @@ def _filter_params(index: LoadedIndex, doc_id: str | None, source_prefix: str | 
     selector = faiss.IDSelectorBatch(allowed)
     if index.manifest.get("index_type") == "hnsw":
         params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(256, 4 * k))
+    elif index.manifest.get("index_type") == "ivf":
+        # Matching chunks may sit in lists the query does not probe: scan every list.
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=int(index.manifest["ivf"]["lists"]))
     else:
         params = faiss.SearchParameters(sel=selector)
     params._keep = selector  # the params object does not own the selector
