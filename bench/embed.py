@@ -83,12 +83,9 @@ def load_corpus(settings, docs: dict[str, str], mode: str, state: dict) -> float
 
 
 def gold_texts(settings) -> list[str]:
-    from deltalake import DeltaTable
-    from lakerag.lake import Lake
+    from lakerag.lake import Lake, tables
 
-    lake = Lake.open(settings)
-    gold = DeltaTable(lake.table_uri("gold"), storage_options=lake.storage_options())
-    return [str(t) for t in gold.to_pyarrow_table(columns=["text"]).column("text").to_pylist()]
+    return [str(t) for t in tables.read_arrow(Lake.open(settings), "gold", ["text"]).column("text").to_pylist()]
 
 
 def timed(fn, *args, **kwargs):

@@ -18,13 +18,15 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from tqdm import tqdm
 
 from .config import Settings
-from .lake import Lake
-
-if TYPE_CHECKING:
-    from deltalake import DeltaTable
+from .embedding import ModelUnavailable, load_embedder
+from .lake import Lake, tables
 
 log = logging.getLogger(__name__)
 
@@ -34,62 +36,6 @@ ENCODE_GROUP = 1024
 # Vectors per Delta commit, to bound memory on big corpora; each commit is a
 # consistent state, and a rerun continues after the last one.
 COMMIT_ROWS = 50_000
-
-
-def embeddings_schema():
-    import pyarrow as pa
-
-    return pa.schema([
-        ("chunk_id", pa.string()), ("model", pa.string()), ("dimension", pa.int32()),
-        ("vector", pa.list_(pa.float32())), ("gold_version", pa.int64()),
-        ("embedded_at", pa.timestamp("us", tz="UTC")),
-    ])
-
-
-def open_table(lake: Lake, name: str) -> DeltaTable | None:
-    """The Delta table ``lake/<name>``, or None when it does not exist yet."""
-    from deltalake import DeltaTable
-
-    uri, options = lake.table_uri(name), lake.storage_options()
-    if not DeltaTable.is_deltatable(uri, storage_options=options):
-        return None
-    return DeltaTable(uri, storage_options=options)
-
-
-def read_model_rows(table: DeltaTable, model: str, columns: list[str]):
-    """``columns`` of the rows of one model, as an Arrow table with plain string columns.
-
-    Filtered in memory batch by batch: files that delta-rs' MERGE wrote may hold
-    string_view columns, which pyarrow dataset filters cannot compare with strings.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    batches = []
-    for batch in table.to_pyarrow_dataset().to_batches(columns=["model", *columns]):
-        keep = pc.equal(batch.column("model").cast(pa.string()), model)
-        arrays = [_plain(batch.column(name)).filter(keep) for name in columns]
-        batches.append(pa.Table.from_arrays(arrays, names=columns))
-    if not batches:
-        schema = embeddings_schema()
-        return pa.Table.from_arrays([pa.array([], schema.field(n).type) for n in columns], names=columns)
-    return pa.concat_tables(batches)
-
-
-def _plain(array):
-    import pyarrow as pa
-
-    if array.type == pa.string_view():
-        return array.cast(pa.string())
-    if pa.types.is_list_view(array.type) or pa.types.is_large_list(array.type):
-        return array.cast(pa.list_(array.type.value_type))
-    return array
-
-
-def model_chunk_ids(table: DeltaTable | None, model: str) -> set[str]:
-    if table is None:
-        return set()
-    return set(read_model_rows(table, model, ["chunk_id"]).column("chunk_id").to_pylist())
 
 
 def run_embed(settings: Settings, full_rebuild: bool = False) -> dict:
@@ -109,18 +55,18 @@ def run_embed(settings: Settings, full_rebuild: bool = False) -> dict:
         lake.write_run_summary("embed", summary)
         return summary
 
-    gold = open_table(lake, "gold")
+    gold = tables.snapshot(lake, "gold")
     if gold is None:
         return finish(note="no gold table yet: run `lakerag pipeline etl` first")
-    gold_version = gold.version()
-    gold_ids = set(gold.to_pyarrow_table(columns=["chunk_id"]).column("chunk_id").to_pylist())
-    embeddings = open_table(lake, "embeddings")
-    have = model_chunk_ids(embeddings, model)
+    gold_version = gold.version
+    gold_ids = set(gold.arrow(["chunk_id"]).column("chunk_id").to_pylist())
+    embeddings = tables.snapshot(lake, "embeddings")
+    have = tables.model_chunk_ids(embeddings, model)
     to_embed = gold_ids if full_rebuild else gold_ids - have
     to_delete = have - gold_ids
     summary.update(gold_version=gold_version, unchanged=len(gold_ids) - len(to_embed))
     if not to_embed and not to_delete:
-        return finish(embeddings_version=embeddings.version() if embeddings else None,
+        return finish(embeddings_version=embeddings.version if embeddings else None,
                       note=f"embeddings of {model} already match gold version {gold_version}")
 
     ids, texts = _read_texts(gold, None if to_embed == gold_ids else to_embed)
@@ -131,20 +77,14 @@ def run_embed(settings: Settings, full_rebuild: bool = False) -> dict:
 
     encode_seconds, dimension, embedder = 0.0, None, None
     if texts:
-        from .embedding import ModelUnavailable, load_embedder
-
         try:
             embedder = load_embedder(settings)
         except ModelUnavailable as exc:
             log.error("%s", exc)
             return finish(ok=False, error=str(exc))
         dimension = embedder.dimension
-    if embeddings is None:
-        embeddings = _create_table(lake)
     pending_deletes = sorted(to_delete)
     embedded = 0
-    from tqdm import tqdm
-
     with tqdm(total=len(texts), unit="chunk", desc=f"embed {model}", mininterval=2.0,
               disable=not texts) as bar:
         for start in range(0, max(len(texts), 1), COMMIT_ROWS):
@@ -156,72 +96,45 @@ def run_embed(settings: Settings, full_rebuild: bool = False) -> dict:
                 vectors.append(embedder.encode_passages(part))
                 bar.update(len(part))
             encode_seconds += time.perf_counter() - began
-            _merge(embeddings, model, dimension, gold_version, group_ids, vectors, pending_deletes)
+            _merge(lake, model, dimension, gold_version, group_ids, vectors, pending_deletes)
             embedded += len(group_ids)
             pending_deletes = []  # deletes go with the first commit
-    embeddings = open_table(lake, "embeddings")
     return finish(embedded=embedded, deleted=len(to_delete), committed=True, dimension=dimension,
-                  embeddings_version=embeddings.version(), encode_seconds=round(encode_seconds, 2),
+                  embeddings_version=tables.version(lake, "embeddings"), encode_seconds=round(encode_seconds, 2),
                   encode_rate_per_s=round(embedded / encode_seconds, 1) if encode_seconds else 0.0,
                   model_source=embedder.source if embedder else None,
                   model_load_seconds=round(embedder.load_seconds, 2) if embedder else None)
 
 
-def _read_texts(gold: DeltaTable, wanted: set[str] | None) -> tuple[list[str], list[str]]:
+def _read_texts(gold: tables.Snapshot, wanted: set[str] | None) -> tuple[list[str], list[str]]:
     """(chunk ids, texts) of the wanted chunks (all when None), batch by batch to bound memory."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     value_set = pa.array(sorted(wanted), pa.string()) if wanted is not None else None
     ids: list[str] = []
     texts: list[str] = []
-    for batch in gold.to_pyarrow_dataset().to_batches(columns=["chunk_id", "text"]):
-        # delta-rs may hand strings back as string_view; compare as plain strings.
-        chunk_ids = batch.column("chunk_id").cast(pa.string())
-        text = batch.column("text").cast(pa.string())
+    for batch in gold.batches(["chunk_id", "text"]):
         if value_set is not None:
-            keep = pc.is_in(chunk_ids, value_set=value_set)
-            chunk_ids, text = chunk_ids.filter(keep), text.filter(keep)
-        ids.extend(chunk_ids.to_pylist())
-        texts.extend(t or "" for t in text.to_pylist())
+            batch = batch.filter(pc.is_in(batch.column("chunk_id"), value_set=value_set))
+        ids.extend(batch.column("chunk_id").to_pylist())
+        texts.extend(t or "" for t in batch.column("text").to_pylist())
     return ids, texts
 
 
-def _create_table(lake: Lake) -> DeltaTable:
-    from deltalake import DeltaTable
-
-    return DeltaTable.create(lake.table_uri("embeddings"), embeddings_schema(), mode="ignore",
-                             storage_options=lake.storage_options(), name="embeddings",
-                             description="chunk vectors keyed by (model, chunk_id)")
-
-
-def _merge(table: DeltaTable, model: str, dimension: int | None, gold_version: int, ids: list[str],
+def _merge(lake: Lake, model: str, dimension: int | None, gold_version: int, ids: list[str],
            vectors: list, deletes: list[str]) -> None:
     """One MERGE: upsert the new vectors and delete the vectors of removed chunks."""
-    import numpy as np
-    import pyarrow as pa
-    from deltalake import CommitProperties
-
     matrix = np.concatenate(vectors) if vectors else np.zeros((0, dimension or 0), np.float32)
     now = datetime.now(UTC)
-    rows = len(ids) + len(deletes)
     flat = pa.array(matrix.reshape(-1), type=pa.float32())
     offsets = pa.array(np.arange(len(ids) + 1, dtype=np.int32) * matrix.shape[1], type=pa.int32())
-    vector_column = pa.concat_arrays([pa.ListArray.from_arrays(offsets, flat),
-                                      pa.nulls(len(deletes), pa.list_(pa.float32()))])
-    source = pa.Table.from_arrays(
-        [pa.array(ids + deletes, pa.string()), pa.array([model] * rows, pa.string()),
-         pa.array([dimension or 0] * rows, pa.int32()), vector_column,
-         pa.array([gold_version] * rows, pa.int64()), pa.array([now] * rows, pa.timestamp("us", tz="UTC")),
-         pa.array(["upsert"] * len(ids) + ["delete"] * len(deletes), pa.string())],
-        schema=embeddings_schema().append(pa.field("op", pa.string())))
-    columns = {name: f"s.{name}" for name in embeddings_schema().names}
+    upserts = pa.Table.from_arrays(
+        [pa.array(ids, pa.string()), pa.array([model] * len(ids), pa.string()),
+         pa.array([dimension or 0] * len(ids), pa.int32()), pa.ListArray.from_arrays(offsets, flat),
+         pa.array([gold_version] * len(ids), pa.int64()),
+         pa.array([now] * len(ids), pa.timestamp("us", tz="UTC"))],
+        schema=tables.SCHEMAS["embeddings"])
+    removed = pa.table({"model": pa.array([model] * len(deletes), pa.string()),
+                        "chunk_id": pa.array(deletes, pa.string())})
     metadata = {"lakerag.model": model, "lakerag.gold_version": str(gold_version)}
-    (table.merge(source, predicate="t.model = s.model AND t.chunk_id = s.chunk_id", source_alias="s",
-                 target_alias="t", commit_properties=CommitProperties(custom_metadata=metadata))
-     .when_matched_delete(predicate="s.op = 'delete'")
-     .when_matched_update(updates=columns, predicate="s.op = 'upsert'")
-     .when_not_matched_insert(updates=columns, predicate="s.op = 'upsert'")
-     .execute())
+    tables.merge(lake, "embeddings", upserts, removed, metadata=metadata)
     log.info("embeddings: %d vectors of %s merged, %d deleted (gold version %d)", len(ids), model, len(deletes),
              gold_version)

@@ -4,10 +4,11 @@ dataset builder): one record per chunk, with the citation metadata, in document 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from .config import Settings
-from .lake import Lake
+from .lake import Lake, tables
 
 COLUMNS = ["chunk_id", "doc_id", "chunk_index", "text", "title", "source", "page", "token_count"]
 
@@ -18,15 +19,11 @@ class ExportError(RuntimeError):
 
 def export_jsonl(settings: Settings, out: str | Path) -> int:
     """Write every gold chunk to ``out`` (``-`` for stdout); return the number of records."""
-    import sys
-
-    from deltalake import DeltaTable
-
     lake = Lake.open(settings)
-    uri, options = lake.table_uri("gold"), lake.storage_options()
-    if not DeltaTable.is_deltatable(uri, storage_options=options):
-        raise ExportError(f"no gold table at {uri}: run `lakerag pipeline etl` first")
-    table = DeltaTable(uri, storage_options=options).to_pyarrow_table(columns=COLUMNS)
+    gold = tables.snapshot(lake, "gold")
+    if gold is None:
+        raise ExportError(f"no gold table at {lake.table_uri('gold')}: run `lakerag pipeline etl` first")
+    table = gold.arrow(COLUMNS)
     rows = table.sort_by([("source", "ascending"), ("chunk_index", "ascending")]).to_pylist()
     lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     if str(out) == "-":

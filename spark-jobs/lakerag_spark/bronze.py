@@ -7,9 +7,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 from lakerag.lake import RAW_PREFIX, Lake
+from lakerag.lake.tables import SCHEMAS, conform, merge
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from lakerag_spark.tables import SCHEMAS, conform, executor_environment, read_table, sync_table
+from lakerag_spark.frames import executor_environment, read_table
 from lakerag_spark.transforms import EXTRACTED, extract_objects, plan_raw
 
 LISTING = pa.schema([("key", pa.string()), ("size", pa.int64()), ("source_version", pa.string())])
@@ -50,9 +51,9 @@ def run_bronze(spark, lake: Lake, full_rebuild: bool = False) -> dict:
                                            schema=SCHEMAS["quarantine"])
 
     committed = {
-        "bronze": sync_table(lake, "bronze", readable.select(SCHEMAS["bronze"].names),
+        "bronze": merge(lake, "bronze", readable.select(SCHEMAS["bronze"].names),
                              pa.table({"key": pa.array(bronze_deletes, pa.string())})),
-        "quarantine": sync_table(lake, "quarantine", quarantine_rows,
+        "quarantine": merge(lake, "quarantine", quarantine_rows,
                                  pa.Table.from_pylist(quarantine_deletes, schema=pa.schema(
                                      [("key", pa.string()), ("content_hash", pa.string())]))),
     }

@@ -7,8 +7,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 from lakerag.lake import Lake
+from lakerag.lake.tables import SCHEMAS, conform, merge
 
-from lakerag_spark.tables import SCHEMAS, conform, read_table, sync_table
+from lakerag_spark.frames import read_table
 from lakerag_spark.transforms import chunk_documents, plan_documents
 
 
@@ -35,7 +36,7 @@ def run_gold(spark, lake: Lake, full_rebuild: bool = False) -> dict:
                                                             for c in ("chunk_id", "content_hash", "title")))]
     upserts = chunks.filter(pa.array(fresh, pa.bool_()))
     stale = existing.filter(pc.invert(pc.is_in(existing.column("chunk_id"), value_set=chunks.column("chunk_id"))))
-    committed = sync_table(lake, "gold", upserts, stale.select(["chunk_id"]))
+    committed = merge(lake, "gold", upserts, stale.select(["chunk_id"]))
     return {"changes": {"gold_upserted": upserts.num_rows, "gold_deleted": stale.num_rows},
             "committed": {"gold": committed}}
 

@@ -8,9 +8,7 @@ import time
 from datetime import UTC, datetime
 
 from lakerag.config import Settings
-from lakerag.lake import Lake
-
-from lakerag_spark import tables
+from lakerag.lake import Lake, tables
 
 STAGES = ("bronze", "silver", "gold")
 LAKE_TABLES = ("bronze", "quarantine", "silver", "gold")

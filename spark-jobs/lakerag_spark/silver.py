@@ -7,9 +7,10 @@ from datetime import datetime
 
 import pyarrow as pa
 from lakerag.lake import Lake
+from lakerag.lake.tables import SCHEMAS, conform, merge
 from pyspark.sql import functions as F
 
-from lakerag_spark.tables import SCHEMAS, conform, read_table, sync_table
+from lakerag_spark.frames import read_table
 from lakerag_spark.transforms import clean_documents, dedup_by_content, plan_documents
 
 
@@ -32,7 +33,7 @@ def run_silver(spark, lake: Lake, updated_at: datetime, full_rebuild: bool = Fal
         chosen = bronze.join(spark.createDataFrame([(d,) for d in upsert_ids], "doc_id string").hint("broadcast"),
                              "doc_id")
         rows = conform(clean_documents(chosen, updated_at).toArrow(), SCHEMAS["silver"])
-    committed = sync_table(lake, "silver", rows, pa.table({"doc_id": pa.array(delete_ids, pa.string())}))
+    committed = merge(lake, "silver", rows, pa.table({"doc_id": pa.array(delete_ids, pa.string())}))
     return {"files": {"duplicates": duplicates},
             "changes": {"silver_upserted": rows.num_rows, "silver_deleted": len(delete_ids)},
             "committed": {"silver": committed}}

@@ -12,10 +12,9 @@ from datetime import UTC, datetime
 import pyarrow as pa
 from lakerag.config import Settings
 from lakerag.lake import chunk_id_for, doc_id_for, sha256_hex
+from lakerag.lake.tables import SCHEMAS
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
-
-from lakerag_spark.tables import SCHEMAS
 
 # What extraction yields per raw object: a bronze row plus the quarantine reason (null when readable).
 EXTRACTED = pa.schema(list(SCHEMAS["bronze"]) + [pa.field("reason", pa.string())])

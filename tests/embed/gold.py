@@ -1,19 +1,14 @@
-"""Gold tables written directly with delta-rs, in the schema of docs/architecture.md,
-so the embeddings and index tests do not depend on Spark."""
+"""Gold tables written directly through the lake (delta-rs), in the schema of
+docs/architecture.md, so the embeddings and index tests do not depend on Spark."""
 
 from __future__ import annotations
 
 import hashlib
 
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
-from lakerag.lake import Lake, chunk_id_for, doc_id_for
+from lakerag.lake import Lake, chunk_id_for, doc_id_for, tables
 
-GOLD_SCHEMA = pa.schema([
-    ("chunk_id", pa.string()), ("doc_id", pa.string()), ("chunk_index", pa.int32()), ("text", pa.string()),
-    ("title", pa.string()), ("source", pa.string()), ("page", pa.int32()), ("content_hash", pa.string()),
-    ("token_count", pa.int32()),
-])
+GOLD_SCHEMA = tables.SCHEMAS["gold"]
 
 TOPICS = ["solar panels convert sunlight into electricity", "the river floods every spring after snowmelt",
           "sourdough bread needs a long cold fermentation", "the committee approved the annual budget",
@@ -45,12 +40,7 @@ def write_gold(lake: Lake, docs: dict[str, list[str]]) -> int:
     """Make gold hold exactly ``docs`` (MERGE on chunk_id, delete the rest, like the ETL); return its version."""
     rows = [row for key, paragraphs in sorted(docs.items()) for row in document(key, paragraphs)]
     source = pa.Table.from_pylist(rows, schema=GOLD_SCHEMA)
-    uri, options = lake.table_uri("gold"), lake.storage_options()
-    if not DeltaTable.is_deltatable(uri, storage_options=options):
-        write_deltalake(uri, source, storage_options=options, configuration={"delta.enableChangeDataFeed": "true"})
-        return DeltaTable(uri, storage_options=options).version()
-    table = DeltaTable(uri, storage_options=options)
-    (table.merge(source, "t.chunk_id = s.chunk_id", source_alias="s", target_alias="t")
-     .when_matched_update_all().when_not_matched_insert_all()
-     .when_not_matched_by_source_delete().execute())
-    return DeltaTable(uri, storage_options=options).version()
+    current = set(tables.read_arrow(lake, "gold", ["chunk_id"]).column("chunk_id").to_pylist())
+    stale = sorted(current - {row["chunk_id"] for row in rows})
+    tables.merge(lake, "gold", source, pa.table({"chunk_id": pa.array(stale, pa.string())}))
+    return tables.version(lake, "gold")

@@ -6,10 +6,9 @@ import os
 import sys
 
 import pytest
-from deltalake import DeltaTable
 from lakerag.embed_job import run_embed
 from lakerag.index.publish import list_versions, load_current, run_index
-from lakerag.lake import Lake, doc_id_for
+from lakerag.lake import Lake, doc_id_for, tables
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +31,7 @@ def spark_python():
 
 
 def gold_chunk_ids(lake: Lake, key: str) -> set[str]:
-    gold = DeltaTable(lake.table_uri("gold"), storage_options=lake.storage_options()).to_pandas()
+    gold = tables.read_pandas(lake, "gold")
     return set(gold.loc[gold["doc_id"] == doc_id_for(key), "chunk_id"])
 
 
@@ -50,7 +49,7 @@ def test_pipeline_is_incremental_from_raw_files_to_the_index(local_settings, emb
         lake.store.put(key, text.encode())
 
     _, embed, index = run(local_settings)
-    gold_rows = DeltaTable(lake.table_uri("gold")).to_pandas()
+    gold_rows = tables.read_pandas(lake, "gold")
     assert embed["embedded"] == len(gold_rows) >= 3
     assert index["published"] and index["vector_count"] == len(gold_rows)
 
@@ -73,4 +72,4 @@ def test_pipeline_is_incremental_from_raw_files_to_the_index(local_settings, emb
     assert embed["deleted"] == len(removed) and embed["embedded"] == 0
     loaded = load_current(lake.store, tmp_path / "serving", embedder.name, embedder.dimension)
     assert doc_id_for("raw/tax.txt") not in set(loaded.chunks["doc_id"])
-    assert loaded.vector_count == index["vector_count"] == len(DeltaTable(lake.table_uri("gold")).to_pandas())
+    assert loaded.vector_count == index["vector_count"] == len(tables.read_pandas(lake, "gold"))

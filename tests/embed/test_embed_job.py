@@ -7,9 +7,8 @@ import dataclasses
 import numpy as np
 import pyarrow.compute as pc
 import pytest
-from deltalake import DeltaTable
 from lakerag.embed_job import run_embed
-from lakerag.lake import Lake, doc_id_for
+from lakerag.lake import Lake, doc_id_for, tables
 
 from .gold import synthetic_docs, write_gold
 
@@ -17,8 +16,8 @@ pytestmark = pytest.mark.slow
 
 
 def embeddings_rows(lake: Lake, model: str | None = None):
-    table = DeltaTable(lake.table_uri("embeddings"), storage_options=lake.storage_options())
-    rows = table.to_pyarrow_table()
+    table = tables.snapshot(lake, "embeddings")
+    rows = table.arrow()
     if model is not None:
         rows = rows.filter(pc.equal(rows.column("model"), model))
     return table, rows.to_pandas().set_index("chunk_id")
@@ -44,8 +43,7 @@ def test_first_run_embeds_gold_and_second_run_changes_nothing(settings, embedder
     second = run_embed(settings)
     assert (second["embedded"], second["deleted"], second["unchanged"]) == (0, 0, 24)
     assert not second["committed"]
-    assert DeltaTable(lake.table_uri("embeddings"), storage_options=lake.storage_options()).version() == \
-        table.version()
+    assert tables.version(lake, "embeddings") == table.version
 
 
 def test_vectors_match_the_model_on_the_gold_text(local_settings, embedder):
@@ -93,7 +91,7 @@ def test_deleted_and_changed_documents(settings, embedder):
     # doc 2 loses 3 chunks; doc 4's changed paragraph is a new chunk id replacing the old one
     assert (summary["embedded"], summary["deleted"], summary["unchanged"]) == (1, 4, 14)
     _, rows = embeddings_rows(lake)
-    gold = DeltaTable(lake.table_uri("gold"), storage_options=lake.storage_options()).to_pandas()
+    gold = tables.read_pandas(lake, "gold")
     assert set(rows.index) == set(gold["chunk_id"])
     assert doc_id_for("raw/doc-00002.txt") not in set(gold["doc_id"])
 
@@ -137,7 +135,7 @@ def test_full_rebuild_reembeds_everything(local_settings, embedder):
 def test_no_gold_table_yet_is_reported_not_raised(local_settings):
     summary = run_embed(local_settings)
     assert summary["ok"] and summary["embedded"] == 0 and "lakerag pipeline etl" in summary["note"]
-    assert not DeltaTable.is_deltatable(Lake.open(local_settings).table_uri("embeddings"))
+    assert tables.snapshot(Lake.open(local_settings), "embeddings") is None
 
 
 def test_unloadable_model_fails_the_run_with_the_reason(local_settings, tmp_path):
@@ -148,4 +146,4 @@ def test_unloadable_model_fails_the_run_with_the_reason(local_settings, tmp_path
     assert not summary["ok"] and summary["embedded"] == 0
     assert "LAKERAG_MODEL_CACHE_DIR" in summary["error"]
     assert Lake.open(local_settings).read_run_summary("embed")["ok"] is False
-    assert not DeltaTable.is_deltatable(Lake.open(local_settings).table_uri("embeddings"))
+    assert tables.snapshot(Lake.open(local_settings), "embeddings") is None

@@ -12,13 +12,10 @@ import dataclasses
 import json
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
-from deltalake import DeltaTable
 from docmaker import BAD_REASON_WORDS, bad_documents, good_documents
-from lakerag.lake import Lake, chunk_id_for, doc_id_for
+from lakerag.lake import Lake, chunk_id_for, doc_id_for, tables
 from lakerag.summary import format_summary
-from lakerag_spark import tables
 from lakerag_spark.pipeline import run_etl
 
 pytestmark = pytest.mark.slow
@@ -37,9 +34,8 @@ def put(lake: Lake, name: str, data: bytes) -> None:
 
 
 def snapshot(lake: Lake, name: str) -> list[dict]:
-    table = tables.open_table(lake, name)
     key = tables.MERGE_KEYS[name]
-    return sorted(table.to_pyarrow_table().to_pylist(), key=lambda r: [r[k] for k in key]) if table else []
+    return sorted(tables.read_arrow(lake, name).to_pylist(), key=lambda r: [r[k] for k in key])
 
 
 def versions(lake: Lake) -> dict:
@@ -48,14 +44,13 @@ def versions(lake: Lake) -> dict:
 
 def last_merge(lake: Lake, name: str) -> dict:
     """Row metrics of the table's latest commit."""
-    entry = DeltaTable(lake.table_uri(name), storage_options=lake.storage_options()).history(1)[0]
+    entry = tables.snapshot(lake, name).history(1)[0]
     metrics = entry["operationMetrics"]
     return {k: metrics[f"num_target_rows_{k}"] for k in ("inserted", "updated", "deleted")}
 
 
 def gold_changes(lake: Lake, since: int) -> list[dict]:
-    table = DeltaTable(lake.table_uri("gold"), storage_options=lake.storage_options())
-    return pa.table(table.load_cdf(starting_version=since).read_all()).to_pylist()
+    return tables.snapshot(lake, "gold").changes(since).to_pylist()
 
 
 def initial_corpus() -> dict[str, bytes]:
@@ -105,7 +100,7 @@ def check_first_run(lake: Lake, summary: dict, corpus: dict[str, bytes]) -> None
     pdf_pages = {row["page"] for row in gold if row["source"] == "raw/guide.pdf"}
     assert pdf_pages == {1, 2}
     assert {row["page"] for row in gold if row["source"] != "raw/guide.pdf"} == {None}
-    config = DeltaTable(lake.table_uri("gold"), storage_options=lake.storage_options()).metadata().configuration
+    config = tables.snapshot(lake, "gold").configuration()
     assert config.get("delta.enableChangeDataFeed") == "true"
 
 

@@ -19,9 +19,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 
 from ..config import Settings
-from ..lake import CURRENT_KEY, INDEX_PREFIX, Lake
+from ..embedding import cap_threads
+from ..lake import CURRENT_KEY, INDEX_PREFIX, Lake, tables
 from ..store import NotFound, ObjectStore
 from .artifacts import (
     CHUNK_COLUMNS,
@@ -215,13 +217,9 @@ def load_index_inputs(lake: Lake, model: str) -> tuple[np.ndarray, object, int, 
 
     Returns (vectors, chunks DataFrame, gold version, embeddings version, chunks without a vector).
     """
-    import pyarrow.compute as pc
-
-    from ..embed_job import open_table, read_model_rows
-
-    gold = open_table(lake, "gold")
-    embeddings = open_table(lake, "embeddings")
-    chunks = gold.to_pyarrow_table(columns=list(CHUNK_COLUMNS)).to_pandas()
+    gold = tables.snapshot(lake, "gold")
+    embeddings = tables.snapshot(lake, "embeddings")
+    chunks = gold.pandas(list(CHUNK_COLUMNS))
     chunks = chunks.sort_values(["source", "chunk_index", "chunk_id"], kind="stable").reset_index(drop=True)
     for column in ("chunk_index", "page"):
         chunks[column] = chunks[column].astype("Int32")
@@ -229,7 +227,7 @@ def load_index_inputs(lake: Lake, model: str) -> tuple[np.ndarray, object, int, 
     vectors = np.zeros((len(chunks), 0), dtype=np.float32)
     found = np.zeros(len(chunks), dtype=bool)
     if embeddings is not None and len(chunks):
-        table = read_model_rows(embeddings, model, ["chunk_id", "dimension", "vector"])
+        table = tables.model_rows(embeddings, model, ["chunk_id", "dimension", "vector"])
         if table.num_rows:
             dimension = int(table.column("dimension")[0].as_py())
             flat = pc.list_flatten(table.column("vector")).to_numpy()
@@ -238,7 +236,7 @@ def load_index_inputs(lake: Lake, model: str) -> tuple[np.ndarray, object, int, 
             rows = np.array([row_of.get(cid, -1) for cid in chunks["chunk_id"]], dtype=np.int64)
             found = rows >= 0
             vectors = all_vectors[np.where(found, rows, 0)]
-    return vectors, chunks, gold.version(), (embeddings.version() if embeddings else None), int((~found).sum())
+    return vectors, chunks, gold.version, (embeddings.version if embeddings else None), int((~found).sum())
 
 
 def choose_index_type(count: int, settings: Settings) -> str:
@@ -252,9 +250,6 @@ def choose_index_type(count: int, settings: Settings) -> str:
 def run_index(settings: Settings, force: bool = False) -> dict:
     """Build an index of the current model's vectors over gold and publish it, unless
     CURRENT already serves exactly that (then say so and publish nothing)."""
-    from ..embed_job import open_table
-    from ..embedding import cap_threads
-
     started = time.perf_counter()
     lake = Lake.open(settings)
     store = lake.store
@@ -269,11 +264,11 @@ def run_index(settings: Settings, force: bool = False) -> dict:
 
     current = read_current(store)
     current_manifest = read_store_manifest(store, current) if current else None
-    gold = open_table(lake, "gold")
+    gold = tables.snapshot(lake, "gold")
     if gold is None:
         return finish(reason="no gold table yet: run `lakerag pipeline etl` first", current=current)
-    embeddings = open_table(lake, "embeddings")
-    gold_version, embeddings_version = gold.version(), (embeddings.version() if embeddings else None)
+    embeddings = tables.snapshot(lake, "embeddings")
+    gold_version, embeddings_version = gold.version, (embeddings.version if embeddings else None)
     same_inputs = bool(current_manifest) and current_manifest.get("model") == model and \
         current_manifest.get("gold_version") == gold_version and \
         current_manifest.get("embeddings_version") == embeddings_version

@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 
 from fastapi import APIRouter, HTTPException, UploadFile
 
-from ...lake import RAW_PREFIX, doc_id_for
+from ...lake import RAW_PREFIX, doc_id_for, tables
 from ...store import StoreError
 from ..deps import ApiKey, State
 from ..schemas import DocumentDeleted, DocumentList, DocumentState, DocumentUploaded
@@ -73,27 +73,15 @@ def upload(file: UploadFile, state: State) -> DocumentUploaded:
                             note="stored; the next pipeline run (`lakerag pipeline run`) indexes it")
 
 
-def _table(state, name: str, columns: list[str]):
-    """A Delta table's current snapshot as pandas, or None while it does not exist yet."""
-    from deltalake import DeltaTable
-    from deltalake.exceptions import TableNotFoundError
-
-    try:
-        table = DeltaTable(state.lake.table_uri(name), storage_options=state.lake.storage_options() or None)
-    except TableNotFoundError:
-        return None
-    return table.to_pyarrow_table(columns=columns).to_pandas()
-
-
 @router.get("/documents", response_model=DocumentList)
 def list_documents(state: State) -> DocumentList:
     try:
         raw = list(state.lake.store.list(RAW_PREFIX))
     except StoreError as exc:
         raise HTTPException(502, detail=f"cannot list {RAW_PREFIX} in the store: {exc}") from None
-    bronze = _table(state, "bronze", ["key", "source_version"])
-    quarantine = _table(state, "quarantine", ["key", "source_version", "reason", "quarantined_at"])
-    gold = _table(state, "gold", ["doc_id", "title"])
+    bronze = tables.read_pandas(state.lake, "bronze", ["key", "source_version"])
+    quarantine = tables.read_pandas(state.lake, "quarantine", ["key", "source_version", "reason", "quarantined_at"])
+    gold = tables.read_pandas(state.lake, "gold", ["doc_id", "title"])
     landed = set(zip(bronze["key"], bronze["source_version"])) if bronze is not None else set()
     reasons: dict[tuple, str] = {}
     if quarantine is not None:

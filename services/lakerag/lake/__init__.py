@@ -18,8 +18,8 @@ import json
 import os
 from dataclasses import dataclass
 
-from .config import Settings
-from .store import NotFound, ObjectStore, open_store
+from ..config import Settings
+from ..store import NotFound, ObjectStore, open_store
 
 RAW_PREFIX = "raw/"
 INDEX_PREFIX = "index/"

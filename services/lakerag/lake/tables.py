@@ -1,0 +1,191 @@
+"""The lake's Delta tables: schemas (docs/architecture.md), snapshots, reads, MERGE commits.
+
+The only module that opens a Delta table: jobs, the index builder, export and the API
+read and write tables through it. delta-rs owns the transaction log; Spark jobs read
+the files of one snapshot (``Snapshot.file_uris``). Writes are one MERGE per table and
+run, keyed by the table's ids, and nothing is committed when nothing changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable
+
+from . import Lake
+
+_TS = pa.timestamp("us", tz="UTC")
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "bronze": pa.schema([
+        ("key", pa.string()), ("doc_id", pa.string()), ("size", pa.int64()), ("source_version", pa.string()),
+        ("content_hash", pa.string()), ("file_type", pa.string()), ("page_count", pa.int32()),
+        ("pages", pa.list_(pa.string())), ("extracted_at", _TS), ("extract_seconds", pa.float64()),
+    ]),
+    "quarantine": pa.schema([
+        ("key", pa.string()), ("doc_id", pa.string()), ("size", pa.int64()), ("source_version", pa.string()),
+        ("content_hash", pa.string()), ("reason", pa.string()), ("quarantined_at", _TS),
+    ]),
+    "silver": pa.schema([
+        ("doc_id", pa.string()), ("key", pa.string()), ("title", pa.string()), ("file_type", pa.string()),
+        ("content_hash", pa.string()), ("page_count", pa.int32()), ("pages", pa.list_(pa.string())),
+        ("char_count", pa.int64()), ("updated_at", _TS),
+    ]),
+    "gold": pa.schema([
+        ("chunk_id", pa.string()), ("doc_id", pa.string()), ("chunk_index", pa.int32()), ("text", pa.string()),
+        ("title", pa.string()), ("source", pa.string()), ("page", pa.int32()), ("content_hash", pa.string()),
+        ("token_count", pa.int32()),
+    ]),
+    "embeddings": pa.schema([
+        ("chunk_id", pa.string()), ("model", pa.string()), ("dimension", pa.int32()),
+        ("vector", pa.list_(pa.float32())), ("gold_version", pa.int64()), ("embedded_at", _TS),
+    ]),
+}
+MERGE_KEYS = {"bronze": ["key"], "quarantine": ["key", "content_hash"], "silver": ["doc_id"], "gold": ["chunk_id"],
+              "embeddings": ["model", "chunk_id"]}
+# Keyword arguments of DeltaTable.create beyond the schema.
+CREATE_OPTIONS: dict[str, dict] = {
+    "gold": {"configuration": {"delta.enableChangeDataFeed": "true"}},
+    "embeddings": {"name": "embeddings", "description": "chunk vectors keyed by (model, chunk_id)"},
+}
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One version of a table: everything read from it is consistent with ``version``."""
+
+    name: str
+    delta: DeltaTable
+
+    @property
+    def version(self) -> int:
+        return self.delta.version()
+
+    def arrow(self, columns: list[str] | None = None) -> pa.Table:
+        """The rows, with exactly the schema's types for ``columns`` (all when None)."""
+        columns = columns or SCHEMAS[self.name].names
+        return conform(self.delta.to_pyarrow_table(columns=columns), _columns(self.name, columns))
+
+    def pandas(self, columns: list[str] | None = None):
+        return self.arrow(columns).to_pandas()
+
+    def batches(self, columns: list[str]) -> Iterator[pa.Table]:
+        """The rows batch by batch (bounded memory), as plain-typed Arrow tables."""
+        schema = _columns(self.name, columns)
+        for batch in self.delta.to_pyarrow_dataset().to_batches(columns=columns):
+            yield conform(pa.Table.from_batches([batch]), schema)
+
+    def file_uris(self) -> list[str]:
+        """The Parquet files of this snapshot, for readers that bring their own engine (Spark)."""
+        return self.delta.file_uris()
+
+    def row_count(self) -> int:
+        """Rows, from the log's per-file statistics (no data read)."""
+        actions = pa.table(self.delta.get_add_actions(flatten=True))
+        return int(pc.sum(actions.column("num_records")).as_py() or 0) if actions.num_rows else 0
+
+    def history(self, limit: int | None = None) -> list[dict]:
+        """Commits, newest first (operation, metrics, custom metadata)."""
+        return self.delta.history(limit)
+
+    def configuration(self) -> dict[str, str]:
+        return self.delta.metadata().configuration
+
+    def changes(self, since: int) -> pa.Table:
+        """The change data feed from version ``since`` (gold)."""
+        return pa.table(self.delta.load_cdf(starting_version=since).read_all())
+
+
+def snapshot(lake: Lake, name: str) -> Snapshot | None:
+    """The current snapshot of ``lake/<name>``, or None while the table does not exist."""
+    uri, options = lake.table_uri(name), lake.storage_options()
+    if not DeltaTable.is_deltatable(uri, storage_options=options):
+        return None
+    return Snapshot(name, DeltaTable(uri, storage_options=options))
+
+
+def read_arrow(lake: Lake, name: str, columns: list[str] | None = None) -> pa.Table:
+    """``columns`` of the current snapshot (all when None); empty when the table does not exist."""
+    current = snapshot(lake, name)
+    if current is None:
+        return _columns(name, columns or SCHEMAS[name].names).empty_table()
+    return current.arrow(columns)
+
+
+def read_pandas(lake: Lake, name: str, columns: list[str] | None = None):
+    """Like ``read_arrow``, as pandas; None while the table does not exist."""
+    current = snapshot(lake, name)
+    return current.pandas(columns) if current is not None else None
+
+
+def version(lake: Lake, name: str) -> int | None:
+    current = snapshot(lake, name)
+    return current.version if current is not None else None
+
+
+def row_count(lake: Lake, name: str) -> int:
+    current = snapshot(lake, name)
+    return current.row_count() if current is not None else 0
+
+
+def merge(lake: Lake, name: str, upserts: pa.Table, deletes: pa.Table, metadata: dict[str, str] | None = None) -> bool:
+    """One MERGE commit on the table's ids (``MERGE_KEYS``): insert or update ``upserts``, delete
+    the rows whose ids are in ``deletes``; the table is created on first use. ``metadata`` goes
+    into the commit. Returns False, committing nothing, when both are empty."""
+    if upserts.num_rows == 0 and deletes.num_rows == 0:
+        return False
+    schema, keys = SCHEMAS[name], MERGE_KEYS[name]
+    table = _ensure(lake, name)
+    upserts = conform(upserts, schema)
+    tombstones = pa.Table.from_arrays(
+        [deletes.column(f.name).cast(f.type) if f.name in keys else pa.nulls(deletes.num_rows, f.type)
+         for f in schema], schema=schema)
+    source = pa.concat_tables([upserts, tombstones]).append_column(
+        "_delete", pa.array([False] * upserts.num_rows + [True] * deletes.num_rows))
+    columns = {c: f"s.{c}" for c in schema.names}
+    commit = CommitProperties(custom_metadata=metadata) if metadata else None
+    (table.merge(source, " AND ".join(f"t.{k} = s.{k}" for k in keys), source_alias="s", target_alias="t",
+                 commit_properties=commit)
+     .when_matched_delete(predicate="s._delete")
+     .when_matched_update(updates=columns, predicate="NOT s._delete")
+     .when_not_matched_insert(updates=columns, predicate="NOT s._delete")
+     .execute())
+    return True
+
+
+def _ensure(lake: Lake, name: str) -> DeltaTable:
+    """The table, created empty (with its options) on first use."""
+    current = snapshot(lake, name)
+    if current is not None:
+        return current.delta
+    return DeltaTable.create(lake.table_uri(name), SCHEMAS[name], mode="ignore",
+                             storage_options=lake.storage_options(), **CREATE_OPTIONS.get(name, {}))
+
+
+def conform(data: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``data`` with exactly the columns and types of ``schema``: Spark hands back its own types,
+    and files delta-rs' MERGE wrote may hold string_view / list_view columns."""
+    return pa.Table.from_arrays([data.column(f.name).cast(f.type) for f in schema], schema=schema)
+
+
+def _columns(name: str, columns: list[str]) -> pa.Schema:
+    return pa.schema([SCHEMAS[name].field(c) for c in columns])
+
+
+# --- embeddings: rows are keyed by (model, chunk_id) -------------------------------------------------------
+
+def model_rows(embeddings: Snapshot | None, model: str, columns: list[str]) -> pa.Table:
+    """``columns`` of the embeddings of one model, filtered batch by batch in memory
+    (pyarrow dataset filters cannot compare string_view columns with strings)."""
+    parts = []
+    if embeddings is not None:
+        for part in embeddings.batches(["model", *columns]):
+            parts.append(part.filter(pc.equal(part.column("model"), model)).select(columns))
+    return pa.concat_tables(parts) if parts else _columns("embeddings", columns).empty_table()
+
+
+def model_chunk_ids(embeddings: Snapshot | None, model: str) -> set[str]:
+    return set(model_rows(embeddings, model, ["chunk_id"]).column("chunk_id").to_pylist())
