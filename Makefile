@@ -95,6 +95,8 @@ e2e: install ## build the images, run ETL, embed, index sync, API and DAG import
 KIND_CLUSTER ?= lakerag
 RELEASE      ?= lakerag
 NAMESPACE    ?= lakerag
+# One file or several, later ones win; on a 2-CPU / 8 GiB node:
+# HELM_VALUES="charts/lakerag/values-kind.yaml charts/lakerag/values-small.yaml"
 HELM_VALUES  ?= charts/lakerag/values-kind.yaml
 IMAGE_TAG    ?= 0.1.0
 REGISTRY     ?=
@@ -118,7 +120,7 @@ deploy: tools ## build the images, load them into kind, install the chart with t
 	for image in api embeddings spark airflow; do \
 	  kind load docker-image --name $(KIND_CLUSTER) $(REGISTRY)lakerag/$$image:$(IMAGE_TAG) || exit 1; done
 	helm upgrade --install $(RELEASE) charts/lakerag --namespace $(NAMESPACE) --create-namespace \
-	  -f $(HELM_VALUES) --set global.imageRegistry=$(REGISTRY) --set global.imageTag=$(IMAGE_TAG) \
+	  $(addprefix -f ,$(HELM_VALUES)) --set global.imageRegistry=$(REGISTRY) --set global.imageTag=$(IMAGE_TAG) \
 	  --wait --timeout 20m
 	helm test $(RELEASE) --namespace $(NAMESPACE) --logs
 

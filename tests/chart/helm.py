@@ -14,12 +14,14 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "lakerag"
 KIND_VALUES = CHART / "values-kind.yaml"
 PRODUCTION_VALUES = CHART / "values-production.yaml"
+SMALL_VALUES = CHART / "values-small.yaml"  # layered on the kind profile
 TOOLS = REPO / ".tools"
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
 RELEASE = "lakerag"
 NAMESPACE = "lakerag"
 # The profiles every structural test runs against.
-PROFILES = {"default": (), "kind": (KIND_VALUES,), "production": (PRODUCTION_VALUES,)}
+PROFILES = {"default": (), "kind": (KIND_VALUES,), "small": (KIND_VALUES, SMALL_VALUES),
+            "production": (PRODUCTION_VALUES,)}
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet"}
 
 
