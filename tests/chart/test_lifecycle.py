@@ -69,3 +69,36 @@ def test_prometheus_restarts_only_when_its_own_config_changes():
     for change in ("global.imageTag=0.2.0", "global.config.LAKERAG_LOG_LEVEL=INFO", "api.replicaCount=2"):
         assert prometheus_checksum(change) == before, change
     assert prometheus_checksum("prometheus.scrapeInterval=5s") != before
+
+
+# Endpoint removal reaches kube-proxy on every node and cloud load balancers within a few
+# seconds; the preStop wait must outlast it.
+ENDPOINT_PROPAGATION_SECONDS = 5
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_api_rolls_without_dropping_requests(profile):
+    from lakerag.api.main import GRACEFUL_SHUTDOWN_SECONDS
+
+    deployment = find(render_profile(profile), "Deployment", "lakerag-api")
+    strategy = deployment["spec"]["strategy"]
+    # A new pod first; an old one goes only once a new one passes readiness (model loaded).
+    assert strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    spec = pod_spec(deployment)
+    api = spec["containers"][0]
+    assert api["readinessProbe"]["httpGet"]["path"] == "/ready"
+    command = api["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep"
+    pre_stop = int(command[1])
+    assert pre_stop > ENDPOINT_PROPAGATION_SECONDS
+    # SIGTERM comes after preStop; uvicorn then finishes requests in flight before the kill.
+    assert spec["terminationGracePeriodSeconds"] > pre_stop + GRACEFUL_SHUTDOWN_SECONDS
+
+
+def test_a_grace_period_too_short_for_in_flight_requests_is_refused():
+    from .helm import template_text
+
+    result = template_text(sets=("api.shutdown.preStopSeconds=10", "api.shutdown.terminationGracePeriodSeconds=20"),
+                           check=False)
+    assert result.returncode != 0
+    assert "api.shutdown.terminationGracePeriodSeconds=20 must exceed preStopSeconds (10)" in result.stderr

@@ -28,4 +28,8 @@ Fail fast on combinations the schema cannot express, with the fix in the message
 {{- if and .Values.api.enabled .Values.api.autoscaling.enabled (lt (int .Values.api.autoscaling.maxReplicas) (int .Values.api.autoscaling.minReplicas)) -}}
 {{- fail "api.autoscaling.maxReplicas must be >= api.autoscaling.minReplicas" -}}
 {{- end -}}
+{{- $shutdown := .Values.api.shutdown -}}
+{{- if and .Values.api.enabled (le (int $shutdown.terminationGracePeriodSeconds) (add (int $shutdown.preStopSeconds) 15)) -}}
+{{- fail (printf "api.shutdown.terminationGracePeriodSeconds=%d must exceed preStopSeconds (%d) + the API's 15 s graceful shutdown, else requests in flight are killed" (int $shutdown.terminationGracePeriodSeconds) (int $shutdown.preStopSeconds)) -}}
+{{- end -}}
 {{- end -}}

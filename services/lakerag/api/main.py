@@ -32,6 +32,9 @@ from .services.retrieval import cutoffs_for, load_reranker
 log = logging.getLogger("lakerag.api")
 SEARCH_THREADS = 1
 SAMPLE_QUESTIONS = Path(__file__).resolve().parents[1] / "samples" / "questions.json"
+# SIGTERM: stop accepting, give requests in flight this long, exit. The chart's
+# api.shutdown.terminationGracePeriodSeconds must exceed its preStop wait plus this.
+GRACEFUL_SHUTDOWN_SECONDS = 15
 
 
 def warm_up(state: AppState, embedder: Embedder | None = None, watch: bool = True) -> None:
@@ -150,7 +153,7 @@ def serve(settings: Settings, announce: bool = False) -> int:
     app = create_app(settings)
     state: AppState = app.state.lakerag
     config = uvicorn.Config(app, host=settings.host, port=settings.port, workers=1,
-                            log_level=settings.log_level.lower(), timeout_graceful_shutdown=15,
+                            log_level=settings.log_level.lower(), timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
                             # Longer than load balancers' usual idle timeout (60 s): the balancer closes
                             # idle connections first, so it never reuses one the API just closed.
                             timeout_keep_alive=75,
