@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,24 @@ def images(docker, build_env) -> dict[str, str]:
         REPORT["build_seconds"][image] = round(seconds, 1)
     REPORT["image_bytes"] = {image: docker.inspect(tag)["Size"] for image, tag in tags.items()}
     return tags
+
+
+@pytest.fixture
+def empty_store(moto_endpoint) -> str:
+    """A first install's store: an empty bucket on the moto server."""
+    import boto3
+
+    bucket = f"lakerag-chart-{uuid.uuid4().hex[:8]}"
+    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
+                 aws_secret_access_key="testing").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/lakerag"
+
+
+@pytest.fixture(scope="session")
+def api_image(docker, build_env) -> str:
+    """Only the api image, for tests that need no other (after `images`, the build is all cache)."""
+    harness.build(docker, ["api"], build_env, harness.WORK / "build-api.log")
+    return f"{build_env['REGISTRY']}lakerag/api:{build_env['IMAGE_TAG']}"
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -279,16 +279,6 @@ def main_container(objects, kind, name) -> dict:
     return pod_spec(find(objects, kind, name))["containers"][0]
 
 
-@pytest.fixture
-def empty_store(moto_endpoint):
-    import boto3
-
-    bucket = f"lakerag-chart-{uuid.uuid4().hex[:8]}"
-    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
-                 aws_secret_access_key="testing").create_bucket(Bucket=bucket)
-    return f"s3://{bucket}/lakerag"
-
-
 def chart_objects(store_uri: str, endpoint: str, port: int, image_tag: str, registry: str = "") -> list[dict]:
     return render(sets=(f"global.config.LAKERAG_STORE_URI={store_uri}", f"global.config.AWS_ENDPOINT_URL={endpoint}",
                         "global.config.LAKERAG_OFFLINE=true", f"api.port={port}",
