@@ -23,9 +23,10 @@ from fastapi import FastAPI
 from ..config import Settings
 from ..embedding import Embedder, cap_threads, load_embedder
 from ..index.sync import IndexWatcher
+from . import pipeline_status
 from .deps import AppState
 from .metrics import Metrics, RequestMetricsMiddleware
-from .routes import answer, documents, health, index, search, summarize
+from .routes import answer, console, document_files, documents, health, index, search, summarize
 from .services import retrieval, startup
 from .services.llm import make_writer
 from .services.retrieval import cutoffs_for, load_reranker
@@ -102,11 +103,14 @@ def create_app(settings: Settings, embedder: Embedder | None = None, watch: bool
         if state.watcher is not None:
             state.watcher.stop()
 
-    app = FastAPI(title="LakeRAG", version="0.1.0", lifespan=lifespan,
+    app = FastAPI(title="LakeRAG", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Semantic search, answers with citations and summaries over a Delta Lake corpus.")
     app.state.lakerag = state
-    for module in (search, answer, summarize, documents, index, health):
+    for module in (search, answer, summarize, documents, document_files, index, health, pipeline_status):
         app.include_router(module.router)
+    app.state.pipeline_status = pipeline_status.PipelineStatus(lambda: state.lake)
+    state.metrics.registry.register(app.state.pipeline_status)
+    console.install(app)  # / (the web console), /docs and /redoc with their assets served offline
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
     return app
 

@@ -17,9 +17,10 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from ..config import Settings
-from ..store import NotFound, ObjectStore, open_store
+from ..store import NotFound, ObjectStore, StoreError, open_store
 
 RAW_PREFIX = "raw/"
 INDEX_PREFIX = "index/"
@@ -44,6 +45,18 @@ class Lake:
         return storage_options(self.settings)
 
     def write_run_summary(self, stage: str, summary: dict) -> None:
+        """Store the stage's summary with when it finished and when the stage last succeeded
+        (carried over from the previous summary when this run failed): the API's pipeline gauges."""
+        finished = datetime.now(UTC).isoformat(timespec="seconds")
+        summary.setdefault("finished_at", finished)
+        if summary.get("ok", True):
+            summary["last_success_at"] = summary["finished_at"]
+        else:
+            try:
+                previous = self.read_run_summary(stage) or {}
+            except (ValueError, StoreError):
+                previous = {}
+            summary["last_success_at"] = previous.get("last_success_at")
         self.store.put(f"lake/_runs/{stage}.json", json.dumps(summary, indent=2, default=str).encode())
 
     def read_run_summary(self, stage: str) -> dict | None:

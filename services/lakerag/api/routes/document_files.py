@@ -1,0 +1,44 @@
+"""GET /documents/{doc_id}/content: the stored file itself, so a citation can open its source.
+
+Served sandboxed: an uploaded HTML file must not run script in the API's origin (the
+console keeps the session's API key there).
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from urllib.parse import quote
+
+from fastapi import APIRouter, HTTPException, Response
+
+from ...lake import RAW_PREFIX, doc_id_for
+from ...store import NotFound, StoreError
+from ..deps import State
+
+router = APIRouter(tags=["documents"])
+
+MEDIA_TYPES = {".pdf": "application/pdf", ".txt": "text/plain; charset=utf-8", ".md": "text/plain; charset=utf-8",
+               ".markdown": "text/plain; charset=utf-8", ".json": "application/json",
+               ".html": "text/plain; charset=utf-8", ".htm": "text/plain; charset=utf-8"}
+
+
+@router.get("/documents/{doc_id}/content", response_class=Response,
+            responses={200: {"content": {"application/octet-stream": {}}, "description": "the raw file"},
+                       404: {"description": "no raw object has this doc_id"}})
+def document_content(doc_id: str, state: State) -> Response:
+    store = state.lake.store
+    try:
+        keys = [obj.key for obj in store.list(RAW_PREFIX) if doc_id_for(obj.key) == doc_id]
+        if not keys:
+            raise NotFound(doc_id)
+        data = store.get(keys[0])
+    except NotFound:
+        raise HTTPException(404, detail=f"no document with doc_id {doc_id} in {RAW_PREFIX} (GET /documents "
+                                        "lists them)") from None
+    except StoreError as exc:
+        raise HTTPException(502, detail=f"could not read from the store: {exc}") from None
+    name = PurePosixPath(keys[0]).name
+    media_type = MEDIA_TYPES.get(PurePosixPath(name).suffix.lower(), "application/octet-stream")
+    return Response(data, media_type=media_type, headers={
+        "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}",
+        "Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"})

@@ -1,0 +1,353 @@
+// LakeRAG console: plain JavaScript over the API's JSON routes (same origin, no libraries).
+// Text from the API is always inserted as text (textContent), never as HTML.
+"use strict";
+
+// The write key lives in sessionStorage: it survives a reload of this tab and is gone
+// when the tab closes; it is never written to localStorage.
+const KEY_STORAGE = "lakerag.apiKey";
+const $ = (id) => document.getElementById(id);
+
+function apiKey() {
+  return sessionStorage.getItem(KEY_STORAGE) || "";
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (name === "class") node.className = value;
+    else if (name === "text") node.textContent = value;
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) node.append(child);
+  return node;
+}
+
+function detailOf(data) {
+  if (!data) return "";
+  const detail = data.detail ?? data.message ?? data.reason;
+  if (Array.isArray(detail)) return detail.map((d) => `${(d.loc || []).slice(1).join(".")}: ${d.msg}`).join("; ");
+  return detail ? String(detail) : "";
+}
+
+// One sentence per failure a person can act on.
+function explain(status, data, action) {
+  const detail = detailOf(data);
+  switch (status) {
+    case 0: return `Cannot reach the API (${detail || "network error"}). Is the server running?`;
+    case 401: return `${action} needs the API key. Enter it under "API key" in Documents; it is kept only in this tab.`;
+    case 403: return `The API key was refused (${detail}). Enter the key again under "API key".`;
+    case 404: return `Not found: ${detail}`;
+    case 413: return `File too large: ${detail}`;
+    case 415: return `File type not accepted: ${detail}`;
+    case 422: return `The request was not valid: ${detail}`;
+    case 502: return `An upstream service failed (${detail}). Try again; if it persists, check the API's logs.`;
+    case 503: return `Not ready yet: ${detail}`;
+    case 504: return `The answer took too long (${detail}). Try again or ask a narrower question.`;
+    default: return `${action} failed (HTTP ${status}): ${detail}`;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && apiKey()) headers["X-API-Key"] = apiKey();
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (error) {
+    return { status: 0, ok: false, data: { detail: String(error) } };
+  }
+  let data = null;
+  try { data = await response.json(); } catch { data = null; }
+  return { status: response.status, ok: response.ok, data };
+}
+
+function say(id, text, isError = false) {
+  const node = $(id);
+  node.textContent = text;
+  node.classList.toggle("error", isError);
+}
+
+async function busy(button, work) {
+  button.disabled = true;
+  try { return await work(); } finally { button.disabled = false; }
+}
+
+// ---- status -----------------------------------------------------------------------
+function ago(seconds) {
+  if (seconds == null) return "–";
+  const units = [[86400, "day"], [3600, "hour"], [60, "minute"]];
+  for (const [size, name] of units) {
+    if (seconds >= size) {
+      const n = Math.floor(seconds / size);
+      return `${n} ${name}${n === 1 ? "" : "s"} ago`;
+    }
+  }
+  return "just now";
+}
+
+function mark(id, text, tone) {
+  const node = $(id);
+  node.textContent = text;
+  node.className = tone;
+}
+
+async function refreshStatus() {
+  const [ready, index, pipeline] = await Promise.all([api("GET", "ready"), api("GET", "index"), api("GET", "pipeline")]);
+  if (ready.status === 0) mark("status-health", "API unreachable", "bad");
+  else if (ready.data && ready.data.ready) mark("status-health", `ready (${ready.data.model})`, "good");
+  else mark("status-health", `not ready: ${detailOf(ready.data) || "starting"}`, "warn");
+
+  if (index.ok && index.data.loaded) {
+    const d = index.data;
+    mark("status-index", `${d.version} · ${d.vectors} vectors · ${d.search_modes.join("/")}`, "good");
+    const age = d.age_seconds;
+    mark("status-age", `${ago(age)}${d.created_at ? ` (${d.created_at})` : ""}`, age > 86400 ? "warn" : "good");
+  } else {
+    mark("status-index", index.ok ? index.data.message : "unknown", "warn");
+    mark("status-age", "–", "");
+  }
+
+  if (pipeline.ok) {
+    const p = pipeline.data;
+    const ran = p.stages.filter((s) => s.ran);
+    if (!p.readable) mark("status-pipeline", `summaries unreadable: ${p.error}`, "bad");
+    else if (!ran.length) mark("status-pipeline", "not run yet", "warn");
+    else {
+      const failed = ran.filter((s) => !s.ok).map((s) => s.stage);
+      const last = ran.map((s) => s.finished_at).filter(Boolean).sort().pop();
+      const parts = [failed.length ? `failed: ${failed.join(", ")}` : "healthy"];
+      if (p.quarantined) parts.push(`${p.quarantined} quarantined`);
+      if (last) parts.push(`last run ${last}`);
+      mark("status-pipeline", parts.join(" · "), failed.length ? "bad" : p.quarantined ? "warn" : "good");
+    }
+  } else {
+    mark("status-pipeline", "unknown", "warn");
+  }
+}
+
+// ---- search and ask ----------------------------------------------------------------------
+function contentUrl(docId) {
+  return `documents/${encodeURIComponent(docId)}/content`;
+}
+
+function fmt(value, digits = 3) {
+  return value == null ? null : Number(value).toFixed(digits);
+}
+
+function hitItem(hit, id) {
+  const where = [`source: ${hit.source}`];
+  if (hit.page != null) where.push(`page ${hit.page}`);
+  if (hit.score != null) where.push(`score ${fmt(hit.score)}`);
+  if (hit.dense_rank != null) where.push(`dense #${hit.dense_rank} (${fmt(hit.dense_score)})`);
+  if (hit.lexical_rank != null) where.push(`lexical #${hit.lexical_rank} (${fmt(hit.lexical_score, 2)})`);
+  const attrs = id ? { id, tabindex: "-1" } : {};
+  const link = el("a", { href: contentUrl(hit.doc_id), target: "_blank", rel: "noopener",
+    text: hit.title || hit.source });
+  return el("li", attrs,
+    el("div", {}, link),
+    el("div", { class: "hit-meta", text: where.join(" · ") }),
+    el("p", { class: "hit-text", text: hit.text }));
+}
+
+async function onSearch(event) {
+  event.preventDefault();
+  const form = event.target;
+  const query = $("search-query").value.trim();
+  const mode = form.querySelector("input[name=mode]:checked").value;
+  const k = Number($("search-k").value) || 5;
+  const list = $("search-results");
+  list.replaceChildren();
+  say("search-message", "Searching…");
+  const result = await busy(form.querySelector("button"), () => api("POST", "search", { query, k, mode }));
+  if (!result.ok) return say("search-message", explain(result.status, result.data, "Search"), true);
+  const d = result.data;
+  const note = d.note ? ` ${d.note}` : "";
+  if (!d.matched) say("search-message", `Nothing relevant found: ${d.reason || "no match"}.${note}`);
+  else say("search-message", `${d.hits.length} hits (${d.mode}, index ${d.index_version}, ` +
+    `${Math.round(d.encode_ms + d.search_ms)} ms).${note}`);
+  list.append(...d.hits.map((hit) => hitItem(hit)));
+}
+
+// "[2]" in the answer becomes a link to cited passage 2 (chunks[1]).
+function answerWithLinks(text, count) {
+  const parts = [];
+  let last = 0;
+  for (const match of text.matchAll(/\[(\d+)\]/g)) {
+    const n = Number(match[1]);
+    if (n < 1 || n > count) continue;
+    parts.push(document.createTextNode(text.slice(last, match.index)));
+    const link = el("a", { href: `#cite-${n}`, class: "citation", "aria-label": `citation ${n}`, text: match[0] });
+    link.addEventListener("click", (e) => {
+      e.preventDefault();
+      const target = $(`cite-${n}`);
+      history.replaceState(null, "", `#cite-${n}`);
+      target.scrollIntoView({ block: "center" });
+      target.focus();
+    });
+    parts.push(link);
+    last = match.index + match[0].length;
+  }
+  parts.push(document.createTextNode(text.slice(last)));
+  return parts;
+}
+
+async function onAsk(event) {
+  event.preventDefault();
+  const form = event.target;
+  const question = $("ask-question").value.trim();
+  $("ask-answer").replaceChildren();
+  $("ask-chunks").replaceChildren();
+  $("ask-sources-heading").hidden = true;
+  say("ask-message", "Thinking…");
+  const result = await busy(form.querySelector("button"), () => api("POST", "answer", { question }));
+  if (!result.ok) return say("ask-message", explain(result.status, result.data, "Asking"), true);
+  const d = result.data;
+  say("ask-message", d.matched ? `Answer (${d.mode}) from index ${d.index_version}.`
+    : `Nothing relevant found${d.reason ? `: ${d.reason}` : ""}.`);
+  $("ask-answer").append(...answerWithLinks(d.answer, d.chunks.length));
+  $("ask-sources-heading").hidden = d.chunks.length === 0;
+  $("ask-chunks").append(...d.chunks.map((hit, i) => hitItem(hit, `cite-${i + 1}`)));
+}
+
+// ---- API key ------------------------------------------------------------------------
+function showKeyState() {
+  say("key-state", apiKey() ? "A key is set for this tab." : "No key set: uploads and deletes will ask for one.");
+}
+
+function onKey(event) {
+  event.preventDefault();
+  const value = $("api-key").value.trim();
+  if (value) sessionStorage.setItem(KEY_STORAGE, value);
+  $("api-key").value = "";
+  showKeyState();
+}
+
+// ---- upload ---------------------------------------------------------------------------------
+function uploadOne(file) {
+  const progress = el("progress", { max: "100", value: "0", "aria-label": `Upload progress of ${file.name}` });
+  const status = el("span", { class: "upload-status", role: "status", text: "uploading…" });
+  $("upload-list").append(el("li", {}, el("span", { text: file.name }), progress, status));
+  return new Promise((resolve) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "documents");
+    xhr.setRequestHeader("Accept", "application/json");
+    if (apiKey()) xhr.setRequestHeader("X-API-Key", apiKey());
+    xhr.upload.addEventListener("progress", (e) => {
+      if (e.lengthComputable) progress.value = Math.round((100 * e.loaded) / e.total);
+    });
+    xhr.addEventListener("load", () => {
+      let data = null;
+      try { data = JSON.parse(xhr.responseText); } catch { data = null; }
+      if (xhr.status === 201) {
+        progress.value = 100;
+        status.textContent = `stored${data.replaced ? " (replaced the previous file)" : ""}; ` +
+          "waiting for the next pipeline run";
+        status.className = "upload-status good";
+      } else {
+        status.textContent = explain(xhr.status, data, "Uploading");
+        status.className = "upload-status bad";
+      }
+      resolve(xhr.status === 201);
+    });
+    xhr.addEventListener("error", () => {
+      status.textContent = explain(0, null, "Uploading");
+      status.className = "upload-status bad";
+      resolve(false);
+    });
+    const form = new FormData();
+    form.append("file", file, file.name);
+    xhr.send(form);
+  });
+}
+
+async function uploadAll(files) {
+  if (!files.length) return;
+  await Promise.all(Array.from(files).map(uploadOne));
+  await refreshDocuments();
+}
+
+function setUpDropZone() {
+  const zone = $("drop-zone");
+  for (const name of ["dragenter", "dragover"]) {
+    zone.addEventListener(name, (e) => { e.preventDefault(); zone.classList.add("over"); });
+  }
+  for (const name of ["dragleave", "drop"]) {
+    zone.addEventListener(name, () => zone.classList.remove("over"));
+  }
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    uploadAll(e.dataTransfer.files);
+  });
+  $("upload-input").addEventListener("change", (e) => {
+    uploadAll(e.target.files).then(() => { e.target.value = ""; });
+  });
+}
+
+// ---- documents ---------------------------------------------------------------------------------
+const STATE_TEXT = {
+  indexed: (d) => `Indexed (${d.chunks} chunk${d.chunks === 1 ? "" : "s"})`,
+  landed: () => "Waiting for the pipeline",
+  processed: (d) => `Processed: ${d.reason}`,
+  quarantined: (d) => `Quarantined: ${d.reason}`,
+};
+
+function size(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1048576) return `${(bytes / 1024).toFixed(1)} KiB`;
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+function documentRow(doc) {
+  const remove = el("button", { type: "button", class: "danger", "aria-label": `Delete ${doc.key}`, text: "Delete" });
+  remove.addEventListener("click", () => deleteDocument(doc, remove));
+  const name = el("td", {}, el("a", { href: contentUrl(doc.doc_id), target: "_blank", rel: "noopener",
+    text: doc.key.replace(/^raw\//, "") }));
+  if (doc.title) name.append(el("small", { text: doc.title }));
+  return el("tr", { id: `doc-${doc.doc_id}`, "data-state": doc.state },
+    name,
+    el("td", { class: `state state-${doc.state}`, text: STATE_TEXT[doc.state](doc) }),
+    el("td", { text: size(doc.size) }),
+    el("td", {}, remove));
+}
+
+async function refreshDocuments() {
+  const result = await api("GET", "documents");
+  const body = $("documents-table").querySelector("tbody");
+  if (!result.ok) return say("documents-message", explain(result.status, result.data, "Listing documents"), true);
+  const d = result.data;
+  body.replaceChildren(...d.documents.map(documentRow));
+  const counts = Object.entries(d.counts).map(([state, n]) => `${n} ${state}`).join(", ");
+  $("documents-caption").textContent = d.documents.length
+    ? `${d.documents.length} files in the store (${counts})` : "No files in the store yet: upload some above.";
+}
+
+async function deleteDocument(doc, button) {
+  if (!window.confirm(`Delete ${doc.key}? Its chunks leave the index at the next pipeline run.`)) return;
+  const result = await busy(button, () => api("DELETE", `documents/${encodeURIComponent(doc.doc_id)}`));
+  if (!result.ok) return say("documents-message", explain(result.status, result.data, "Deleting"), true);
+  say("documents-message", `Deleted ${doc.key}: ${result.data.note}.`);
+  await refreshDocuments();
+}
+
+async function reloadIndex(event) {
+  const result = await busy(event.target, () => api("POST", "admin/reload"));
+  if (!result.ok) return say("documents-message", explain(result.status, result.data, "Reloading the index"), true);
+  const d = result.data;
+  say("documents-message", d.changed ? `Now serving index ${d.version}.` : `No newer index: ${d.message}.`);
+  await Promise.all([refreshStatus(), refreshDocuments()]);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  $("search-form").addEventListener("submit", onSearch);
+  $("ask-form").addEventListener("submit", onAsk);
+  $("key-form").addEventListener("submit", onKey);
+  $("key-forget").addEventListener("click", () => { sessionStorage.removeItem(KEY_STORAGE); showKeyState(); });
+  $("documents-refresh").addEventListener("click", () => Promise.all([refreshDocuments(), refreshStatus()]));
+  $("index-reload").addEventListener("click", reloadIndex);
+  setUpDropZone();
+  showKeyState();
+  refreshStatus();
+  refreshDocuments();
+  setInterval(refreshStatus, 30000);
+});

@@ -1,0 +1,97 @@
+"""The console, /docs and /redoc are served by the API itself (offline, same origin); the raw
+file route behind citations; the pipeline's last run per stage at /pipeline and in /metrics."""
+
+from __future__ import annotations
+
+import re
+
+from lakerag.lake import Lake, doc_id_for
+
+
+def local_asset_urls(html: str) -> list[str]:
+    urls = re.findall(r"""(?:src|href)\s*[=:]\s*["']([^"']+)["']""", html)
+    urls += re.findall(r"""url:\s*['"]([^'"]+)['"]""", html)
+    return urls
+
+
+def test_console_page_and_its_assets_come_from_the_api(served):
+    page = served.client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp  # the browser refuses any CDN
+    urls = local_asset_urls(page.text)
+    assert "static/console/console.js" in urls and "static/console/console.css" in urls
+    for url in urls:
+        if url.startswith("#"):
+            continue
+        assert not url.startswith(("http:", "https:", "//")), url
+        assert served.client.get("/" + url).status_code == 200, url
+
+
+def test_docs_and_redoc_load_only_local_assets(served):
+    for path, needed in (("/docs", ("swagger-ui-bundle.js", "swagger-ui.css")), ("/redoc", ("redoc.standalone.js",))):
+        page = served.client.get(path)
+        assert page.status_code == 200, path
+        assert "cdn.jsdelivr" not in page.text and "fonts.googleapis" not in page.text, path
+        scripts = re.findall(r"""<script src=["']([^"']+)""", page.text)
+        styles = re.findall(r"""<link[^>]+href=["']([^"']+)""", page.text)
+        for name in needed:
+            [url] = [u for u in scripts + styles if u.endswith(name)]
+            assert url.startswith("/static/docs/"), url
+            asset = served.client.get(url)
+            assert asset.status_code == 200 and len(asset.content) > 50_000, url
+    assert served.client.get("/openapi.json").json()["info"]["title"] == "LakeRAG"
+
+
+def test_document_content_serves_the_raw_file_sandboxed(local_settings, start_api):
+    with start_api(local_settings) as api:
+        html = b"<html><body><script>alert(1)</script><p>hi</p></body></html>"
+        assert api.client.post("/documents", files={"file": ("page.html", html)}).status_code == 201
+        response = api.client.get(f"/documents/{doc_id_for('raw/page.html')}/content")
+        assert response.status_code == 200 and response.content == html
+        assert response.headers["content-security-policy"] == "sandbox"  # no script in the API's origin
+        assert response.headers["content-type"].startswith("text/plain")
+        assert response.headers["x-content-type-options"] == "nosniff"
+        missing = api.client.get("/documents/0123456789abcdef/content")
+        assert missing.status_code == 404 and "GET /documents" in missing.json()["detail"]
+
+
+def gauge(text: str, name: str, stage: str) -> float | None:
+    match = re.search(rf'^{name}{{stage="{stage}"}} (\S+)$', text, re.MULTILINE)
+    return float(match.group(1)) if match else None
+
+
+def test_pipeline_summaries_become_gauges_and_the_last_success_survives_a_failure(local_settings, start_api):
+    lake = Lake.open(local_settings)
+    lake.write_run_summary("etl", {"title": "etl", "ok": True, "files": {"quarantined": 2}})
+    lake.write_run_summary("embed", {"title": "pipeline embed", "ok": True})
+    first_success = lake.read_run_summary("embed")["last_success_at"]
+    lake.write_run_summary("embed", {"title": "pipeline embed", "ok": False, "error": "RuntimeError: boom"})
+    embed = lake.read_run_summary("embed")
+    assert embed["last_success_at"] == first_success and embed["finished_at"] >= first_success
+
+    with start_api(local_settings) as api:
+        status = api.client.get("/pipeline").json()
+        assert status["readable"] and not status["healthy"] and status["quarantined"] == 2
+        stages = {s["stage"]: s for s in status["stages"]}
+        assert stages["etl"]["ok"] and not stages["embed"]["ok"] and stages["embed"]["error"] == "RuntimeError: boom"
+        assert stages["index"] == {"stage": "index", "ran": False}
+        text = api.client.get("/metrics").text
+    assert "lakerag_pipeline_status_readable 1.0" in text
+    assert gauge(text, "lakerag_pipeline_stage_healthy", "etl") == 1.0
+    assert gauge(text, "lakerag_pipeline_stage_healthy", "embed") == 0.0
+    assert gauge(text, "lakerag_pipeline_stage_healthy", "index") is None  # never ran: no series
+    assert gauge(text, "lakerag_pipeline_quarantined_files", "etl") == 2.0
+    assert gauge(text, "lakerag_pipeline_last_success_timestamp_seconds", "embed") <= \
+        gauge(text, "lakerag_pipeline_last_run_timestamp_seconds", "embed")
+    assert gauge(text, "lakerag_pipeline_last_success_timestamp_seconds", "etl") > 1.7e9
+
+
+def test_unreadable_summaries_are_a_gauge_not_a_broken_scrape(local_settings, start_api):
+    lake = Lake.open(local_settings)
+    lake.store.put("lake/_runs/etl.json", b"{not json")
+    with start_api(local_settings) as api:
+        response = api.client.get("/metrics")
+        assert response.status_code == 200
+        assert "lakerag_pipeline_status_readable 0.0" in response.text
+        assert api.client.get("/pipeline").json()["readable"] is False
