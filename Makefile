@@ -17,7 +17,7 @@ export PYSPARK_PYTHON        := $(abspath $(BIN)/python)
 export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 export PATH                  := $(abspath $(TOOLS)):$(abspath $(BIN)):$(PATH)
 
-.PHONY: help install run test test-fast lint bench clean tools airflow-env prometheus \
+.PHONY: help install run test test-fast lint bench clean tools airflow-env prometheus browser \
         images e2e kind-up deploy dev port-forward undeploy
 
 help: ## list targets
@@ -55,7 +55,15 @@ prometheus: ## Prometheus + promtool for the metrics tests (Debian package, inst
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq prometheus; }
 
-test: install airflow-env tools prometheus ## the whole suite: lint, unit, Spark, S3 (moto), model, API, chart, DAG
+# Console browser test: Debian's chromium (Playwright drives it; its own browser download cannot
+# work offline) and axe-core from npm, pinned by tests/console/package-lock.json.
+browser: ## headless Chromium + axe-core for the console's browser test (apt-get / npm ci, only when missing)
+	@command -v chromium >/dev/null && command -v npm >/dev/null || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium npm; }
+	@test -f tests/console/node_modules/axe-core/axe.min.js || npm ci --prefix tests/console --no-audit --no-fund
+
+test: install airflow-env tools prometheus browser ## the whole suite: lint, unit, Spark, S3 (moto), model, API, chart, DAG
 	$(BIN)/ruff check services spark-jobs airflow-dags tests bench
 	$(BIN)/pytest tests --ignore=tests/airflow --ignore=tests/e2e
 	$(AF_VENV)/bin/pytest tests/airflow -p no:cacheprovider
