@@ -51,10 +51,11 @@ def test_prometheus_rule_only_with_the_crd_and_when_enabled():
     assert labelled["metadata"]["labels"]["release"] == "kps"
 
 
-def test_thresholds_come_from_values():
-    rule = rendered_rules(sets=("api.metrics.prometheusRule.indexMaxAgeHours=2",
-                                "api.metrics.prometheusRule.errorRatio=0.2",
-                                "api.metrics.prometheusRule.pipelineFailedFor=1h"))
+def test_thresholds_come_from_values(tmp_path):
+    values = tmp_path / "thresholds.yaml"  # a file: --set would pass 0.2 as a string
+    values.write_text(yaml.safe_dump({"api": {"metrics": {"prometheusRule": {
+        "indexMaxAgeHours": 2, "errorRatio": 0.2, "pipelineFailedFor": "1h"}}}}))
+    rule = rendered_rules((values,))
     rules = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert "> 7200" in rules["LakeRAGIndexStale"]["expr"] and "< 7200" in rules["LakeRAGIndexStale"]["expr"]
     assert rules["LakeRAGHighErrorRatio"]["expr"].rstrip().endswith("> 0.2")
