@@ -13,6 +13,7 @@ from .helm import (
     KIND_VALUES,
     PRODUCTION_VALUES,
     PROFILES,
+    SMALL_VALUES,
     all_containers,
     find,
     pod_specs,
@@ -106,7 +107,7 @@ def test_no_configmap_holds_a_secret():
 
 
 def test_values_files_hold_no_secrets():
-    for path in (CHART / "values.yaml", KIND_VALUES, PRODUCTION_VALUES):
+    for path in (CHART / "values.yaml", KIND_VALUES, SMALL_VALUES, PRODUCTION_VALUES):
         values = yaml.safe_load(path.read_text())
         assert not any((values.get("secrets") or {}).values()), path.name
 
