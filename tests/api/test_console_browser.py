@@ -123,6 +123,7 @@ def test_console_search_ask_upload_pipeline_delete(local_settings, start_api, br
         page.get_by_label(re.compile("Choose files")).set_input_files(
             [{"name": "tool.exe", "mimeType": "application/octet-stream", "buffer": b"MZ"}])
         expect_upload_status(page, "tool.exe", "File type not accepted")
+        assert page.locator("#upload-list li.failed", has_text="tool.exe").count() == 1
 
         # Several files at once by drag and drop, each with its own progress bar.
         drop_files(page, {"volcano.txt": VOLCANO, "bees.md": BEES, "broken.pdf": "%PDF-1.7 this is not really a pdf"})
@@ -186,6 +187,8 @@ def test_console_search_ask_upload_pipeline_delete(local_settings, start_api, br
 
         page.set_viewport_size({"width": 390, "height": 844})  # a phone
         assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing forces sideways scrolling
+        box = page.get_by_role("button", name="Delete raw/bees.md").bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= 390  # reachable without sideways scrolling
         shots.take(page, "07-phone")
         phone_violations = axe_violations(page)
         context.close()

@@ -164,7 +164,7 @@ async function onSearch(event) {
   const d = result.data;
   const note = d.note ? ` ${d.note}` : "";
   if (!d.matched) say("search-message", `Nothing relevant found: ${d.reason || "no match"}.${note}`);
-  else say("search-message", `${d.hits.length} hits (${d.mode}, index ${d.index_version}, ` +
+  else say("search-message", `${d.hits.length} hit${d.hits.length === 1 ? "" : "s"} (${d.mode}, index ${d.index_version}, ` +
     `${Math.round(d.encode_ms + d.search_ms)} ms).${note}`);
   list.append(...d.hits.map((hit) => hitItem(hit)));
 }
@@ -227,7 +227,8 @@ function onKey(event) {
 function uploadOne(file) {
   const progress = el("progress", { max: "100", value: "0", "aria-label": `Upload progress of ${file.name}` });
   const status = el("span", { class: "upload-status", role: "status", text: "uploading…" });
-  $("upload-list").append(el("li", {}, el("span", { text: file.name }), progress, status));
+  const item = el("li", {}, el("span", { text: file.name }), progress, status);
+  $("upload-list").append(item);
   return new Promise((resolve) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "documents");
@@ -247,12 +248,14 @@ function uploadOne(file) {
       } else {
         status.textContent = explain(xhr.status, data, "Uploading");
         status.className = "upload-status bad";
+        item.classList.add("failed");
       }
       resolve(xhr.status === 201);
     });
     xhr.addEventListener("error", () => {
       status.textContent = explain(0, null, "Uploading");
       status.className = "upload-status bad";
+      item.classList.add("failed");
       resolve(false);
     });
     const form = new FormData();
