@@ -132,6 +132,29 @@ def cmd_export_jsonl(args) -> int:
     return 0
 
 
+def cmd_model_export(args) -> int:
+    from pathlib import Path
+
+    from .embedding import ModelUnavailable, _torch_available
+
+    settings = _settings()
+    if not _torch_available():
+        print("lakerag: model export needs torch and sentence-transformers (the embeddings image's torch "
+              "variant or a dev venv); the exported files then serve without them", file=sys.stderr)
+        return 2
+    from .onnx_export import export
+
+    name = args.name or settings.embedding_model
+    try:
+        identity = export(name, settings, Path(args.dest) if args.dest else None, force=args.force,
+                          quantize=args.int8)
+    except ModelUnavailable as exc:
+        print(f"lakerag: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(identity, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lakerag", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -175,6 +198,18 @@ def build_parser() -> argparse.ArgumentParser:
         query.add_argument("--mode", choices=["dense", "lexical", "hybrid"], default="",
                            help="retrieval mode (default: the server's LAKERAG_SEARCH_MODE)")
         query.set_defaults(func=cmd_query)
+
+    model = sub.add_parser("model", help="embedding model files").add_subparsers(dest="action", required=True)
+    model_export = model.add_parser("export", help="export a sentence-transformers model to ONNX in the model cache "
+                                    "(needs torch; the export then serves without it)")
+    model_export.add_argument("name", nargs="?", default="",
+                              help="model name or directory (default LAKERAG_EMBEDDING_MODEL)")
+    model_export.add_argument("--dest", default="",
+                              help="directory (default: <LAKERAG_MODEL_CACHE_DIR>/onnx/<name>, where the encoder looks)")
+    model_export.add_argument("--force", action="store_true", help="export again even if an export is there")
+    model_export.add_argument("--int8", action="store_true",
+                              help="dynamic int8 quantisation: 4x smaller, lower quality (see docs/architecture.md)")
+    model_export.set_defaults(func=cmd_model_export)
 
     export = sub.add_parser("export-jsonl", help="write gold chunks as a JSONL fine-tuning dataset")
     export.add_argument("out")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 PACKAGED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 PRODUCTION_MODEL = "BAAI/bge-large-en-v1.5"
 SEARCH_MODES = ("dense", "lexical", "hybrid")
+ENCODERS = ("auto", "onnx", "torch")
 
 
 class ConfigError(ValueError):
@@ -44,6 +45,9 @@ class Settings:
     embedding_model: str = PACKAGED_MODEL
     model_cache_dir: str = ""
     offline: bool = False
+    # onnx: ONNX Runtime, no torch (an export in the model cache); torch: sentence-transformers;
+    # auto: onnx when an export exists or torch is here to make one, else torch.
+    encoder: str = "auto"
     embed_batch_size: int = 64
     ann_threshold: int = 200_000  # above: HNSW
     ivf_threshold: int = 1_000_000  # above: IVF (a fraction of HNSW's memory, minutes to build at 10M)
@@ -91,6 +95,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "LAKERAG_EMBEDDING_MODEL": ("embedding_model", str),
     "LAKERAG_MODEL_CACHE_DIR": ("model_cache_dir", str),
     "LAKERAG_OFFLINE": ("offline", bool),
+    "LAKERAG_ENCODER": ("encoder", str),
     "LAKERAG_EMBED_BATCH_SIZE": ("embed_batch_size", int),
     "LAKERAG_ANN_THRESHOLD": ("ann_threshold", int),
     "LAKERAG_IVF_THRESHOLD": ("ivf_threshold", int),
@@ -172,6 +177,8 @@ def validate(settings: Settings) -> list[str]:
         problems.append("LAKERAG_FUSION_DENSE_WEIGHT and LAKERAG_FUSION_LEXICAL_WEIGHT must be >= 0, not both 0")
     if settings.fusion_rrf_k < 0:
         problems.append("LAKERAG_FUSION_RRF_K must be >= 0 (60 is the usual value)")
+    if settings.encoder not in ENCODERS:
+        problems.append(f"LAKERAG_ENCODER={settings.encoder!r}: use one of {', '.join(ENCODERS)}")
     if settings.rerank_candidates < 1:
         problems.append("LAKERAG_RERANK_CANDIDATES must be at least 1")
     return problems

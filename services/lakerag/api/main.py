@@ -22,6 +22,7 @@ from fastapi import FastAPI
 
 from ..config import Settings
 from ..embedding import Embedder, cap_threads, load_embedder
+from ..encoder_identity import check_encoder
 from ..index.sync import IndexWatcher
 from . import pipeline_status
 from .deps import AppState
@@ -65,9 +66,13 @@ def warm_up(state: AppState, embedder: Embedder | None = None, watch: bool = Tru
         metrics.reloads.inc()
         metrics.set_index(loaded.version, loaded.model, loaded.vector_count, _created_unix(loaded.manifest))
 
+    def prepare(loaded) -> None:
+        check_encoder(loaded.manifest, embedder.encoder)
+        retrieval.prepare(loaded)
+
     watcher = IndexWatcher(settings, expected_model=embedder.name, expected_dimension=embedder.dimension,
                            on_swap=on_swap, on_failure=lambda _message: metrics.reload_failures.inc(),
-                           prepare=retrieval.prepare)
+                           prepare=prepare)
     state.watcher = watcher
     _, message = watcher.check()
     log.info("model %s ready (dimension %d, loaded from %s in %.1fs); index: %s; cut-offs min %.2f relative %.2f",

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from ..config import Settings
 from ..embedding import cap_threads
+from ..encoder_identity import identity_for
 from ..lake import CURRENT_KEY, INDEX_PREFIX, Lake, tables
 from ..store import NotFound, ObjectStore
 from .artifacts import (
@@ -299,7 +300,8 @@ def run_index(settings: Settings, force: bool = False) -> dict:
     with tempfile.TemporaryDirectory(prefix="lakerag-index-") as tmp:
         manifest = write_index_dir(tmp, vectors, chunks, model, gold_version, index_type=index_type,
                                    version=_next_version(store, fingerprint),
-                                   extra={"embeddings_version": embeddings_version},
+                                   extra={"embeddings_version": embeddings_version,
+                                          "encoder": identity_for(settings)},
                                    recall_target=settings.ann_recall_target)
         version = publish_dir(store, tmp)
     pruned = prune(store, settings.index_keep_versions)

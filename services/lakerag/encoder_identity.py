@@ -1,0 +1,50 @@
+"""Which encoder made an index's vectors, and whether a process may serve it.
+
+The manifest of every published index records ``encoder``: the runtime (``onnx``
+or ``torch``), the model name and, for ONNX, the SHA-256 of ``model.onnx``. A
+process that embeds queries with another encoder would search vectors it did not
+make, so the API refuses such an index and says what to set.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from .config import Settings
+from .index.artifacts import IndexRejected
+from .onnx_encoder import export_dir, read_identity
+
+
+def identity_for(settings: Settings) -> dict:
+    """The encoder ``load_embedder(settings)`` uses in this environment, without loading
+    it (the index job records it; it runs where the embeddings job ran, with its cache)."""
+    name = settings.embedding_model
+    if settings.encoder != "torch":
+        found = read_identity(export_dir(name, settings.model_cache_dir))
+        if found and (settings.encoder == "onnx" or importlib.util.find_spec("onnxruntime")):
+            return {"runtime": "onnx", "name": found["name"], "sha256": found["sha256"]}
+    return {"runtime": "torch", "name": name}
+
+
+def describe(encoder: dict) -> str:
+    sha = f" (model.onnx sha256 {encoder['sha256'][:12]}…)" if encoder.get("sha256") else ""
+    return f"{encoder.get('runtime')} {encoder.get('name')}{sha}"
+
+
+def check_encoder(manifest: dict, loaded: dict) -> None:
+    """Raise IndexRejected when ``manifest`` was built by another encoder than ``loaded``.
+    Indexes from before encoders were recorded carry none and are accepted."""
+    built = manifest.get("encoder")
+    if not built or not loaded:
+        return
+    if built.get("runtime") == loaded.get("runtime") and built.get("sha256") == loaded.get("sha256"):
+        return
+    if built.get("runtime") == "onnx":
+        fix = (f"set LAKERAG_ENCODER=onnx and LAKERAG_MODEL_CACHE_DIR to the model cache the embeddings job used "
+               f"(it holds the export with that sha256; `lakerag model export {built.get('name')}` makes it)")
+    else:
+        fix = "set LAKERAG_ENCODER=torch (needs the torch variant of the image)"
+    raise IndexRejected(
+        f"index {manifest.get('version')} was built by encoder {describe(built)}, but this process loaded "
+        f"{describe(loaded)}: its query vectors would not match. Either {fix}, or rebuild the index with this "
+        "process's encoder (`lakerag pipeline embed --full-rebuild` then `lakerag pipeline index`)")

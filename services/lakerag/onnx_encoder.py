@@ -1,0 +1,151 @@
+"""Sentence embeddings with ONNX Runtime + ``tokenizers``: no torch at serving time.
+
+An exported model directory (``lakerag model export``, see ``onnx_export.py``)
+holds ``model.onnx`` (the transformer, fp32), the model's ``tokenizer.json`` and
+the sentence-transformers configuration it came with: ``modules.json`` says
+whether a ``Normalize`` module follows the pooling, ``<pooling dir>/config.json``
+how tokens are pooled, ``sentence_bert_config.json`` the maximum sequence length
+and ``config_sentence_transformers.json`` the model's own prompts. ``encoder.json``
+names the model and the SHA-256 of ``model.onnx``: the index manifest records it,
+so the API can refuse an index built by another encoder.
+
+Exports live in the model cache: ``<LAKERAG_MODEL_CACHE_DIR>/onnx/<name with / as
+-->/`` (default cache ``~/.cache/lakerag``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+ONNX_FILE = "model.onnx"
+ENCODER_FILE = "encoder.json"
+POOLING_MODES = ("cls_token", "mean_tokens", "max_tokens", "lasttoken")
+
+
+class EncoderUnavailable(RuntimeError):
+    """No usable ONNX export; the message says how to make one."""
+
+
+def cache_root(model_cache_dir: str = "") -> Path:
+    if model_cache_dir:
+        return Path(model_cache_dir).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lakerag"
+
+
+def export_dir(name: str, model_cache_dir: str = "") -> Path:
+    """Where the ONNX export of model ``name`` lives in the cache."""
+    slug = name.strip().rstrip("/").replace("\\", "/").replace("/", "--").lstrip(".-") or "model"
+    return cache_root(model_cache_dir) / "onnx" / slug
+
+
+def read_identity(path: Path) -> dict | None:
+    """``encoder.json`` of an export directory, or None when there is no complete export."""
+    try:
+        identity = json.loads((Path(path) / ENCODER_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return identity if (Path(path) / ONNX_FILE).is_file() else None
+
+
+def read_pooling(path: Path) -> tuple[str, bool]:
+    """(pooling mode, normalise?) from a sentence-transformers model directory's
+    ``modules.json`` and its pooling module's ``config.json``."""
+    path = Path(path)
+    modules = json.loads((path / "modules.json").read_text())
+    pooling = [m for m in modules if m.get("type", "").endswith(".Pooling")]
+    if len(pooling) != 1:
+        raise EncoderUnavailable(f"{path / 'modules.json'} names {len(pooling)} Pooling modules; need exactly one")
+    config = json.loads((path / pooling[0].get("path", "") / "config.json").read_text())
+    modes = [m for m in POOLING_MODES if config.get(f"pooling_mode_{m}")]
+    others = [k for k, v in config.items() if k.startswith("pooling_mode_") and v and k[13:] not in POOLING_MODES]
+    if len(modes) != 1 or others:
+        raise EncoderUnavailable(f"pooling {config} is not supported by the ONNX encoder (one of "
+                                 f"{', '.join(POOLING_MODES)}); use LAKERAG_ENCODER=torch for this model")
+    normalize = any(m.get("type", "").endswith(".Normalize") for m in modules)
+    return modes[0], normalize
+
+
+class OnnxEncoder:
+    """Encodes like ``SentenceTransformer.encode``: same tokenisation (strip,
+    truncate to the model's max_seq_length), same pooling, L2-normalised."""
+
+    def __init__(self, path: Path, threads: int | None = None):
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        self.path = Path(path)
+        identity = read_identity(self.path)
+        if identity is None:
+            raise EncoderUnavailable(f"{self.path} holds no complete ONNX export ({ONNX_FILE} + {ENCODER_FILE})")
+        self.identity = identity
+        self.pooling, self.normalize = read_pooling(self.path)
+        st_config = _json(self.path / "sentence_bert_config.json")
+        self.max_length = int(st_config.get("max_seq_length") or identity.get("max_seq_length") or 512)
+        self.lower_case = bool(st_config.get("do_lower_case", False))
+        self.prompts = _json(self.path / "config_sentence_transformers.json").get("prompts") or {}
+        self.tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+        self.tokenizer.enable_truncation(max_length=self.max_length)
+        self.tokenizer.enable_padding(pad_id=int(identity.get("pad_id", 0)), pad_token=identity.get("pad_token", "[PAD]"))
+        options = onnxruntime.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(str(self.path / ONNX_FILE), options,
+                                                    providers=["CPUExecutionProvider"])
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.dimension = int(identity["dimension"])
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return self.dimension
+
+    def encode(self, texts: list[str], batch_size: int = 32, normalize_embeddings: bool = True, **_) -> np.ndarray:
+        """Vectors in input order; batches sorted by length as sentence-transformers does."""
+        texts = [str(t).strip() for t in texts]
+        if self.lower_case:
+            texts = [t.lower() for t in texts]
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        for start in range(0, len(texts), batch_size):
+            picks = order[start:start + batch_size]
+            out[picks] = self._encode_batch([texts[i] for i in picks])
+        if normalize_embeddings or self.normalize:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            out /= np.maximum(norms, 1e-12)
+        return out
+
+    def _encode_batch(self, texts: list[str]) -> np.ndarray:
+        encodings = self.tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self.input_names:
+            feed["token_type_ids"] = np.array([e.type_ids for e in encodings], dtype=np.int64)
+        tokens = self.session.run(None, {k: v for k, v in feed.items() if k in self.input_names})[0]
+        return pool(tokens, mask, self.pooling)
+
+
+def pool(tokens: np.ndarray, mask: np.ndarray, mode: str) -> np.ndarray:
+    """Token embeddings (batch, seq, dim) -> sentence embeddings (batch, dim), as
+    sentence-transformers' Pooling module computes them."""
+    if mode == "cls_token":
+        return tokens[:, 0]
+    weights = mask[..., None].astype(tokens.dtype)
+    if mode == "mean_tokens":
+        return (tokens * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+    if mode == "max_tokens":
+        return np.where(weights > 0, tokens, -1e9).max(axis=1)
+    if mode == "lasttoken":
+        last = mask.sum(axis=1) - 1
+        return tokens[np.arange(len(tokens)), np.maximum(last, 0)]
+    raise EncoderUnavailable(f"unknown pooling mode {mode!r}")
+
+
+def _json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}

@@ -1,0 +1,127 @@
+"""``lakerag model export NAME``: a sentence-transformers model -> an ONNX export
+that ``onnx_encoder.OnnxEncoder`` serves without torch.
+
+Runs where torch is installed (the dev venv, an image build stage, the
+``lakerag/embeddings:*-torch`` variant). The transformer is exported in fp32
+with the TorchScript exporter (``dynamo=False``: deterministic and needs no
+onnxscript), so two exports of the same weights give the same file and the same
+SHA-256. Pooling and normalisation are not in the graph: the encoder reads them
+from the sentence-transformers configuration copied next to it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from .index.artifacts import sha256_file
+from .onnx_encoder import ENCODER_FILE, ONNX_FILE, export_dir, read_identity, read_pooling
+
+log = logging.getLogger(__name__)
+
+# Copied as they are: the tokenizer and the sentence-transformers configuration.
+CONFIG_FILES = ("tokenizer.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+                "config.json", "tokenizer_config.json", "special_tokens_map.json")
+OPSET = 17
+
+
+def export(name: str, settings, dest: Path | None = None, force: bool = False, quantize: bool = False) -> dict:
+    """Export model ``name`` (loaded as ``embedding.load_embedder`` loads it) into
+    ``dest`` (default: its place in the model cache); returns the encoder identity."""
+    from .embedding import _load_torch_model
+
+    dest = Path(dest) if dest else export_dir(name, settings.model_cache_dir)
+    existing = read_identity(dest)
+    if existing and not force:
+        log.info("ONNX export of %s already in %s", name, dest)
+        return existing
+    started = time.perf_counter()
+    model, source = _load_torch_model(name, settings)
+    folder = _model_folder(model, settings)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    # Written next to the destination, then renamed: a reader never sees half an export.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        for filename in CONFIG_FILES:
+            if (folder / filename).is_file():
+                shutil.copy2(folder / filename, tmp / filename)
+        pooling_dirs = [m["path"] for m in json.loads((folder / "modules.json").read_text())
+                        if m.get("type", "").endswith(".Pooling")]
+        for sub in pooling_dirs:
+            shutil.copytree(folder / sub, tmp / sub)
+        if not (tmp / "tokenizer.json").is_file():
+            model.tokenizer.backend_tokenizer.save(str(tmp / "tokenizer.json"))
+        read_pooling(tmp)  # fail now, not at serving time, on a pooling the encoder lacks
+        _export_transformer(model, tmp / ONNX_FILE)
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(tmp / ONNX_FILE, tmp / "model.int8.onnx", weight_type=QuantType.QInt8)
+            os.replace(tmp / "model.int8.onnx", tmp / ONNX_FILE)
+        import torch
+
+        identity = {
+            "name": name,
+            "runtime": "onnx",
+            "precision": "int8" if quantize else "fp32",
+            "sha256": sha256_file(tmp / ONNX_FILE),
+            "dimension": int(_dimension(model)),
+            "max_seq_length": int(model.max_seq_length),
+            "pad_token": model.tokenizer.pad_token,
+            "pad_id": int(model.tokenizer.pad_token_id),
+            "exported_from": source,
+            "exported_with": f"torch {torch.__version__}, opset {OPSET}",
+        }
+        (tmp / ENCODER_FILE).write_text(json.dumps(identity, indent=2))
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("exported %s to %s (%s, sha256 %s) in %.1fs", name, dest, identity["precision"],
+             identity["sha256"][:12], time.perf_counter() - started)
+    return identity
+
+
+def _model_folder(model, settings) -> Path:
+    """The directory the SentenceTransformer was loaded from (a package, a local
+    directory or a hub-cache snapshot): its configuration files are copied."""
+    path = Path(getattr(model[0].auto_model.config, "_name_or_path", "") or ".")
+    if (path / "modules.json").is_file():
+        return path
+    from huggingface_hub import snapshot_download  # loaded by hub name: its snapshot in the cache
+
+    return Path(snapshot_download(str(path), cache_dir=settings.model_cache_dir or None, local_files_only=True))
+
+
+def _dimension(model) -> int:
+    get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return get()
+
+
+def _export_transformer(model, target: Path) -> None:
+    import torch
+
+    transformer = model[0].auto_model.eval()
+    sample = model.tokenizer(["an example sentence", "two"], padding=True, return_tensors="pt")
+    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+
+    class TokenEmbeddings(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *inputs):
+            return self.inner(**dict(zip(names, inputs, strict=True))).last_hidden_state
+
+    axes = {n: {0: "batch", 1: "sequence"} for n in [*names, "token_embeddings"]}
+    with torch.no_grad():
+        torch.onnx.export(TokenEmbeddings(transformer), tuple(sample[n] for n in names), str(target),
+                          input_names=names, output_names=["token_embeddings"], dynamic_axes=axes,
+                          opset_version=OPSET, dynamo=False)

@@ -1,0 +1,124 @@
+"""The ONNX encoder: an export of the packaged MiniLM gives sentence-transformers'
+vectors without torch, the index records which encoder built it, and the API
+refuses an index another encoder built."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from conftest import SAMPLES
+from lakerag import config
+from lakerag.embedding import Embedder, ModelUnavailable, load_embedder, prefixes_for
+from lakerag.encoder_identity import check_encoder, identity_for
+from lakerag.index.artifacts import IndexRejected, sha256_file
+from lakerag.onnx_encoder import EncoderUnavailable, export_dir, pool, read_pooling
+
+QUERIES = [q["question"] for q in json.loads((SAMPLES / "questions.json").read_text())]
+
+
+@pytest.fixture(scope="module")
+def sample_chunk_texts() -> list[str]:
+    """The sample documents cut into chunks as the pipeline cuts them."""
+    from api.conftest import sample_chunks
+
+    docs = {p.name: p.read_bytes() for p in sorted((SAMPLES / "docs").iterdir()) if p.is_file()}
+    return sample_chunks(docs)["text"].tolist()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """The packaged model exported once into a fresh model cache (takes ~25 s)."""
+    from lakerag.onnx_export import export
+
+    cache = tmp_path_factory.mktemp("models")
+    settings = config.from_env({}, model_cache_dir=str(cache), encoder="onnx")
+    identity = export(config.PACKAGED_MODEL, settings)
+    return settings, identity
+
+
+@pytest.mark.slow
+def test_export_is_complete_and_named_by_its_checksum(exported):
+    settings, identity = exported
+    folder = export_dir(config.PACKAGED_MODEL, settings.model_cache_dir)
+    assert {p.name for p in folder.iterdir()} >= {"1_Pooling", "encoder.json", "model.onnx", "modules.json",
+                                                  "tokenizer.json", "sentence_bert_config.json"}
+    assert identity["sha256"] == sha256_file(folder / "model.onnx")
+    assert identity["dimension"] == 384 and identity["precision"] == "fp32"
+    assert read_pooling(folder) == ("mean_tokens", True)
+    assert identity_for(settings) == {"runtime": "onnx", "name": config.PACKAGED_MODEL, "sha256": identity["sha256"]}
+
+
+@pytest.mark.slow
+def test_onnx_vectors_match_sentence_transformers(exported, sample_chunk_texts):
+    settings, identity = exported
+    onnx = load_embedder(settings)
+    torch = load_embedder(dataclasses.replace(settings, encoder="torch"))
+    assert onnx.encoder == {"runtime": "onnx", "name": config.PACKAGED_MODEL, "sha256": identity["sha256"]}
+    assert torch.encoder["runtime"] == "torch" and type(onnx.model).__name__ == "OnnxEncoder"
+    for encode in ("encode_passages", "encode_queries"):
+        texts = sample_chunk_texts if encode == "encode_passages" else QUERIES
+        a, b = getattr(onnx, encode)(texts), getattr(torch, encode)(texts)
+        assert a.shape == b.shape == (len(texts), 384) and a.dtype == np.float32
+        cosine = (a * b).sum(axis=1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+        assert cosine.min() >= 0.9999, (encode, float(cosine.min()))
+        assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_query_prefixes_are_kept(exported):
+    settings, _ = exported
+    onnx = load_embedder(settings)
+    prefixed = Embedder(name="BAAI/bge-small-en-v1.5", dimension=384, source="test", load_seconds=0,
+                        model=onnx.model, query_prefix=prefixes_for("BAAI/bge-small-en-v1.5")[0])
+    query = "how long are logs kept?"
+    assert np.allclose(prefixed.encode_queries([query])[0], onnx.encode_passages([prefixed.query_prefix + query])[0])
+    assert not np.allclose(prefixed.encode_queries([query])[0], onnx.encode_queries([query])[0])
+
+
+def test_onnx_without_an_export_or_torch_says_what_to_run(tmp_path, monkeypatch):
+    import lakerag.embedding as embedding
+
+    monkeypatch.setattr(embedding, "_torch_available", lambda: False)
+    settings = config.from_env({}, model_cache_dir=str(tmp_path), encoder="onnx")
+    with pytest.raises(ModelUnavailable) as error:
+        load_embedder(settings)
+    message = str(error.value)
+    assert "lakerag model export sentence-transformers/all-MiniLM-L6-v2" in message
+    assert str(tmp_path) in message and "LAKERAG_ENCODER=torch" in message
+
+
+def test_an_index_of_another_encoder_is_refused_with_what_to_set():
+    onnx = {"runtime": "onnx", "name": config.PACKAGED_MODEL, "sha256": "a" * 64}
+    check_encoder({"version": "v1", "encoder": dict(onnx)}, onnx)
+    check_encoder({"version": "v0"}, onnx)  # built before encoders were recorded
+    with pytest.raises(IndexRejected) as other_export:
+        check_encoder({"version": "v2", "encoder": {**onnx, "sha256": "b" * 64}}, onnx)
+    assert "LAKERAG_MODEL_CACHE_DIR" in str(other_export.value) and "bbbbbbbbbbbb" in str(other_export.value)
+    with pytest.raises(IndexRejected) as torch_built:
+        check_encoder({"version": "v3", "encoder": {"runtime": "torch", "name": config.PACKAGED_MODEL}}, onnx)
+    assert "LAKERAG_ENCODER=torch" in str(torch_built.value)
+
+
+def test_pooling_modes_match_sentence_transformers_definitions():
+    tokens = np.arange(2 * 3 * 2, dtype=np.float32).reshape(2, 3, 2)
+    mask = np.array([[1, 1, 0], [1, 1, 1]])
+    assert np.allclose(pool(tokens, mask, "cls_token"), tokens[:, 0])
+    assert np.allclose(pool(tokens, mask, "mean_tokens"), [[1, 2], [8, 9]])
+    assert np.allclose(pool(tokens, mask, "max_tokens"), [[2, 3], [10, 11]])
+    assert np.allclose(pool(tokens, mask, "lasttoken"), [[2, 3], [10, 11]])
+
+
+def test_pooling_and_normalisation_come_from_the_model_config(tmp_path):
+    (tmp_path / "pool").mkdir()
+    (tmp_path / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "pool", "type": "sentence_transformers.models.Pooling"}]))
+    (tmp_path / "pool" / "config.json").write_text(json.dumps({"word_embedding_dimension": 8,
+                                                               "pooling_mode_cls_token": True}))
+    assert read_pooling(tmp_path) == ("cls_token", False)
+    (tmp_path / "pool" / "config.json").write_text(json.dumps({"pooling_mode_weightedmean_tokens": True}))
+    with pytest.raises(EncoderUnavailable, match="LAKERAG_ENCODER=torch"):
+        read_pooling(tmp_path)
