@@ -228,10 +228,10 @@ def _torch_available() -> bool:
 
 def _load_encoder(name: str, settings: Settings, threads: int):
     """(model, where it came from, encoder identity) for LAKERAG_ENCODER."""
-    from .onnx_encoder import OnnxEncoder, export_dir, read_identity
+    from .onnx_encoder import OnnxEncoder, find_export, read_identity
 
     choice = settings.encoder
-    where = export_dir(name, settings.model_cache_dir)
+    where = find_export(name, settings.model_cache_dir)
     if choice == "auto":
         onnx_ready = importlib.util.find_spec("onnxruntime") is not None
         choice = "onnx" if onnx_ready and (read_identity(where) or _torch_available()) else "torch"

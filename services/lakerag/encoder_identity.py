@@ -12,7 +12,7 @@ import importlib.util
 
 from .config import Settings
 from .index.artifacts import IndexRejected
-from .onnx_encoder import export_dir, read_identity
+from .onnx_encoder import find_export, read_identity
 
 
 def identity_for(settings: Settings) -> dict:
@@ -20,7 +20,7 @@ def identity_for(settings: Settings) -> dict:
     it (the index job records it; it runs where the embeddings job ran, with its cache)."""
     name = settings.embedding_model
     if settings.encoder != "torch":
-        found = read_identity(export_dir(name, settings.model_cache_dir))
+        found = read_identity(find_export(name, settings.model_cache_dir))
         if found and (settings.encoder == "onnx" or importlib.util.find_spec("onnxruntime")):
             return {"runtime": "onnx", "name": found["name"], "sha256": found["sha256"]}
     return {"runtime": "torch", "name": name}

@@ -10,7 +10,9 @@ names the model and the SHA-256 of ``model.onnx``: the index manifest records it
 so the API can refuse an index built by another encoder.
 
 Exports live in the model cache: ``<LAKERAG_MODEL_CACHE_DIR>/onnx/<name with / as
--->/`` (default cache ``~/.cache/lakerag``).
+-->/`` (default cache ``~/.cache/lakerag``). Images built with ``BAKE_MODEL=packaged``
+carry the default model's export under ``/opt/lakerag/models`` (read-only, outside
+the cache volume that would hide it); an export in the cache wins.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 ONNX_FILE = "model.onnx"
 ENCODER_FILE = "encoder.json"
 POOLING_MODES = ("cls_token", "mean_tokens", "max_tokens", "lasttoken")
+BAKED_ROOT = Path("/opt/lakerag/models")
 
 
 class EncoderUnavailable(RuntimeError):
@@ -36,10 +39,18 @@ def cache_root(model_cache_dir: str = "") -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lakerag"
 
 
-def export_dir(name: str, model_cache_dir: str = "") -> Path:
-    """Where the ONNX export of model ``name`` lives in the cache."""
+def export_dir(name: str, model_cache_dir: str = "", root: Path | None = None) -> Path:
+    """Where the ONNX export of model ``name`` lives in the cache (or under ``root``)."""
     slug = name.strip().rstrip("/").replace("\\", "/").replace("/", "--").lstrip(".-") or "model"
-    return cache_root(model_cache_dir) / "onnx" / slug
+    return (root or cache_root(model_cache_dir)) / "onnx" / slug
+
+
+def find_export(name: str, model_cache_dir: str = "") -> Path:
+    """The export to load: the cache's, else one baked into the image; the cache's
+    place (where `lakerag model export` writes) when there is none."""
+    cached = export_dir(name, model_cache_dir)
+    baked = export_dir(name, root=BAKED_ROOT)
+    return baked if read_identity(cached) is None and read_identity(baked) is not None else cached
 
 
 def read_identity(path: Path) -> dict | None:

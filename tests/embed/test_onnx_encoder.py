@@ -79,7 +79,7 @@ def test_query_prefixes_are_kept(exported):
 
 
 def test_onnx_without_an_export_or_torch_says_what_to_run(tmp_path, monkeypatch):
-    import lakerag.embedding as embedding
+    from lakerag import embedding
 
     monkeypatch.setattr(embedding, "_torch_available", lambda: False)
     settings = config.from_env({}, model_cache_dir=str(tmp_path), encoder="onnx")
