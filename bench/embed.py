@@ -6,6 +6,9 @@
    just before and after it (median over rounds). Target >= 0.9. Reported in
    wall-clock time and in this process's CPU time (all threads), which other
    processes' load on a shared machine disturbs far less.
+   The job encodes with ONNX Runtime when an export is there (LAKERAG_ENCODER=auto);
+   raw passes of the same texts through sentence-transformers/torch give the
+   ONNX-vs-torch throughput ratio (>= 1.0: the job can drop torch).
 2. Incremental cost: embed + index after adding 1% new documents to a
    2,000-document corpus, against the full embed + index run. Target <= 10%.
 
@@ -152,6 +155,15 @@ def main() -> int:
     cpu_ratios = [(raw[i][1] + raw[i + 1][1]) / 2 / job[1] for i, job in enumerate(jobs)]
     raw_rate = len(texts) * len(raw) / sum(r[0] for r in raw)
     job_rate = len(texts) * len(jobs) / sum(job[0] for job in jobs)
+    # The same texts through sentence-transformers (torch), alternating with ONNX passes.
+    onnx_vs_torch = []
+    if embedder.encoder.get("runtime") == "onnx":
+        torch_embedder = load_embedder(dataclasses.replace(settings, encoder="torch"))
+        torch_embedder.model.encode(texts[:64], batch_size=settings.embed_batch_size)  # warm-up
+        for _ in range(2):
+            torch_wall, _ = raw_encode(torch_embedder, texts, settings.embed_batch_size)
+            onnx_wall, _ = raw_encode(embedder, texts, settings.embed_batch_size)
+            onnx_vs_torch.append(torch_wall / onnx_wall)
     full_embed = jobs[0][2]
     full_index = run_index(settings)
     assert full_index["published"]
@@ -165,6 +177,9 @@ def main() -> int:
 
     results = {
         "chunks": len(texts),
+        "encoder": embedder.encoder.get("runtime"),
+        "onnx_vs_torch_rate_ratios": [round(r, 3) for r in onnx_vs_torch],
+        "onnx_vs_torch_rate_ratio": round(statistics.median(onnx_vs_torch), 3) if onnx_vs_torch else None,
         "raw_encode_rate_per_s": round(raw_rate, 1),
         "raw_encode_wall_seconds": [round(r[0], 2) for r in raw],
         "raw_encode_cpu_seconds": [round(r[1], 2) for r in raw],
@@ -190,6 +205,9 @@ def main() -> int:
     print(f"throughput   raw model.encode {raw_rate:6.1f} chunks/s, embeddings job {job_rate:6.1f} chunks/s (wall)")
     print(f"             rate ratio, median of {len(jobs)} paired runs: wall {results['rate_ratio_wall']:.3f}, "
           f"CPU time {results['rate_ratio_cpu']:.3f}  (target >= 0.9)")
+    if onnx_vs_torch:
+        print(f"encoder      ONNX Runtime vs sentence-transformers/torch throughput: "
+              f"{results['onnx_vs_torch_rate_ratio']:.3f}x  (>= 1.0: the embeddings image drops torch)")
     print(f"incremental  +{new_docs} docs ({incremental_embed['embedded']} chunks): embed+index {incremental:.2f}s vs "
           f"full {full:.2f}s   ratio {results['incremental_ratio']:.3f}  (target <= 0.10)")
     print(json.dumps(results))
