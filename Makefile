@@ -18,7 +18,7 @@ export PYSPARK_DRIVER_PYTHON := $(abspath $(BIN)/python)
 export PATH                  := $(abspath $(TOOLS)):$(abspath $(BIN)):$(PATH)
 
 .PHONY: help install run test test-fast lint bench clean tools airflow-env prometheus browser \
-        images e2e kind-up deploy dev port-forward undeploy
+        lock images e2e kind-up deploy dev port-forward undeploy
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -92,6 +92,9 @@ WHEELHOUSE      ?= $(firstword $(wildcard $(PIP_FIND_LINKS)))
 TORCH_INDEX_URL ?= $(if $(WHEELHOUSE),,https://download.pytorch.org/whl/cpu)
 IMAGE_ENV = IMAGE_TAG='$(IMAGE_TAG)' REGISTRY='$(REGISTRY)' BASE_IMAGE='$(BASE_IMAGE)' BAKE_MODEL='$(BAKE_MODEL)' \
 	CA_BUNDLE='$(CA_BUNDLE)' WHEELHOUSE='$(WHEELHOUSE)' TORCH_INDEX_URL='$(TORCH_INDEX_URL)'
+
+lock: ## re-lock the images' dependencies (images/locks/*.txt, with hashes) after editing pyproject.toml
+	PATH=$(abspath $(BIN)):$$PATH TORCH_INDEX_URL='$(TORCH_INDEX_URL)' images/lock.sh
 
 images: ## build the api, embeddings, spark and airflow images (BAKE_MODEL=packaged bakes the offline model in)
 	$(IMAGE_ENV) images/build.sh

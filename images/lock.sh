@@ -2,11 +2,11 @@
 # Re-lock the images' dependencies: images/locks/<image>.txt, every pin with its
 # hashes, compiled from pyproject.toml's extras (images/pyproject_deps.py).
 # Run after changing dependencies in pyproject.toml (make lock); commit the result.
-# Needs pip-tools (PIP_COMPILE, default: pip-compile on PATH) and PyPI; CPU torch
+# Needs pip-tools (LOCK_COMPILER, default: pip-compile on PATH) and PyPI; CPU torch
 # comes from PIP_FIND_LINKS (a local wheelhouse) or TORCH_INDEX_URL (PyTorch's CPU index).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PIP_COMPILE=${PIP_COMPILE:-pip-compile}
+LOCK_COMPILER=${LOCK_COMPILER:-pip-compile}
 TORCH_INDEX_URL=${TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -19,10 +19,9 @@ for input in "$work"/*.in; do
     [ $# -eq 0 ] || [[ " $* " == *" $image "* ]] || continue
     cp "$input" "$work/$image-requirements.in"
     # --allow-unsafe: pin setuptools & co. too, so --require-hashes installs never reach for them.
-    "$PIP_COMPILE" --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+    CUSTOM_COMPILE_COMMAND="images/lock.sh $image" "$LOCK_COMPILER" --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
         --no-emit-find-links --resolver=backtracking "${extra[@]}" \
-        --custom-compile-command "images/lock.sh $image" \
         -o "images/locks/$image.txt" "$work/$image-requirements.in"
-    sed -i "s#$work/##g" "images/locks/$image.txt"
+    sed -i "s#-r $work/$image-requirements.in#pyproject.toml#" "images/locks/$image.txt"
     echo "locked images/locks/$image.txt"
 done

@@ -1,5 +1,7 @@
 #!/bin/sh
-# `pip install ARGS` inside an image build (builder stages only).
+# `pip install ARGS` into /opt/venv inside an image build (builder stages only).
+# pip itself lives in /opt/build (`--python` points it at /opt/venv), so the venv
+# that ships holds no pip, setuptools or wheel.
 # - the proxy CA, when the build passes one as the BuildKit secret `cacert`, is
 #   used for this command only; it is never written into a layer;
 # - a local wheelhouse, when bind-mounted at /wheels, is searched first (the CPU
@@ -16,4 +18,5 @@ fi
 if [ -d /wheels ] && [ -n "$(ls /wheels)" ]; then
     set -- --find-links /wheels "$@"
 fi
-exec /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check "$@"
+exec /opt/build/bin/pip --python "${INSTALL_PYTHON:-/opt/venv/bin/python}" install --no-cache-dir \
+    --disable-pip-version-check "$@"

@@ -11,6 +11,7 @@ from the sentence-transformers configuration copied next to it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -19,7 +20,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from .index.artifacts import sha256_file
 from .onnx_encoder import ENCODER_FILE, ONNX_FILE, export_dir, read_identity, read_pooling
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def export(name: str, settings, dest: Path | None = None, force: bool = False, q
             "name": name,
             "runtime": "onnx",
             "precision": "int8" if quantize else "fp32",
-            "sha256": sha256_file(tmp / ONNX_FILE),
+            "sha256": _sha256(tmp / ONNX_FILE),
             "dimension": int(_dimension(model)),
             "max_seq_length": int(model.max_seq_length),
             "pad_token": model.tokenizer.pad_token,
@@ -98,6 +98,11 @@ def _model_folder(model, settings) -> Path:
     from huggingface_hub import snapshot_download  # loaded by hub name: its snapshot in the cache
 
     return Path(snapshot_download(str(path), cache_dir=settings.model_cache_dir or None, local_files_only=True))
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _dimension(model) -> int:

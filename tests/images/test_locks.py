@@ -1,0 +1,75 @@
+"""The committed per-image locks (images/locks/*.txt, `images/lock.sh`) against
+pyproject.toml: every requirement of an image is pinned to a version it allows,
+every pin carries hashes, and torch stays out of the runtime images. A dependency
+edited in pyproject.toml without re-locking fails here, in seconds."""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+REPO = Path(__file__).resolve().parents[2]
+LOCKS = REPO / "images" / "locks"
+sys.path.insert(0, str(REPO / "images"))
+from pyproject_deps import requirement_sets
+
+SETS = requirement_sets(tomllib.loads((REPO / "pyproject.toml").read_text()))
+TORCH = {"torch", "transformers", "sentence-transformers"}
+
+
+def read_lock(path: Path) -> dict[str, tuple[str, list[str]]]:
+    """name -> (version, hashes) of a pip-compile --generate-hashes file."""
+    pins: dict[str, tuple[str, list[str]]] = {}
+    text = re.sub(r"\\\n\s*", " ", path.read_text())
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        match = re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)\s*(.*)$", line)
+        assert match, f"{path.name}: not an exact pin: {line}"
+        pins[canonicalize_name(match[1])] = (match[2], re.findall(r"--hash=sha256:([0-9a-f]{64})", match[3]))
+    return pins
+
+
+@pytest.mark.parametrize("lock", sorted(SETS))
+def test_lock_satisfies_pyproject(lock):
+    path = LOCKS / lock
+    assert path.is_file(), f"{path} is missing: run images/lock.sh"
+    pins = read_lock(path)
+    for requirement in SETS[lock]:
+        req = Requirement(requirement)
+        name = canonicalize_name(req.name)
+        assert name in pins, f"{lock} does not pin {req.name} (pyproject.toml needs it): run images/lock.sh"
+        assert req.specifier.contains(Version(pins[name][0]), prereleases=True), (
+            f"{lock} pins {req.name}=={pins[name][0]}, pyproject.toml asks {requirement}: run images/lock.sh")
+
+
+@pytest.mark.parametrize("lock", sorted(SETS))
+def test_every_pin_has_hashes(lock):
+    pins = read_lock(LOCKS / lock)
+    assert pins
+    assert not [name for name, (_, hashes) in pins.items() if not hashes], f"{lock}: pins without --hash"
+
+
+def test_torch_only_in_the_export_stage():
+    for lock in SETS:
+        found = TORCH & set(read_lock(LOCKS / lock))
+        assert found == (TORCH if lock == "export.txt" else set()), (lock, found)
+    assert read_lock(LOCKS / "export.txt")["torch"][0].startswith("2.13.0")
+
+
+def test_no_stale_locks():
+    assert {p.name for p in LOCKS.glob("*.txt")} == set(SETS), "a lock no image uses: remove it"
+
+
+def test_read_lock_sees_a_version_pyproject_does_not_allow(tmp_path):
+    (tmp_path / "x.txt").write_text("numpy==1.20.0 \\\n    --hash=sha256:" + "a" * 64 + "\n")
+    version = read_lock(tmp_path / "x.txt")["numpy"][0]
+    assert not Requirement("numpy>=1.26").specifier.contains(Version(version))
