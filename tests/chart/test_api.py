@@ -169,6 +169,7 @@ def test_shared_config_is_rendered_for_the_release():
     assert data == {
         "AWS_ENDPOINT_URL": "http://lakerag-minio:9000",
         "AWS_REGION": "us-east-1",
+        "LAKERAG_ENCODER": "onnx",
         "LAKERAG_EMBEDDING_MODEL": "sentence-transformers/all-MiniLM-L6-v2",
         "LAKERAG_GEMINI_MODEL": "gemini-2.5-flash",
         "LAKERAG_INDEX_POLL_SECONDS": "10",

@@ -191,5 +191,5 @@ def test_model_stage_copies_every_module_the_export_imports(image, tmp_path):
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / source, target)
     probe = subprocess.run([sys.executable, "-c", "import lakerag.onnx_export, lakerag.config"], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(tmp_path)})
+                           capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(tmp_path)}, check=False)
     assert probe.returncode == 0, probe.stderr
