@@ -1,6 +1,8 @@
 """Bronze: list raw/, read only new or changed objects, extract their text; unreadable ones go
-to quarantine with the reason. Commits: one MERGE on bronze (key) and one on quarantine
-(key + content_hash), each only when something changed."""
+to quarantine with the reason. Executors fetch each object once, extract it and write the
+readable rows as bronze files; the driver gets only per-object metadata (no text) and commits
+one transaction on bronze (key) and one MERGE on quarantine (key + content_hash), each only
+when something changed."""
 
 from __future__ import annotations
 
@@ -11,7 +13,12 @@ from lakerag.lake.tables import SCHEMAS, conform, merge
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from lakerag_spark.frames import executor_environment, read_table
-from lakerag_spark.transforms import EXTRACTED, extract_objects, plan_raw
+from lakerag_spark.transforms import EXTRACTED, extractor, plan_raw
+from lakerag_spark.writes import FILE_ACTIONS, commit_files, table_files
+
+# What the driver gets back per object: EXTRACTED without the text, plus the files written.
+OUTCOME = pa.schema([f for f in EXTRACTED if f.name != "pages"]
+                    + list(FILE_ACTIONS))
 
 LISTING = pa.schema([("key", pa.string()), ("size", pa.int64()), ("source_version", pa.string())])
 
@@ -27,10 +34,14 @@ def run_bronze(spark, lake: Lake, full_rebuild: bool = False) -> dict:
                     full_rebuild).toArrow()
     before = {row["key"]: row for row in plan.to_pylist()}
     work = plan.filter(plan.column("process")).select(["key", "size", "source_version"])
-    extracted = EXTRACTED.empty_table()
+    outcome = OUTCOME.empty_table()
     if work.num_rows:
         frame = spark.createDataFrame(work).repartition(min(work.num_rows, 4 * spark.sparkContext.defaultParallelism))
-        extracted = conform(extract_objects(frame, lake.settings, executor_environment()).toArrow(), EXTRACTED)
+        outcome = conform(frame.mapInArrow(extract_and_write(lake, executor_environment()),
+                                           from_arrow_schema(OUTCOME)).toArrow(), OUTCOME)
+    is_file = pc.is_valid(outcome.column("op"))
+    written = outcome.filter(is_file).select(FILE_ACTIONS.names)
+    extracted = outcome.filter(pc.invert(is_file))
 
     readable = extracted.filter(pc.is_null(extracted.column("reason")))
     unreadable = extracted.filter(pc.is_valid(extracted.column("reason")))
@@ -51,8 +62,9 @@ def run_bronze(spark, lake: Lake, full_rebuild: bool = False) -> dict:
                                            schema=SCHEMAS["quarantine"])
 
     committed = {
-        "bronze": merge(lake, "bronze", readable.select(SCHEMAS["bronze"].names),
-                             pa.table({"key": pa.array(bronze_deletes, pa.string())})),
+        # Re-read keys replace their old rows; deleted keys just lose them.
+        "bronze": commit_files(spark, lake, "bronze", written, set(readable.column("key").to_pylist()),
+                               set(bronze_deletes)),
         "quarantine": merge(lake, "quarantine", quarantine_rows,
                                  pa.Table.from_pylist(quarantine_deletes, schema=pa.schema(
                                      [("key", pa.string()), ("content_hash", pa.string())]))),
@@ -67,6 +79,31 @@ def run_bronze(spark, lake: Lake, full_rebuild: bool = False) -> dict:
     changes = {"bronze_upserted": readable.num_rows, "bronze_deleted": len(bronze_deletes),
                "quarantine_upserted": quarantine_rows.num_rows, "quarantine_deleted": len(quarantine_deletes)}
     return {"files": files, "changes": changes, "committed": committed}
+
+
+def extract_and_write(lake: Lake, env: dict[str, str]):
+    """Executor function: extract each object (one fetch), write the readable rows as bronze
+    files, hand back OUTCOME rows: one per object (no text) and one per file written."""
+    extract, target = extractor(lake.settings, env), table_files(lake, "bronze")
+
+    def run(batches):
+        from lakerag.lake.files import FileWriter
+
+        writer = FileWriter(target)
+        files = []
+        for batch in extract(batches):
+            files += writer.add(batch.filter(pc.is_null(batch.column("reason"))))
+            yield _outcome(batch.drop_columns(["pages"]))
+        for file in files + writer.close():
+            yield _outcome(file)
+
+    return run
+
+
+def _outcome(batch: pa.RecordBatch) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(
+        [batch.column(f.name) if f.name in batch.schema.names else pa.nulls(batch.num_rows, f.type) for f in OUTCOME],
+        schema=OUTCOME)
 
 
 def main() -> int:

@@ -1,17 +1,17 @@
 """Silver: one clean document per distinct content. Rebuilds only the documents whose bronze
-content changed, deletes the ones that left bronze or became duplicates; one MERGE on doc_id."""
+content changed, deletes the ones that left bronze or became duplicates. Executors write the
+rebuilt documents; the driver commits one transaction keyed on doc_id."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-import pyarrow as pa
 from lakerag.lake import Lake
-from lakerag.lake.tables import SCHEMAS, conform, merge
 from pyspark.sql import functions as F
 
 from lakerag_spark.frames import read_table
 from lakerag_spark.transforms import clean_documents, dedup_by_content, plan_documents
+from lakerag_spark.writes import FILE_ACTIONS, added_rows, commit_files, conform_actions, table_files, write_frame
 
 
 def run_silver(spark, lake: Lake, updated_at: datetime, full_rebuild: bool = False) -> dict:
@@ -28,14 +28,15 @@ def run_silver(spark, lake: Lake, updated_at: datetime, full_rebuild: bool = Fal
                   if a == "upsert"]
     delete_ids = [d for d, a in zip(plan.column("doc_id").to_pylist(), plan.column("action").to_pylist())
                   if a == "delete"]
-    rows = SCHEMAS["silver"].empty_table()
+    written = FILE_ACTIONS.empty_table()
     if upsert_ids:
         chosen = bronze.join(spark.createDataFrame([(d,) for d in upsert_ids], "doc_id string").hint("broadcast"),
                              "doc_id")
-        rows = conform(clean_documents(chosen, updated_at).toArrow(), SCHEMAS["silver"])
-    committed = merge(lake, "silver", rows, pa.table({"doc_id": pa.array(delete_ids, pa.string())}))
+        written = conform_actions(write_frame(clean_documents(chosen, updated_at), table_files(lake, "silver"))
+                                  .toArrow())
+    committed = commit_files(spark, lake, "silver", written, set(upsert_ids), set(delete_ids))
     return {"files": {"duplicates": duplicates},
-            "changes": {"silver_upserted": rows.num_rows, "silver_deleted": len(delete_ids)},
+            "changes": {"silver_upserted": added_rows(written), "silver_deleted": len(delete_ids)},
             "committed": {"silver": committed}}
 
 

@@ -57,6 +57,12 @@ def plan_raw(listed: DataFrame, bronze: DataFrame, quarantine: DataFrame, full_r
 def extract_objects(work: DataFrame, settings: Settings, env: dict[str, str] | None = None) -> DataFrame:
     """(key, size, source_version) -> one EXTRACTED row per object, read through the store in
     executors. ``env``: AWS credentials to set in executors that lack them."""
+    return work.select("key", "size", "source_version").mapInArrow(extractor(settings, env), _spark_schema(EXTRACTED))
+
+
+def extractor(settings: Settings, env: dict[str, str] | None = None):
+    """The executor function of ``extract_objects``: Arrow batches of (key, size, source_version)
+    in, EXTRACTED batches out; each object's bytes are fetched once."""
     env = dict(env or {})
     # Executors need the store settings only; the API and LLM keys stay on the driver.
     settings = dataclasses.replace(settings, api_key="", gemini_api_key="")
@@ -71,7 +77,7 @@ def extract_objects(work: DataFrame, settings: Settings, env: dict[str, str] | N
                     for row in batch.to_pylist()]
             yield pa.RecordBatch.from_pylist(rows, schema=EXTRACTED)
 
-    return work.select("key", "size", "source_version").mapInArrow(run, _spark_schema(EXTRACTED))
+    return run
 
 
 def extract_object(store, key: str, size: int, source_version: str, max_bytes: int) -> dict:

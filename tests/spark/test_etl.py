@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from docmaker import BAD_REASON_WORDS, bad_documents, good_documents
 from lakerag.lake import Lake, chunk_id_for, doc_id_for, tables
+from lakerag.lake.files import METRICS_KEY
 from lakerag.summary import format_summary
 from lakerag_spark.pipeline import run_etl
 
@@ -43,8 +44,11 @@ def versions(lake: Lake) -> dict:
 
 
 def last_merge(lake: Lake, name: str) -> dict:
-    """Row metrics of the table's latest commit."""
+    """Row metrics of the table's latest commit: a MERGE's, or those an executor-written
+    commit records (lakerag.lake.files)."""
     entry = tables.snapshot(lake, name).history(1)[0]
+    if METRICS_KEY in entry:
+        return entry[METRICS_KEY]
     metrics = entry["operationMetrics"]
     return {k: metrics[f"num_target_rows_{k}"] for k in ("inserted", "updated", "deleted")}
 

@@ -8,14 +8,18 @@ run, keyed by the table's ids, and nothing is committed when nothing changed.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable
+from deltalake.transaction import AddAction, RemoveAction
 
 from . import Lake
+from .files import METRICS_KEY, TableFiles, row_metrics
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -154,6 +158,66 @@ def merge(lake: Lake, name: str, upserts: pa.Table, deletes: pa.Table, metadata:
      .when_not_matched_insert(updates=columns, predicate="NOT s._delete")
      .execute())
     return True
+
+
+# --- executor-written files (lakerag.lake.files): the driver commits, never holding rows ------------------
+
+def table_files(lake: Lake, name: str, under: str | None = None) -> TableFiles:
+    """Where executors write ``name``'s files: the table itself, or a staging area ``under``
+    ``lake/_staging/`` for rows a MERGE will stream in."""
+    uri = lake.table_uri(name if under is None else f"_staging/{name}/{under}")
+    return TableFiles(uri, SCHEMAS[name], lake.storage_options())
+
+
+def file_paths(lake: Lake, name: str) -> list[str]:
+    """Data files of the current snapshot, relative to the table (for executors' rewrites)."""
+    current = snapshot(lake, name)
+    if current is None:
+        return []
+    return pa.table(current.delta.get_add_actions(flatten=True)).column("path").to_pylist()
+
+
+def commit_files(lake: Lake, name: str, actions: pa.Table, metadata: dict | None = None) -> bool:
+    """One transaction from executors' ``FILE_ACTIONS`` records (files written and replaced);
+    its commit info carries the row metrics under ``METRICS_KEY``. False, committing nothing,
+    when there are none."""
+    if actions.num_rows == 0:
+        return False
+    now = int(time.time() * 1000)
+    file_actions: list = []
+    for row in actions.to_pylist():
+        if row["op"] == "add":
+            file_actions.append(AddAction(row["path"], row["bytes"], {}, now, True,
+                                          json.dumps({"numRecords": row["num_records"]})))
+        else:
+            file_actions.append(RemoveAction(row["path"], True, now, row["bytes"], {}))
+    metadata = {**(metadata or {}), METRICS_KEY: row_metrics(actions)}
+    _ensure(lake, name).create_write_transaction(file_actions, mode="append", schema=SCHEMAS[name],
+                                                 commit_properties=CommitProperties(custom_metadata=metadata))
+    return True
+
+
+def merge_stream(lake: Lake, name: str, source: pa.RecordBatchReader, deletes: list[str]) -> None:
+    """One MERGE on the table's (single) id from a stream: rows of ``source`` are upserted,
+    except tombstones whose id is in ``deletes``, which delete. delta-rs reads the stream batch
+    by batch (``streamed_exec``) and writes the change data feed as a MERGE does."""
+    schema, keys = SCHEMAS[name], MERGE_KEYS[name]
+    delete_set = pa.array(sorted(deletes), pa.string())
+    marked_schema = schema.append(pa.field("_delete", pa.bool_()))
+
+    def marked():
+        for batch in source:
+            flag = pc.is_in(batch.column(keys[0]), value_set=delete_set)
+            yield pa.RecordBatch.from_arrays([*batch.columns, flag], schema=marked_schema)
+
+    columns = {c: f"s.{c}" for c in schema.names}
+    (_ensure(lake, name).merge(pa.RecordBatchReader.from_batches(marked_schema, marked()),
+                               " AND ".join(f"t.{k} = s.{k}" for k in keys), source_alias="s", target_alias="t",
+                               streamed_exec=True)
+     .when_matched_delete(predicate="s._delete")
+     .when_matched_update(updates=columns, predicate="NOT s._delete")
+     .when_not_matched_insert(updates=columns, predicate="NOT s._delete")
+     .execute())
 
 
 def _ensure(lake: Lake, name: str) -> DeltaTable:
