@@ -81,7 +81,7 @@ def _write(target: TableFiles, filesystem, root: str, data: pa.Table) -> pa.Reco
 
 
 class FileWriter:
-    """Rows in, Parquet files of at most ``rows_per_file`` rows out; ``add`` and ``close``
+    """Rows in, Parquet files of about ``rows_per_file`` rows out (batches are not split); ``add`` and ``close``
     return the ``add`` records of the files written so far (streaming: one file's rows held)."""
 
     def __init__(self, target: TableFiles, rows_per_file: int = ROWS_PER_FILE):
