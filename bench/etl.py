@@ -8,6 +8,14 @@ fixed cost) and one added document on top of 2N. Each document is small (25-60 s
 so N must be in the thousands before the per-document work outweighs the fixed cost.
 
     .venv/bin/python bench/etl.py [--n 1000]   # about 4 minutes on 2 cores
+
+``--scale`` instead runs N and 4N (default N = 2500) each in its own driver process (a
+fresh Spark session, a 50-document warm-up, then the timed run) and reports the driver's
+peak RSS for each (the Python process that runs the job: ``ru_maxrss``; in local mode the
+JVM also runs the executors' tasks, so its peak is printed apart), time(4N)/time(N) and the
+marginal docs/s. Targets: driver RSS ratio <= 1.3 while the data grows 4x, time ratio <= 4.4.
+
+    nice .venv/bin/python bench/etl.py --scale [--n 2500]
 """
 
 from __future__ import annotations
@@ -16,7 +24,9 @@ import argparse
 import json
 import os
 import random
+import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -79,11 +89,76 @@ def timed_run(root: Path) -> tuple[float, dict]:
     return elapsed, summary
 
 
+def peak_rss_mb(pid: int | None = None) -> float:
+    """Peak resident memory of this process (or of ``pid``, from /proc) in MiB."""
+    if pid is None:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def one_run(root: Path) -> int:
+    """--one ROOT: a fresh driver process: warm up, run the ETL over ROOT, print one JSON line."""
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    spark = spark_session(from_env({}), app_name="lakerag-bench-etl-scale")
+    fill(root.parent / f"warmup-{root.name}", 10**6, 50)
+    timed_run(root.parent / f"warmup-{root.name}")
+    elapsed, summary = timed_run(root)
+    gateway = getattr(spark.sparkContext._gateway, "proc", None)
+    print(json.dumps({"seconds": round(elapsed, 2), "driver_rss_mb": round(peak_rss_mb(), 1),
+                      "jvm_rss_mb": round(peak_rss_mb(gateway.pid), 1) if gateway else None,
+                      "chunks": summary["rows"]["gold"], "stages": {s: summary["seconds"][s]
+                                                                    for s in ("bronze", "silver", "gold")}}))
+    return 0
+
+
+def scale(n: int) -> int:
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="lakerag-bench-scale-") as tmp:
+        for label, count in (("N", n), ("4N", 4 * n)):
+            root = Path(tmp) / label
+            fill(root, 0, count)
+            done = subprocess.run([sys.executable, __file__, "--one", str(root)], check=False, capture_output=True,
+                                  text=True)
+            if done.returncode:
+                raise SystemExit(f"{label} run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+            results[label] = json.loads(done.stdout.strip().splitlines()[-1])
+            r = results[label]
+            print(f"{label:>2} = {count:6d} docs ({r['chunks']} chunks): {r['seconds']:7.1f} s "
+                  f"{count / r['seconds']:6.1f} docs/s  driver peak RSS {r['driver_rss_mb']:.0f} MiB  "
+                  f"JVM peak RSS {r['jvm_rss_mb']:.0f} MiB  stages {r['stages']}", flush=True)
+    small, big = results["N"], results["4N"]
+    figures = {"n": n, "driver_rss_mb": {"N": small["driver_rss_mb"], "4N": big["driver_rss_mb"]},
+               "driver_rss_ratio": round(big["driver_rss_mb"] / small["driver_rss_mb"], 3),
+               "jvm_rss_ratio": round(big["jvm_rss_mb"] / small["jvm_rss_mb"], 3)
+               if small["jvm_rss_mb"] and big["jvm_rss_mb"] else None,
+               "seconds": {"N": small["seconds"], "4N": big["seconds"]},
+               "time_ratio": round(big["seconds"] / small["seconds"], 3),
+               "marginal_docs_per_s": round(3 * n / (big["seconds"] - small["seconds"]), 1)
+               if big["seconds"] > small["seconds"] else None,
+               "chunks": {"N": small["chunks"], "4N": big["chunks"]}}
+    print(f"driver peak RSS 4N/N = {figures['driver_rss_ratio']} (target <= 1.3); "
+          f"time(4N)/time(N) = {figures['time_ratio']} (target <= 4.4); "
+          f"marginal {figures['marginal_docs_per_s']} docs/s")
+    print(json.dumps(figures))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=1000, help="documents in the smaller corpus (default 1000)")
+    parser.add_argument("--n", type=int, default=None, help="documents in the smaller corpus (default 1000; "
+                        "2500 with --scale)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per size; the fastest counts (default 2)")
+    parser.add_argument("--scale", action="store_true", help="N and 4N in separate driver processes: peak RSS")
+    parser.add_argument("--one", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        return one_run(args.one)
+    if args.scale:
+        return scale(args.n or 2500)
+    args.n = args.n or 1000
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     settings = from_env({})
     started = time.perf_counter()
