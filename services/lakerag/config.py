@@ -17,6 +17,7 @@ PACKAGED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 PRODUCTION_MODEL = "BAAI/bge-large-en-v1.5"
 SEARCH_MODES = ("dense", "lexical", "hybrid")
 ENCODERS = ("auto", "onnx", "torch")
+FUSION_RULES = ("adaptive", "fixed")
 
 
 class ConfigError(ValueError):
@@ -64,6 +65,7 @@ class Settings:
     relative_score: float = -1.0
     # Retrieval: dense | lexical | hybrid (weighted reciprocal-rank fusion; see docs/retrieval.md)
     search_mode: str = "hybrid"
+    fusion: str = "adaptive"  # adaptive: per-query weights (lakerag.adaptive); fixed: the two weights below
     fusion_dense_weight: float = 1.0
     fusion_lexical_weight: float = 0.3
     fusion_rrf_k: float = 60.0
@@ -110,6 +112,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "LAKERAG_MIN_SCORE": ("min_score", float),
     "LAKERAG_RELATIVE_SCORE": ("relative_score", float),
     "LAKERAG_SEARCH_MODE": ("search_mode", str),
+    "LAKERAG_FUSION": ("fusion", str),
     "LAKERAG_FUSION_DENSE_WEIGHT": ("fusion_dense_weight", float),
     "LAKERAG_FUSION_LEXICAL_WEIGHT": ("fusion_lexical_weight", float),
     "LAKERAG_FUSION_RRF_K": ("fusion_rrf_k", float),
@@ -172,6 +175,8 @@ def validate(settings: Settings) -> list[str]:
         problems.append("LAKERAG_PORT must be between 1 and 65535")
     if settings.search_mode not in SEARCH_MODES:
         problems.append(f"LAKERAG_SEARCH_MODE={settings.search_mode!r}: use one of {', '.join(SEARCH_MODES)}")
+    if settings.fusion not in FUSION_RULES:
+        problems.append(f"LAKERAG_FUSION={settings.fusion!r}: use one of {', '.join(FUSION_RULES)}")
     if settings.fusion_dense_weight < 0 or settings.fusion_lexical_weight < 0 or \
             settings.fusion_dense_weight + settings.fusion_lexical_weight <= 0:
         problems.append("LAKERAG_FUSION_DENSE_WEIGHT and LAKERAG_FUSION_LEXICAL_WEIGHT must be >= 0, not both 0")

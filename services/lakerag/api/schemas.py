@@ -52,6 +52,10 @@ class SearchResponse(BaseModel):
     mode: SearchMode
     note: str | None = Field(default=None, description="e.g. why a lexical/hybrid request was answered dense only")
     reranked_by: str | None = None
+    fusion: dict[str, float | str] | None = Field(
+        default=None, description="hybrid: the per-query weights fused with (dense_weight, lexical_weight, rrf_k) "
+                                  "and, for the adaptive rule, the signals they came from (coverage, identifier, "
+                                  "lexical_match; docs/retrieval.md)")
     min_score: float
     best_score: float | None = Field(default=None, description="the best dense (cosine) score; the cut-off "
                                                                "judges it")

@@ -7,8 +7,10 @@ dense and the lexical index together. The manifest's ``lexical`` section says
 how it was built; a version without one (built before hybrid search) loads as
 dense only.
 
-Tokens: lower-cased ``\\w\\w+`` runs without English stopwords, no stemming, so a
-code such as ``CC-0419`` is the two terms ``cc`` and ``0419`` on both sides.
+Terms: ``lakerag.terms`` (any script; a code such as ``CC-0419`` is the two terms
+``cc`` and ``0419``). The section's ``tokenizer`` names the one the version was
+built with and its queries are cut with the same one; a section without it was
+built with bm25s's own English tokenizer (``bm25s-en``) and is read as such.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..terms import LEGACY_TOKENIZER, TOKENIZER, TOKENIZERS
+from ..terms import terms as _terms
+
 LIBRARY = "bm25s"
-STOPWORDS = "en"
 # bm25s file name arguments -> names inside the version directory.
 FILE_NAMES = {
     "data_name": "bm25.data.npy",
@@ -31,15 +35,9 @@ FILE_NAMES = {
 }
 
 
-def terms(text: str) -> list[str]:
+def terms(text: str, tokenizer: str = TOKENIZER) -> list[str]:
     """The BM25 terms of one text (what the index and the queries are cut into)."""
-    return [t for t in _tokenize([text])[0] if t]
-
-
-def _tokenize(texts: list[str]) -> list[list[str]]:
-    import bm25s
-
-    return bm25s.tokenize(list(texts), lower=True, stopwords=STOPWORDS, return_ids=False, show_progress=False)
+    return _terms(text, tokenizer)
 
 
 def write_lexical(path, texts: list[str]) -> dict:
@@ -48,13 +46,14 @@ def write_lexical(path, texts: list[str]) -> dict:
     import bm25s
 
     path = Path(path)
-    section = {"library": LIBRARY, "library_version": bm25s.__version__, "stopwords": STOPWORDS,
-               "stemmer": None, "documents": len(texts), "files": []}
+    section = {"library": LIBRARY, "library_version": bm25s.__version__, "tokenizer": TOKENIZER,
+               "stopwords": "per script: en (Latin), ar (Arabic)", "stemmer": "Arabic light (prefix/suffix)",
+               "documents": len(texts), "files": []}
     if not texts:  # an empty version: nothing to search, and bm25s cannot index nothing
         return section
     retriever = bm25s.BM25()
     # An all-stopword chunk tokenises to nothing; keep its row so ids stay aligned with FAISS.
-    retriever.index([tokens or [""] for tokens in _tokenize(texts)], show_progress=False)
+    retriever.index([terms(text) or [""] for text in texts], show_progress=False)
     retriever.save(path, show_progress=False, **FILE_NAMES)
     section.update(k1=retriever.k1, b=retriever.b, method=retriever.method,
                    files=sorted(name for name in FILE_NAMES.values() if (path / name).is_file()))
@@ -67,12 +66,16 @@ class LexicalIndex:
 
     documents: int
     retriever: object | None  # bm25s.BM25; None for an empty version
+    tokenizer: str = TOKENIZER  # the one the version was built with (its manifest says)
+
+    def terms(self, text: str) -> list[str]:
+        return terms(text, self.tokenizer)
 
     def scores(self, query: str) -> np.ndarray:
         """BM25 score of every chunk for ``query`` (0 where no query term occurs)."""
         if self.retriever is None:
             return np.zeros(self.documents, dtype=np.float32)
-        ids = self.retriever.get_tokens_ids(terms(query))
+        ids = self.retriever.get_tokens_ids(self.terms(query))
         if not ids:
             return np.zeros(self.documents, dtype=np.float32)
         return np.asarray(self.retriever.get_scores_from_ids(ids), dtype=np.float32)
@@ -84,7 +87,7 @@ class LexicalIndex:
     def covering(self, query: str) -> np.ndarray:
         """Row ids of the chunks that contain every term of ``query`` (an exact name or code
         lookup), read from the index's postings; empty when the query has no terms."""
-        wanted = set(terms(query))
+        wanted = set(self.terms(query))
         if self.retriever is None or not wanted:
             return np.zeros(0, dtype=np.int64)
         vocab, postings = self.retriever.vocab_dict, self.retriever.scores
@@ -119,11 +122,15 @@ def load_lexical(path, section: dict, documents: int) -> LexicalIndex:
     if section.get("library") != LIBRARY:
         raise IndexRejected(f"{path}: lexical index built with {section.get('library')!r}, this release reads "
                             f"{LIBRARY}; rebuild the index (`lakerag pipeline index --full-rebuild`)")
+    tokenizer = section.get("tokenizer", LEGACY_TOKENIZER)
+    if tokenizer not in TOKENIZERS:
+        raise IndexRejected(f"{path}: lexical index cut with tokenizer {tokenizer!r}, this release knows "
+                            f"{', '.join(TOKENIZERS)}; rebuild the index (`lakerag pipeline index --full-rebuild`)")
     if int(section.get("documents", -1)) != documents:
         raise IndexRejected(f"{path}: lexical index holds {section.get('documents')} documents, the dense index "
                             f"{documents}; republish the index (`lakerag pipeline index --full-rebuild`)")
     if documents == 0:
-        return LexicalIndex(documents=0, retriever=None)
+        return LexicalIndex(documents=0, retriever=None, tokenizer=tokenizer)
     import bm25s
 
     try:
@@ -134,4 +141,4 @@ def load_lexical(path, section: dict, documents: int) -> LexicalIndex:
     if int(retriever.scores["num_docs"]) != documents:
         raise IndexRejected(f"{path}: lexical index holds {retriever.scores['num_docs']} documents, the manifest "
                             f"{documents}; republish the index")
-    return LexicalIndex(documents=documents, retriever=retriever)
+    return LexicalIndex(documents=documents, retriever=retriever, tokenizer=tokenizer)

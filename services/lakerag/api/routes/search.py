@@ -21,6 +21,7 @@ def search(body: SearchRequest, state: State, model: Model, index: Index) -> Sea
     return SearchResponse(
         matched=outcome.matched, reason=outcome.reason, query=body.query, index_version=outcome.index_version,
         model=outcome.model, mode=outcome.mode, note=outcome.note, reranked_by=outcome.reranked_by,
+        fusion=outcome.fusion,
         min_score=outcome.min_score, best_score=outcome.best_score, hits=outcome.hits,
         encode_ms=round(outcome.encode_seconds * 1000, 3), search_ms=round(outcome.search_seconds * 1000, 3),
         rerank_ms=round(outcome.rerank_seconds * 1000, 3))

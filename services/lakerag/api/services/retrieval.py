@@ -7,8 +7,8 @@ cut-off; hits far below the best one are dropped by a relative cut-off
 per model; ``LAKERAG_MIN_SCORE`` / ``LAKERAG_RELATIVE_SCORE`` override them.
 
 Modes: ``dense`` (FAISS), ``lexical`` (BM25 stored in the same index version)
-and ``hybrid`` (both, fused by weighted reciprocal rank; docs/retrieval.md says
-why that and which weights). An optional cross-encoder reranks the best
+and ``hybrid`` (both, fused by weighted reciprocal rank with per-query weights,
+``lakerag.adaptive``; docs/retrieval.md says why). An optional cross-encoder reranks the best
 candidates of any mode.
 """
 
@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ...adaptive import Weights, adaptive_weights, query_signals
 from ...config import SEARCH_MODES, Settings
 from ...embedding import Embedder
 from ...fusion import weighted_rrf
@@ -38,6 +39,8 @@ MODEL_CUTOFFS = {
     "baai/bge-small-en-v1.5": (0.60, 0.85),
 }
 DEFAULT_CUTOFFS = (0.30, 0.60)
+# Under this tokenizer coverage the dense cosine says nothing (e.g. Arabic with an English model).
+BLIND_COVERAGE = 0.5
 FUSION_DEPTH, FUSION_FACTOR = 50, 5  # each retriever contributes max(50, 5k) candidates to a fusion
 NO_INDEX = "no index yet — run the pipeline (`lakerag pipeline run`, or `make run`)"
 
@@ -73,6 +76,8 @@ class SearchOutcome:
     note: str | None = None  # e.g. why a hybrid request was answered dense only
     reranked_by: str | None = None
     rerank_seconds: float = 0.0
+    fusion: dict | None = None  # hybrid: the weights used and the signals they came from
+
 
     @property
     def matched(self) -> bool:
@@ -139,15 +144,39 @@ def _filter_params(index: LoadedIndex, doc_id: str | None, source_prefix: str | 
 
 @dataclass(frozen=True)
 class Fusion:
-    """Weighted reciprocal-rank fusion parameters (settings LAKERAG_FUSION_*)."""
+    """Weighted reciprocal-rank fusion parameters (settings LAKERAG_FUSION*): per-query
+    weights (``adaptive``, the default) or the two fixed ones."""
 
     dense_weight: float = 1.0
     lexical_weight: float = 0.3
     rrf_k: float = 60.0
+    rule: str = "adaptive"
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Fusion:
-        return cls(settings.fusion_dense_weight, settings.fusion_lexical_weight, settings.fusion_rrf_k)
+        return cls(settings.fusion_dense_weight, settings.fusion_lexical_weight, settings.fusion_rrf_k,
+                   settings.fusion)
+
+
+def _word_pieces(embedder: Embedder):
+    """(the embedding model's tokenizer as a function, its unknown token), or (None, '') without one."""
+    tokenizer = getattr(getattr(embedder, "model", None), "tokenizer", None)
+    if tokenizer is None or not hasattr(tokenizer, "tokenize"):
+        return None, ""
+    return tokenizer.tokenize, getattr(tokenizer, "unk_token", None) or "[UNK]"
+
+
+def fusion_weights(fusion: Fusion, index: LoadedIndex, embedder: Embedder, query: str,
+                   lexical_ids: np.ndarray) -> tuple[Weights, dict]:
+    """This query's weights and, for the response, the signals behind them."""
+    if fusion.rule != "adaptive":
+        return Weights(fusion.dense_weight, fusion.lexical_weight, 0.0), {"rule": "fixed"}
+    pieces, unknown = _word_pieces(embedder)
+    top_terms = index.lexical.terms(index.chunks["text"].iat[int(lexical_ids[0])]) if len(lexical_ids) else []
+    signals = query_signals(query, pieces, index.lexical.terms(query), top_terms, unknown)
+    return adaptive_weights(signals), {"rule": "adaptive", "coverage": round(signals.coverage, 4),
+                                       "identifier": round(signals.identifier, 4),
+                                       "lexical_match": round(signals.lexical_match, 4)}
 
 
 def candidate_depth(k: int) -> int:
@@ -253,8 +282,11 @@ def search(index: LoadedIndex | None, embedder: Embedder, query: str, k: int, cu
         ids, scores = lexical_ids, lexical_scores
     else:
         fusion = fusion or Fusion()
+        weights, signals = fusion_weights(fusion, index, embedder, query, lexical_ids)
+        outcome.fusion = {"dense_weight": weights.dense, "lexical_weight": weights.lexical, "rrf_k": fusion.rrf_k,
+                          **signals}
         fused = weighted_rrf({"dense": dense_ids.tolist(), "lexical": lexical_ids.tolist()},
-                             {"dense": fusion.dense_weight, "lexical": fusion.lexical_weight}, fusion.rrf_k)
+                             {"dense": weights.dense, "lexical": weights.lexical}, fusion.rrf_k)
         ids = np.array([doc for doc, _ in fused], dtype=np.int64)
         scores = np.array([score for _, score in fused], dtype=np.float32)
     if len(ids) == 0:
@@ -283,6 +315,8 @@ def search(index: LoadedIndex | None, embedder: Embedder, query: str, k: int, cu
         if apply_cutoffs:
             # Hybrid: a chunk holding every query term is an exact lookup (a name, a code).
             covering = set(index.lexical.covering(query).tolist()) if mode == "hybrid" else set()
+            if mode == "hybrid" and outcome.fusion and outcome.fusion.get("coverage", 1.0) < BLIND_COVERAGE:
+                covering |= set(lexical_ids.tolist())  # the model cannot judge this query: BM25's hits stand
             exact = np.array([int(i) in covering for i in ids], dtype=bool)
             if best < cutoffs.min_score and not exact.any():
                 outcome.reason = (f"no relevant match: the best chunk scores {best:.3f}, below the relevance cut-off "
