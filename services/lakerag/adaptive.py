@@ -13,8 +13,9 @@ weighted reciprocal-rank fusion, from three signals in [0, 1]:
   more (whole words and long sub-words) -> 1, linear in between.
 * ``identifier``: how much the query is a code or name lookup: the share of its
   content tokens that carry a digit (``E1038``), are upper-case acronyms
-  (``VACUUM``) or hyphen-joined capitalised names (``Oyelaran-Fitzgibbon``),
-  scaled down for long queries (full up to 4 content tokens, 0 from 10).
+  (``VACUUM``) or hyphen-joined capitalised names (``Oyelaran-Fitzgibbon``);
+  1 when every content token is capitalised (a bare name: ``Jóhann
+  Þorvaldsson``); scaled down for long queries (full up to 4 content tokens, 0 from 10).
 * ``lexical_match``: how confident the lexical side is: the share of the query's
   BM25 terms that its top hit contains (1: an exact match exists in this index).
 
@@ -41,6 +42,7 @@ _WORD_PIECE_TEXT = re.compile(r"\w")
 _TOKEN_EDGES = re.compile(r"^\W+|\W+$")
 _HYPHENATED_NAME = re.compile(r"^[^\W\d_][^\W\d_]+(?:-[^\W\d_][^\W\d_]+)+$")
 _STOPWORDS = english_stopwords()
+_QUESTION_WORDS = frozenset({"who", "what", "where", "when", "which", "why", "how", "whose", "whom"})
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,9 @@ def identifier_likeness(query: str) -> float:
     content = [t for t in tokens if t and t.lower() not in _STOPWORDS]
     if not content:
         return 0.0
+    question = query.rstrip().endswith("?") or tokens[0].lower() in _QUESTION_WORDS
+    if not question and all(t[:1].isupper() for t in content):
+        return _clip((10 - len(content)) / 6)  # a bare name ("Jóhann Þorvaldsson"): a lookup
     codes = sum(1 for t in content if _is_code(t))
     length_factor = _clip((10 - len(content)) / 6)
     return codes / len(content) * length_factor

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
-from .text import normalise
+from .text import is_markup_tag, normalise
 
 # Extension -> file_type (the bronze `file_type` column).
 FILE_TYPES = {
@@ -163,7 +163,37 @@ def _json(data: bytes) -> list[str]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise _Unreadable(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    return ["\n".join(flatten_json(value))]
+    document = json_document(value)
+    return [document] if document is not None else ["\n".join(flatten_json(value))]
+
+
+# An object with one of these string fields is a document: its text without field names.
+TEXT_FIELDS = ("text", "body", "content", "contents", "abstract", "description", "summary", "passage", "article")
+TITLE_FIELDS = ("title", "name", "headline", "subject")
+
+
+def json_document(value) -> str | None:
+    """``title\n\ntext`` (then the other fields as ``path: value`` lines) for an object with a
+    text field; None when no text field is identified (then every field is flattened).
+
+    Field names in front of the text ("title: ... / text: ...") are noise to the embedding
+    model and BM25 alike; the rest of the fields stay as context after the text."""
+    if not isinstance(value, dict):
+        return None
+    fields = {str(key).lower(): key for key in value}
+    text_key = next((fields[f] for f in TEXT_FIELDS if f in fields and isinstance(value[fields[f]], str)
+                     and value[fields[f]].strip()), None)
+    if text_key is None:
+        return None
+    title_key = next((fields[f] for f in TITLE_FIELDS if f in fields and isinstance(value[fields[f]], str)
+                      and value[fields[f]].strip()), None)
+    parts = [value[title_key].strip()] if title_key is not None else []
+    parts.append(value[text_key].strip())
+    rest = {key: item for key, item in value.items() if key not in (text_key, title_key)}
+    extra = flatten_json(rest)
+    if extra:
+        parts.append("\n".join(extra))
+    return "\n\n".join(parts)
 
 
 def flatten_json(value, path: str = "") -> list[str]:
@@ -214,7 +244,7 @@ _CODE_SPAN = re.compile(r"`+([^`]+)`+")
 _QUOTE = re.compile(r"^[ \t]{0,3}>[ \t]?", re.MULTILINE)
 _TABLE_RULE = re.compile(r"^[ \t]*\|?[ \t]*:?-{3,}:?[ \t]*(\|[ \t]*:?-{3,}:?[ \t]*)*\|?[ \t]*$", re.MULTILINE)
 _HR = re.compile(r"^[ \t]{0,3}([-*_])([ \t]*\1){2,}[ \t]*$", re.MULTILINE)
-_HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(\s[^<>]*)?/?>|<!--.*?-->", re.DOTALL)
+_HTML_TAG = re.compile(r"<!--.*?-->|</?([A-Za-z][A-Za-z0-9-]*)((?:\s[^<>]*)?)/?>", re.DOTALL)
 
 
 def _markdown(data: bytes) -> list[str]:
@@ -222,7 +252,7 @@ def _markdown(data: bytes) -> list[str]:
     text = _FRONT_MATTER.sub("", text)
     text = _FENCE.sub("", text)
     text = _HEADING.sub(r"\1", text)
-    text = _TABLE_RULE.sub("", text)
+    text = _tables(text)
     text = _HR.sub("", text)
     text = _SETEXT.sub("", text)
     text = _LINK_DEF.sub("", text)
@@ -233,11 +263,29 @@ def _markdown(data: bytes) -> list[str]:
     text = _EMPHASIS.sub(r"\2", text)
     text = _UNDERSCORE_EMPHASIS.sub(r"\2", text)
     text = _QUOTE.sub("", text)
-    text = _HTML_TAG.sub("", text)
-    # Table cells: pipes become spaced separators.
-    text = "\n".join(line.strip().strip("|").replace(" | ", " · ") if line.count("|") >= 2 else line
-                     for line in text.split("\n"))
+    text = _HTML_TAG.sub(lambda m: "" if is_markup_tag(m) else m.group(0), text)
     return [text]
+
+
+def _tables(text: str) -> str:
+    """Rows of real Markdown tables (a header row, a ``|---|`` rule, rows) as ``a · b`` lines, the
+    rule dropped; pipes anywhere else (``|: C2 E2 :|``, ``a | b``) are text and stay."""
+    lines = text.split("\n")
+    in_table = [False] * len(lines)
+    for i, line in enumerate(lines):
+        if "|" in line and _TABLE_RULE.fullmatch(line) and i > 0 and "|" in lines[i - 1]:
+            in_table[i - 1] = in_table[i] = True
+            j = i + 1
+            while j < len(lines) and "|" in lines[j] and lines[j].strip():
+                in_table[j] = True
+                j += 1
+    out = []
+    for line, table in zip(lines, in_table):
+        if not table:
+            out.append(line)
+        elif not _TABLE_RULE.fullmatch(line):
+            out.append(" · ".join(cell.strip() for cell in line.strip().strip("|").split("|")))
+    return "\n".join(out)
 
 
 class _HTMLText(HTMLParser):

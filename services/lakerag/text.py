@@ -1,8 +1,10 @@
 """Text normalisation and sentence-aware chunking (pure Python, runs in Spark executors).
 
 Normalisation keeps case and punctuation (answers are shown to people); it only
-removes what is never content: control characters, markup remnants, invisible
-characters and runs of whitespace, and it composes Unicode to NFC.
+removes what is never content: control characters, invisible characters and runs
+of whitespace, and it composes Unicode to NFC. Markup remnants (HTML tags and
+entities, bold markers, code fences) are removed only from HTML and Markdown
+documents: in plain text, PDF and JSON ``<c e g>``, ``**`` and ``&amp;`` are text.
 
 Chunks are windows of whole sentences of at most ``chunk_tokens`` tokens that
 overlap by up to ``overlap_tokens`` tokens; a sentence longer than a window is
@@ -25,7 +27,19 @@ _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 # Never content: zero-width space, word joiner, BOM, soft hyphen, replacement character.
 _INVISIBLE = re.compile("[\u200b\u2060\ufeff\u00ad\ufffd]")
 _LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl"})
-_HTML_TAG = re.compile(r"<!--.*?-->|</?([A-Za-z][A-Za-z0-9-]*)(?:\s[^<>]*)?/?>", re.DOTALL)
+_HTML_TAG = re.compile(r"<!--.*?-->|</?([A-Za-z][A-Za-z0-9-]*)((?:\s[^<>]*)?)/?>", re.DOTALL)
+# Tag names that make "<name ...>" markup; anything else in angle brackets ("<c e g>", "<T>") is text.
+HTML_ELEMENTS = frozenset({
+    "a", "abbr", "address", "article", "aside", "audio", "b", "bdi", "bdo", "blockquote", "body", "br", "button",
+    "caption", "center", "cite", "code", "col", "colgroup", "dd", "del", "details", "dfn", "div", "dl", "dt",
+    "em", "embed", "fieldset", "figcaption", "figure", "font", "footer", "form", "h1", "h2", "h3", "h4", "h5",
+    "h6", "head", "header", "hr", "html", "i", "iframe", "img", "input", "ins", "kbd", "label", "legend", "li",
+    "link", "main", "mark", "meta", "nav", "noscript", "object", "ol", "optgroup", "option", "p", "picture",
+    "pre", "q", "s", "samp", "script", "section", "select", "small", "source", "span", "strike", "strong",
+    "style", "sub", "summary", "sup", "table", "tbody", "td", "template", "textarea", "tfoot", "th", "thead",
+    "time", "title", "tr", "tt", "u", "ul", "var", "video", "wbr",
+})
+MARKUP_TYPES = frozenset({"html", "md"})
 # Inline tags vanish ("<b>x</b>." -> "x."); any other tag separates words ("a<br>b" -> "a b").
 _INLINE_TAGS = {"a", "b", "i", "u", "em", "strong", "span", "code", "small", "mark", "abbr", "sup", "sub", "s",
                 "font", "kbd", "q", "cite", "time", "var"}
@@ -36,8 +50,23 @@ _SPACES = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
-def normalise(text: str) -> str:
-    """Clean ``text`` for indexing and display; case and punctuation are kept."""
+def is_markup_tag(match: re.Match) -> bool:
+    """A real HTML tag or comment: a known element, bare or with ``name=value`` attributes."""
+    name, attributes = match.group(1), match.group(2) or ""
+    if name is None:
+        return True  # a comment
+    return name.lower() in HTML_ELEMENTS and (not attributes.strip() or "=" in attributes)
+
+
+def _strip_tag(match: re.Match) -> str:
+    if not is_markup_tag(match):
+        return match.group(0)
+    return "" if (match.group(1) or "").lower() in _INLINE_TAGS else " "
+
+
+def normalise(text: str, file_type: str | None = None) -> str:
+    """Clean ``text`` for indexing and display; case and punctuation are kept. Markup
+    remnants go only for ``file_type`` html or md (module docstring)."""
     if not text:
         return ""
     text = unicodedata.normalize("NFC", text)
@@ -45,10 +74,11 @@ def normalise(text: str) -> str:
         {ord("\r"): "\n", ord("\x0b"): "\n", ord("\x0c"): "\n", 0x2028: "\n", 0x2029: "\n\n"})
     text = _CONTROL.sub("", text)
     text = _INVISIBLE.sub("", text).translate(_LIGATURES)
-    text = _HTML_TAG.sub(lambda m: "" if (m.group(1) or "").lower() in _INLINE_TAGS else " ", text)
-    text = _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
-    text = _FENCE_LINE.sub("", text)
-    text = _BOLD.sub(r"\2", text)
+    if file_type in MARKUP_TYPES:
+        text = _HTML_TAG.sub(_strip_tag, text)
+        text = _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
+        text = _FENCE_LINE.sub("", text)
+        text = _BOLD.sub(r"\2", text)
     # Every kind of horizontal space (tabs, NBSP, thin spaces) becomes one plain space.
     text = _SPACES.sub(" ", text)
     text = "\n".join(line.strip() for line in text.split("\n"))
@@ -56,10 +86,11 @@ def normalise(text: str) -> str:
     return unicodedata.normalize("NFC", text.strip())
 
 
-def normalise_pages(pages: list[str]) -> list[str]:
-    return [normalise(page) for page in pages]
+def normalise_pages(pages: list[str], file_type: str | None = None) -> list[str]:
+    return [normalise(page, file_type) for page in pages]
 
 
+_JSON_KEY_LINE = re.compile(r"^[a-z_][\w.-]*: ")  # a flattened "path: value" line
 _TITLE_KEY = re.compile(r"^(?:title|name|headline|subject)\s*:\s*(.+)$", re.IGNORECASE)
 
 
@@ -72,6 +103,10 @@ def guess_title(pages: list[str], key: str, file_type: str | None = None) -> str
             match = _TITLE_KEY.match(line)
             if match:
                 return match.group(1).strip()[:200]
+        # A document with an identified text field starts with its title line, then a blank line.
+        if lines and "\n\n" in first and first.strip().split("\n\n", 1)[0].strip() == lines[0] \
+                and not _JSON_KEY_LINE.match(lines[0]) and 2 <= len(lines[0]) <= 150:
+            return lines[0]
         # Else the first top-level text field, if it reads like a title ("catalogue: Kafka topics").
         first_key, _, value = lines[0].partition(": ") if lines else ("", "", "")
         if "." not in first_key and 3 <= len(value.strip()) <= 150 and any(c.isalpha() for c in value):

@@ -146,7 +146,7 @@ def clean_documents(bronze: DataFrame, updated_at: datetime) -> DataFrame:
         for batch in batches:
             rows = []
             for row in batch.to_pylist():
-                pages = normalise_pages(row["pages"] or [])
+                pages = normalise_pages(row["pages"] or [], row["file_type"])
                 rows.append({"doc_id": row["doc_id"], "key": row["key"],
                              "title": guess_title(pages, row["key"], row["file_type"]),
                              "file_type": row["file_type"], "content_hash": row["content_hash"],

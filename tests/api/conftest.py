@@ -36,7 +36,7 @@ def sample_chunks(docs: dict[str, bytes], settings: config.Settings | None = Non
         key = f"raw/{name}"
         extraction = extract(key, data)
         assert extraction.ok, (key, extraction.reason)
-        pages = normalise_pages(extraction.pages)
+        pages = normalise_pages(extraction.pages, extraction.file_type)
         doc_id = doc_id_for(key)
         title = guess_title(pages, key, extraction.file_type)
         for chunk in chunk_pages(pages, settings.chunk_tokens, settings.chunk_overlap_tokens,

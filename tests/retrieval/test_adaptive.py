@@ -35,7 +35,10 @@ def test_tokenizer_coverage_is_high_for_words_and_zero_letter_by_letter_or_unkno
     ("Oyelaran-Fitzgibbon", 1.0),
     ("Ångström-Øberg", 1.0),
     ("what is the capital of france", 0.0),
-    ("John Lennon parents", 0.0),  # capitalised words alone are not codes: the model knows names
+    ("John Lennon parents", 0.0),  # capitalised words in a question are not codes: the model knows names
+    ("Jóhann Þorvaldsson", 1.0),  # a bare name is a lookup
+    ("Rhône", 1.0),
+    ("Where is Tarnwick", 0.0),  # a question, not a bare name
     ("Who signed contract HX-77?", 0.25),  # one code among 4 content tokens ("who" is no stopword)
     ("self-driving cars", 0.0),  # a lower-case hyphenated word is a word
 ])

@@ -7,6 +7,7 @@ import json
 import pytest
 from docmaker import BAD_REASON_WORDS, bad_documents, good_documents, make_pdf
 from lakerag.extract import Extraction, extract, file_type_for, flatten_json, looks_binary, size_problem
+from lakerag.text import guess_title, normalise, normalise_pages
 
 
 def test_pdf_keeps_one_entry_per_page():
@@ -115,3 +116,29 @@ def test_file_type_from_names_with_spaces_unicode_and_dots():
     assert file_type_for("raw/notes..v2.txt") == "txt"
     assert file_type_for("raw/page.htm") == "html"
     assert file_type_for("raw/.hidden") is None
+
+
+def test_plain_text_keeps_angle_brackets_asterisks_pipes_and_entities():
+    music = "X:1\nK:C\n|: C2 E2 G2 :| <c e g>4 *fermata* **ff** | A & B &amp; <b>not html</b>\n"
+    assert normalise(extract("raw/tune.txt", music.encode()).pages[0], "txt") == music.strip()
+
+
+def test_markdown_strips_real_markup_only():
+    md = (b"# Tune\n\nChord <c e g>4 then |: C2 E2 :| and 3 < 4 > 2, a*b, <b>loud</b> <span class=\"x\">on</span>"
+          b"<!-- hidden -->\n\n| k | v |\n|---|---|\n| a | 1 |\n\nafter | the table\n")
+    text = normalise(extract("raw/tune.md", md).pages[0], "md")
+    assert "Chord <c e g>4 then |: C2 E2 :| and 3 < 4 > 2, a*b, loud on" in text
+    assert "hidden" not in text and "<b>" not in text and "<span" not in text
+    assert "k · v\na · 1" in text and "---" not in text
+    assert "after | the table" in text  # a pipe outside a table is text
+
+
+def test_json_with_a_text_field_is_indexed_without_field_names():
+    doc = {"title": "Harbour pilots", "text": "Pilots board ships at the outer buoy.", "id": 7, "tags": ["a", "b"]}
+    page = extract("raw/p.json", json.dumps(doc).encode()).pages[0]
+    assert page == "Harbour pilots\n\nPilots board ships at the outer buoy.\n\nid: 7\ntags: a, b"
+    pages = normalise_pages([page], "json")
+    assert guess_title(pages, "raw/p.json", "json") == "Harbour pilots"
+    # Without a title, only the text; without a text field, every field flattened as before.
+    assert extract("raw/q.json", b'{"body": "Just this."}').pages == ["Just this."]
+    assert extract("raw/r.json", b'{"name": "Lamp", "price": 3}').pages == ["name: Lamp\nprice: 3"]

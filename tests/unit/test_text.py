@@ -12,17 +12,22 @@ from lakerag.text import chunk_pages, count_tokens, guess_title, normalise, spli
 def test_normalise_removes_noise_and_keeps_case_and_punctuation():
     raw = "Hello,\x00 World!\x07  It's\t<b>GREAT</b> &amp; ﬁne\u00a0\u200b—really?\r\n\r\n\r\n\r\nNext\u00adline  "
     # Soft hyphen and zero-width space vanish, NBSP becomes a space, 4 blank lines become one.
-    assert normalise(raw) == "Hello, World! It's GREAT & fine —really?\n\nNextline"
+    assert normalise(raw, "html") == "Hello, World! It's GREAT & fine —really?\n\nNextline"
+    # In plain text the tags and the entity are text.
+    assert normalise(raw) == "Hello, World! It's <b>GREAT</b> &amp; fine —really?\n\nNextline"
 
 
-def test_normalise_composes_nfc_and_strips_markup_remnants():
+def test_normalise_composes_nfc_and_strips_markup_remnants_of_markup_documents():
     decomposed = "Cafe\u0301 **bold** <!-- note --> <div class='x'>text</div>\n```\ncode\n```"
-    text = normalise(decomposed)
+    assert normalise(decomposed, "txt") == "Café **bold** <!-- note --> <div class='x'>text</div>\n```\ncode\n```"
+    text = normalise(decomposed, "md")
     assert text == unicodedata.normalize("NFC", text)
     assert "Café" in text and "bold" in text and "**" not in text and "<" not in text and "```" not in text
     assert "note" not in text and "code" in text
     # Comparisons and maths are not markup.
-    assert normalise("a < b and c > d") == "a < b and c > d"
+    assert normalise("a < b and c > d", "md") == "a < b and c > d"
+    # Angle brackets around words that are not HTML elements, or bare words after one, are text.
+    assert normalise("chord <c e g> and <a c e>, List<T>", "md") == "chord <c e g> and <a c e>, List<T>"
     assert normalise("") == "" and normalise(" \n\t ") == ""
 
 
@@ -98,5 +103,8 @@ def test_guess_title():
     assert guess_title(["id: 7"], "raw/dir/c.json", "json") == "c"
     assert guess_title(["catalogue: Kafka topics\ncluster.name: k1"], "raw/k.json", "json") == "Kafka topics"
     assert guess_title(["cluster.name: k1"], "raw/k.json", "json") == "k"
+    # A JSON document with a text field: its title line, then the text.
+    assert guess_title(["Kafka: a guide\n\nTopics are logs."], "raw/k.json", "json") == "Kafka: a guide"
+    assert guess_title(["body: Hello\n\nWorld"], "raw/k.json", "json") == "Hello"  # a flattened field, as before
     assert guess_title(["x" * 300], "raw/long name.txt") == "long name"
     assert guess_title([], "raw/empty.md") == "empty"
