@@ -8,9 +8,9 @@ weighted reciprocal-rank fusion, from three signals in [0, 1]:
 
 * ``coverage``: how well the embedding model's tokenizer covers the query.
   Characters per word piece, over the pieces holding a letter or digit,
-  ``[UNK]`` pieces counting as no characters; 1 character per piece (a script
-  the vocabulary only knows letter by letter, unknown characters) -> 0, 3 or
-  more (whole words and long sub-words) -> 1, linear in between.
+  ``[UNK]`` pieces counting as no characters; 1.5 characters per piece or fewer
+  (a script the vocabulary only knows letter by letter, unknown characters)
+  -> 0, 3 or more (whole words and long sub-words) -> 1, linear in between.
 * ``identifier``: how much the query is a code or name lookup: the share of its
   content tokens that carry a digit (``E1038``), are upper-case acronyms
   (``VACUUM``) or hyphen-joined capitalised names (``Oyelaran-Fitzgibbon``);
@@ -73,7 +73,7 @@ def tokenizer_coverage(pieces: Sequence[str], unknown: str = "[UNK]") -> float:
         characters += len(text)
     if counted == 0:
         return 1.0  # nothing to judge (empty or punctuation): no reason to distrust the model
-    return _clip((characters / counted - 1.0) / 2.0)
+    return _clip((characters / counted - 1.5) / 1.5)
 
 
 def identifier_likeness(query: str) -> float:

@@ -14,7 +14,7 @@ from api.conftest import (  # noqa: F401 - fixtures re-exported for this directo
     start_api,
 )
 
-SLOW_MODULES = {"test_hybrid.py", "test_lexical_versions.py", "test_rerank.py"}
+SLOW_MODULES = {"test_hybrid.py", "test_lexical_versions.py", "test_rerank.py", "test_multilingual.py"}
 
 
 def pytest_collection_modifyitems(config, items):

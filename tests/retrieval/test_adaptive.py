@@ -24,7 +24,7 @@ def test_tokenizer_coverage_is_high_for_words_and_zero_letter_by_letter_or_unkno
     assert tokenizer_coverage(ENGLISH) == 1.0
     assert tokenizer_coverage(ARABIC) == 0.0
     assert tokenizer_coverage(CHINESE) == 0.0
-    assert tokenizer_coverage(CODE) == pytest.approx((5 / 3 - 1) / 2)
+    assert tokenizer_coverage(CODE) == pytest.approx((5 / 3 - 1.5) / 1.5)
     assert tokenizer_coverage(["-", "?"]) == 1.0  # nothing to judge
     assert tokenizer_coverage(["▁capital", "▁of", "▁france"]) == 1.0  # sentencepiece markers
 
@@ -93,6 +93,6 @@ def test_on_fixed_rankings_natural_query_follows_dense_and_code_query_takes_lexi
 
 def test_query_signals_combine_tokenizer_query_and_top_hit():
     signals = query_signals("CC-0419", lambda q: ["cc", "-", "04", "##19"], ["cc", "0419"], ["cc", "0419"])
-    assert signals == Signals(coverage=pytest.approx(0.5), identifier=1.0, lexical_match=1.0)
+    assert signals == Signals(coverage=pytest.approx(1 / 3), identifier=1.0, lexical_match=1.0)
     assert adaptive_weights(signals).lexical == 1.0
     assert query_signals("x", None, [], []).coverage == 1.0
