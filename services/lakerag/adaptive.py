@@ -124,5 +124,16 @@ def query_signals(query: str, pieces: Callable[[str], Sequence[str]] | None, que
                    lexical_match=lexical_match(query_terms, top_hit_terms))
 
 
+def word_pieces(tokenizer) -> tuple[Callable[[str], Sequence[str]] | None, str]:
+    """(query -> word pieces, the unknown token) for a transformers tokenizer (torch encoder) or a
+    ``tokenizers.Tokenizer`` (ONNX encoder); (None, "") for anything else (coverage then counts as 1)."""
+    if hasattr(tokenizer, "tokenize"):
+        return tokenizer.tokenize, getattr(tokenizer, "unk_token", None) or "[UNK]"
+    if hasattr(tokenizer, "encode") and hasattr(tokenizer, "model"):
+        unknown = getattr(tokenizer.model, "unk_token", None) or "[UNK]"
+        return (lambda text: tokenizer.encode(text, add_special_tokens=False).tokens), unknown
+    return None, ""
+
+
 def _clip(value: float) -> float:
     return min(1.0, max(0.0, value))

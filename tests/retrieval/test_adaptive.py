@@ -96,3 +96,4 @@ def test_query_signals_combine_tokenizer_query_and_top_hit():
     assert signals == Signals(coverage=pytest.approx(1 / 3), identifier=1.0, lexical_match=1.0)
     assert adaptive_weights(signals).lexical == 1.0
     assert query_signals("x", None, [], []).coverage == 1.0
+

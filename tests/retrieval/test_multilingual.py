@@ -85,3 +85,24 @@ def test_fixed_fusion_is_still_available(api, start_api):
     with start_api(api.settings, fusion="fixed") as fixed:
         body = post(fixed, "Jóhann Þorvaldsson", k=3)
     assert body["fusion"] == {"dense_weight": 1.0, "lexical_weight": 0.3, "rrf_k": 60.0, "rule": "fixed"}
+
+
+def test_word_pieces_read_both_encoders_tokenizers(embedder):
+    """The torch encoder's transformers tokenizer and the ONNX encoder's tokenizers.Tokenizer
+    (the same tokenizer.json) cut a query into the same pieces."""
+    from lakerag.adaptive import tokenizer_coverage, word_pieces
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    own = embedder.model.tokenizer
+    if hasattr(own, "tokenize"):
+        hf, fast = own, Tokenizer.from_str(own.backend_tokenizer.to_str())
+    else:
+        hf, fast = PreTrainedTokenizerFast(tokenizer_object=own, unk_token="[UNK]"), own
+    for tokenizer in (hf, fast):
+        pieces, unknown = word_pieces(tokenizer)
+        assert unknown == "[UNK]"
+        assert pieces("北京是中国的首都") == ["北", "京", "[UNK]", "中", "国", "的", "[UNK]", "都"]
+        assert tokenizer_coverage(pieces("ما هي عاصمة المملكة"), unknown) == 0.0
+        assert tokenizer_coverage(pieces("what is the capital of france"), unknown) == 1.0
+    assert word_pieces(object()) == (None, "")

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ...adaptive import Weights, adaptive_weights, query_signals
+from ...adaptive import Weights, adaptive_weights, query_signals, word_pieces
 from ...config import SEARCH_MODES, Settings
 from ...embedding import Embedder
 from ...fusion import weighted_rrf
@@ -159,11 +159,8 @@ class Fusion:
 
 
 def _word_pieces(embedder: Embedder):
-    """(the embedding model's tokenizer as a function, its unknown token), or (None, '') without one."""
-    tokenizer = getattr(getattr(embedder, "model", None), "tokenizer", None)
-    if tokenizer is None or not hasattr(tokenizer, "tokenize"):
-        return None, ""
-    return tokenizer.tokenize, getattr(tokenizer, "unk_token", None) or "[UNK]"
+    """(the embedding model's tokenizer as a function, its unknown token) for either encoder."""
+    return word_pieces(getattr(getattr(embedder, "model", None), "tokenizer", None))
 
 
 def fusion_weights(fusion: Fusion, index: LoadedIndex, embedder: Embedder, query: str,
