@@ -24,7 +24,7 @@ from ..config import Settings
 from ..embedding import Embedder, cap_threads, load_embedder
 from ..encoder_identity import check_encoder
 from ..index.sync import IndexWatcher
-from . import pipeline_status
+from . import pipeline_status, protocol
 from .deps import AppState
 from .metrics import Metrics, RequestMetricsMiddleware
 from .routes import answer, console, document_files, documents, health, index, search, summarize
@@ -109,13 +109,15 @@ def create_app(settings: Settings, embedder: Embedder | None = None, watch: bool
             state.watcher.stop()
 
     app = FastAPI(title="LakeRAG", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Semantic search, answers with citations and summaries over a Delta Lake corpus.")
+                  description="Semantic search, answers with citations and summaries over a Delta Lake corpus.",
+                  responses=protocol.BAD_BODY_RESPONSE)
     app.state.lakerag = state
     for module in (search, answer, summarize, documents, document_files, index, health, pipeline_status):
         app.include_router(module.router)
     app.state.pipeline_status = pipeline_status.PipelineStatus(lambda: state.lake)
     state.metrics.registry.register(app.state.pipeline_status)
     console.install(app)  # / (the web console), /docs and /redoc with their assets served offline
+    protocol.install(app)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
     return app
 

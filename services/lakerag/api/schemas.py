@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import unicodedata
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 MAX_K = 50
 SearchMode = Literal["dense", "lexical", "hybrid"]
@@ -15,12 +16,30 @@ def mode_field():
                                            "default LAKERAG_SEARCH_MODE")
 
 
+def _encodable(value: str) -> str:
+    """JSON may escape lone surrogates (\\ud800); they are not text and cannot be encoded."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid UTF-8 text (it holds a lone surrogate escape such as \\ud800)") from None
+    return value
+
+
+def _has_words(value: str) -> str:
+    if not any(unicodedata.category(ch)[0] in "LN" for ch in _encodable(value)):
+        raise ValueError("has no words (only whitespace, punctuation or control characters); ask in words")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_encodable)]  # identifiers and filters
+Words = Annotated[str, AfterValidator(_has_words)]  # queries and questions
+
 
 class SearchRequest(BaseModel):
-    query: str = Field(min_length=1, max_length=2000, examples=["How long are incident postmortems kept?"])
+    query: Words = Field(min_length=1, max_length=2000, examples=["How long are incident postmortems kept?"])
     k: int = Field(default=5, ge=1, le=MAX_K)
-    doc_id: str | None = Field(default=None, description="only chunks of this document")
-    source_prefix: str | None = Field(default=None, description="only chunks whose raw key starts with this, "
+    doc_id: Text | None = Field(default=None, description="only chunks of this document")
+    source_prefix: Text | None = Field(default=None, description="only chunks whose raw key starts with this, "
                                                                  "e.g. raw/policies/")
     mode: SearchMode | None = mode_field()
 
@@ -66,7 +85,7 @@ class SearchResponse(BaseModel):
 
 
 class AnswerRequest(BaseModel):
-    question: str = Field(min_length=1, max_length=2000, examples=["Who approves travel over budget?"])
+    question: Words = Field(min_length=1, max_length=2000, examples=["Who approves travel over budget?"])
     k: int = Field(default=5, ge=1, le=20)
     mode: SearchMode | None = mode_field()
 
@@ -82,8 +101,8 @@ class AnswerResponse(BaseModel):
 
 
 class SummarizeRequest(BaseModel):
-    doc_id: str | None = None
-    query: str | None = Field(default=None, max_length=2000)
+    doc_id: Text | None = Field(default=None, min_length=1)
+    query: Words | None = Field(default=None, min_length=1, max_length=2000)
     k: int = Field(default=8, ge=1, le=20, description="chunks retrieved for a query-focused summary")
     mode: SearchMode | None = mode_field()
 

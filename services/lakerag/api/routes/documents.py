@@ -19,13 +19,15 @@ router = APIRouter(tags=["documents"])
 ALLOWED_EXTENSIONS = (".pdf", ".txt", ".json", ".md", ".markdown", ".html", ".htm")
 MAX_NAME_CHARS = 200
 READ_BLOCK = 1 << 20
+QUOTES = set("\"'`")
 
 
 def safe_name(filename: str | None) -> str:
     """The file name as an object key under raw/: no directories, no '..', no control
     characters, NFC; other Unicode is kept. Raises ValueError with the reason."""
     name = unicodedata.normalize("NFC", filename or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")  # control/format characters
+    # Control/format characters (CR/LF...) and quotes: a key must be safe to echo in logs, headers and shells.
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C" and ch not in QUOTES)
     name = name.strip().lstrip(".").strip()  # no hidden files, no "..": the dots of ".." go too
     if not name:
         raise ValueError(f"file name {filename!r} has nothing usable left after removing path parts; "
