@@ -15,6 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+# S3 parts are at least 5 MiB (but the last); one part per streaming upload is held in memory.
+S3_PART_BYTES = 8 * 1024 * 1024
+# Objects are read by other processes of the deployment (the chart runs them under one group).
+PUBLISHED_MODE = 0o644
+
 
 class StoreError(RuntimeError):
     """The store cannot be reached or the key is invalid; the message says why."""
@@ -53,7 +58,7 @@ class LocalStore:
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         base = self.root / prefix if prefix else self.root
         start = base if base.is_dir() else base.parent
-        if not start.exists():
+        if not start.exists() or not start.is_relative_to(self.root):  # no root yet: never walk its parent
             return
         for dirpath, dirnames, filenames in os.walk(start):
             dirnames.sort()
@@ -81,10 +86,17 @@ class LocalStore:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
+            os.chmod(tmp, PUBLISHED_MODE)  # mkstemp makes 0600; readers run as other users of the group
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+
+    def writer(self, key: str) -> LocalWriter:
+        """A streaming put: bytes go to a temp file beside the key; commit() renames it into place."""
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return LocalWriter(path)
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
@@ -95,6 +107,73 @@ class LocalStore:
     def url(self, key: str) -> str:
         """Location of a key for other readers (delta-rs, Spark)."""
         return str(self.root / key)
+
+
+class LocalWriter:
+    def __init__(self, path: Path):
+        self.path = path
+        fd, self.tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".lakerag-tmp")
+        self.handle = os.fdopen(fd, "wb")
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.handle.write(data)
+        self.size += len(data)
+
+    def commit(self) -> None:
+        self.handle.close()
+        os.chmod(self.tmp, PUBLISHED_MODE)
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.handle.close()
+        Path(self.tmp).unlink(missing_ok=True)
+
+
+class S3Writer:
+    """A streaming put as an S3 multipart upload: at most one part is held in memory."""
+
+    def __init__(self, store: S3Store, key: str):
+        self.store, self.key = store, store._key(key)
+        self.buffer = bytearray()
+        self.parts: list[dict] = []
+        self.upload_id: str | None = None
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.buffer += data
+        self.size += len(data)
+        if len(self.buffer) >= S3_PART_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        client, bucket = self.store.client, self.store.bucket
+        if self.upload_id is None:
+            self.upload_id = self.store._call(client.create_multipart_upload, Bucket=bucket, Key=self.key)["UploadId"]
+        number = len(self.parts) + 1
+        etag = self.store._call(client.upload_part, Bucket=bucket, Key=self.key, UploadId=self.upload_id,
+                                PartNumber=number, Body=bytes(self.buffer))["ETag"]
+        self.parts.append({"ETag": etag, "PartNumber": number})
+        self.buffer = bytearray()
+
+    def commit(self) -> None:
+        client, bucket = self.store.client, self.store.bucket
+        if self.upload_id is None:  # small object: one PUT
+            self.store._call(client.put_object, Bucket=bucket, Key=self.key, Body=bytes(self.buffer))
+            return
+        if self.buffer:
+            self._flush()
+        self.store._call(client.complete_multipart_upload, Bucket=bucket, Key=self.key, UploadId=self.upload_id,
+                         MultipartUpload={"Parts": self.parts})
+
+    def abort(self) -> None:
+        self.buffer = bytearray()
+        if self.upload_id is not None:
+            try:
+                self.store._call(self.store.client.abort_multipart_upload, Bucket=self.store.bucket, Key=self.key,
+                                 UploadId=self.upload_id)
+            except StoreError:
+                pass  # the bucket's lifecycle rule for incomplete uploads cleans up
 
 
 class S3Store:
@@ -147,6 +226,9 @@ class S3Store:
 
     def put(self, key: str, data: bytes) -> None:
         self._call(self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def writer(self, key: str) -> S3Writer:
+        return S3Writer(self, key)
 
     def delete(self, key: str) -> None:
         self._call(self.client.delete_object, Bucket=self.bucket, Key=self._key(key))

@@ -82,3 +82,96 @@ def test_quotes_and_line_breaks_never_reach_a_key(local_settings, start_api, raw
             assert not set(key) & set("\"'\r\n\t`"), keys
         if response.status_code == 201:
             assert keys == [response.json()["key"]]
+
+
+def _send_and_count(url: str, head: bytes, total: int) -> tuple[int, bytes]:
+    """Send ``head`` then zeros until the server answers or closes; (bytes sent, first response bytes)."""
+    import socket
+
+    host, port = url.removeprefix("http://").split(":")
+    sent = 0
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(head)
+        sock.settimeout(0.05)
+        block = b"\0" * 65536
+        answer = b""
+        while sent < total:
+            try:
+                answer = sock.recv(4096)
+                if answer:
+                    break
+            except TimeoutError:
+                pass
+            try:
+                sock.settimeout(5)
+                sent += sock.send(block)
+                sock.settimeout(0.05)
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                break
+        if not answer:
+            sock.settimeout(10)
+            try:
+                answer = sock.recv(4096)
+            except OSError:
+                pass
+    return sent, answer
+
+
+@pytest.mark.parametrize("headers,status", [
+    (b"", b"401"),  # no key
+    (b"X-API-Key: wrong\r\n", b"403"),
+    (b"X-API-Key: s3cret\r\n", b"413"),  # declared length over the limit
+])
+def test_auth_and_declared_size_are_checked_before_the_body_is_read(local_settings, start_api, headers, status):
+    total = 200 * 1024 * 1024
+    with start_api(local_settings, api_key="s3cret", max_upload_bytes=1_000_000) as api:
+        head = (b"POST /documents HTTP/1.1\r\nHost: x\r\n" + headers +
+                b"Content-Type: multipart/form-data; boundary=b\r\nContent-Length: " + str(total).encode() +
+                b"\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\n\r\n")
+        sent, answer = _send_and_count(api.url, head, total)
+        assert answer.startswith(b"HTTP/1.1 " + status), answer[:200]
+        assert sent < 16 * 1024 * 1024, sent  # the server answered long before 200 MB went in
+        assert list(open_store(local_settings.store_uri).list("")) == []
+
+
+def test_undeclared_length_is_limited_while_streaming(local_settings, start_api):
+    import httpx
+
+    def chunks():
+        yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.txt\"\r\n\r\n"
+        for _ in range(40):
+            yield b"y" * 65536
+        yield b"\r\n--b--\r\n"
+
+    with start_api(local_settings, api_key="s3cret", max_upload_bytes=1_000_000) as api:
+        response = httpx.post(api.url + "/documents", content=chunks(), timeout=30,
+                              headers={"X-API-Key": "s3cret", "Content-Type": "multipart/form-data; boundary=b"})
+        assert response.status_code == 413, response.text
+        assert list(open_store(local_settings.store_uri).list("")) == []  # the partial file was removed
+        stray = [p for p in (open_store(local_settings.store_uri).root).rglob("*") if p.is_file()]
+        assert stray == []
+
+
+def test_streamed_upload_lands_whole_on_s3_in_parts(s3_settings, start_api):
+    from lakerag.store import S3_PART_BYTES
+
+    data = bytes(range(256)) * (S3_PART_BYTES * 2 // 256 + 1000)  # three parts, the last one short
+    with start_api(s3_settings, max_upload_bytes=len(data)) as api:
+        response = api.client.post("/documents", files={"file": ("parts.txt", data)})
+        assert response.status_code == 201, response.text
+        assert response.json()["size"] == len(data)
+    store = open_store(s3_settings.store_uri, s3_settings.aws_endpoint_url, s3_settings.aws_region)
+    assert store.get("raw/parts.txt") == data
+
+
+def test_published_files_are_group_readable(local_settings):
+    import stat
+
+    store = open_store(local_settings.store_uri)
+    store.put("index/CURRENT", b"v1")
+    writer = store.writer("raw/a.txt")
+    writer.write(b"abc")
+    writer.commit()
+    for key in ("index/CURRENT", "raw/a.txt"):
+        mode = (store.root / key).stat().st_mode
+        assert mode & stat.S_IRGRP, oct(mode)

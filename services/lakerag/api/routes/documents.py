@@ -6,19 +6,22 @@ import logging
 import unicodedata
 from pathlib import PurePosixPath
 
-from fastapi import APIRouter, HTTPException, UploadFile
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from ...lake import RAW_PREFIX, doc_id_for, tables
 from ...store import StoreError
 from ..deps import ApiKey, State
 from ..schemas import DocumentDeleted, DocumentList, DocumentState, DocumentUploaded
+from ..uploads import UploadError, boundary_of, check_declared_length, stream_file
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["documents"])
 
 ALLOWED_EXTENSIONS = (".pdf", ".txt", ".json", ".md", ".markdown", ".html", ".htm")
 MAX_NAME_CHARS = 200
-READ_BLOCK = 1 << 20
 QUOTES = set("\"'`")
 
 
@@ -42,36 +45,68 @@ def _extension_ok(name: str) -> bool:
     return PurePosixPath(name).suffix.lower() in ALLOWED_EXTENSIONS
 
 
+UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"],
+    "properties": {"file": {"type": "string", "format": "binary", "description": "the document"}}}}}}}
+
+
 @router.post("/documents", status_code=201, response_model=DocumentUploaded, dependencies=[ApiKey],
-             responses={400: {"description": "unusable file name"}, 401: {"description": "X-API-Key missing"},
-                        403: {"description": "X-API-Key wrong"}, 413: {"description": "file too large"},
-                        415: {"description": "file type not accepted"}})
-def upload(file: UploadFile, state: State) -> DocumentUploaded:
+             openapi_extra=UPLOAD_BODY,
+             responses={400: {"description": "unusable file name, empty file or malformed multipart body"},
+                        401: {"description": "X-API-Key missing"}, 403: {"description": "X-API-Key wrong"},
+                        413: {"description": "file too large"},
+                        415: {"description": "file type not accepted, or the body is not multipart/form-data"},
+                        422: {"description": "no 'file' field in the form"},
+                        502: {"description": "the store cannot be written"}})
+async def upload(request: Request, state: State) -> DocumentUploaded:
+    """The API key (a dependency) and the declared length are checked before any of the body is
+    read; the file then streams to the store (uploads.py), never whole in memory or on local disk."""
     limit = state.settings.max_upload_bytes
-    try:
-        name = safe_name(file.filename)
-    except ValueError as exc:
-        raise HTTPException(400, detail=str(exc)) from None
-    if not _extension_ok(name):
-        raise HTTPException(415, detail=f"{name!r}: only {', '.join(ALLOWED_EXTENSIONS)} files are accepted")
-    data = bytearray()
-    while block := file.file.read(READ_BLOCK):  # sync route: store writes block
-        data += block
-        if len(data) > limit:
-            raise HTTPException(413, detail=f"{name!r} is larger than the upload limit of {limit} bytes "
-                                            "(LAKERAG_MAX_UPLOAD_BYTES)")
-    if not data:
-        raise HTTPException(400, detail=f"{name!r} is empty")
-    key = RAW_PREFIX + name
     store = state.lake.store
+    found: dict = {}
+
+    def open_writer(filename: str):
+        try:
+            name = safe_name(filename)
+        except ValueError as exc:
+            raise UploadError(400, str(exc)) from None
+        if not _extension_ok(name):
+            raise UploadError(415, f"{name!r}: only {', '.join(ALLOWED_EXTENSIONS)} files are accepted")
+        found["key"] = key = RAW_PREFIX + name
+        try:
+            return store.writer(key)
+        except (StoreError, OSError) as exc:
+            raise UploadError(502, f"could not write {key} to the store: {exc}") from None
+
     try:
+        check_declared_length(request.headers.get("content-length"), limit)
+        writer, size = await stream_file(request.stream(), boundary_of(request.headers.get("content-type")), limit,
+                                         open_writer)
+    except UploadError as exc:
+        if exc.status == 422:
+            raise RequestValidationError([{"type": "missing", "loc": ("body", "file"), "msg": exc.detail,
+                                           "input": None}]) from None
+        raise HTTPException(exc.status, detail=exc.detail) from None
+    except ClientDisconnect:
+        raise HTTPException(400, detail="the client closed the connection before the upload finished") from None
+    key = found["key"]
+    if not size:
+        await run_in_threadpool(writer.abort)
+        raise HTTPException(400, detail=f"{key.removeprefix(RAW_PREFIX)!r} is empty")
+
+    def commit() -> bool:
         replaced = store.exists(key)
-        store.put(key, bytes(data))
-    except StoreError as exc:
+        writer.commit()
+        return replaced
+
+    try:
+        replaced = await run_in_threadpool(commit)
+    except (StoreError, OSError) as exc:
+        await run_in_threadpool(writer.abort)
         raise HTTPException(502, detail=f"could not write {key} to the store: {exc}") from None
-    state.metrics.upload_bytes.inc(len(data))
-    log.info("uploaded %s (%d bytes%s)", key, len(data), ", replacing the previous file" if replaced else "")
-    return DocumentUploaded(key=key, doc_id=doc_id_for(key), size=len(data), replaced=replaced,
+    state.metrics.upload_bytes.inc(size)
+    log.info("uploaded %s (%d bytes%s)", key, size, ", replacing the previous file" if replaced else "")
+    return DocumentUploaded(key=key, doc_id=doc_id_for(key), size=size, replaced=replaced,
                             note="stored; the next pipeline run (`lakerag pipeline run`) indexes it")
 
 
