@@ -25,6 +25,9 @@ logger.spark.level = error
 """
 
 
+LOOPBACK = "127.0.0.1"
+
+
 def _log4j2_file() -> str:
     path = os.path.join(tempfile.gettempdir(), f"lakerag-spark-log4j2-{os.getuid()}.properties")
     with open(path, "w") as handle:
@@ -63,6 +66,9 @@ def spark_session(settings: Settings, app_name: str = "lakerag-etl"):
     if local:
         # A handful of small documents per run: 200 shuffle partitions would be pure overhead.
         builder = builder.config("spark.sql.shuffle.partitions", str(max(4, 2 * (os.cpu_count() or 2))))
+        # Driver and executors share this machine: bind to loopback, not to whatever interface the
+        # host name resolves to (a vanishing interface failed runs with BindException).
+        builder = builder.config("spark.driver.bindAddress", LOOPBACK).config("spark.driver.host", LOOPBACK)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     logging.getLogger("py4j").setLevel(logging.WARNING)

@@ -243,3 +243,12 @@ def test_scheduler_is_single_and_the_only_airflow_pod_with_an_api_token():
     assert pod_spec(scheduler)["automountServiceAccountToken"] is True
     for name in ("lakerag-airflow-api-server", "lakerag-airflow-dag-processor", "lakerag-api"):
         assert pod_spec(find(objects, "Deployment", name))["automountServiceAccountToken"] is False
+
+
+def test_spark_pods_bind_and_advertise_their_pod_ip():
+    objects = render_profile("default")
+    for name in ("lakerag-spark-master", "lakerag-spark-worker"):
+        container = pod_spec(find(objects, "Deployment", name))["containers"][0]
+        env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in container["env"]}
+        assert env.get("SPARK_LOCAL_IP") == "status.podIP", (name, env)
+        assert env.get("SPARK_LOCAL_HOSTNAME") == "status.podIP", (name, env)

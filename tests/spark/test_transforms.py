@@ -126,3 +126,9 @@ def test_extract_objects_reads_through_the_store(spark, tmp_path):
     assert rows["raw/big.txt"].content_hash == "not-read:v1"
     assert "could not read" in rows["raw/missing.txt"].reason
     assert len(rows["raw/ok.pdf"].content_hash) == 64 and rows["raw/ok.pdf"].extract_seconds >= 0
+
+
+def test_local_mode_binds_the_driver_to_loopback(spark):
+    conf = spark.sparkContext.getConf()
+    assert conf.get("spark.driver.bindAddress") == "127.0.0.1"
+    assert conf.get("spark.driver.host") == "127.0.0.1"

@@ -37,4 +37,14 @@ affinity:
   value: /tmp/spark-local
 - name: SPARK_NO_DAEMONIZE
   value: "true"
+{{- /* Bind to and advertise the pod IP: the pod's host name does not resolve from other pods,
+       and Spark's own interface guess can pick one that goes away. */}}
+- name: SPARK_LOCAL_IP
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
+- name: SPARK_LOCAL_HOSTNAME
+  valueFrom:
+    fieldRef:
+      fieldPath: status.podIP
 {{- end -}}
