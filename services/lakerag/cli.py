@@ -59,9 +59,9 @@ def cmd_pipeline(args) -> int:
         from .pipeline import status
 
         summary = status(settings)
-        print(json.dumps(summary, indent=2, default=str) if args.json else "")
         if args.json:
-            return 0 if summary.get("healthy", True) else 1
+            print(json.dumps(summary, indent=2, default=str))
+            return 0 if summary["healthy"] else 1
     else:  # argparse restricts choices; keep mypy happy
         raise SystemExit(f"unknown stage {stage}")
     _print_summary(summary)

@@ -55,6 +55,7 @@ def run_embed(settings: Settings, full_rebuild: bool = False) -> dict:
         lake.write_run_summary("embed", summary)
         return summary
 
+    lake.mark_run_started("embed")  # its summary clears this; status reports a killed run
     gold = tables.snapshot(lake, "gold")
     if gold is None:
         return finish(note="no gold table yet: run `lakerag pipeline etl` first")

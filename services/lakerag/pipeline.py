@@ -49,12 +49,23 @@ def _flat(summary: dict) -> dict:
 
 
 def status(settings: Settings) -> dict:
-    """Last summary of each stage, as written by the stages themselves; unhealthy
-    when a stage failed or the last ETL quarantined files."""
+    """Last summary of each stage, as written by the stages themselves; unhealthy when a
+    stage failed, a stage started and never finished (killed, or still running), or the
+    last ETL quarantined files. ``ok`` equals ``healthy``: the exit status says the same
+    with and without --json."""
     lake = Lake.open(settings)
     stages = {name: lake.read_run_summary(name) for name in STAGES}
-    healthy = all(s is None or s.get("ok", True) for s in stages.values())
+    problems = [f"{name} failed: {s.get('error') or s.get('reason') or 'see its summary'}"
+                for name, s in stages.items() if s is not None and not s.get("ok", True)]
+    unfinished = {name: marker for name in STAGES if (marker := lake.read_run_started(name))}
+    problems += [f"{name} started at {m.get('started_at')} (pid {m.get('pid')} on {m.get('host')}) and has not "
+                 "finished: still running, or killed; the next complete run clears this"
+                 for name, m in unfinished.items()]
     etl = stages.get("etl") or {}
     quarantined = (etl.get("files") or {}).get("quarantined", 0)
-    return {"title": "pipeline status", "ok": True, "healthy": healthy and not quarantined,
-            "quarantined": quarantined, "stages": stages}
+    if quarantined:
+        problems.append(f"the last ETL quarantined {quarantined} file(s): GET /documents or the etl summary "
+                        "says why")
+    healthy = not problems
+    return {"title": "pipeline status", "ok": healthy, "healthy": healthy, "problems": problems,
+            "quarantined": quarantined, "unfinished": sorted(unfinished), "stages": stages}

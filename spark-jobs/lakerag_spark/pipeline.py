@@ -42,6 +42,7 @@ def run_etl(settings: Settings, stages=STAGES, full_rebuild: bool = False) -> di
         "versions": {},
         "seconds": {},
     }
+    lake.mark_run_started("etl")  # its summary clears this; status reports a killed run
     from pyspark.sql import SparkSession
 
     # A session this run starts is stopped at the end (`lakerag run` goes on to serve the API

@@ -76,10 +76,21 @@ def test_tampered_version_is_refused(local_settings, sample_index, sample_index_
     store = open_store(local_settings.store_uri)
     store.put(f"index/{V2}/chunks.parquet", store.get(f"index/{V2}/chunks.parquet")[:-100])
     assert sync_once(local_settings, dest) == 0
-    assert "keeping the local copy" in capsys.readouterr().out and local_current(dest)[0] == V1
-    assert sync_once(local_settings, tmp_path / "fresh") == 1
-    assert "checksum" in capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"names {V2}, which does not verify" in out and local_current(dest)[0] == V1
+    # A new pod falls back to the newest version that verifies instead of staying empty.
+    assert sync_once(local_settings, tmp_path / "fresh") == 0
+    out = capsys.readouterr().out
+    assert "checksum" in out and f"serving {V1}" in out
+    assert local_current(tmp_path / "fresh")[0] == V1
     assert not (tmp_path / "fresh" / "versions" / V2).exists()
+
+
+def test_garbage_in_current_falls_back_too(local_settings, sample_index, tmp_path, capsys):
+    publish(local_settings, sample_index)
+    open_store(local_settings.store_uri).put("index/CURRENT", b"\xff\xfe../../etc\x00")
+    assert sync_once(local_settings, tmp_path / "fresh") == 0
+    assert "not a version name" in capsys.readouterr().out and local_current(tmp_path / "fresh")[0] == V1
 
 
 def test_a_local_copy_of_another_model_is_not_installed(local_settings, sample_index, tmp_path, capsys):

@@ -71,9 +71,10 @@ def warm_up(state: AppState, embedder: Embedder | None = None, watch: bool = Tru
         retrieval.prepare(loaded)
 
     watcher = IndexWatcher(settings, expected_model=embedder.name, expected_dimension=embedder.dimension,
-                           on_swap=on_swap, on_failure=lambda _message: metrics.reload_failures.inc(),
+                           on_swap=on_swap, on_failure=lambda _message, reason: metrics.count_reload_failure(reason),
                            prepare=prepare)
     state.watcher = watcher
+    metrics.index_fallback.set_function(lambda: float(watcher.sync_state == "fallback"))
     _, message = watcher.check()
     log.info("model %s ready (dimension %d, loaded from %s in %.1fs); index: %s; cut-offs min %.2f relative %.2f",
              embedder.name, embedder.dimension, embedder.source, embedder.load_seconds, message,

@@ -50,7 +50,12 @@ class Metrics:
         self.model_load_seconds = Gauge("lakerag_model_load_seconds", "Embedding model load time", registry=r)
         self.reloads = Counter("lakerag_index_reloads_total", "Index versions swapped in", registry=r)
         self.reload_failures = Counter("lakerag_index_reload_failures_total",
-                                       "Index versions that failed to sync or load (old index kept)", registry=r)
+                                       "Index versions rejected: checksum, model or incomplete (old index kept)",
+                                       registry=r)
+        self.store_unreachable = Counter("lakerag_index_store_unreachable_total",
+                                         "Index polls that could not reach the store (local copy kept)", registry=r)
+        self.index_fallback = Gauge("lakerag_index_fallback", "1 while index/CURRENT does not verify and an older "
+                                    "version that does is served", registry=r)
         self.no_answer = Counter("lakerag_no_answer_total", "Queries with no relevant match", ["route"],
                                  registry=r)
         self.llm_seconds = Histogram("lakerag_llm_request_duration_seconds", "LLM call latency",
@@ -67,6 +72,9 @@ class Metrics:
         self.index_info.labels(version=version, model=model).set(1)
         self.index_vectors.set(vectors)
         self.index_created.set(created_unix)
+
+    def count_reload_failure(self, reason: str) -> None:
+        (self.store_unreachable if reason == "store_unreachable" else self.reload_failures).inc()
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -40,6 +41,7 @@ from .artifacts import (
 )
 
 log = logging.getLogger(__name__)
+VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 
 
 # --- pointer and versions --------------------------------------------------------------------------------
@@ -47,7 +49,7 @@ log = logging.getLogger(__name__)
 def read_current(store: ObjectStore) -> str | None:
     """The served version name, or None before the first publish."""
     try:
-        return store.get(CURRENT_KEY).decode().strip() or None
+        return store.get(CURRENT_KEY).decode("utf-8", "replace").strip() or None
     except NotFound:
         return None
 
@@ -114,6 +116,9 @@ def download_version(store: ObjectStore, version: str, dest_dir) -> Path:
     then renamed into place, so ``dest_dir`` is either absent or complete. An
     already verified copy is reused.
     """
+    if not VERSION_NAME.fullmatch(version):
+        raise IndexRejected(f"index/CURRENT names {version[:80]!r}, which is not a version name; roll back "
+                            "(`lakerag index rollback VERSION`) or publish again (`lakerag pipeline index`)")
     dest = Path(dest_dir)
     if dest.is_dir():
         try:
@@ -248,6 +253,17 @@ def choose_index_type(count: int, settings: Settings) -> str:
     return "hnsw" if count > settings.ann_threshold else "flat"
 
 
+def _verified_manifest(store: ObjectStore, version: str) -> dict | None:
+    """The manifest of ``version`` when its files verify, else None (then the index is published again:
+    readers cannot use what CURRENT names)."""
+    try:
+        with tempfile.TemporaryDirectory(prefix="lakerag-verify-") as tmp:
+            return verify_index_dir(download_version(store, version, Path(tmp) / "v"))
+    except IndexRejected as exc:
+        log.error("index/CURRENT names %s, which does not verify: %s", version, exc)
+        return None
+
+
 def run_index(settings: Settings, force: bool = False) -> dict:
     """Build an index of the current model's vectors over gold and publish it, unless
     CURRENT already serves exactly that (then say so and publish nothing)."""
@@ -263,8 +279,11 @@ def run_index(settings: Settings, force: bool = False) -> dict:
         lake.write_run_summary("index", summary)
         return summary
 
+    lake.mark_run_started("index")  # its summary clears this; status reports a killed run
     current = read_current(store)
-    current_manifest = read_store_manifest(store, current) if current else None
+    current_manifest = _verified_manifest(store, current) if current else None
+    if current and current_manifest is None:
+        summary["republish_reason"] = f"index/CURRENT names {current}, which does not verify: publishing again"
     gold = tables.snapshot(lake, "gold")
     if gold is None:
         return finish(reason="no gold table yet: run `lakerag pipeline etl` first", current=current)

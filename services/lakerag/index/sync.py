@@ -42,13 +42,16 @@ VERSIONS_DIR = "versions"
 CURRENT_LINK = "current"
 KEEP_LOCAL_VERSIONS = 2  # the served one and the one before it (a quick rollback needs no download)
 NOTHING_PUBLISHED = "no index published yet"
+STORE_UNREACHABLE = "store_unreachable"
+REJECTED = "version_rejected"
 
 
 @dataclass
 class SyncResult:
-    status: str  # updated | unchanged | empty | skipped
+    status: str  # updated | unchanged | empty | skipped | fallback
     version: str | None
     message: str
+    rejected: str | None = None  # fallback: the version CURRENT names, which did not verify
 
 
 def local_current(dest) -> tuple[str, Path] | None:
@@ -110,7 +113,8 @@ def sync(store: ObjectStore, dest, expected_model: str | None = None, expected_d
         if local and local[0] == version:
             return SyncResult("unchanged", version, f"index {version} is current")
         if version in skip:
-            return SyncResult("skipped", version, f"index {version} was rejected before; not retried")
+            return _fall_back(store, dest, local, version, "it was rejected before", expected_model,
+                              expected_dimension, skip)
         started = time.perf_counter()
         try:
             # download_version verifies every checksum in a temp dir, then renames into place
@@ -119,11 +123,40 @@ def sync(store: ObjectStore, dest, expected_model: str | None = None, expected_d
             check_model(read_manifest(target), expected_model, expected_dimension)
         except IndexRejected as exc:
             exc.version = version  # so a watcher can skip it until CURRENT changes
-            raise
+            return _fall_back(store, dest, local, version, str(exc), expected_model, expected_dimension,
+                              skip, error=exc)
         log.info("index %s verified in %s (%.2fs)", version, target, time.perf_counter() - started)
         _point_current(dest, version)
         _prune(dest, keep={version} | ({local[0]} if local else set()))
         return SyncResult("updated", version, f"index {version} synced into {dest}")
+
+
+def _fall_back(store: ObjectStore, dest: Path, local, rejected: str, why: str, expected_model, expected_dimension,
+               skip, error: IndexRejected | None = None) -> SyncResult:
+    """CURRENT names a version that does not verify: serve the newest published version that
+    does (a new pod must not stay empty until someone rolls back by hand). Raises ``error``
+    when no version verifies."""
+    from .publish import _complete_versions, download_version
+
+    for candidate in sorted(_complete_versions(store), reverse=True):
+        if candidate == rejected or candidate in skip:
+            continue
+        try:
+            target = download_version(store, candidate, dest / VERSIONS_DIR / candidate)
+            check_model(read_manifest(target), expected_model, expected_dimension)
+        except IndexRejected as exc:
+            log.warning("fallback candidate %s does not verify either: %s", candidate, exc)
+            continue
+        message = (f"index/CURRENT names {rejected}, which does not verify ({why}); serving {candidate}, the "
+                   "newest published version that does, until the pipeline publishes again")
+        log.error("%s", message)
+        if not (local and local[0] == candidate):
+            _point_current(dest, candidate)
+            _prune(dest, keep={candidate} | ({local[0]} if local else set()))
+        return SyncResult("fallback", candidate, message, rejected=rejected)
+    if error is None:
+        return SyncResult("skipped", rejected, f"index {rejected} was rejected before; not retried")
+    raise error
 
 
 def _open(settings: Settings) -> ObjectStore:
@@ -183,7 +216,7 @@ class IndexWatcher:
 
     def __init__(self, settings: Settings, expected_model: str, expected_dimension: int,
                  on_swap: Callable[[LoadedIndex], None] | None = None,
-                 on_failure: Callable[[str], None] | None = None, sync_from_store: bool = True,
+                 on_failure: Callable[[str, str], None] | None = None, sync_from_store: bool = True,
                  prepare: Callable[[LoadedIndex], None] | None = None):
         self.settings = settings
         self.dest = Path(settings.index_dir)
@@ -197,23 +230,30 @@ class IndexWatcher:
         self.loaded_at: datetime | None = None
         self.last_error: str | None = None
         self.reloads = 0
-        self.failures = 0
+        self.failures = 0  # versions rejected (checksum, model, incomplete)
+        self.store_errors = 0  # polls that could not reach the store (not the index's fault)
+        self.sync_state = "ok"  # ok | fallback | rejected | store_unreachable: the last sync's outcome
+        self.rejected_version: str | None = None
         self._rejected: set[str] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._store: ObjectStore | None = None
 
-    def _fail(self, message: str) -> None:
-        self.failures += 1
+    def _fail(self, message: str, reason: str = REJECTED) -> None:
+        if reason == STORE_UNREACHABLE:
+            self.store_errors += 1
+        else:
+            self.failures += 1
         self.last_error = message
-        log.error("index reload failed, still serving %s: %s",
+        log.error("index reload failed (%s), still serving %s: %s", reason,
                   self.current.version if self.current else "nothing", message)
         if self.on_failure:
-            self.on_failure(message)
+            self.on_failure(message, reason)
 
     def check(self, force: bool = False) -> tuple[bool, str]:
-        """Sync and, when the local version changed, load and swap. Returns (swapped, message)."""
+        """Sync and, when the local version changed, load and swap. Returns (swapped, message);
+        ``sync_state`` then says whether the store answered (ok | fallback | store_unreachable)."""
         with self._lock:
             if force:
                 self._rejected.clear()
@@ -223,18 +263,31 @@ class IndexWatcher:
                         self._store = _open(self.settings)
                     result = sync(self._store, self.dest, self.expected_model, self.expected_dimension,
                                   skip=self._rejected)
+                    if result.status == "fallback":
+                        if result.rejected not in self._rejected or self.sync_state != "fallback":
+                            self._fail(result.message)  # counted once per rejected version, not every poll
+                        self._rejected.add(result.rejected)
+                        self.sync_state, self.rejected_version = "fallback", result.rejected
+                        self.last_error = result.message
+                    else:
+                        self.sync_state, self.rejected_version = "ok", None
+                        self.last_error = None  # the store answered and CURRENT verified (or nothing is published)
                     if result.status == "empty" and self.current is None:
                         return False, f"{NOTHING_PUBLISHED} — run the pipeline"
                 except IndexRejected as exc:
                     self._rejected.add(getattr(exc, "version", ""))
+                    self.sync_state, self.rejected_version = "rejected", getattr(exc, "version", None)
                     self._fail(str(exc))
                 except (StoreError, OSError) as exc:
-                    self._fail(f"cannot sync from {self.settings.store_uri}: {exc}")
+                    self.sync_state = STORE_UNREACHABLE
+                    self._fail(f"cannot sync from {self.settings.store_uri}: {exc}", STORE_UNREACHABLE)
             local = local_current(self.dest)
             if local is None:
                 return False, f"{NOTHING_PUBLISHED} — run the pipeline"
             version, path = local
             if self.current is not None and self.current.version == version:
+                if self.sync_state in {STORE_UNREACHABLE, "fallback", "rejected"}:
+                    return False, f"serving {version}; {self.last_error}"
                 return False, f"serving {version} (unchanged)"
             if version in self._rejected:
                 return False, f"{version} was rejected: {self.last_error}"
@@ -252,7 +305,8 @@ class IndexWatcher:
             self.current = loaded  # the swap: one reference assignment
             self.loaded_at = datetime.now(UTC)
             self.reloads += 1
-            self.last_error = None
+            if self.sync_state == "ok":  # a fallback swap keeps saying why CURRENT is not served
+                self.last_error = None
             log.info("now serving index %s (%d vectors, loaded in %.2fs; was %s)", version, loaded.vector_count,
                      time.perf_counter() - started, previous.version if previous else "none")
             if self.on_swap:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -44,6 +45,18 @@ class Lake:
         """Options for delta-rs; empty for local paths."""
         return storage_options(self.settings)
 
+    def mark_run_started(self, stage: str) -> None:
+        """A marker the stage's summary removes: left behind, it says a run started and never finished."""
+        marker = {"stage": stage, "started_at": datetime.now(UTC).isoformat(), "pid": os.getpid(),
+                  "host": socket.gethostname()}
+        self.store.put(f"lake/_runs/{stage}.started.json", json.dumps(marker).encode())
+
+    def read_run_started(self, stage: str) -> dict | None:
+        try:
+            return json.loads(self.store.get(f"lake/_runs/{stage}.started.json"))
+        except NotFound:
+            return None
+
     def write_run_summary(self, stage: str, summary: dict) -> None:
         """Store the stage's summary with when it finished and when the stage last succeeded
         (carried over from the previous summary when this run failed): the API's pipeline gauges."""
@@ -58,6 +71,7 @@ class Lake:
                 previous = {}
             summary["last_success_at"] = previous.get("last_success_at")
         self.store.put(f"lake/_runs/{stage}.json", json.dumps(summary, indent=2, default=str).encode())
+        self.store.delete(f"lake/_runs/{stage}.started.json")
 
     def read_run_summary(self, stage: str) -> dict | None:
         try:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException
 
+from ...index.sync import STORE_UNREACHABLE
 from ..deps import ApiKey, State
 from ..schemas import IndexStatus, ReloadResponse
 
@@ -27,6 +28,9 @@ async def index_status(state: State) -> IndexStatus:
     watcher = state.watcher
     index = state.index
     common = {"reloads": watcher.reloads if watcher else 0, "reload_failures": watcher.failures if watcher else 0,
+              "store_errors": watcher.store_errors if watcher else 0,
+              "sync_state": watcher.sync_state if watcher else "ok",
+              "rejected_version": watcher.rejected_version if watcher else None,
               "last_error": watcher.last_error if watcher else None, "index_dir": state.settings.index_dir,
               "message": state.index_message()}
     if index is None:
@@ -41,10 +45,13 @@ async def index_status(state: State) -> IndexStatus:
 
 
 @router.post("/admin/reload", response_model=ReloadResponse, dependencies=[ApiKey],
-             responses={503: {"description": "the model is not loaded yet"}})
+             responses={503: {"description": "the model is not loaded yet, or the store cannot be reached"}})
 def reload_index(state: State) -> ReloadResponse:
     if state.watcher is None:
         raise HTTPException(503, detail="the API is still starting (model loading); retry in a few seconds")
     changed, message = state.watcher.check(force=True)
+    if state.watcher.sync_state == STORE_UNREACHABLE:
+        raise HTTPException(503, detail=f"store unreachable; nothing reloaded, the local copy is served: "
+                                        f"{state.watcher.last_error}", headers={"Retry-After": "30"})
     index = state.index
     return ReloadResponse(changed=changed, version=index.version if index else None, message=message)
