@@ -12,6 +12,7 @@ import json
 import logging
 import posixpath
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
@@ -109,6 +110,44 @@ def looks_binary(data: bytes) -> bool:
     return controls > max(2, len(sample) // 100)
 
 
+# Formats that are never text, whatever the file is called (a .txt that is really an archive).
+_NOT_TEXT_MAGIC = ((b"\x7fELF", "an ELF executable"), (b"PK\x03\x04", "a ZIP archive (or .docx/.xlsx/.jar)"),
+                   (b"\x1f\x8b", "a gzip archive"), (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
+                   (b"Rar!\x1a\x07", "a RAR archive"), (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
+                   (b"GIF8", "a GIF image"), (b"%PDF-", "a PDF (name it .pdf)"), (b"\xca\xfe\xba\xbe", "a Java class or "
+                   "Mach-O binary"), (b"\xcf\xfa\xed\xfe", "a Mach-O executable"), (b"\x00asm", "WebAssembly"))
+_WORD_EDGES = "\"'()[]{}<>.,;:!?*_`~-"
+
+
+def check_plain_text(data: bytes, text: str) -> str:
+    """Refuse decoded text that is not text: replacement/control characters, bytes that only
+    Latin-1 can decode and come out mostly non-ASCII (random bytes), or no words at all."""
+    sample = text[:65536]
+    visible = [ch for ch in sample if not ch.isspace()]
+    if not visible:
+        return text
+    odd = sum(1 for ch in visible if ch == "\ufffd" or unicodedata.category(ch) in {"Cc", "Co", "Cn", "Cs"})
+    if odd > max(2, len(visible) // 50):
+        raise _Unreadable(f"{odd} of {len(visible)} characters are control or replacement characters: not text; "
+                          "check the file or its encoding")
+    try:
+        data[:65536].decode("utf-8")
+        utf8 = True
+    except UnicodeDecodeError as exc:
+        utf8 = exc.start > 65530  # only the sample's cut split a character
+    if not utf8 and sum(1 for ch in visible if ord(ch) > 127) > 0.3 * len(visible):
+        raise _Unreadable("the bytes are not UTF-8 and decode as mostly non-ASCII Latin-1/Windows-1252: random "
+                          "or binary data, not text; save the document as UTF-8 text")
+    if len(visible) >= 200:
+        letters = sum(1 for ch in visible if ch.isalpha())
+        in_words = sum(len(t) for t in sample.split() if (w := t.strip(_WORD_EDGES)) and
+                       all(ch.isalpha() or ch in "'-" for ch in w))
+        if letters < 0.8 * len(visible) and in_words < 0.3 * len(visible):
+            raise _Unreadable("the text has no words (mostly symbols, digits or random characters): not a "
+                              "document to search; check the file")
+    return text
+
+
 def decode_text(data: bytes, declared: str | None = None) -> str:
     """Decode text bytes: BOM, then a declared charset, UTF-8, Windows-1252, Latin-1 (never fails)."""
     for bom, codec in _BOMS:
@@ -117,6 +156,9 @@ def decode_text(data: bytes, declared: str | None = None) -> str:
                 return data.decode(codec)
             except UnicodeDecodeError:
                 raise _Unreadable(f"text starts with a {codec} byte-order mark but is not valid {codec}") from None
+    for magic, what in _NOT_TEXT_MAGIC:
+        if data.startswith(magic):
+            raise _Unreadable(f"the bytes are {what}, not text: upload the document itself, or fix its extension")
     if looks_binary(data):
         raise _Unreadable("binary content, not text: check the file type or convert it to text")
     codecs = [declared] if declared else []
@@ -154,7 +196,7 @@ def _pdf(data: bytes) -> list[str]:
 
 
 def _txt(data: bytes) -> list[str]:
-    return [decode_text(data)]
+    return [check_plain_text(data, decode_text(data))]
 
 
 def _json(data: bytes) -> list[str]:
@@ -248,7 +290,7 @@ _HTML_TAG = re.compile(r"<!--.*?-->|</?([A-Za-z][A-Za-z0-9-]*)((?:\s[^<>]*)?)/?>
 
 
 def _markdown(data: bytes) -> list[str]:
-    text = decode_text(data).replace("\r\n", "\n")
+    text = check_plain_text(data, decode_text(data)).replace("\r\n", "\n")
     text = _FRONT_MATTER.sub("", text)
     text = _FENCE.sub("", text)
     text = _HEADING.sub(r"\1", text)
