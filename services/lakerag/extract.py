@@ -114,8 +114,8 @@ def looks_binary(data: bytes) -> bool:
 _NOT_TEXT_MAGIC = ((b"\x7fELF", "an ELF executable"), (b"PK\x03\x04", "a ZIP archive (or .docx/.xlsx/.jar)"),
                    (b"\x1f\x8b", "a gzip archive"), (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
                    (b"Rar!\x1a\x07", "a RAR archive"), (b"\x89PNG", "a PNG image"), (b"\xff\xd8\xff", "a JPEG image"),
-                   (b"GIF8", "a GIF image"), (b"%PDF-", "a PDF (name it .pdf)"), (b"\xca\xfe\xba\xbe", "a Java class or "
-                   "Mach-O binary"), (b"\xcf\xfa\xed\xfe", "a Mach-O executable"), (b"\x00asm", "WebAssembly"))
+                   (b"GIF8", "a GIF image"), (b"%PDF-", "a PDF (name it .pdf)"), (b"\xca\xfe\xba\xbe", "a Java class"),
+                   (b"\xfe\xed\xfa", "a Mach-O binary"), (b"\xcf\xfa\xed\xfe", "a Mach-O executable"), (b"\x00asm", "WebAssembly"))
 _WORD_EDGES = "\"'()[]{}<>.,;:!?*_`~-"
 
 
