@@ -243,7 +243,7 @@ def _load_encoder(name: str, settings: Settings, threads: int):
             raise ModelUnavailable(
                 f"no ONNX export of {name!r} in {where} and no torch here to make one: run `lakerag model export "
                 f"{name}` with LAKERAG_MODEL_CACHE_DIR={settings.model_cache_dir or '(this cache)'} where torch is "
-                "installed (the lakerag/embeddings torch variant, or a dev venv), or set LAKERAG_ENCODER=torch")
+                "installed (`pip install 'lakerag[torch]'` or a dev venv), or set LAKERAG_ENCODER=torch")
         from .onnx_export import export
 
         log.info("no ONNX export of %s in %s yet: exporting it now (once per model cache)", name, where)

@@ -78,6 +78,7 @@ def export(name: str, settings, dest: Path | None = None, force: bool = False, q
             "exported_with": f"torch {torch.__version__}, opset {OPSET}",
         }
         (tmp / ENCODER_FILE).write_text(json.dumps(identity, indent=2))
+        tmp.chmod(0o755)  # mkdtemp makes it 0700: other users (an image's non-root user) must read it
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)

@@ -46,6 +46,9 @@ def test_export_is_complete_and_named_by_its_checksum(exported):
     assert {p.name for p in folder.iterdir()} >= {"1_Pooling", "encoder.json", "model.onnx", "modules.json",
                                                   "tokenizer.json", "sentence_bert_config.json"}
     assert identity["sha256"] == sha256_file(folder / "model.onnx")
+    # readable by other users: an image bakes it as root and serves it as UID 10001
+    assert all(p.stat().st_mode & 0o004 for p in [folder, *folder.rglob("*")])
+    assert folder.stat().st_mode & 0o001
     assert identity["dimension"] == 384 and identity["precision"] == "fp32"
     assert read_pooling(folder) == ("mean_tokens", True)
     assert identity_for(settings) == {"runtime": "onnx", "name": config.PACKAGED_MODEL, "sha256": identity["sha256"]}
