@@ -18,6 +18,14 @@ delta-rs (``--corpus direct``). Documents are short (about one chunk each) so
 the full run takes a few minutes on two cores.
 
     .venv/bin/python bench/embed.py [--docs 2000] [--corpus etl|direct]
+
+``--spark``: the distributed embeddings job (``lakerag pipeline embed --spark``) on Spark
+local[1] and local[2], each in its own process (a fresh session; executors warmed on a small
+store first so model loading is not timed), and the single-process job, all re-embedding the
+same gold (``--docs`` one-chunk memos written directly) with full_rebuild. Prints chunks/s of
+each and local[2]/local[1] (target >= 1.6 on 2 cores) and local[2]/single-process.
+
+    nice .venv/bin/python bench/embed.py --spark [--docs 1500]
 """
 
 from __future__ import annotations
@@ -104,7 +112,68 @@ def raw_encode(embedder, texts: list[str], batch_size: int) -> tuple[float, floa
     return wall, cpu
 
 
+def spark_one(master: str, store: Path) -> int:
+    """--spark-one MASTER STORE: warm the executors, then time one full re-embed of STORE."""
+    from lakerag import config
+    from lakerag.lake import Lake
+    from lakerag_spark.embed import run_embed_spark
+    from lakerag_spark.session import spark_session
+
+    from tests.embed.gold import write_gold
+
+    settings = config.from_env(os.environ, store_uri=f"file://{store}", spark_master=master)
+    spark = spark_session(settings, app_name="lakerag-bench-embed")
+    warm = config.from_env(os.environ, store_uri=f"file://{store}-warm-{master[6:-1]}", spark_master=master)
+    write_gold(Lake.open(warm), {k: [t] for k, t in corpus(10**6, 8 * spark.sparkContext.defaultParallelism).items()})
+    run_embed_spark(spark, warm)
+    summary, wall, _ = timed(run_embed_spark, spark, settings, full_rebuild=True)
+    if not summary["ok"]:
+        raise SystemExit(f"spark embed failed: {summary}")
+    print(json.dumps({"master": master, "embedded": summary["embedded"], "seconds": round(wall, 2)}))
+    return 0
+
+
+def spark_bench(docs: int) -> int:
+    import subprocess
+
+    from lakerag import config
+    from lakerag.embed_job import run_embed
+    from lakerag.embedding import load_embedder
+    from lakerag.lake import Lake
+
+    from tests.embed.gold import write_gold
+
+    workdir = Path(tempfile.mkdtemp(prefix="lakerag-bench-embed-spark-"))
+    store = workdir / "store"
+    settings = config.from_env(os.environ, store_uri=f"file://{store}")
+    write_gold(Lake.open(settings), {k: [t] for k, t in corpus(0, docs).items()})
+    load_embedder(settings)  # outside the timing, like the executors' warm-up
+    run_embed(settings)
+    summary, wall, _ = timed(run_embed, settings, full_rebuild=True)
+    rates = {"single": summary["embedded"] / wall}
+    print(f"single process: {summary['embedded']} chunks in {wall:.1f} s = {rates['single']:.1f} chunks/s", flush=True)
+    for master in ("local[1]", "local[2]"):
+        done = subprocess.run([sys.executable, __file__, "--spark-one", master, str(store)], check=False,
+                              capture_output=True, text=True)
+        if done.returncode:
+            raise SystemExit(f"{master} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        rates[master] = result["embedded"] / result["seconds"]
+        print(f"spark {master}: {result['embedded']} chunks in {result['seconds']:.1f} s = {rates[master]:.1f} "
+              f"chunks/s", flush=True)
+    figures = {"docs": docs, "rates_per_s": {k: round(v, 1) for k, v in rates.items()},
+               "local2_vs_local1": round(rates["local[2]"] / rates["local[1]"], 3),
+               "local2_vs_single": round(rates["local[2]"] / rates["single"], 3)}
+    print(f"local[2]/local[1] = {figures['local2_vs_local1']} (target >= 1.6); "
+          f"local[2]/single process = {figures['local2_vs_single']}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    print(json.dumps(figures))
+    return 0
+
+
 def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--spark-one":
+        return spark_one(sys.argv[2], Path(sys.argv[3]))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=int, default=2000)
     parser.add_argument("--new-fraction", type=float, default=0.01)
@@ -116,7 +185,10 @@ def main() -> int:
     except ImportError:
         default_mode = "direct"
     parser.add_argument("--corpus", choices=["etl", "direct"], default=default_mode)
+    parser.add_argument("--spark", action="store_true", help="the Spark embeddings job: local[1] vs local[2]")
     args = parser.parse_args()
+    if args.spark:
+        return spark_bench(args.docs if args.docs != 2000 else 1500)
 
     from lakerag import config
     from lakerag.embed_job import run_embed

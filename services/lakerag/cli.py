@@ -43,6 +43,15 @@ def cmd_pipeline(args) -> int:
 
         stages = ("bronze", "silver", "gold") if stage == "etl" else (stage,)
         summary = run_etl(settings, stages=stages, full_rebuild=args.full_rebuild)
+    elif stage == "embed" and args.spark:
+        from lakerag_spark.embed import run_embed_spark
+        from lakerag_spark.session import spark_session
+
+        spark = spark_session(settings, app_name="lakerag-embed")
+        try:
+            summary = run_embed_spark(spark, settings, full_rebuild=args.full_rebuild)
+        finally:
+            spark.stop()
     elif stage == "embed":
         from .embed_job import run_embed
 
@@ -172,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--full-rebuild", nargs="?", const=True, default=False, type=config._bool,
                       metavar="true|false", help="reprocess everything instead of what changed")
     pipe.add_argument("--json", action="store_true", help="status: machine-readable output")
+    pipe.add_argument("--spark", action="store_true",
+                      help="embed: encode on Spark executors (LAKERAG_SPARK_MASTER), for backfills")
     pipe.set_defaults(func=cmd_pipeline)
 
     sub.add_parser("serve", help="run the API (one uvicorn worker)").set_defaults(func=cmd_serve)

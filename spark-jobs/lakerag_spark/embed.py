@@ -1,0 +1,107 @@
+"""`lakerag pipeline embed --spark`: the embeddings job for backfills, on Spark executors.
+
+Same contract as ``lakerag.embed_job.run_embed`` (the default, one process, for small
+changes): encode the gold chunks without a vector of the configured model, drop the vectors
+of chunks gone from gold. Here each executor's Python worker loads the encoder once
+(``load_embedder`` caches it per process; either backend, LAKERAG_ENCODER), encodes Arrow
+batches of its partition with one thread per task (Spark runs one task per core), and writes
+the vectors as files of the embeddings table; the driver sees chunk ids and file records and
+commits one transaction.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from datetime import UTC, datetime
+
+import pyarrow as pa
+from lakerag.config import Settings
+from lakerag.lake import Lake, tables
+from lakerag.lake.files import FileWriter
+
+from lakerag_spark.frames import read_table
+from lakerag_spark.writes import FILE_ACTIONS, FILE_ACTIONS_SPARK, added_rows, commit_files, conform_actions
+
+log = logging.getLogger(__name__)
+ENCODE_GROUP = 256  # texts per encode call inside a task
+
+
+def encode_and_write(settings: Settings, gold_version: int):
+    """Executor function: (chunk_id, text) batches in, embeddings files written, FILE_ACTIONS out."""
+    settings = dataclasses.replace(settings, api_key="", gemini_api_key="")
+    target = tables.table_files(Lake.open(settings), "embeddings")
+
+    def run(batches):
+        import os
+
+        import numpy as np
+        from lakerag.embedding import load_embedder
+
+        os.environ["OMP_NUM_THREADS"] = "1"  # one task per core: more threads only oversubscribe
+        embedder = load_embedder(settings)
+        writer = FileWriter(target)
+        now = datetime.now(UTC)
+        for batch in batches:
+            ids = batch.column("chunk_id").to_pylist()
+            texts = [t or "" for t in batch.column("text").to_pylist()]
+            for start in range(0, len(ids), ENCODE_GROUP):
+                part = ids[start:start + ENCODE_GROUP]
+                matrix = embedder.encode_passages(texts[start:start + ENCODE_GROUP])
+                offsets = pa.array(np.arange(len(part) + 1, dtype=np.int32) * embedder.dimension, pa.int32())
+                rows = pa.Table.from_arrays(
+                    [pa.array(part, pa.string()), pa.array([settings.embedding_model] * len(part), pa.string()),
+                     pa.array([embedder.dimension] * len(part), pa.int32()),
+                     pa.ListArray.from_arrays(offsets, pa.array(matrix.reshape(-1), pa.float32())),
+                     pa.array([gold_version] * len(part), pa.int64()),
+                     pa.array([now] * len(part), pa.timestamp("us", tz="UTC"))],
+                    schema=tables.SCHEMAS["embeddings"])
+                yield from writer.add(rows)
+        yield from writer.close()
+
+    return run
+
+
+def run_embed_spark(spark, settings: Settings, full_rebuild: bool = False) -> dict:
+    started = time.perf_counter()
+    lake = Lake.open(settings)
+    model = settings.embedding_model
+    summary: dict = {"title": "pipeline embed (spark)", "ok": True, "model": model, "embedded": 0, "deleted": 0,
+                     "unchanged": 0, "committed": False}
+
+    def finish(**fields) -> dict:
+        summary.update(fields)
+        seconds = time.perf_counter() - started
+        summary["seconds"] = round(seconds, 2)
+        summary["rate_per_s"] = round(summary["embedded"] / seconds, 1) if summary["embedded"] else 0.0
+        lake.write_run_summary("embed", summary)
+        return summary
+
+    gold = tables.snapshot(lake, "gold")
+    if gold is None:
+        return finish(note="no gold table yet: run `lakerag pipeline etl` first")
+    gold_version = gold.version
+    gold_ids = set(gold.arrow(["chunk_id"]).column("chunk_id").to_pylist())
+    have = tables.model_chunk_ids(tables.snapshot(lake, "embeddings"), model)
+    to_embed = gold_ids if full_rebuild else gold_ids - have
+    to_delete = have - gold_ids
+    summary.update(gold_version=gold_version, unchanged=len(gold_ids) - len(to_embed))
+    if not to_embed and not to_delete:
+        return finish(embeddings_version=tables.version(lake, "embeddings"),
+                      note=f"embeddings of {model} already match gold version {gold_version}")
+    written = FILE_ACTIONS.empty_table()
+    if to_embed:
+        chunks = read_table(spark, lake, "gold", ["chunk_id", "text"])
+        if to_embed != gold_ids:
+            wanted = spark.createDataFrame([(c,) for c in sorted(to_embed)], "chunk_id string")
+            chunks = chunks.join(wanted.hint("broadcast"), "chunk_id")
+        chunks = chunks.repartition(spark.sparkContext.defaultParallelism)
+        written = conform_actions(chunks.mapInArrow(encode_and_write(settings, gold_version),
+                                                    FILE_ACTIONS_SPARK).toArrow())
+    committed = commit_files(spark, lake, "embeddings", written, {(model, c) for c in to_embed & have},
+                             {(model, c) for c in to_delete},
+                             metadata={"lakerag.model": model, "lakerag.gold_version": str(gold_version)})
+    return finish(embedded=added_rows(written), deleted=len(to_delete), committed=committed,
+                  embeddings_version=tables.version(lake, "embeddings"),
+                  executors=spark.sparkContext.defaultParallelism)
