@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -38,37 +39,63 @@ ENCODE_GROUP = 1024
 COMMIT_ROWS = 50_000
 
 
+@dataclass
+class EmbedPlan:
+    """What an embeddings run has to do (shared by this job and `embed --spark`) and its
+    summary; ``done`` holds the finished summary when there is nothing to do."""
+
+    lake: Lake
+    summary: dict
+    started: float
+    gold: tables.Snapshot | None = None
+    gold_version: int | None = None
+    gold_ids: set = field(default_factory=set)
+    have: set = field(default_factory=set)
+    to_embed: set = field(default_factory=set)
+    to_delete: set = field(default_factory=set)
+    done: dict | None = None
+
+    @classmethod
+    def make(cls, lake: Lake, model: str, full_rebuild: bool, title: str) -> EmbedPlan:
+        plan = cls(lake, {"title": title, "ok": True, "model": model, "embedded": 0, "deleted": 0, "unchanged": 0,
+                          "committed": False}, time.perf_counter())
+        lake.mark_run_started("embed")  # its summary clears this; status reports a killed run
+        plan.gold = tables.snapshot(lake, "gold")
+        if plan.gold is None:
+            plan.done = plan.finish(note="no gold table yet: run `lakerag pipeline etl` first")
+            return plan
+        plan.gold_version = plan.gold.version
+        plan.gold_ids = set(plan.gold.arrow(["chunk_id"]).column("chunk_id").to_pylist())
+        embeddings = tables.snapshot(lake, "embeddings")
+        plan.have = tables.model_chunk_ids(embeddings, model)
+        plan.to_embed = plan.gold_ids if full_rebuild else plan.gold_ids - plan.have
+        plan.to_delete = plan.have - plan.gold_ids
+        plan.summary.update(gold_version=plan.gold_version, unchanged=len(plan.gold_ids) - len(plan.to_embed))
+        if not plan.to_embed and not plan.to_delete:
+            plan.done = plan.finish(embeddings_version=embeddings.version if embeddings else None,
+                                    note=f"embeddings of {model} already match gold version {plan.gold_version}")
+        return plan
+
+    def finish(self, **fields) -> dict:
+        self.summary.update(fields)
+        seconds = time.perf_counter() - self.started
+        self.summary["seconds"] = round(seconds, 2)
+        embedded = self.summary["embedded"]
+        self.summary["rate_per_s"] = round(embedded / seconds, 1) if embedded else 0.0
+        self.lake.write_run_summary("embed", self.summary)
+        return self.summary
+
+
 def run_embed(settings: Settings, full_rebuild: bool = False) -> dict:
     """Encode gold chunks that have no vector of the configured model yet, drop
     vectors of chunks gone from gold; ``full_rebuild`` re-encodes every chunk."""
-    started = time.perf_counter()
     lake = Lake.open(settings)
     model = settings.embedding_model
-    summary: dict = {"title": "pipeline embed", "ok": True, "model": model, "embedded": 0, "deleted": 0,
-                     "unchanged": 0, "committed": False}
-
-    def finish(**fields) -> dict:
-        summary.update(fields)
-        seconds = time.perf_counter() - started
-        summary["seconds"] = round(seconds, 2)
-        summary["rate_per_s"] = round(summary["embedded"] / seconds, 1) if summary["embedded"] else 0.0
-        lake.write_run_summary("embed", summary)
-        return summary
-
-    lake.mark_run_started("embed")  # its summary clears this; status reports a killed run
-    gold = tables.snapshot(lake, "gold")
-    if gold is None:
-        return finish(note="no gold table yet: run `lakerag pipeline etl` first")
-    gold_version = gold.version
-    gold_ids = set(gold.arrow(["chunk_id"]).column("chunk_id").to_pylist())
-    embeddings = tables.snapshot(lake, "embeddings")
-    have = tables.model_chunk_ids(embeddings, model)
-    to_embed = gold_ids if full_rebuild else gold_ids - have
-    to_delete = have - gold_ids
-    summary.update(gold_version=gold_version, unchanged=len(gold_ids) - len(to_embed))
-    if not to_embed and not to_delete:
-        return finish(embeddings_version=embeddings.version if embeddings else None,
-                      note=f"embeddings of {model} already match gold version {gold_version}")
+    plan = EmbedPlan.make(lake, model, full_rebuild, "pipeline embed")
+    if plan.done is not None:
+        return plan.done
+    finish, gold, to_embed, to_delete = plan.finish, plan.gold, plan.to_embed, plan.to_delete
+    gold_version, gold_ids = plan.gold_version, plan.gold_ids
 
     ids, texts = _read_texts(gold, None if to_embed == gold_ids else to_embed)
     # Longest first across the whole set, as model.encode does within one call:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from datetime import UTC, datetime
 
 import pyarrow as pa
 from lakerag.config import Settings
+from lakerag.embed_job import EmbedPlan
 from lakerag.lake import Lake, tables
 from lakerag.lake.files import FileWriter
 
@@ -64,44 +64,23 @@ def encode_and_write(settings: Settings, gold_version: int):
 
 
 def run_embed_spark(spark, settings: Settings, full_rebuild: bool = False) -> dict:
-    started = time.perf_counter()
     lake = Lake.open(settings)
     model = settings.embedding_model
-    summary: dict = {"title": "pipeline embed (spark)", "ok": True, "model": model, "embedded": 0, "deleted": 0,
-                     "unchanged": 0, "committed": False}
-
-    def finish(**fields) -> dict:
-        summary.update(fields)
-        seconds = time.perf_counter() - started
-        summary["seconds"] = round(seconds, 2)
-        summary["rate_per_s"] = round(summary["embedded"] / seconds, 1) if summary["embedded"] else 0.0
-        lake.write_run_summary("embed", summary)
-        return summary
-
-    gold = tables.snapshot(lake, "gold")
-    if gold is None:
-        return finish(note="no gold table yet: run `lakerag pipeline etl` first")
-    gold_version = gold.version
-    gold_ids = set(gold.arrow(["chunk_id"]).column("chunk_id").to_pylist())
-    have = tables.model_chunk_ids(tables.snapshot(lake, "embeddings"), model)
-    to_embed = gold_ids if full_rebuild else gold_ids - have
-    to_delete = have - gold_ids
-    summary.update(gold_version=gold_version, unchanged=len(gold_ids) - len(to_embed))
-    if not to_embed and not to_delete:
-        return finish(embeddings_version=tables.version(lake, "embeddings"),
-                      note=f"embeddings of {model} already match gold version {gold_version}")
+    plan = EmbedPlan.make(lake, model, full_rebuild, "pipeline embed (spark)")
+    if plan.done is not None:
+        return plan.done
     written = FILE_ACTIONS.empty_table()
-    if to_embed:
+    if plan.to_embed:
         chunks = read_table(spark, lake, "gold", ["chunk_id", "text"])
-        if to_embed != gold_ids:
-            wanted = spark.createDataFrame([(c,) for c in sorted(to_embed)], "chunk_id string")
+        if plan.to_embed != plan.gold_ids:
+            wanted = spark.createDataFrame([(c,) for c in sorted(plan.to_embed)], "chunk_id string")
             chunks = chunks.join(wanted.hint("broadcast"), "chunk_id")
         chunks = chunks.repartition(spark.sparkContext.defaultParallelism)
-        written = conform_actions(chunks.mapInArrow(encode_and_write(settings, gold_version),
+        written = conform_actions(chunks.mapInArrow(encode_and_write(settings, plan.gold_version),
                                                     FILE_ACTIONS_SPARK).toArrow())
-    committed = commit_files(spark, lake, "embeddings", written, {(model, c) for c in to_embed & have},
-                             {(model, c) for c in to_delete},
-                             metadata={"lakerag.model": model, "lakerag.gold_version": str(gold_version)})
-    return finish(embedded=added_rows(written), deleted=len(to_delete), committed=committed,
-                  embeddings_version=tables.version(lake, "embeddings"),
-                  executors=spark.sparkContext.defaultParallelism)
+    committed = commit_files(spark, lake, "embeddings", written, {(model, c) for c in plan.to_embed & plan.have},
+                             {(model, c) for c in plan.to_delete},
+                             metadata={"lakerag.model": model, "lakerag.gold_version": str(plan.gold_version)})
+    return plan.finish(embedded=added_rows(written), deleted=len(plan.to_delete), committed=committed,
+                       embeddings_version=tables.version(lake, "embeddings"),
+                       executors=spark.sparkContext.defaultParallelism)
