@@ -205,7 +205,7 @@ def load_embedder(settings: Settings) -> Embedder:
 
 
 def _load(settings: Settings) -> Embedder:
-    threads = cap_threads(torch=settings.encoder != "onnx")
+    threads = cap_threads(torch=False)  # torch is imported (and capped) only if it encodes
     name = settings.embedding_model
     started = time.perf_counter()
     model, source, encoder = _load_encoder(name, settings, threads)
@@ -236,6 +236,7 @@ def _load_encoder(name: str, settings: Settings, threads: int):
         onnx_ready = importlib.util.find_spec("onnxruntime") is not None
         choice = "onnx" if onnx_ready and (read_identity(where) or _torch_available()) else "torch"
     if choice == "torch":
+        cap_threads(threads)
         model, source = _load_torch_model(name, settings)
         return model, source, {"runtime": "torch", "name": name}
     if read_identity(where) is None:
