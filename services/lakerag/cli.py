@@ -64,6 +64,8 @@ def cmd_pipeline(args) -> int:
         from .pipeline import run_all
 
         summary = run_all(settings, full_rebuild=args.full_rebuild)
+    elif stage == "watch":
+        return cmd_pipeline_watch(settings)
     elif stage == "status":
         from .pipeline import status
 
@@ -84,17 +86,46 @@ def cmd_serve(args) -> int:
 
 
 def cmd_run(args) -> int:
-    """The embedded default: pipeline over the store, then serve it."""
-    from .pipeline import run_all
+    """The embedded default: pipeline over the store, then serve it while watching raw/
+    (each change runs the incremental pipeline; the API swaps in the new index at once)."""
+    from .watch import PipelineWatcher
 
     settings = _settings()
-    summary = run_all(settings, full_rebuild=False)
-    _print_summary(summary)
-    if not summary.get("ok", True):
-        return 1
-    from .api.main import serve
+    watcher = PipelineWatcher(settings)
+    try:
+        summary = watcher.run_once()
+        _print_summary(summary)
+        if not summary.get("ok", True):
+            return 1
+        from .api.main import serve
 
-    return serve(settings, announce=True)
+        def start_watching(state) -> None:
+            # In-process notify: reload as soon as a run publishes, not at the next index poll.
+            watcher.on_published = lambda _summary: state.watcher and state.watcher.check()
+            watcher.start()
+
+        # serve() ends the process when the server stops: stop the watcher first (a run finishes).
+        return serve(settings, announce=True, on_ready=start_watching, on_shutdown=watcher.stop)
+    finally:
+        watcher.stop()
+
+
+def cmd_pipeline_watch(settings) -> int:
+    """`lakerag pipeline watch`: run the pipeline whenever raw/ changes, until SIGTERM/SIGINT."""
+    import signal
+
+    from .watch import PipelineWatcher
+
+    watcher = PipelineWatcher(settings, on_published=lambda s: print(
+        f"published index {s['index'].get('version')}", flush=True))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: watcher.request_stop())
+    print(f"watching {watcher.store.url('raw/')} every {settings.watch_poll_seconds}s; Ctrl-C stops", flush=True)
+    try:
+        watcher.run_forever()
+    finally:
+        watcher.stop()
+    return 0 if (watcher.last_summary or {}).get("ok", True) else 1
 
 
 def cmd_index(args) -> int:
@@ -120,6 +151,17 @@ def cmd_index(args) -> int:
             print(f"lakerag: rollback refused: {exc}", file=sys.stderr)
             return 1
         print(f"index/CURRENT now points to {args.version}")
+        return 0
+    if args.action == "diff":
+        from .index.artifacts import IndexRejected
+        from .index.diff import diff_versions, format_diff
+
+        try:
+            diff = diff_versions(publish.Lake.open(settings).store, args.old, args.new)
+        except IndexRejected as exc:
+            print(f"lakerag: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(diff, indent=2) if args.json else format_diff(diff))
         return 0
     raise SystemExit(f"unknown index action {args.action}")
 
@@ -164,6 +206,20 @@ def cmd_model_export(args) -> int:
     return 0
 
 
+def cmd_backup(args) -> int:
+    from .backup import BackupError, backup, restore
+    from .store import StoreError
+
+    settings = _settings()
+    try:
+        summary = backup(settings, args.uri) if args.command == "backup" else restore(settings, args.uri)
+    except (BackupError, StoreError) as exc:
+        print(f"lakerag {args.command}: {exc}", file=sys.stderr)
+        return 1
+    _print_summary(summary)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lakerag", description=__doc__.split("\n")[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -174,8 +230,10 @@ def build_parser() -> argparse.ArgumentParser:
     check_cmd.add_argument("--role", choices=["api", "batch", "all"], default="all")
     check_cmd.set_defaults(func=cmd_config_check)
 
-    pipe = sub.add_parser("pipeline", help="batch stages: bronze, silver, gold, etl, embed, index, run, status")
-    pipe.add_argument("stage", choices=["bronze", "silver", "gold", "etl", "embed", "index", "run", "status"])
+    pipe = sub.add_parser("pipeline", help="batch stages: bronze, silver, gold, etl, embed, index, run, status; "
+                                           "watch: run whenever raw/ changes")
+    pipe.add_argument("stage", choices=["bronze", "silver", "gold", "etl", "embed", "index", "run", "status",
+                                        "watch"])
     # `--full-rebuild` alone or `--full-rebuild=true|false`: the DAG always passes the explicit form,
     # so a templated Airflow param never has to add or drop an argument.
     pipe.add_argument("--full-rebuild", nargs="?", const=True, default=False, type=config._bool,
@@ -186,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.set_defaults(func=cmd_pipeline)
 
     sub.add_parser("serve", help="run the API (one uvicorn worker)").set_defaults(func=cmd_serve)
-    sub.add_parser("run", help="pipeline over the store, then serve (the embedded default)").set_defaults(
+    sub.add_parser("run", help="pipeline over the store, then serve it and rerun on every raw/ change "
+                                             "(the embedded default)").set_defaults(
         func=cmd_run)
 
     index = sub.add_parser("index", help="published index versions")
@@ -197,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
     index_sub.add_parser("list", help="list published versions")
     rollback = index_sub.add_parser("rollback", help="point CURRENT at an older version")
     rollback.add_argument("version")
+    diff = index_sub.add_parser("diff", help="documents and chunks added, removed and changed between two versions")
+    diff.add_argument("old")
+    diff.add_argument("new")
+    diff.add_argument("--json", action="store_true", help="machine-readable output")
     index.set_defaults(func=cmd_index)
 
     for name, help_text in (("search", "semantic search against a running API"),
@@ -221,6 +284,14 @@ def build_parser() -> argparse.ArgumentParser:
     model_export.add_argument("--int8", action="store_true",
                               help="dynamic int8 quantisation: 4x smaller, lower quality (see docs/architecture.md)")
     model_export.set_defaults(func=cmd_model_export)
+
+    backup = sub.add_parser("backup", help="copy raw/, the Delta tables and the retained index versions to another "
+                                           "store (checksum-verified; incremental on later runs)")
+    backup.add_argument("uri", metavar="DEST_URI", help="file://DIR or s3://BUCKET/PREFIX")
+    backup.set_defaults(func=cmd_backup)
+    restore = sub.add_parser("restore", help="copy a backup into the empty store LAKERAG_STORE_URI")
+    restore.add_argument("uri", metavar="SRC_URI", help="where `lakerag backup` wrote it")
+    restore.set_defaults(func=cmd_backup)
 
     export = sub.add_parser("export-jsonl", help="write gold chunks as a JSONL fine-tuning dataset")
     export.add_argument("out")

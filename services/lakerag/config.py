@@ -54,6 +54,12 @@ class Settings:
     ivf_threshold: int = 1_000_000  # above: IVF (a fraction of HNSW's memory, minutes to build at 10M)
     ann_recall_target: float = 0.95  # IVF's nprobe is the smallest meeting this recall@10
     index_keep_versions: int = 5
+    # Event-driven sync (`lakerag run`, `lakerag pipeline watch`): how often raw/ is listed, and
+    # how long it must stay unchanged before a run starts (a burst of uploads makes one run).
+    watch_poll_seconds: float = 1.0
+    watch_debounce_seconds: float = 0.5
+    # Replay (`as_of`): how many retained index versions the API keeps loaded beside the served one.
+    replay_cache_versions: int = 2
     # Serving
     host: str = "127.0.0.1"
     port: int = 8000
@@ -103,6 +109,9 @@ _ENV: dict[str, tuple[str, type]] = {
     "LAKERAG_IVF_THRESHOLD": ("ivf_threshold", int),
     "LAKERAG_ANN_RECALL_TARGET": ("ann_recall_target", float),
     "LAKERAG_INDEX_KEEP_VERSIONS": ("index_keep_versions", int),
+    "LAKERAG_WATCH_POLL_SECONDS": ("watch_poll_seconds", float),
+    "LAKERAG_WATCH_DEBOUNCE_SECONDS": ("watch_debounce_seconds", float),
+    "LAKERAG_REPLAY_CACHE_VERSIONS": ("replay_cache_versions", int),
     "LAKERAG_HOST": ("host", str),
     "LAKERAG_PORT": ("port", int),
     "LAKERAG_INDEX_DIR": ("index_dir", str),
@@ -171,6 +180,10 @@ def validate(settings: Settings) -> list[str]:
         problems.append("LAKERAG_ANN_RECALL_TARGET must be in (0, 1], e.g. 0.95")
     if settings.index_keep_versions < 1:
         problems.append("LAKERAG_INDEX_KEEP_VERSIONS must be at least 1")
+    if settings.watch_poll_seconds <= 0 or settings.watch_debounce_seconds < 0:
+        problems.append("LAKERAG_WATCH_POLL_SECONDS must be > 0 and LAKERAG_WATCH_DEBOUNCE_SECONDS >= 0")
+    if settings.replay_cache_versions < 1:
+        problems.append("LAKERAG_REPLAY_CACHE_VERSIONS must be at least 1")
     if not 1 <= settings.port <= 65535:
         problems.append("LAKERAG_PORT must be between 1 and 65535")
     if settings.search_mode not in SEARCH_MODES:

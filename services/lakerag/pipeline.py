@@ -11,14 +11,15 @@ from .lake import Lake
 STAGES = ("etl", "embed", "index")
 
 
-def run_all(settings: Settings, full_rebuild: bool = False) -> dict:
+def run_all(settings: Settings, full_rebuild: bool = False, spark=None) -> dict:
+    """``spark``: a session kept by the caller (the watcher), else one is started and stopped."""
     from lakerag_spark.pipeline import run_etl
 
     from .embed_job import run_embed
     from .index.publish import run_index
 
     started = time.perf_counter()
-    etl = run_etl(settings, full_rebuild=full_rebuild)
+    etl = run_etl(settings, full_rebuild=full_rebuild, spark=spark)
     embed = run_embed(settings, full_rebuild=full_rebuild)
     index = run_index(settings, force=full_rebuild)
     return {

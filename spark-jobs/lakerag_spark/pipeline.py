@@ -15,10 +15,10 @@ LAKE_TABLES = ("bronze", "quarantine", "silver", "gold")
 log = logging.getLogger(__name__)
 
 
-def run_etl(settings: Settings, stages=STAGES, full_rebuild: bool = False) -> dict:
+def run_etl(settings: Settings, stages=STAGES, full_rebuild: bool = False, spark=None) -> dict:
     """Run the given stages (in pipeline order) and return the run summary, also written to
     lake/_runs/etl.json. Incremental unless ``full_rebuild``; a run over an unchanged store
-    commits nothing."""
+    commits nothing. ``spark``: a session the caller keeps (the watcher's long-lived one)."""
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown ETL stage(s) {sorted(unknown)}: choose from {', '.join(STAGES)}")
@@ -47,8 +47,8 @@ def run_etl(settings: Settings, stages=STAGES, full_rebuild: bool = False) -> di
 
     # A session this run starts is stopped at the end (`lakerag run` goes on to serve the API
     # in the same process); one that already existed (tests, notebooks) is left running.
-    owned = SparkSession.getActiveSession() is None
-    spark = spark_session(settings)
+    owned = spark is None and SparkSession.getActiveSession() is None
+    spark = spark or spark_session(settings)
     summary["seconds"]["spark_start"] = round(time.perf_counter() - started, 2)
     run_at = datetime.now(UTC)
     try:

@@ -153,8 +153,10 @@ def _interrupt(*_) -> None:
     raise KeyboardInterrupt
 
 
-def serve(settings: Settings, announce: bool = False) -> int:
-    """Run the API in this process with one uvicorn worker until SIGTERM/SIGINT, then end the process."""
+def serve(settings: Settings, announce: bool = False, on_ready=None, on_shutdown=None) -> int:
+    """Run the API in this process with one uvicorn worker until SIGTERM/SIGINT, then end the process.
+    ``on_ready(state)`` runs once the model is loaded, ``on_shutdown()`` once the server has stopped
+    (``lakerag run`` starts and stops its pipeline watcher with them)."""
     import uvicorn
 
     try:
@@ -178,8 +180,14 @@ def serve(settings: Settings, announce: bool = False) -> int:
         server.should_exit = True
 
     state.on_fatal = fatal
-    if announce:
-        state.on_ready = lambda _state: print(announcement(settings), flush=True)
+
+    def ready(ready_state: AppState) -> None:
+        if on_ready:
+            on_ready(ready_state)
+        if announce:
+            print(announcement(settings), flush=True)
+
+    state.on_ready = ready
     # uvicorn re-raises the stop signal once it has shut down; end with a status instead
     # of a KeyboardInterrupt trace (Ctrl-C in `make run`) or death by SIGTERM.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -187,6 +195,8 @@ def serve(settings: Settings, announce: bool = False) -> int:
         server.run()
     except KeyboardInterrupt:
         pass
+    if on_shutdown:
+        on_shutdown()
     return _exit_now(1 if state.model_error else 0)
 
 

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+from lakerag import config
+
+
+@pytest.fixture(scope="session", autouse=True)
+def spark_python():
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from lakerag.embedding import load_embedder
+
+    return load_embedder(config.from_env({}))
+
+
+@pytest.fixture(params=["file", "s3"])
+def settings(request):
+    """A fresh store: a local directory, then a bucket on the moto S3 server."""
+    return request.getfixturevalue("local_settings" if request.param == "file" else "s3_settings")

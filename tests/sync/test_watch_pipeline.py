@@ -1,0 +1,92 @@
+"""The watcher with the real pipeline (Spark local, Delta, the packaged model, FAISS) on
+file:// and moto S3, and `lakerag run` over HTTP: upload -> searchable -> deleted -> gone."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from conftest import free_port
+from lakerag.index.publish import load_current
+from lakerag.lake import Lake, doc_id_for
+from lakerag.watch import PipelineWatcher
+
+pytestmark = pytest.mark.slow
+
+DOC = ("raw/glacier.txt", ("Glaciers carve U-shaped valleys as they move downhill. Moraines are ridges of rock "
+                          "debris that a glacier pushes ahead of it or leaves at its sides."))
+OTHER = ("raw/bread.txt", "Sourdough bread rises with wild yeast and lactic acid bacteria kept in a starter.")
+
+
+def wait_until(predicate, timeout=180.0, step=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"not true after {timeout}s")
+
+
+def served_doc_ids(settings, tmp_path, embedder) -> set[str]:
+    loaded = load_current(Lake.open(settings).store, tmp_path / "check", embedder.name, embedder.dimension)
+    return set(loaded.chunks["doc_id"]) if loaded else set()
+
+
+def test_watcher_indexes_new_and_deleted_raw_objects_on_one_spark_session(settings, embedder, tmp_path):
+    settings = dataclasses.replace(settings, watch_poll_seconds=0.2, watch_debounce_seconds=0.2)
+    store = Lake.open(settings).store
+    store.put(OTHER[0], OTHER[1].encode())
+    published = []
+    watcher = PipelineWatcher(settings, on_published=published.append)
+    watcher.start()
+    try:
+        wait_until(lambda: len(published) == 1)
+        session = watcher._spark
+        store.put(DOC[0], DOC[1].encode())
+        wait_until(lambda: doc_id_for(DOC[0]) in served_doc_ids(settings, tmp_path, embedder))
+        store.delete(DOC[0])
+        wait_until(lambda: doc_id_for(DOC[0]) not in served_doc_ids(settings, tmp_path, embedder))
+        assert served_doc_ids(settings, tmp_path, embedder) == {doc_id_for(OTHER[0])}
+        assert watcher._spark is session, "the watcher started a second Spark session"
+        assert watcher.last_summary["etl"]["seconds.spark_start"] < 1.0  # reused, not started
+        assert watcher.failures == 0 and len(published) == 3
+    finally:
+        watcher.stop()
+
+
+def test_lakerag_run_serves_an_upload_and_forgets_a_delete(local_settings, tmp_path):
+    port = free_port()
+    env = {**os.environ, "LAKERAG_STORE_URI": local_settings.store_uri, "LAKERAG_INDEX_DIR": str(tmp_path / "idx"),
+           "LAKERAG_PORT": str(port), "LAKERAG_INDEX_POLL_SECONDS": "3600",  # only the in-process notify reloads
+           "LAKERAG_WATCH_POLL_SECONDS": "0.5", "LAKERAG_WATCH_DEBOUNCE_SECONDS": "0.2"}
+    Lake.open(local_settings).store.put(OTHER[0], OTHER[1].encode())
+    proc = subprocess.Popen([sys.executable, "-m", "lakerag.cli", "run"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    query = {"query": "what ridges does a glacier leave", "k": 3}
+
+    def hit_sources():
+        try:
+            response = httpx.post(f"{base}/search", json=query, timeout=10)
+        except httpx.TransportError:
+            return None
+        return {h["source"] for h in response.json()["hits"]} if response.status_code == 200 else None
+
+    try:
+        wait_until(lambda: hit_sources() is not None)
+        assert DOC[0] not in hit_sources()
+        upload = httpx.post(f"{base}/documents", files={"file": ("glacier.txt", DOC[1].encode())}, timeout=10)
+        assert upload.status_code == 201
+        wait_until(lambda: DOC[0] in (hit_sources() or set()), timeout=120)
+        deleted = httpx.delete(f"{base}/documents/{doc_id_for(DOC[0])}", timeout=10)
+        assert deleted.status_code == 200
+        wait_until(lambda: DOC[0] not in (hit_sources() or {DOC[0]}), timeout=120)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=120) == 0
