@@ -35,6 +35,26 @@ Text = Annotated[str, AfterValidator(_encodable)]  # identifiers and filters
 Words = Annotated[str, AfterValidator(_has_words)]  # queries and questions
 
 
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+def as_of_field():
+    return Field(default=None, pattern=VERSION_PATTERN, examples=["20261127T090000Z-1a2b3c4d"],
+                 description="answer from this retained index version instead of the served one (replay); "
+                             "404 when it was pruned (`lakerag index list` shows the retained ones)")
+
+
+class Lineage(BaseModel):
+    """What a response was computed from: the index version and the Delta table versions behind it."""
+
+    index_version: str
+    model: str
+    gold_version: int | None = Field(default=None, description="Delta version of lake/gold the index was built from")
+    embeddings_version: int | None = Field(default=None, description="Delta version of lake/embeddings")
+    created_at: str | None = None
+    replayed: bool = Field(default=False, description="true when as_of picked a version other than the served one")
+
+
 class SearchRequest(BaseModel):
     query: Words = Field(min_length=1, max_length=2000, examples=["How long are incident postmortems kept?"])
     k: int = Field(default=5, ge=1, le=MAX_K)
@@ -42,6 +62,7 @@ class SearchRequest(BaseModel):
     source_prefix: Text | None = Field(default=None, description="only chunks whose raw key starts with this, "
                                                                  "e.g. raw/policies/")
     mode: SearchMode | None = mode_field()
+    as_of: str | None = as_of_field()
 
 
 class Hit(BaseModel):
@@ -56,6 +77,9 @@ class Hit(BaseModel):
     source: str
     title: str | None = None
     page: int | None = None
+    source_version: str | None = Field(default=None, description="the raw object's version the chunk was "
+                                                                  "extracted from (S3 ETag, or size-mtime)")
+    content_hash: str | None = Field(default=None, description="sha256 of the document's bytes")
     dense_rank: int | None = Field(default=None, description="1-based rank in the dense candidates, if among them")
     dense_score: float | None = Field(default=None, description="cosine similarity to the query")
     lexical_rank: int | None = Field(default=None, description="1-based rank in the BM25 candidates, if among them")
@@ -82,12 +106,14 @@ class SearchResponse(BaseModel):
     encode_ms: float
     search_ms: float
     rerank_ms: float = 0.0
+    lineage: Lineage | None = None
 
 
 class AnswerRequest(BaseModel):
     question: Words = Field(min_length=1, max_length=2000, examples=["Who approves travel over budget?"])
     k: int = Field(default=5, ge=1, le=20)
     mode: SearchMode | None = mode_field()
+    as_of: str | None = as_of_field()
 
 
 class AnswerResponse(BaseModel):
@@ -98,6 +124,7 @@ class AnswerResponse(BaseModel):
     question: str
     index_version: str
     chunks: list[Hit]
+    lineage: Lineage | None = None
 
 
 class SummarizeRequest(BaseModel):
@@ -105,6 +132,7 @@ class SummarizeRequest(BaseModel):
     query: Words | None = Field(default=None, min_length=1, max_length=2000)
     k: int = Field(default=8, ge=1, le=20, description="chunks retrieved for a query-focused summary")
     mode: SearchMode | None = mode_field()
+    as_of: str | None = as_of_field()
 
     @model_validator(mode="after")
     def one_of(self):
@@ -123,6 +151,7 @@ class SummarizeResponse(BaseModel):
     query: str | None = None
     index_version: str
     chunks: list[Hit]
+    lineage: Lineage | None = None
 
 
 class DocumentUploaded(BaseModel):

@@ -30,6 +30,14 @@ INDEX_FILE = "index.faiss"
 CHUNKS_FILE = "chunks.parquet"
 MANIFEST_FILE = "manifest.json"
 CHUNK_COLUMNS = ("chunk_id", "doc_id", "chunk_index", "text", "source", "title", "page")
+# Lineage of each chunk (the raw object's source version and the document's content hash):
+# written when the chunks carry them; versions built before lineage lack them.
+LINEAGE_COLUMNS = ("source_version", "content_hash")
+
+
+def chunk_columns(chunks) -> list[str]:
+    """The columns an index version keeps of ``chunks``: CHUNK_COLUMNS plus the lineage ones present."""
+    return [*CHUNK_COLUMNS, *(c for c in LINEAGE_COLUMNS if c in chunks.columns)]
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_SEARCH = 128
@@ -92,7 +100,7 @@ def content_fingerprint(vectors: np.ndarray, chunks: pandas.DataFrame, model: st
     digest = hashlib.sha256()
     digest.update(f"{model}\x1f{vectors.shape[1] if vectors.ndim == 2 else 0}\x1f".encode())
     digest.update(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
-    frame = chunks.loc[:, list(CHUNK_COLUMNS)]
+    frame = chunks.loc[:, chunk_columns(chunks)]
     digest.update(frame.to_json(orient="values", force_ascii=False).encode())
     return digest.hexdigest()
 
@@ -228,11 +236,11 @@ def write_index_dir(path, vectors: np.ndarray, chunks: pandas.DataFrame, model: 
     missing = [c for c in CHUNK_COLUMNS if c not in chunks.columns]
     if missing:
         raise ValueError(f"chunks lack columns {missing}; need {list(CHUNK_COLUMNS)}")
-    chunks = chunks.loc[:, list(CHUNK_COLUMNS)].reset_index(drop=True)
+    chunks = chunks.loc[:, chunk_columns(chunks)].reset_index(drop=True)
     fingerprint = content_fingerprint(vectors, chunks, model)
     index, info = build_faiss(vectors, index_type, recall_target)
     faiss.write_index(index, str(path / INDEX_FILE))
-    table = pa.Table.from_pandas(chunks, schema=chunk_schema(), preserve_index=False)
+    table = pa.Table.from_pandas(chunks, schema=chunk_schema(chunk_columns(chunks)), preserve_index=False)
     pq.write_table(table, path / CHUNKS_FILE)
     lexical_section = None
     if lexical:
@@ -261,12 +269,11 @@ def write_index_dir(path, vectors: np.ndarray, chunks: pandas.DataFrame, model: 
     return manifest
 
 
-def chunk_schema():
+def chunk_schema(columns=CHUNK_COLUMNS):
     import pyarrow as pa
 
-    return pa.schema([("chunk_id", pa.string()), ("doc_id", pa.string()), ("chunk_index", pa.int32()),
-                      ("text", pa.string()), ("source", pa.string()), ("title", pa.string()),
-                      ("page", pa.int32())])
+    types = {"chunk_index": pa.int32(), "page": pa.int32()}
+    return pa.schema([(name, types.get(name, pa.string())) for name in columns])
 
 
 def read_manifest(path) -> dict:

@@ -218,6 +218,15 @@ def _next_version(store: ObjectStore, fingerprint: str) -> str:
 
 # --- build ------------------------------------------------------------------------------------------------
 
+def _source_versions(lake: Lake) -> dict[str, str]:
+    """raw key -> source version (ETag or size-mtime) that bronze last extracted."""
+    bronze = tables.snapshot(lake, "bronze")
+    if bronze is None:
+        return {}
+    table = bronze.arrow(["key", "source_version"])
+    return dict(zip(table.column("key").to_pylist(), table.column("source_version").to_pylist()))
+
+
 def load_index_inputs(lake: Lake, model: str) -> tuple[np.ndarray, object, int, int | None, int]:
     """Gold chunk rows with their vectors of ``model``, in a stable order.
 
@@ -225,7 +234,8 @@ def load_index_inputs(lake: Lake, model: str) -> tuple[np.ndarray, object, int, 
     """
     gold = tables.snapshot(lake, "gold")
     embeddings = tables.snapshot(lake, "embeddings")
-    chunks = gold.pandas(list(CHUNK_COLUMNS))
+    chunks = gold.pandas([*CHUNK_COLUMNS, "content_hash"])
+    chunks["source_version"] = chunks["source"].map(_source_versions(lake)).astype(object)
     chunks = chunks.sort_values(["source", "chunk_index", "chunk_id"], kind="stable").reset_index(drop=True)
     for column in ("chunk_index", "page"):
         chunks[column] = chunks[column].astype("Int32")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
+from .. import replay
 from ..deps import Index, Model, State
 from ..schemas import AnswerRequest, AnswerResponse
 from ..services import retrieval
@@ -13,19 +14,22 @@ router = APIRouter(tags=["answer"])
 
 
 @router.post("/answer", response_model=AnswerResponse,
-             responses={502: {"description": "the LLM failed (reason in detail)"},
+             responses={404: {"description": "as_of names a version that is not retained"},
+                        502: {"description": "the LLM failed (reason in detail)"},
                         504: {"description": "the LLM timed out"}})
-def answer(body: AnswerRequest, state: State, model: Model, index: Index) -> AnswerResponse:
+def answer(body: AnswerRequest, state: State, model: Model, served: Index) -> AnswerResponse:
+    index = replay.index_for(state, served, body.as_of)
     outcome = retrieval.search(index, model, body.question, body.k, state.cutoffs, state.metrics,
                                **state.search_options(body.mode))
     if not outcome.matched:  # nothing relevant: say so, and do not spend an LLM call
         state.metrics.no_answer.labels("/answer").inc()
         return AnswerResponse(matched=False, mode="none", reason=outcome.reason, question=body.question,
-                              index_version=index.version, chunks=[],
+                              index_version=index.version, chunks=[], lineage=replay.lineage(index, served),
                               answer="I found nothing relevant to this question in the indexed documents.")
     try:
         text = state.writer.answer(body.question, outcome.hits)
     except UpstreamError as exc:
         raise HTTPException(exc.status_code, detail=exc.reason) from None
     return AnswerResponse(matched=True, answer=text, mode=state.writer.mode, question=body.question,
-                          index_version=index.version, chunks=outcome.hits)
+                          index_version=index.version, chunks=outcome.hits,
+                          lineage=replay.lineage(index, served))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from .. import replay
 from ..deps import Index, Model, State
 from ..schemas import SearchRequest, SearchResponse
 from ..services import retrieval
@@ -11,8 +12,10 @@ from ..services import retrieval
 router = APIRouter(tags=["search"])
 
 
-@router.post("/search", response_model=SearchResponse)
-def search(body: SearchRequest, state: State, model: Model, index: Index) -> SearchResponse:
+@router.post("/search", response_model=SearchResponse,
+             responses={404: {"description": "as_of names a version that is not retained"}})
+def search(body: SearchRequest, state: State, model: Model, served: Index) -> SearchResponse:
+    index = replay.index_for(state, served, body.as_of)
     outcome = retrieval.search(index, model, body.query, body.k, state.cutoffs, state.metrics,
                                doc_id=body.doc_id, source_prefix=body.source_prefix,
                                **state.search_options(body.mode))
@@ -24,4 +27,4 @@ def search(body: SearchRequest, state: State, model: Model, index: Index) -> Sea
         fusion=outcome.fusion,
         min_score=outcome.min_score, best_score=outcome.best_score, hits=outcome.hits,
         encode_ms=round(outcome.encode_seconds * 1000, 3), search_ms=round(outcome.search_seconds * 1000, 3),
-        rerank_ms=round(outcome.rerank_seconds * 1000, 3))
+        rerank_ms=round(outcome.rerank_seconds * 1000, 3), lineage=replay.lineage(index, served))

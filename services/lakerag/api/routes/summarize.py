@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
+from .. import replay
 from ..deps import Index, Model, State
 from ..schemas import SummarizeRequest, SummarizeResponse
 from ..services import retrieval
@@ -30,9 +31,10 @@ def _document_hits(index, doc_id: str) -> list[dict]:
 
 
 @router.post("/summarize", response_model=SummarizeResponse,
-             responses={404: {"description": "doc_id is not in the served index"},
+             responses={404: {"description": "doc_id is not in the served index, or as_of is not retained"},
                         502: {"description": "the LLM failed"}, 504: {"description": "the LLM timed out"}})
-def summarize(body: SummarizeRequest, state: State, model: Model, index: Index) -> SummarizeResponse:
+def summarize(body: SummarizeRequest, state: State, model: Model, served: Index) -> SummarizeResponse:
+    index = replay.index_for(state, served, body.as_of)
     if body.doc_id:
         hits = _document_hits(index, body.doc_id)
         if not hits:
@@ -46,11 +48,13 @@ def summarize(body: SummarizeRequest, state: State, model: Model, index: Index) 
             state.metrics.no_answer.labels("/summarize").inc()
             return SummarizeResponse(matched=False, summary="I found nothing relevant to summarise in the indexed "
                                      "documents.", mode="none", reason=outcome.reason, query=body.query,
-                                     index_version=index.version, chunks=[])
+                                     index_version=index.version, chunks=[],
+                                     lineage=replay.lineage(index, served))
         hits, title = outcome.hits, None
     try:
         text = state.writer.summarize(hits, query=body.query, title=title)
     except UpstreamError as exc:
         raise HTTPException(exc.status_code, detail=exc.reason) from None
     return SummarizeResponse(matched=True, summary=text, mode=state.writer.mode, doc_id=body.doc_id, title=title,
-                             query=body.query, index_version=index.version, chunks=hits)
+                             query=body.query, index_version=index.version, chunks=hits,
+                             lineage=replay.lineage(index, served))
