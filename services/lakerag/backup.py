@@ -1,0 +1,147 @@
+"""`lakerag backup DEST_URI` and `lakerag restore SRC_URI`: the lake and the index, store to store.
+
+A backup copies ``raw/`` (the user's files), ``lake/`` (every Delta table: data files and
+``_delta_log``) and ``index/`` (the retained versions and ``CURRENT``) to another store
+(file:// or s3://, either way). Every object is read, hashed (SHA-256), written and read
+back to check the hash. ``_backup/catalog.json`` at the destination, written last, lists
+the objects of the snapshot with their hash, size and source version; a second backup
+copies only objects whose source version changed (incremental) and never deletes
+anything at the destination (a backup taken after a loss cannot wipe the earlier one).
+
+Order keeps every copy usable even if it stops half way: data files before the Delta log
+entries that name them, index files before the manifest that marks a version complete,
+``index/CURRENT`` last. The Delta logs are listed before the data files, so each log
+entry copied has its files already written at the source.
+
+A restore copies the catalog's objects, verifying each hash, into an empty store, in the
+same order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+
+from .config import Settings
+from .lake import CURRENT_KEY, INDEX_PREFIX, RAW_PREFIX
+from .store import NotFound, ObjectStore, open_store
+
+log = logging.getLogger(__name__)
+
+PREFIXES = (RAW_PREFIX, "lake/", INDEX_PREFIX)
+CATALOG_KEY = "_backup/catalog.json"
+CATALOG_FORMAT = 1
+
+
+class BackupError(RuntimeError):
+    """The backup or restore cannot go on; the message says why and what to do."""
+
+
+def _order(key: str) -> tuple[int, str]:
+    """Copy order: data, then Delta log entries, then index manifests, then CURRENT."""
+    if key == CURRENT_KEY:
+        return 3, key
+    if key.startswith(INDEX_PREFIX) and key.endswith("/manifest.json"):
+        return 2, key
+    if "/_delta_log/" in key:
+        return 1, key
+    return 0, key
+
+
+def _snapshot(store: ObjectStore) -> dict:
+    """key -> ObjectInfo of what to back up: Delta logs listed first, then everything else."""
+    logs = {i.key: i for i in store.list("lake/") if "/_delta_log/" in i.key}
+    found = {}
+    for prefix in PREFIXES:
+        for info in store.list(prefix):
+            if "/_delta_log/" not in info.key and ".lakerag-tmp" not in info.key:
+                found[info.key] = info
+    found.update(logs)
+    return found
+
+
+def _copy_verified(source: ObjectStore, dest: ObjectStore, key: str, expected: str | None = None) -> tuple[str, int]:
+    data = source.get(key)
+    digest = hashlib.sha256(data).hexdigest()
+    if expected is not None and digest != expected:
+        raise BackupError(f"{source.url(key)} fails its checksum (sha256 {digest[:12]}…, catalog says "
+                          f"{expected[:12]}…): the backup is damaged; restore from another backup")
+    dest.put(key, data)
+    if hashlib.sha256(dest.get(key)).hexdigest() != digest:
+        raise BackupError(f"{dest.url(key)} reads back with another checksum than was written; check the "
+                          "destination store and retry")
+    return digest, len(data)
+
+
+def read_catalog(store: ObjectStore) -> dict | None:
+    try:
+        catalog = json.loads(store.get(CATALOG_KEY))
+    except NotFound:
+        return None
+    if catalog.get("format") != CATALOG_FORMAT:
+        raise BackupError(f"{store.url(CATALOG_KEY)} is not a format-{CATALOG_FORMAT} LakeRAG backup catalog")
+    return catalog
+
+
+def _open(settings: Settings, uri: str) -> ObjectStore:
+    return open_store(uri, settings.aws_endpoint_url, settings.aws_region)
+
+
+def backup(settings: Settings, dest_uri: str) -> dict:
+    """Copy the store's raw/, lake/ and index/ to ``dest_uri``; return counts."""
+    started = time.perf_counter()
+    source, dest = _open(settings, settings.store_uri), _open(settings, dest_uri)
+    if source.uri.rstrip("/") == dest.uri.rstrip("/"):
+        raise BackupError(f"backup destination {dest_uri} is the store itself; choose another bucket or directory")
+    previous = (read_catalog(dest) or {}).get("objects", {})
+    objects, copied, copied_bytes = {}, 0, 0
+    for key, info in sorted(_snapshot(source).items(), key=lambda item: _order(item[0])):
+        known = previous.get(key)
+        if known and known["source_version"] == info.version and known["size"] == info.size:
+            objects[key] = known  # unchanged since the last backup: not read again
+            continue
+        try:
+            digest, size = _copy_verified(source, dest, key)
+        except NotFound:  # removed since the listing (e.g. a pruned index version): not part of this snapshot
+            continue
+        objects[key] = {"sha256": digest, "size": size, "source_version": info.version}
+        copied, copied_bytes = copied + 1, copied_bytes + size
+    catalog = {"format": CATALOG_FORMAT, "source": source.uri, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                                          time.gmtime()),
+               "objects": objects}
+    dest.put(CATALOG_KEY, json.dumps(catalog, indent=1, sort_keys=True).encode())  # last: marks it complete
+    summary = {"title": "backup", "ok": True, "source": source.uri, "destination": dest.uri,
+               "objects": len(objects), "copied": copied, "copied_bytes": copied_bytes,
+               "unchanged": len(objects) - copied, "seconds": round(time.perf_counter() - started, 2)}
+    log.info("backup of %s to %s: %d objects, %d copied", source.uri, dest.uri, len(objects), copied)
+    return summary
+
+
+def restore(settings: Settings, src_uri: str) -> dict:
+    """Copy the backup at ``src_uri`` into the (empty) store of ``settings``; return counts."""
+    started = time.perf_counter()
+    source, target = _open(settings, src_uri), _open(settings, settings.store_uri)
+    catalog = read_catalog(source)
+    if catalog is None:
+        raise BackupError(f"{source.url(CATALOG_KEY)} does not exist: {src_uri} holds no complete LakeRAG backup "
+                          "(`lakerag backup` writes the catalog last)")
+    for prefix in PREFIXES:
+        existing = next(iter(target.list(prefix)), None)
+        if existing is not None:
+            raise BackupError(f"restore needs an empty store, but {target.url(existing.key)} exists; restore into a "
+                              "new bucket or directory (LAKERAG_STORE_URI) so nothing stored is overwritten")
+    total = 0
+    for key in sorted(catalog["objects"], key=_order):
+        expected = catalog["objects"][key]["sha256"]
+        try:
+            _, size = _copy_verified(source, target, key, expected=expected)
+        except NotFound:
+            raise BackupError(f"{source.url(key)} is listed in the backup catalog but missing; the backup is "
+                              "damaged; restore from another backup") from None
+        total += size
+    log.info("restored %d objects from %s into %s", len(catalog["objects"]), source.uri, target.uri)
+    return {"title": "restore", "ok": True, "source": source.uri, "store": target.uri,
+            "objects": len(catalog["objects"]), "bytes": total, "backup_created_at": catalog.get("created_at"),
+            "seconds": round(time.perf_counter() - started, 2)}
