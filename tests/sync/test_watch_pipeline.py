@@ -66,8 +66,10 @@ def test_lakerag_run_serves_an_upload_and_forgets_a_delete(local_settings, tmp_p
            "LAKERAG_PORT": str(port), "LAKERAG_INDEX_POLL_SECONDS": "3600",  # only the in-process notify reloads
            "LAKERAG_WATCH_POLL_SECONDS": "0.5", "LAKERAG_WATCH_DEBOUNCE_SECONDS": "0.2"}
     Lake.open(local_settings).store.put(OTHER[0], OTHER[1].encode())
-    proc = subprocess.Popen([sys.executable, "-m", "lakerag.cli", "run"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "lakerag.cli", "run"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     query = {"query": "what ridges does a glacier leave", "k": 3}
 
@@ -89,4 +91,4 @@ def test_lakerag_run_serves_an_upload_and_forgets_a_delete(local_settings, tmp_p
         wait_until(lambda: DOC[0] not in (hit_sources() or {DOC[0]}), timeout=120)
     finally:
         proc.terminate()
-        assert proc.wait(timeout=120) == 0
+        assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
