@@ -66,6 +66,10 @@ def cmd_pipeline(args) -> int:
         summary = run_all(settings, full_rebuild=args.full_rebuild)
     elif stage == "watch":
         return cmd_pipeline_watch(settings)
+    elif stage == "vacuum":
+        from .retention import vacuum
+
+        summary = vacuum(settings, dry_run=args.dry_run)
     elif stage == "status":
         from .pipeline import status
 
@@ -88,10 +92,17 @@ def cmd_serve(args) -> int:
 def cmd_run(args) -> int:
     """The embedded default: pipeline over the store, then serve it while watching raw/
     (each change runs the incremental pipeline; the API swaps in the new index at once)."""
+    import signal
+
     from .watch import PipelineWatcher
 
     settings = _settings()
     watcher = PipelineWatcher(settings)
+
+    def interrupt(*_) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # a stop during the first run ends it like Ctrl-C, with a status
     try:
         summary = watcher.run_once()
         _print_summary(summary)
@@ -106,6 +117,9 @@ def cmd_run(args) -> int:
 
         # serve() ends the process when the server stops: stop the watcher first (a run finishes).
         return serve(settings, announce=True, on_ready=start_watching, on_shutdown=watcher.stop)
+    except KeyboardInterrupt:
+        print("lakerag run: stopped", file=sys.stderr)
+        return 0
     finally:
         watcher.stop()
 
@@ -231,9 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     check_cmd.set_defaults(func=cmd_config_check)
 
     pipe = sub.add_parser("pipeline", help="batch stages: bronze, silver, gold, etl, embed, index, run, status; "
-                                           "watch: run whenever raw/ changes")
+                                           "watch: run whenever raw/ changes; vacuum: Delta vacuum that keeps what retained "
+                                           "index versions need")
     pipe.add_argument("stage", choices=["bronze", "silver", "gold", "etl", "embed", "index", "run", "status",
-                                        "watch"])
+                                        "watch", "vacuum"])
     # `--full-rebuild` alone or `--full-rebuild=true|false`: the DAG always passes the explicit form,
     # so a templated Airflow param never has to add or drop an argument.
     pipe.add_argument("--full-rebuild", nargs="?", const=True, default=False, type=config._bool,
@@ -241,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipe.add_argument("--json", action="store_true", help="status: machine-readable output")
     pipe.add_argument("--spark", action="store_true",
                       help="embed: encode on Spark executors (LAKERAG_SPARK_MASTER), for backfills")
+    pipe.add_argument("--dry-run", action="store_true", help="vacuum: list what would be removed")
     pipe.set_defaults(func=cmd_pipeline)
 
     sub.add_parser("serve", help="run the API (one uvicorn worker)").set_defaults(func=cmd_serve)

@@ -60,6 +60,8 @@ class Settings:
     watch_debounce_seconds: float = 0.5
     # Replay (`as_of`): how many retained index versions the API keeps loaded beside the served one.
     replay_cache_versions: int = 2
+    # Delta vacuum keeps at least this much history, and always enough for the oldest retained index version.
+    vacuum_min_hours: int = 168
     # Serving
     host: str = "127.0.0.1"
     port: int = 8000
@@ -112,6 +114,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "LAKERAG_WATCH_POLL_SECONDS": ("watch_poll_seconds", float),
     "LAKERAG_WATCH_DEBOUNCE_SECONDS": ("watch_debounce_seconds", float),
     "LAKERAG_REPLAY_CACHE_VERSIONS": ("replay_cache_versions", int),
+    "LAKERAG_VACUUM_MIN_HOURS": ("vacuum_min_hours", int),
     "LAKERAG_HOST": ("host", str),
     "LAKERAG_PORT": ("port", int),
     "LAKERAG_INDEX_DIR": ("index_dir", str),
@@ -182,6 +185,8 @@ def validate(settings: Settings) -> list[str]:
         problems.append("LAKERAG_INDEX_KEEP_VERSIONS must be at least 1")
     if settings.watch_poll_seconds <= 0 or settings.watch_debounce_seconds < 0:
         problems.append("LAKERAG_WATCH_POLL_SECONDS must be > 0 and LAKERAG_WATCH_DEBOUNCE_SECONDS >= 0")
+    if settings.vacuum_min_hours < 0:
+        problems.append("LAKERAG_VACUUM_MIN_HOURS must be >= 0 (168, Delta's default, is the usual value)")
     if settings.replay_cache_versions < 1:
         problems.append("LAKERAG_REPLAY_CACHE_VERSIONS must be at least 1")
     if not 1 <= settings.port <= 65535:

@@ -81,7 +81,7 @@ def test_lakerag_run_serves_an_upload_and_forgets_a_delete(local_settings, tmp_p
         return {h["source"] for h in response.json()["hits"]} if response.status_code == 200 else None
 
     try:
-        wait_until(lambda: hit_sources() is not None)
+        wait_until(lambda: hit_sources() is not None, timeout=900)  # Spark start + first run, on a busy machine
         assert DOC[0] not in hit_sources()
         upload = httpx.post(f"{base}/documents", files={"file": ("glacier.txt", DOC[1].encode())}, timeout=10)
         assert upload.status_code == 201
