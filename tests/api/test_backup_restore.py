@@ -23,10 +23,6 @@ DOCS = {"raw/volcano.txt": b"Explosive eruptions come from viscous magma rich in
 QUESTIONS = ["What kind of magma causes explosive eruptions?", "How do bees say where flowers are?"]
 
 
-@pytest.fixture(autouse=True)
-def spark_python(monkeypatch):
-    monkeypatch.setenv("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", sys.executable))
-    monkeypatch.setenv("PYSPARK_DRIVER_PYTHON", os.environ.get("PYSPARK_DRIVER_PYTHON", sys.executable))
 
 
 def new_bucket(endpoint: str) -> str:

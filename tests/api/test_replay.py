@@ -4,10 +4,7 @@ the packaged model, FAISS) and the API under uvicorn."""
 from __future__ import annotations
 
 import hashlib
-import os
-import sys
 
-import pytest
 from deltalake import DeltaTable
 from lakerag.index.diff import diff_versions
 from lakerag.index.publish import list_versions, prune
@@ -24,10 +21,6 @@ BEES = "# Bees\n\nHoney bees tell each other the direction of flowers with a wag
 QUESTION = "What kind of magma causes explosive volcanic eruptions?"
 
 
-@pytest.fixture(autouse=True)
-def spark_python(monkeypatch):
-    monkeypatch.setenv("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON", sys.executable))
-    monkeypatch.setenv("PYSPARK_DRIVER_PYTHON", os.environ.get("PYSPARK_DRIVER_PYTHON", sys.executable))
 
 
 def table_version(lake: Lake, name: str) -> int:

@@ -1,16 +1,7 @@
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 from lakerag import config
-
-
-@pytest.fixture(scope="session", autouse=True)
-def spark_python():
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 
 
 @pytest.fixture(scope="session")
