@@ -18,6 +18,7 @@ from pathlib import Path
 
 from fastapi import HTTPException
 
+from ..encoder_identity import check_encoder
 from ..index.artifacts import IndexRejected, LoadedIndex, load_index_dir
 from ..index.publish import _complete_versions, download_version, read_store_manifest
 from ..store import StoreError
@@ -42,8 +43,9 @@ class VersionGone(LookupError):
 class RetainedVersions:
     """A bounded LRU of loaded index versions, filled from the store on demand."""
 
-    def __init__(self, store, root: Path, expected_model: str, expected_dimension: int, capacity: int):
-        self.store, self.root = store, Path(root)
+    def __init__(self, store, root: Path, expected_model: str, expected_dimension: int, capacity: int,
+                 encoder: dict | None = None):
+        self.store, self.root, self.encoder = store, Path(root), encoder
         self.expected_model, self.expected_dimension = expected_model, expected_dimension
         self.capacity = max(1, capacity)
         self._loaded: OrderedDict[str, LoadedIndex] = OrderedDict()
@@ -58,6 +60,7 @@ class RetainedVersions:
                 raise VersionGone(version)
             path = download_version(self.store, version, self.root / version)  # verifies every checksum
             loaded = load_index_dir(path, self.expected_model, self.expected_dimension)
+            check_encoder(loaded.manifest, self.encoder)  # the same checks as a served version
             retrieval.prepare(loaded)
             self._loaded[version] = loaded
             while len(self._loaded) > self.capacity:
@@ -81,7 +84,8 @@ def retained_versions(state) -> RetainedVersions:
                 settings = state.settings
                 cache = RetainedVersions(state.lake.store, Path(settings.index_dir) / REPLAY_DIR,
                                          state.embedder.name, state.embedder.dimension,
-                                         settings.replay_cache_versions)
+                                         settings.replay_cache_versions,
+                                         encoder=getattr(state.embedder, "encoder", None))
                 state.retained = cache
     return cache
 
