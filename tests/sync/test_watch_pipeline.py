@@ -88,7 +88,8 @@ def test_lakerag_run_serves_an_upload_and_forgets_a_delete(local_settings, tmp_p
         wait_until(lambda: DOC[0] in (hit_sources() or set()))
         deleted = httpx.delete(f"{base}/documents/{doc_id_for(DOC[0])}", timeout=10)
         assert deleted.status_code == 200
-        wait_until(lambda: DOC[0] not in (hit_sources() or {DOC[0]}))
+        # gone: a 200 whose hits lack it (no hits at all once nothing relevant is left)
+        wait_until(lambda: (sources := hit_sources()) is not None and DOC[0] not in sources)
     finally:
         proc.terminate()
         assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
