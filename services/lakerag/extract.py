@@ -135,7 +135,8 @@ def check_plain_text(data: bytes, text: str) -> str:
         utf8 = True
     except UnicodeDecodeError as exc:
         utf8 = exc.start > 65530  # only the sample's cut split a character
-    if not utf8 and sum(1 for ch in visible if ord(ch) > 127) > 0.3 * len(visible):
+    # Real Latin-1/Windows-1252 prose is mostly ASCII (a few accents); short texts are not judged.
+    if not utf8 and len(visible) >= 64 and sum(1 for ch in visible if ord(ch) > 127) > 0.5 * len(visible):
         raise _Unreadable("the bytes are not UTF-8 and decode as mostly non-ASCII Latin-1/Windows-1252: random "
                           "or binary data, not text; save the document as UTF-8 text")
     if len(visible) >= 200:

@@ -39,3 +39,7 @@ def test_real_text_in_any_script_or_shape_is_kept(text):
 def test_windows_1252_text_is_kept():
     data = ("Caf\xe9 na\xefve r\xe9sum\xe9 \u2013 the \u201cquoted\u201d words of a memo. " * 10).encode("cp1252")
     assert extract("raw/memo.txt", data).ok
+
+
+def test_a_short_latin1_word_is_kept():
+    assert extract("raw/latin.txt", "Grüße".encode("latin-1")).pages == ["Grüße"]
