@@ -228,6 +228,19 @@ def chunk_pages(pages: list[str], chunk_tokens: int, overlap_tokens: int, paged:
     return chunks
 
 
+def distinct(chunks: list[Chunk]) -> list[Chunk]:
+    """The first of each identical chunk text in a document: a repetitive file (one line
+    repeated for a megabyte) must cost what its distinct content costs, not minutes of
+    embedding identical windows, nor flood the index with copies. Indexes keep their gaps."""
+    seen: set[str] = set()
+    kept = []
+    for chunk in chunks:
+        if chunk.text not in seen:
+            seen.add(chunk.text)
+            kept.append(chunk)
+    return kept
+
+
 def _make_chunk(pages: list[str], units: list[_Unit], index: int, paged: bool) -> Chunk:
     parts = []
     for unit in units:

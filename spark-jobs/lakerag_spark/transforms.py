@@ -163,13 +163,13 @@ def chunk_documents(silver: DataFrame, chunk_tokens: int, overlap_tokens: int) -
     """Silver rows -> gold rows: overlapping sentence windows with stable chunk ids."""
 
     def run(batches):
-        from lakerag.text import chunk_pages
+        from lakerag.text import chunk_pages, distinct
 
         for batch in batches:
             rows = []
             for doc in batch.to_pylist():
                 paged = doc["page_count"] is not None
-                for chunk in chunk_pages(doc["pages"] or [], chunk_tokens, overlap_tokens, paged=paged):
+                for chunk in distinct(chunk_pages(doc["pages"] or [], chunk_tokens, overlap_tokens, paged=paged)):
                     rows.append({"chunk_id": chunk_id_for(doc["doc_id"], chunk.index, chunk.text),
                                  "doc_id": doc["doc_id"], "chunk_index": chunk.index, "text": chunk.text,
                                  "title": doc["title"], "source": doc["key"], "page": chunk.page,

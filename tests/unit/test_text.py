@@ -108,3 +108,14 @@ def test_guess_title():
     assert guess_title(["body: Hello\n\nWorld"], "raw/k.json", "json") == "Hello"  # a flattened field, as before
     assert guess_title(["x" * 300], "raw/long name.txt") == "long name"
     assert guess_title([], "raw/empty.md") == "empty"
+
+
+def test_a_repetitive_document_costs_its_distinct_content():
+    from lakerag.text import chunk_pages, distinct
+
+    line = "the pump restarts when the pressure drops below the threshold. " * 1600  # ~100 KB, one line
+    chunks = chunk_pages([line], 200, 40)
+    kept = distinct(chunks)
+    assert len(chunks) > 100 and len(kept) <= 20, (len(chunks), len(kept))
+    assert len({c.text for c in kept}) == len(kept) and kept[0].index == 0
+    assert [c.index for c in kept] == sorted(c.index for c in kept)
