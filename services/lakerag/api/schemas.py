@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import unicodedata
+import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
@@ -25,14 +25,17 @@ def _encodable(value: str) -> str:
     return value
 
 
+WORD_PATTERN = r"[^\W_]"  # a letter or digit of any script; documented in the schema as `pattern`
+
+
 def _has_words(value: str) -> str:
-    if not any(unicodedata.category(ch)[0] in "LN" for ch in _encodable(value)):
+    if not re.search(WORD_PATTERN, _encodable(value)):
         raise ValueError("has no words (only whitespace, punctuation or control characters); ask in words")
     return value
 
 
 Text = Annotated[str, AfterValidator(_encodable)]  # identifiers and filters
-Words = Annotated[str, AfterValidator(_has_words)]  # queries and questions
+Words = Annotated[str, AfterValidator(_has_words), Field(json_schema_extra={"pattern": WORD_PATTERN})]  # queries and questions
 
 
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -133,6 +136,10 @@ class SummarizeRequest(BaseModel):
     k: int = Field(default=8, ge=1, le=20, description="chunks retrieved for a query-focused summary")
     mode: SearchMode | None = mode_field()
     as_of: str | None = as_of_field()
+
+    model_config = {"json_schema_extra": {"oneOf": [
+        {"required": ["doc_id"], "properties": {"doc_id": {"type": "string"}, "query": {"type": "null"}}},
+        {"required": ["query"], "properties": {"query": {"type": "string"}, "doc_id": {"type": "null"}}}]}}
 
     @model_validator(mode="after")
     def one_of(self):

@@ -23,7 +23,8 @@ MEDIA_TYPES = {".pdf": "application/pdf", ".txt": "text/plain; charset=utf-8", "
 
 
 @router.get("/documents/{doc_id}/content", response_class=Response,
-            responses={200: {"content": {"application/octet-stream": {}}, "description": "the raw file"},
+            responses={200: {"content": {t.split(";")[0]: {} for t in [*MEDIA_TYPES.values(), "application/octet-stream"]},
+                             "description": "the raw file"},
                        404: {"description": "no raw object has this doc_id"}})
 def document_content(doc_id: str, state: State) -> Response:
     store = state.lake.store
