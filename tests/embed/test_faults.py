@@ -66,3 +66,33 @@ def test_status_exit_codes_agree_when_a_stage_failed(local_settings, monkeypatch
     assert _status_cli(monkeypatch, local_settings) == 1
     assert _status_cli(monkeypatch, local_settings, "--json") == 1
     assert "3 of 9 gold chunks" in capsys.readouterr().out
+
+
+def test_kill_9_mid_embed_then_rerun_converges(local_settings, embedder):
+    """A real SIGKILL while `lakerag pipeline embed` runs: status says unfinished, a rerun converges."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    write_gold(Lake.open(local_settings), synthetic_docs(40))
+    marker = Path(local_settings.store_uri.removeprefix("file://")) / "lake/_runs/embed.started.json"
+    env = {**os.environ, "LAKERAG_STORE_URI": local_settings.store_uri}
+    command = "from lakerag.cli import main; raise SystemExit(main(['pipeline', 'embed']))"
+    proc = subprocess.Popen([sys.executable, "-c", command], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "embed never started"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    report = status(local_settings)
+    assert not report["healthy"] and "embed" in report["unfinished"]
+
+    assert run_embed(local_settings)["ok"]
+    index = run_index(local_settings)
+    assert index["published"] and index["vector_count"] == 120
+    assert status(local_settings)["healthy"]
