@@ -31,7 +31,6 @@ each and local[2]/local[1] (target >= 1.6 on 2 cores) and local[2]/single-proces
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import random
@@ -217,7 +216,7 @@ def main() -> int:
         store = workdir / ("store" if round_ == 0 else f"round-{round_}")
         if round_:
             shutil.copytree(pristine, store)
-        summary, wall, cpu = timed(run_embed, dataclasses.replace(settings, store_uri=f"file://{store}"))
+        summary, wall, cpu = timed(run_embed, settings.replace(store_uri=f"file://{store}"))
         assert summary["embedded"] == len(texts), summary
         jobs.append((wall, cpu, summary))
         raw.append(raw_encode(embedder, texts, settings.embed_batch_size))
@@ -230,7 +229,7 @@ def main() -> int:
     # The same texts through sentence-transformers (torch), alternating with ONNX passes.
     onnx_vs_torch = []
     if embedder.encoder.get("runtime") == "onnx":
-        torch_embedder = load_embedder(dataclasses.replace(settings, encoder="torch"))
+        torch_embedder = load_embedder(settings.replace(encoder="torch"))
         torch_embedder.model.encode(texts[:64], batch_size=settings.embed_batch_size)  # warm-up
         for _ in range(2):
             torch_wall, _ = raw_encode(torch_embedder, texts, settings.embed_batch_size)

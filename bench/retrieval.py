@@ -254,7 +254,7 @@ def query_api(client, texts: dict[str, str], doc_of_key: dict[str, str]):
 
 def fusion_variants(lists) -> dict[str, dict[str, list[str]]]:
     """Each RRF and convex variant applied to the same dense and lexical candidate lists."""
-    from lakerag.fusion import convex, weighted_rrf
+    from lakerag.search.fusion import convex, weighted_rrf
 
     def fuse(method) -> dict[str, list[str]]:
         return {q: first_per_doc(doc for doc, _ in method(lists["dense"][q], lists["lexical"][q]))
@@ -353,9 +353,9 @@ def main() -> int:
         if not summary["ok"]:
             raise SystemExit(f"pipeline failed: {json.dumps(summary, default=str)[:3000]}")
         from lakerag.index.publish import load_current
-        from lakerag.store import open_store
+        from lakerag.store import store_for
 
-        served = load_current(open_store(settings.store_uri), tmp / "check")
+        served = load_current(store_for(settings), tmp / "check")
         per_doc = served.chunks.groupby("source").size()
         print(f"pipeline: {pipeline_s:.0f} s (etl {summary['etl'].get('seconds.total', '?')} s, embed "
               f"{summary['embed'].get('seconds', '?')} s, index {summary['index'].get('seconds', '?')} s); "

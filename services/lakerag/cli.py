@@ -1,16 +1,75 @@
-"""``lakerag`` command line: the one set of entry points used by make, the images,
-the Helm chart and the Airflow DAG. Each command is a thin call into a module;
-heavy imports (Spark, torch) happen only inside the command that needs them.
+"""LakeRAG: make a data lake answerable (pipeline, index, API, and clients of a running API).
+
+``lakerag`` is the one set of entry points used by make, the images,
+the Helm chart and the Airflow DAG. One typed function per command, each a thin call
+into a module. Heavy modules (Spark, torch, the API) are imported inside the command
+that needs them: ``import pyspark.sql`` alone took 0.7 s here and sentence-transformers
+26 s, which ``lakerag config check`` or ``lakerag search`` must not pay.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from . import config
+from .config import Role, SearchMode
+from .summary import format_summary
+
+
+def _exit_with(code: int | None, **_params) -> None:
+    """Commands return their exit code; this makes it the process's (also under CliRunner)."""
+    if code:
+        raise typer.Exit(code)
+
+
+app = typer.Typer(name="lakerag", help=__doc__.split("\n")[0], no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_enable=False, result_callback=_exit_with)
+config_app = typer.Typer(help="configuration", no_args_is_help=True)
+index_app = typer.Typer(help="published index versions", no_args_is_help=True)
+documents_app = typer.Typer(help="the documents of a running API (default: list them)")
+model_app = typer.Typer(help="embedding model files", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(index_app, name="index")
+app.add_typer(documents_app, name="documents")
+app.add_typer(model_app, name="model")
+
+ETL_STAGES = ("bronze", "silver", "gold")
+
+
+class Stage(str, Enum):
+    bronze = "bronze"
+    silver = "silver"
+    gold = "gold"
+    etl = "etl"
+    embed = "embed"
+    index = "index"
+    run = "run"
+    status = "status"
+    watch = "watch"
+    vacuum = "vacuum"
+
+
+Url = Annotated[str, typer.Option(help="base URL of the API")]
+ApiKeyOption = Annotated[str, typer.Option("--api-key", help="X-API-Key for writes (the API's LAKERAG_API_KEY)")]
+Mode = Annotated[SearchMode | None, typer.Option(help="retrieval mode (default: the server's LAKERAG_SEARCH_MODE)")]
+K = Annotated[int, typer.Option("-k", help="how many chunks")]
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def _client():
+    """The HTTP side (client.py needs httpx), imported by the commands that talk to an API:
+    the Spark and embeddings images install no httpx (only the api extra does)."""
+    from . import client
+
+    return client
 
 
 def _settings() -> config.Settings:
@@ -21,110 +80,100 @@ def _settings() -> config.Settings:
         raise SystemExit(2) from None
 
 
-def cmd_config_check(args) -> int:
-    lines, ok = config.report(role=args.role)
+def _check_bool(value: str) -> str:
+    """``--full-rebuild`` is a string option: a typed bool would make Typer a plain flag and
+    refuse the explicit ``--full-rebuild=true|false`` the DAG passes (see ``_with_flag_values``)."""
+    try:
+        config.parse_bool(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+@app.callback()
+def root(verbose: Annotated[bool, typer.Option("-v", "--verbose", help="debug logging")] = False) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@config_app.command("check")
+def config_check(role: Annotated[Role, typer.Option(help="which entry point's needs to check")] = "all") -> int:
+    """Print the settings (value, source, problems); exit 1 when something required is missing."""
+    lines, ok = config.report(role=role)
     print("LakeRAG configuration:")
     print("\n".join(lines))
     print("OK" if ok else "configuration is incomplete: set the variables marked MISSING")
     return 0 if ok else 1
 
 
-def _print_summary(summary: dict) -> None:
-    from .summary import format_summary
-
-    print(format_summary(summary))
-
-
-def cmd_pipeline(args) -> int:
+@app.command()
+def pipeline(
+    stage: Annotated[Stage, typer.Argument(help="batch stage, `run` for all, `status` for the last summaries")],
+    # `--full-rebuild` alone or `--full-rebuild=true|false`: the DAG always passes the explicit form,
+    # so a templated Airflow param never has to add or drop an argument.
+    full_rebuild: Annotated[str, typer.Option(callback=_check_bool, metavar="true|false",
+                                              help="reprocess everything instead of what changed")] = "false",
+    as_json: Annotated[bool, typer.Option("--json", help="status: machine-readable output")] = False,
+    spark: Annotated[bool, typer.Option(help="embed: encode on Spark executors (LAKERAG_SPARK_MASTER), "
+                                            "for backfills")] = False,
+    dry_run: Annotated[bool, typer.Option(help="vacuum: list what would be removed")] = False,
+) -> int:
+    """Batch stages: bronze, silver, gold, etl, embed, index, run, status; watch: run whenever raw/
+    changes; vacuum: Delta vacuum that keeps what retained index versions need."""
+    rebuild = config.parse_bool(full_rebuild)
     settings = _settings()
-    stage = args.stage
-    if stage in {"bronze", "silver", "gold", "etl"}:
+    if stage.value in {*ETL_STAGES, "etl"}:
         from lakerag_spark.pipeline import run_etl
 
-        stages = ("bronze", "silver", "gold") if stage == "etl" else (stage,)
-        summary = run_etl(settings, stages=stages, full_rebuild=args.full_rebuild)
-    elif stage == "embed" and args.spark:
+        summary = run_etl(settings, stages=ETL_STAGES if stage == Stage.etl else (stage.value,),
+                          full_rebuild=rebuild)
+    elif stage == Stage.embed and spark:
         from lakerag_spark.embed import run_embed_spark
         from lakerag_spark.session import spark_session
 
-        spark = spark_session(settings, app_name="lakerag-embed")
+        session = spark_session(settings, app_name="lakerag-embed")
         try:
-            summary = run_embed_spark(spark, settings, full_rebuild=args.full_rebuild)
+            summary = run_embed_spark(session, settings, full_rebuild=rebuild)
         finally:
-            spark.stop()
-    elif stage == "embed":
+            session.stop()
+    elif stage == Stage.embed:
         from .embed_job import run_embed
 
-        summary = run_embed(settings, full_rebuild=args.full_rebuild)
-    elif stage == "index":
+        summary = run_embed(settings, full_rebuild=rebuild)
+    elif stage == Stage.index:
         from .index.publish import run_index
 
-        summary = run_index(settings, force=args.full_rebuild)
-    elif stage == "run":
+        summary = run_index(settings, force=rebuild)
+    elif stage == Stage.run:
         from .pipeline import run_all
 
-        summary = run_all(settings, full_rebuild=args.full_rebuild)
-    elif stage == "watch":
-        return cmd_pipeline_watch(settings)
-    elif stage == "vacuum":
+        summary = run_all(settings, full_rebuild=rebuild)
+    elif stage == Stage.watch:
+        return _pipeline_watch(settings)
+    elif stage == Stage.vacuum:
         from .retention import vacuum
 
-        summary = vacuum(settings, dry_run=args.dry_run)
-    elif stage == "status":
+        summary = vacuum(settings, dry_run=dry_run)
+    else:
         from .pipeline import status
 
         summary = status(settings)
-        if args.json:
+        if as_json:
             print(json.dumps(summary, indent=2, default=str))
             return 0 if summary["healthy"] else 1
-    else:  # argparse restricts choices; keep mypy happy
-        raise SystemExit(f"unknown stage {stage}")
-    _print_summary(summary)
+    print(format_summary(summary))
     return 0 if summary.get("ok", True) else 1
 
 
-def cmd_serve(args) -> int:
-    from .api.main import serve
+@app.command()
+def serve() -> int:
+    """Run the API (one uvicorn worker)."""
+    from .api.main import serve as serve_api
 
-    return serve(_settings())
-
-
-def cmd_run(args) -> int:
-    """The embedded default: pipeline over the store, then serve it while watching raw/
-    (each change runs the incremental pipeline; the API swaps in the new index at once)."""
-    import signal
-
-    from .watch import PipelineWatcher
-
-    settings = _settings()
-    watcher = PipelineWatcher(settings)
-
-    def interrupt(*_) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)  # a stop during the first run ends it like Ctrl-C, with a status
-    try:
-        summary = watcher.run_once()
-        _print_summary(summary)
-        if not summary.get("ok", True):
-            return 1
-        from .api.main import serve
-
-        def start_watching(state) -> None:
-            # In-process notify: reload as soon as a run publishes, not at the next index poll.
-            watcher.on_published = lambda _summary: state.watcher and state.watcher.check()
-            watcher.start()
-
-        # serve() ends the process when the server stops: stop the watcher first (a run finishes).
-        return serve(settings, announce=True, on_ready=start_watching, on_shutdown=watcher.stop)
-    except KeyboardInterrupt:
-        print("lakerag run: stopped", file=sys.stderr)
-        return 0
-    finally:
-        watcher.stop()
+    return serve_api(_settings())
 
 
-def cmd_pipeline_watch(settings) -> int:
+def _pipeline_watch(settings) -> int:
     """`lakerag pipeline watch`: run the pipeline whenever raw/ changes, until SIGTERM/SIGINT."""
     import signal
 
@@ -142,64 +191,196 @@ def cmd_pipeline_watch(settings) -> int:
     return 0 if (watcher.last_summary or {}).get("ok", True) else 1
 
 
-def cmd_index(args) -> int:
+@app.command()
+def run() -> int:
+    """Pipeline over the store, then serve it and rerun on every raw/ change (the embedded default)."""
+    import signal
+
+    from .watch import PipelineWatcher
+
     settings = _settings()
-    from .index import publish
-    from .index import sync as index_sync
+    watcher = PipelineWatcher(settings)
 
-    if args.action == "sync":
-        dest = args.dest or settings.index_dir
-        if args.once:
-            return index_sync.sync_once(settings, dest)
-        return index_sync.watch(settings, dest)
-    if args.action == "list":
-        for line in publish.describe_versions(settings):
-            print(line)
-        return 0
-    if args.action == "rollback":
-        from .index.artifacts import IndexRejected
+    def interrupt(*_) -> None:
+        raise KeyboardInterrupt
 
-        try:
-            publish.rollback(settings, args.version)
-        except IndexRejected as exc:
-            print(f"lakerag: rollback refused: {exc}", file=sys.stderr)
+    signal.signal(signal.SIGTERM, interrupt)  # a stop during the first run ends it like Ctrl-C, with a status
+    try:
+        summary = watcher.run_once()
+        print(format_summary(summary))
+        if not summary.get("ok", True):
             return 1
-        print(f"index/CURRENT now points to {args.version}")
+        from .api.main import serve as serve_api
+
+        def start_watching(state) -> None:
+            # In-process notify: reload as soon as a run publishes, not at the next index poll.
+            watcher.on_published = lambda _summary: state.watcher and state.watcher.check()
+            watcher.start()
+
+        # serve() ends the process when the server stops: stop the watcher first (a run finishes).
+        return serve_api(settings, announce=True, on_ready=start_watching, on_shutdown=watcher.stop)
+    except KeyboardInterrupt:
+        print("lakerag run: stopped", file=sys.stderr)
         return 0
-    if args.action == "diff":
-        from .index.artifacts import IndexRejected
-        from .index.diff import diff_versions, format_diff
-
-        try:
-            diff = diff_versions(publish.Lake.open(settings).store, args.old, args.new)
-        except IndexRejected as exc:
-            print(f"lakerag: {exc}", file=sys.stderr)
-            return 1
-        print(json.dumps(diff, indent=2) if args.json else format_diff(diff))
-        return 0
-    raise SystemExit(f"unknown index action {args.action}")
+    finally:
+        watcher.stop()
 
 
-def cmd_query(args) -> int:
-    from . import client
+@index_app.command("sync")
+def index_sync(once: Annotated[bool, typer.Option(help="sync once and exit (init container)")] = False,
+               dest: Annotated[str, typer.Option(help="local directory (default LAKERAG_INDEX_DIR)")] = "") -> int:
+    """Copy the CURRENT index version into a local directory."""
+    from .index import sync
 
-    url = args.url
-    if args.command == "search":
-        return client.search(url, args.text, k=args.k, api_key=args.api_key, mode=args.mode)
-    return client.ask(url, args.text, k=args.k, api_key=args.api_key, mode=args.mode)
+    settings = _settings()
+    return (sync.sync_once if once else sync.watch)(settings, dest or settings.index_dir)
 
 
-def cmd_export_jsonl(args) -> int:
-    from .export import export_jsonl
+@index_app.command("list")
+def index_list() -> int:
+    """List published versions (* marks CURRENT)."""
+    from .index.publish import describe_versions
 
-    count = export_jsonl(_settings(), args.out)
-    print(f"wrote {count} records to {args.out}")
+    print("\n".join(describe_versions(_settings())))
     return 0
 
 
-def cmd_model_export(args) -> int:
-    from pathlib import Path
+@index_app.command("rollback")
+def index_rollback(version: str) -> int:
+    """Point CURRENT at an older version."""
+    from .index.errors import IndexRejected
+    from .index.publish import rollback
 
+    try:
+        rollback(_settings(), version)
+    except IndexRejected as exc:
+        print(f"lakerag: rollback refused: {exc}", file=sys.stderr)
+        return 1
+    print(f"index/CURRENT now points to {version}")
+    return 0
+
+
+@index_app.command("diff")
+def index_diff(old: str, new: str,
+               as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> int:
+    """Documents and chunks added, removed and changed between two versions."""
+    from .index.diff import diff_versions, format_diff
+    from .index.errors import IndexRejected
+    from .lake import Lake
+
+    try:
+        diff = diff_versions(Lake.open(_settings()).store, old, new)
+    except IndexRejected as exc:
+        print(f"lakerag: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(diff, indent=2) if as_json else format_diff(diff))
+    return 0
+
+
+@app.command()
+def backup(dest_uri: Annotated[str, typer.Argument(metavar="DEST_URI", help="file://DIR or s3://BUCKET/PREFIX")]) -> int:
+    """Copy raw/, the Delta tables and the retained index versions to another store
+    (checksum-verified; incremental on later runs)."""
+    return _backup_or_restore("backup", dest_uri)
+
+
+@app.command()
+def restore(src_uri: Annotated[str, typer.Argument(metavar="SRC_URI", help="where `lakerag backup` wrote it")]) -> int:
+    """Copy a backup into the empty store LAKERAG_STORE_URI."""
+    return _backup_or_restore("restore", src_uri)
+
+
+def _backup_or_restore(command: str, uri: str) -> int:
+    from .backup import BackupError
+    from .backup import backup as run_backup
+    from .backup import restore as run_restore
+    from .store import StoreError
+
+    settings = _settings()
+    try:
+        summary = (run_backup if command == "backup" else run_restore)(settings, uri)
+    except (BackupError, StoreError) as exc:
+        print(f"lakerag {command}: {exc}", file=sys.stderr)
+        return 1
+    print(format_summary(summary))
+    return 0
+
+
+@app.command()
+def search(text: str, k: K = 5, url: Url = DEFAULT_URL, api_key: ApiKeyOption = "", mode: Mode = None) -> int:
+    """Semantic search against a running API."""
+    return _client().search(url, text, k=k, api_key=api_key, mode=mode or "")
+
+
+@app.command()
+def ask(text: str, k: K = 5, url: Url = DEFAULT_URL, api_key: ApiKeyOption = "", mode: Mode = None) -> int:
+    """Question answering against a running API."""
+    return _client().ask(url, text, k=k, api_key=api_key, mode=mode or "")
+
+
+@app.command()
+def summarize(query: Annotated[str, typer.Argument(help="what to summarise across the corpus")] = "",
+              doc_id: Annotated[str, typer.Option(help="summarise this whole document instead")] = "",
+              k: K = 8, url: Url = DEFAULT_URL, api_key: ApiKeyOption = "", mode: Mode = None) -> int:
+    """Summarise one document (--doc-id) or what the documents say about QUERY, via a running API."""
+    if bool(query) == bool(doc_id):
+        raise typer.BadParameter("give either QUERY or --doc-id ID")
+    return _client().summarize(url, query=query, doc_id=doc_id, k=k, api_key=api_key, mode=mode or "")
+
+
+@app.command()
+def upload(files: Annotated[list[Path], typer.Argument(help="files to add to raw/", exists=True, dir_okay=False)],
+           url: Url = DEFAULT_URL, api_key: ApiKeyOption = "") -> int:
+    """Upload files to a running API (the next pipeline run indexes them)."""
+    return _client().upload(url, files, api_key=api_key)
+
+
+@documents_app.callback(invoke_without_command=True)
+def documents(ctx: typer.Context, url: Url = DEFAULT_URL, api_key: ApiKeyOption = "") -> None:
+    """The documents of a running API and their state (no subcommand: list them)."""
+    if ctx.invoked_subcommand is None:
+        raise typer.Exit(_client().list_documents(url, api_key=api_key))
+
+
+@documents_app.command("list")
+def documents_list(url: Url = DEFAULT_URL, api_key: ApiKeyOption = "") -> int:
+    """List the documents and their state (landed, quarantined, processed, indexed)."""
+    return _client().list_documents(url, api_key=api_key)
+
+
+@documents_app.command("delete")
+def documents_delete(doc_id: str, url: Url = DEFAULT_URL, api_key: ApiKeyOption = "") -> int:
+    """Delete a document's raw file (the next pipeline run removes its chunks)."""
+    return _client().delete_document(url, doc_id, api_key=api_key)
+
+
+@app.command("export-jsonl")
+def export_jsonl(out: Annotated[str, typer.Argument(help="output file, - for stdout")]) -> int:
+    """Write gold chunks as a JSONL fine-tuning dataset."""
+    from .export import ExportError
+    from .export import export_jsonl as export
+
+    try:
+        count = export(_settings(), out)
+    except ExportError as exc:
+        print(f"lakerag: {exc}", file=sys.stderr)
+        return 1
+    # With OUT = -, stdout is the dataset: the count goes to stderr.
+    print(f"wrote {count} records to {out}", file=sys.stderr if out == "-" else sys.stdout)
+    return 0
+
+
+@model_app.command("export")
+def model_export(
+    name: Annotated[str, typer.Argument(help="model name or directory (default LAKERAG_EMBEDDING_MODEL)")] = "",
+    dest: Annotated[str, typer.Option(help="directory (default: <LAKERAG_MODEL_CACHE_DIR>/onnx/<name>, where the "
+                                           "encoder looks)")] = "",
+    force: Annotated[bool, typer.Option(help="export again even if an export is there")] = False,
+    int8: Annotated[bool, typer.Option(help="dynamic int8 quantisation: 4x smaller, lower quality "
+                                            "(see docs/architecture.md)")] = False,
+) -> int:
+    """Export a sentence-transformers model to ONNX in the model cache (needs torch; the export then
+    serves without it)."""
     from .embedding import ModelUnavailable, _torch_available
 
     settings = _settings()
@@ -209,10 +390,9 @@ def cmd_model_export(args) -> int:
         return 2
     from .onnx_export import export
 
-    name = args.name or settings.embedding_model
     try:
-        identity = export(name, settings, Path(args.dest) if args.dest else None, force=args.force,
-                          quantize=args.int8)
+        identity = export(name or settings.embedding_model, settings, Path(dest) if dest else None, force=force,
+                          quantize=int8)
     except ModelUnavailable as exc:
         print(f"lakerag: {exc}", file=sys.stderr)
         return 1
@@ -220,108 +400,65 @@ def cmd_model_export(args) -> int:
     return 0
 
 
-def cmd_backup(args) -> int:
-    from .backup import BackupError, backup, restore
-    from .store import StoreError
+# --- entry points ----------------------------------------------------------------------------------------
 
-    settings = _settings()
-    try:
-        summary = backup(settings, args.uri) if args.command == "backup" else restore(settings, args.uri)
-    except (BackupError, StoreError) as exc:
-        print(f"lakerag {args.command}: {exc}", file=sys.stderr)
-        return 1
-    _print_summary(summary)
-    return 0
+@dataclass(frozen=True)
+class Parsed:
+    """An argv as the CLI understands it, without running anything."""
+
+    command: tuple[str, ...]  # e.g. ("pipeline",) or ("index", "sync")
+    params: dict  # the command's parameters, typed
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lakerag", description=__doc__.split("\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+FLAG_VALUES = {"--full-rebuild": "true"}  # options that may stand alone, meaning this value
 
-    check = sub.add_parser("config", help="configuration").add_subparsers(dest="action", required=True)
-    check_cmd = check.add_parser("check", help="print settings, exit non-zero when something required is missing")
-    check_cmd.add_argument("--role", choices=["api", "batch", "all"], default="all")
-    check_cmd.set_defaults(func=cmd_config_check)
 
-    pipe = sub.add_parser("pipeline", help="batch stages: bronze, silver, gold, etl, embed, index, run, status; "
-                                           "watch: run whenever raw/ changes; vacuum: Delta vacuum that keeps what retained "
-                                           "index versions need")
-    pipe.add_argument("stage", choices=["bronze", "silver", "gold", "etl", "embed", "index", "run", "status",
-                                        "watch", "vacuum"])
-    # `--full-rebuild` alone or `--full-rebuild=true|false`: the DAG always passes the explicit form,
-    # so a templated Airflow param never has to add or drop an argument.
-    pipe.add_argument("--full-rebuild", nargs="?", const=True, default=False, type=config._bool,
-                      metavar="true|false", help="reprocess everything instead of what changed")
-    pipe.add_argument("--json", action="store_true", help="status: machine-readable output")
-    pipe.add_argument("--spark", action="store_true",
-                      help="embed: encode on Spark executors (LAKERAG_SPARK_MASTER), for backfills")
-    pipe.add_argument("--dry-run", action="store_true", help="vacuum: list what would be removed")
-    pipe.set_defaults(func=cmd_pipeline)
+def _with_flag_values(argv: list[str]) -> list[str]:
+    """``--full-rebuild`` alone means ``--full-rebuild=true``; ``--full-rebuild true|false``
+    means the same as with ``=`` (Typer has no options with an optional value)."""
+    out: list[str] = []
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        if arg in FLAG_VALUES:
+            given = args[0] if args and args[0].lower() in {"true", "false", "1", "0", "yes", "no", "on", "off"} \
+                else None
+            if given is not None:
+                args.pop(0)
+            arg = f"{arg}={given or FLAG_VALUES[arg]}"
+        out.append(arg)
+    return out
 
-    sub.add_parser("serve", help="run the API (one uvicorn worker)").set_defaults(func=cmd_serve)
-    sub.add_parser("run", help="pipeline over the store, then serve it and rerun on every raw/ change "
-                                             "(the embedded default)").set_defaults(
-        func=cmd_run)
 
-    index = sub.add_parser("index", help="published index versions")
-    index_sub = index.add_subparsers(dest="action", required=True)
-    sync = index_sub.add_parser("sync", help="copy the CURRENT index version into a local directory")
-    sync.add_argument("--once", action="store_true", help="sync once and exit (init container)")
-    sync.add_argument("--dest", default="", help="local directory (default LAKERAG_INDEX_DIR)")
-    index_sub.add_parser("list", help="list published versions")
-    rollback = index_sub.add_parser("rollback", help="point CURRENT at an older version")
-    rollback.add_argument("version")
-    diff = index_sub.add_parser("diff", help="documents and chunks added, removed and changed between two versions")
-    diff.add_argument("old")
-    diff.add_argument("new")
-    diff.add_argument("--json", action="store_true", help="machine-readable output")
-    index.set_defaults(func=cmd_index)
-
-    for name, help_text in (("search", "semantic search against a running API"),
-                            ("ask", "question answering against a running API")):
-        query = sub.add_parser(name, help=help_text)
-        query.add_argument("text")
-        query.add_argument("-k", type=int, default=5)
-        query.add_argument("--url", default="http://127.0.0.1:8000")
-        query.add_argument("--api-key", default="")
-        query.add_argument("--mode", choices=["dense", "lexical", "hybrid"], default="",
-                           help="retrieval mode (default: the server's LAKERAG_SEARCH_MODE)")
-        query.set_defaults(func=cmd_query)
-
-    model = sub.add_parser("model", help="embedding model files").add_subparsers(dest="action", required=True)
-    model_export = model.add_parser("export", help="export a sentence-transformers model to ONNX in the model cache "
-                                    "(needs torch; the export then serves without it)")
-    model_export.add_argument("name", nargs="?", default="",
-                              help="model name or directory (default LAKERAG_EMBEDDING_MODEL)")
-    model_export.add_argument("--dest", default="",
-                              help="directory (default: <LAKERAG_MODEL_CACHE_DIR>/onnx/<name>, where the encoder looks)")
-    model_export.add_argument("--force", action="store_true", help="export again even if an export is there")
-    model_export.add_argument("--int8", action="store_true",
-                              help="dynamic int8 quantisation: 4x smaller, lower quality (see docs/architecture.md)")
-    model_export.set_defaults(func=cmd_model_export)
-
-    backup = sub.add_parser("backup", help="copy raw/, the Delta tables and the retained index versions to another "
-                                           "store (checksum-verified; incremental on later runs)")
-    backup.add_argument("uri", metavar="DEST_URI", help="file://DIR or s3://BUCKET/PREFIX")
-    backup.set_defaults(func=cmd_backup)
-    restore = sub.add_parser("restore", help="copy a backup into the empty store LAKERAG_STORE_URI")
-    restore.add_argument("uri", metavar="SRC_URI", help="where `lakerag backup` wrote it")
-    restore.set_defaults(func=cmd_backup)
-
-    export = sub.add_parser("export-jsonl", help="write gold chunks as a JSONL fine-tuning dataset")
-    export.add_argument("out")
-    export.set_defaults(func=cmd_export_jsonl)
-    return parser
+def parse(argv: list[str]) -> Parsed:
+    """Parse ``argv`` with the real CLI (a typer.TyperException when invalid) without running
+    anything; the chart, image and DAG contract tests check their commands with it."""
+    command = typer.main.get_command(app)
+    ctx = command.make_context("lakerag", _with_flag_values(argv))
+    path: list[str] = []
+    while hasattr(command, "resolve_command"):  # a group: descend into the named subcommand
+        args = [*ctx._protected_args, *ctx.args]
+        if not args:
+            break
+        name, command, rest = command.resolve_command(ctx, args)
+        path.append(name)
+        ctx = command.make_context(name, rest, parent=ctx)
+    return Parsed(tuple(path), dict(ctx.params))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    return args.func(args) or 0
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=_with_flag_values(sys.argv[1:] if argv is None else argv), prog_name="lakerag",
+                              standalone_mode=False)
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        return 1
+    except typer.TyperException as exc:  # usage errors and bad parameters: said on stderr, exit 2
+        exc.show()
+        return exc.exit_code
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
-"""``lakerag search`` / ``lakerag ask``: query a running API from the shell and print the result readably."""
+"""``lakerag search|ask|summarize|upload|documents``: talk to a running API over HTTP and print
+the result readably. Every call returns the command's exit code (0 ok, 1 failed, said on stderr)."""
 
 from __future__ import annotations
 
 import logging
 import sys
 import textwrap
+from pathlib import Path
 
 import httpx
 
@@ -13,19 +15,24 @@ logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per reques
 
 
 def _post(url: str, path: str, payload: dict, api_key: str) -> dict | None:
+    return _call("POST", url, path, api_key, json=payload)
+
+
+def _call(method: str, url: str, path: str, api_key: str, **kwargs) -> dict | None:
+    """The JSON body of a 200 answer, or None after saying on stderr what went wrong."""
     headers = {"X-API-Key": api_key} if api_key else {}
     try:
-        response = httpx.post(url.rstrip("/") + path, json=payload, headers=headers, timeout=120)
+        response = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=120, **kwargs)
     except httpx.HTTPError as exc:
         print(f"lakerag: cannot reach the API at {url} ({exc}); is `lakerag serve` running? (--url to point "
               "elsewhere)", file=sys.stderr)
         return None
-    if response.status_code != 200:
+    if not response.is_success:
         try:
             detail = response.json().get("detail", response.text)
         except ValueError:
             detail = response.text
-        print(f"lakerag: {path} answered {response.status_code}: {detail}", file=sys.stderr)
+        print(f"lakerag: {method} {path} answered {response.status_code}: {detail}", file=sys.stderr)
         return None
     return response.json()
 
@@ -54,7 +61,16 @@ def format_search(body: dict) -> str:
 
 
 def format_answer(body: dict) -> str:
-    lines = textwrap.wrap(body["answer"], WIDTH) or [body["answer"]]
+    return _with_sources(body["answer"], body)
+
+
+def format_summary(body: dict) -> str:
+    return _with_sources(body["summary"], body)
+
+
+def _with_sources(text: str, body: dict) -> str:
+    """An answer or summary, then its numbered sources ([n] = chunks[n-1])."""
+    lines = textwrap.wrap(text, WIDTH) or [text]
     if not body["matched"]:
         return "\n".join(lines + ([f"({body['reason']})"] if body.get("reason") else []))
     lines += ["", f"Sources ({body['mode']}, index {body['index_version']}):"]
@@ -77,3 +93,54 @@ def search(url: str, text: str, k: int = 5, api_key: str = "", mode: str = "") -
 
 def ask(url: str, text: str, k: int = 5, api_key: str = "", mode: str = "") -> int:
     return _query(url, "/answer", {"question": text, "k": k}, api_key, mode, format_answer)
+
+
+def summarize(url: str, query: str = "", doc_id: str = "", k: int = 8, api_key: str = "", mode: str = "") -> int:
+    """A whole document (``doc_id``) or what the corpus says about ``query``."""
+    payload = {"doc_id": doc_id} if doc_id else {"query": query, "k": k}
+    return _query(url, "/summarize", payload, api_key, mode if not doc_id else "", format_summary)
+
+
+def upload(url: str, paths: list[Path], api_key: str = "") -> int:
+    """POST each file to /documents; go on after a failure, exit 1 if any failed."""
+    failed = 0
+    for path in paths:
+        with open(path, "rb") as handle:
+            body = _call("POST", url, "/documents", api_key, files={"file": (path.name, handle)})
+        if body is None:
+            failed += 1
+            continue
+        print(f"{body['key']}  doc_id {body['doc_id']}  {body['size']} bytes"
+              f"{'  (replaced)' if body.get('replaced') else ''}")
+    if not failed and paths:
+        print("stored; the next pipeline run (`lakerag pipeline run`) indexes them")
+    return 1 if failed else 0
+
+
+def format_documents(body: dict) -> str:
+    if not body["documents"]:
+        return "no documents yet: `lakerag upload FILE...` adds some"
+    lines = []
+    for doc in body["documents"]:
+        chunks = f"{doc['chunks']} chunks" if doc.get("chunks") is not None else ""
+        detail = "; ".join(x for x in (chunks, doc.get("reason") or "") if x)
+        lines.append(f"{doc['doc_id']}  {doc['state']:11}  {doc['key']}" + (f"  ({detail})" if detail else ""))
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(body["counts"].items()))
+    lines += ["", f"{counts}; index {body.get('index_version') or 'none yet'}"]
+    return "\n".join(lines)
+
+
+def list_documents(url: str, api_key: str = "") -> int:
+    body = _call("GET", url, "/documents", api_key)
+    if body is None:
+        return 1
+    print(format_documents(body))
+    return 0
+
+
+def delete_document(url: str, doc_id: str, api_key: str = "") -> int:
+    body = _call("DELETE", url, f"/documents/{doc_id}", api_key)
+    if body is None:
+        return 1
+    print(f"deleted {body['key']} ({body['doc_id']}); {body['note']}")
+    return 0

@@ -1,30 +1,45 @@
-"""One settings object, read from the environment.
+"""One settings object, read from the environment (pydantic-settings).
 
 Every service and job builds its configuration here and nowhere else. Names are
-``LAKERAG_*`` plus the standard ``AWS_*`` and ``GEMINI_API_KEY``. Defaults are
-the embedded, offline mode: a local directory for the store, Spark local mode,
-the packaged MiniLM model, the extractive answerer.
+``LAKERAG_<FIELD>`` plus the standard ``AWS_REGION``, ``AWS_ENDPOINT_URL`` and
+``GEMINI_API_KEY``. Defaults are the embedded, offline mode: a local directory for the
+store, Spark local mode, the packaged MiniLM model, the extractive answerer.
+
+Validation lives in one place, ``Settings._check``: a Settings object that exists is
+valid. ``Settings()`` is the defaults (plus keyword arguments); ``from_env`` reads an
+environment (``os.environ`` unless given).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from contextvars import ContextVar
+from typing import Literal, get_args
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 PACKAGED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 PRODUCTION_MODEL = "BAAI/bge-large-en-v1.5"
-SEARCH_MODES = ("dense", "lexical", "hybrid")
-ENCODERS = ("auto", "onnx", "torch")
-FUSION_RULES = ("adaptive", "fixed")
+SearchMode = Literal["dense", "lexical", "hybrid"]  # the one definition (API schema, CLI, settings)
+SEARCH_MODES: tuple[str, ...] = get_args(SearchMode)
+Encoder = Literal["auto", "onnx", "torch"]  # LAKERAG_ENCODER
+ENCODERS: tuple[str, ...] = get_args(Encoder)
+FusionRule = Literal["adaptive", "fixed"]  # LAKERAG_FUSION
+FUSION_RULES: tuple[str, ...] = get_args(FusionRule)
+Role = Literal["api", "batch", "all"]  # which entry point `config check` checks for
+# Variables without the LAKERAG_ prefix: field -> variable.
+UNPREFIXED = {"gemini_api_key": "GEMINI_API_KEY", "aws_region": "AWS_REGION", "aws_endpoint_url": "AWS_ENDPOINT_URL"}
+SECRET_VARS = {"LAKERAG_API_KEY", "GEMINI_API_KEY"}
 
 
 class ConfigError(ValueError):
     """A setting is missing or malformed; the message says which variable to set."""
 
 
-def _bool(value: str) -> bool:
+def parse_bool(value: str) -> bool:
+    """true/false as environment variables and CLI flags spell them (1/0, yes/no, on/off)."""
     lowered = value.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
         return True
@@ -33,8 +48,28 @@ def _bool(value: str) -> bool:
     raise ValueError(f"expected true/false, got {value!r}")
 
 
-@dataclass(frozen=True)
-class Settings:
+_bool = parse_bool  # the old private name, for branches that still use it
+
+# The environment from_env reads; None: Settings() takes defaults and keyword arguments only.
+_environment: ContextVar[Mapping[str, str] | None] = ContextVar("lakerag_environment", default=None)
+
+
+class _MappingSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of os.environ."""
+
+    def __init__(self, settings_cls, env: Mapping[str, str]):
+        self._mapping = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self):
+        return {name.lower(): value for name, value in self._mapping.items() if value != ""}
+
+
+class Settings(BaseSettings):
+    # An empty variable means "unset" (charts render optional values as "").
+    model_config = SettingsConfigDict(env_prefix="LAKERAG_", frozen=True, validate_by_name=True, extra="ignore",
+                                      env_ignore_empty=True)
+
     # Where everything lives: raw/, lake/ and index/ under one root.
     store_uri: str = "file://./local_data"
     # Spark
@@ -48,7 +83,7 @@ class Settings:
     offline: bool = False
     # onnx: ONNX Runtime, no torch (an export in the model cache); torch: sentence-transformers;
     # auto: onnx when an export exists or torch is here to make one, else torch.
-    encoder: str = "auto"
+    encoder: Encoder = "auto"
     embed_batch_size: int = 64
     ann_threshold: int = 200_000  # above: HNSW
     ivf_threshold: int = 1_000_000  # above: IVF (a fraction of HNSW's memory, minutes to build at 10M)
@@ -67,192 +102,173 @@ class Settings:
     port: int = 8000
     index_dir: str = "./.lakerag/index"
     index_poll_seconds: float = 30.0
-    api_key: str = field(default="", repr=False)
+    api_key: str = Field("", repr=False)
     max_upload_bytes: int = 50 * 1024 * 1024
     min_score: float = -1.0  # <0: the model's own default cut-off
     relative_score: float = -1.0
     # Retrieval: dense | lexical | hybrid (weighted reciprocal-rank fusion; see docs/retrieval.md)
-    search_mode: str = "hybrid"
-    fusion: str = "adaptive"  # adaptive: per-query weights (lakerag.adaptive); fixed: the two weights below
+    search_mode: SearchMode = "hybrid"
+    fusion: FusionRule = "adaptive"  # adaptive: per-query weights (lakerag.adaptive); fixed: the two weights below
     fusion_dense_weight: float = 1.0
     fusion_lexical_weight: float = 0.3
     fusion_rrf_k: float = 60.0
     rerank_model: str = ""  # a sentence-transformers CrossEncoder name or directory; empty = off
     rerank_candidates: int = 20
     # LLM
-    gemini_api_key: str = field(default="", repr=False)
+    gemini_api_key: str = Field("", repr=False, validation_alias="GEMINI_API_KEY")
     gemini_model: str = "gemini-2.5-flash"
     gemini_base_url: str = ""
     llm_timeout_seconds: float = 30.0
     # S3 (only read when store_uri is s3://); credentials come from the AWS chain.
-    aws_region: str = ""
-    aws_endpoint_url: str = ""
-    # Which entry point is validating (api needs more than a batch job).
+    aws_region: str = Field("", validation_alias="AWS_REGION")
+    aws_endpoint_url: str = Field("", validation_alias="AWS_ENDPOINT_URL")
+    # Logging
     log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        env = _environment.get()
+        return (init_settings,) if env is None else (init_settings, _MappingSource(settings_cls, env))
 
     @property
     def is_s3(self) -> bool:
         return self.store_uri.startswith("s3://")
 
+    def replace(self, **changes) -> Settings:
+        """A copy with ``changes`` (field names), validated like any other Settings."""
+        return type(self).model_validate({**self.model_dump(), **changes})
 
-# env var -> (field, parser). One table, so `config check` and from_env agree.
-_ENV: dict[str, tuple[str, type]] = {
-    "LAKERAG_STORE_URI": ("store_uri", str),
-    "LAKERAG_SPARK_MASTER": ("spark_master", str),
-    "LAKERAG_MAX_FILE_BYTES": ("max_file_bytes", int),
-    "LAKERAG_CHUNK_TOKENS": ("chunk_tokens", int),
-    "LAKERAG_CHUNK_OVERLAP_TOKENS": ("chunk_overlap_tokens", int),
-    "LAKERAG_EMBEDDING_MODEL": ("embedding_model", str),
-    "LAKERAG_MODEL_CACHE_DIR": ("model_cache_dir", str),
-    "LAKERAG_OFFLINE": ("offline", bool),
-    "LAKERAG_ENCODER": ("encoder", str),
-    "LAKERAG_EMBED_BATCH_SIZE": ("embed_batch_size", int),
-    "LAKERAG_ANN_THRESHOLD": ("ann_threshold", int),
-    "LAKERAG_IVF_THRESHOLD": ("ivf_threshold", int),
-    "LAKERAG_ANN_RECALL_TARGET": ("ann_recall_target", float),
-    "LAKERAG_INDEX_KEEP_VERSIONS": ("index_keep_versions", int),
-    "LAKERAG_WATCH_POLL_SECONDS": ("watch_poll_seconds", float),
-    "LAKERAG_WATCH_DEBOUNCE_SECONDS": ("watch_debounce_seconds", float),
-    "LAKERAG_REPLAY_CACHE_VERSIONS": ("replay_cache_versions", int),
-    "LAKERAG_VACUUM_MIN_HOURS": ("vacuum_min_hours", int),
-    "LAKERAG_HOST": ("host", str),
-    "LAKERAG_PORT": ("port", int),
-    "LAKERAG_INDEX_DIR": ("index_dir", str),
-    "LAKERAG_INDEX_POLL_SECONDS": ("index_poll_seconds", float),
-    "LAKERAG_API_KEY": ("api_key", str),
-    "LAKERAG_MAX_UPLOAD_BYTES": ("max_upload_bytes", int),
-    "LAKERAG_MIN_SCORE": ("min_score", float),
-    "LAKERAG_RELATIVE_SCORE": ("relative_score", float),
-    "LAKERAG_SEARCH_MODE": ("search_mode", str),
-    "LAKERAG_FUSION": ("fusion", str),
-    "LAKERAG_FUSION_DENSE_WEIGHT": ("fusion_dense_weight", float),
-    "LAKERAG_FUSION_LEXICAL_WEIGHT": ("fusion_lexical_weight", float),
-    "LAKERAG_FUSION_RRF_K": ("fusion_rrf_k", float),
-    "LAKERAG_RERANK_MODEL": ("rerank_model", str),
-    "LAKERAG_RERANK_CANDIDATES": ("rerank_candidates", int),
-    "GEMINI_API_KEY": ("gemini_api_key", str),
-    "LAKERAG_GEMINI_MODEL": ("gemini_model", str),
-    "LAKERAG_GEMINI_BASE_URL": ("gemini_base_url", str),
-    "LAKERAG_LLM_TIMEOUT_SECONDS": ("llm_timeout_seconds", float),
-    "AWS_REGION": ("aws_region", str),
-    "AWS_ENDPOINT_URL": ("aws_endpoint_url", str),
-    "LAKERAG_LOG_LEVEL": ("log_level", str),
-}
-SECRET_VARS = {"LAKERAG_API_KEY", "GEMINI_API_KEY"}
+    def missing(self, role: Role = "all") -> list[str]:
+        """What an entry point needs that is not set (valid settings, incomplete for the role)."""
+        if self.is_s3 and not self.aws_region:
+            return ["AWS_REGION: the s3:// store needs a region, e.g. AWS_REGION=us-east-1"]
+        return []
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        problems = _problems(self)
+        if problems:
+            raise ValueError("\n  ".join(problems))
+        return self
 
 
-def from_env(env: Mapping[str, str] | None = None, **overrides) -> Settings:
-    """Build Settings from ``env`` (default ``os.environ``); raise ConfigError on bad values."""
-    env = os.environ if env is None else env
-    values: dict = {}
-    errors = []
-    for var, (name, kind) in _ENV.items():
-        if var not in env:
-            continue
-        raw = env[var]
-        try:
-            values[name] = _bool(raw) if kind is bool else kind(raw)
-        except ValueError as exc:
-            errors.append(f"{var}={raw!r} is not a valid {kind.__name__}: {exc}")
-    if errors:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(errors))
-    values.update(overrides)
-    settings = Settings(**values)
-    problems = validate(settings)
-    if problems:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
-    return settings
-
-
-def validate(settings: Settings) -> list[str]:
-    """Problems that make the settings unusable, each naming the variable to fix."""
+def _problems(s: Settings) -> list[str]:
+    """Values that make the settings unusable, each naming the variable to fix."""
     problems = []
-    if not settings.store_uri.startswith(("file://", "s3://")):
-        problems.append(
-            f"LAKERAG_STORE_URI={settings.store_uri!r}: use file://DIR (local) or s3://BUCKET[/PREFIX]"
-        )
-    if settings.is_s3 and not settings.store_uri[5:].strip("/"):
+    if not s.store_uri.startswith(("file://", "s3://")):
+        problems.append(f"LAKERAG_STORE_URI={s.store_uri!r}: use file://DIR (local) or s3://BUCKET[/PREFIX]")
+    if s.is_s3 and not s.store_uri[5:].strip("/"):
         problems.append("LAKERAG_STORE_URI: s3:// needs a bucket name, e.g. s3://my-bucket/lakerag")
-    if settings.chunk_tokens < 16:
+    if s.chunk_tokens < 16:
         problems.append("LAKERAG_CHUNK_TOKENS must be at least 16")
-    if not 0 <= settings.chunk_overlap_tokens < settings.chunk_tokens:
+    if not 0 <= s.chunk_overlap_tokens < s.chunk_tokens:
         problems.append("LAKERAG_CHUNK_OVERLAP_TOKENS must be >= 0 and smaller than LAKERAG_CHUNK_TOKENS")
-    if settings.max_file_bytes <= 0 or settings.max_upload_bytes <= 0:
+    if s.max_file_bytes <= 0 or s.max_upload_bytes <= 0:
         problems.append("LAKERAG_MAX_FILE_BYTES and LAKERAG_MAX_UPLOAD_BYTES must be positive")
-    if not 0 < settings.ann_recall_target <= 1:
+    if not 0 < s.ann_recall_target <= 1:
         problems.append("LAKERAG_ANN_RECALL_TARGET must be in (0, 1], e.g. 0.95")
-    if settings.index_keep_versions < 1:
+    if s.index_keep_versions < 1:
         problems.append("LAKERAG_INDEX_KEEP_VERSIONS must be at least 1")
-    if settings.watch_poll_seconds <= 0 or settings.watch_debounce_seconds < 0:
+    if s.watch_poll_seconds <= 0 or s.watch_debounce_seconds < 0:
         problems.append("LAKERAG_WATCH_POLL_SECONDS must be > 0 and LAKERAG_WATCH_DEBOUNCE_SECONDS >= 0")
-    if settings.vacuum_min_hours < 0:
+    if s.vacuum_min_hours < 0:
         problems.append("LAKERAG_VACUUM_MIN_HOURS must be >= 0 (168, Delta's default, is the usual value)")
-    if settings.replay_cache_versions < 1:
+    if s.replay_cache_versions < 1:
         problems.append("LAKERAG_REPLAY_CACHE_VERSIONS must be at least 1")
-    if not 1 <= settings.port <= 65535:
+    if not 1 <= s.port <= 65535:
         problems.append("LAKERAG_PORT must be between 1 and 65535")
-    if settings.search_mode not in SEARCH_MODES:
-        problems.append(f"LAKERAG_SEARCH_MODE={settings.search_mode!r}: use one of {', '.join(SEARCH_MODES)}")
-    if settings.fusion not in FUSION_RULES:
-        problems.append(f"LAKERAG_FUSION={settings.fusion!r}: use one of {', '.join(FUSION_RULES)}")
-    if settings.fusion_dense_weight < 0 or settings.fusion_lexical_weight < 0 or \
-            settings.fusion_dense_weight + settings.fusion_lexical_weight <= 0:
+    if s.fusion_dense_weight < 0 or s.fusion_lexical_weight < 0 or s.fusion_dense_weight + s.fusion_lexical_weight <= 0:
         problems.append("LAKERAG_FUSION_DENSE_WEIGHT and LAKERAG_FUSION_LEXICAL_WEIGHT must be >= 0, not both 0")
-    if settings.fusion_rrf_k < 0:
+    if s.fusion_rrf_k < 0:
         problems.append("LAKERAG_FUSION_RRF_K must be >= 0 (60 is the usual value)")
-    if settings.encoder not in ENCODERS:
-        problems.append(f"LAKERAG_ENCODER={settings.encoder!r}: use one of {', '.join(ENCODERS)}")
-    if settings.rerank_candidates < 1:
+    if s.rerank_candidates < 1:
         problems.append("LAKERAG_RERANK_CANDIDATES must be at least 1")
+    if s.index_poll_seconds <= 0:
+        problems.append(f"LAKERAG_INDEX_POLL_SECONDS={s.index_poll_seconds}: must be > 0 (e.g. 30)")
+    if s.llm_timeout_seconds <= 0:
+        problems.append(f"LAKERAG_LLM_TIMEOUT_SECONDS={s.llm_timeout_seconds}: must be > 0 (e.g. 30)")
+    if s.gemini_base_url and not s.gemini_base_url.startswith(("http://", "https://")):
+        problems.append(f"LAKERAG_GEMINI_BASE_URL={s.gemini_base_url!r}: must be an http(s):// URL, or unset "
+                        "for Google's endpoint")
+    if s.gemini_base_url and not s.gemini_api_key:
+        problems.append("LAKERAG_GEMINI_BASE_URL is set but GEMINI_API_KEY is not: set the key, or unset the URL "
+                        "for extractive answers")
+    for var, value in (("LAKERAG_MIN_SCORE", s.min_score), ("LAKERAG_RELATIVE_SCORE", s.relative_score)):
+        if value > 1:
+            problems.append(f"{var}={value}: cosine cut-offs are at most 1 (negative = the model's default)")
     return problems
 
 
-def report(env: Mapping[str, str] | None = None, role: str = "all") -> tuple[list[str], bool]:
-    """Lines for ``lakerag config check`` and whether the configuration is usable.
+def env_var(field: str) -> str:
+    return UNPREFIXED.get(field, f"LAKERAG_{field.upper()}")
 
-    ``role`` adds what a given entry point needs: ``api`` on S3 needs credentials
-    or a role the AWS chain can find; nothing else is strictly required.
-    """
+
+def _kind(annotation) -> type:
+    """The plain type of a field (a Literal's values are strings)."""
+    args = get_args(annotation)
+    return type(args[0]) if args else annotation
+
+
+# variable -> (field, type): `config check`, the chart's contract tests and the docs read it.
+ENV_VARS: dict[str, tuple[str, type]] = {env_var(name): (name, _kind(field.annotation))
+                                         for name, field in Settings.model_fields.items()}
+_ENV = ENV_VARS  # the old name
+
+
+def from_env(env: Mapping[str, str] | None = None, **overrides) -> Settings:
+    """Settings from ``env`` (default ``os.environ``), ``overrides`` winning; ConfigError naming
+    each bad variable."""
     env = os.environ if env is None else env
-    lines: list[str] = []
-    ok = True
+    token = _environment.set(env)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(_describe(exc, env))) from None
+    finally:
+        _environment.reset(token)
+
+
+def _describe(exc: ValidationError, env: Mapping[str, str]) -> list[str]:
+    lines = []
+    for error in exc.errors():
+        if not error["loc"]:  # Settings._check: its message already names the variables
+            lines.append(error["msg"].removeprefix("Value error, "))
+            continue
+        field = str(error["loc"][0])
+        var = field if field in ENV_VARS else env_var(field)
+        kind = ENV_VARS.get(var, ("", str))[1].__name__
+        shown = "***" if var in SECRET_VARS else repr(error["input"])
+        lines.append(f"{var}={shown} is not a valid {kind}: {error['msg']}")
+    return lines
+
+
+def report(env: Mapping[str, str] | None = None, role: Role = "all") -> tuple[list[str], bool]:
+    """Lines for ``lakerag config check`` (each variable: value, source; then problems) and
+    whether the configuration is usable by ``role``'s entry point."""
+    env = os.environ if env is None else env
     try:
         settings = from_env(env)
     except ConfigError as exc:
         return [f"ERROR {exc}"], False
-    for var, (name, _) in _ENV.items():
+    lines: list[str] = []
+    for var, (name, _) in ENV_VARS.items():
         value = getattr(settings, name)
-        origin = "set" if var in env else "default"
         shown = "***" if var in SECRET_VARS and value else repr(value)
-        lines.append(f"  {var:32} {shown:40} ({origin})")
+        lines.append(f"  {var:32} {shown:40} ({'set' if var in env else 'default'})")
     if settings.is_s3:
         has_keys = bool(env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"))
-        has_chain = any(
-            env.get(v) for v in ("AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
-        )
+        has_chain = any(env.get(v) for v in ("AWS_PROFILE", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                                             "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                                             "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"))
         if not (has_keys or has_chain):
-            lines.append(
-                "  WARN  s3 store but no AWS credentials in the environment: set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with an IAM role (IRSA)"
-            )
-        if not settings.aws_region:
-            lines.append("  MISSING AWS_REGION: the s3 store needs a region (e.g. AWS_REGION=us-east-1)")
-            ok = False
+            lines.append("  WARN  s3 store but no AWS credentials in the environment: set AWS_ACCESS_KEY_ID and "
+                         "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with an IAM role (IRSA)")
+    missing = settings.missing(role)
+    lines += [f"  MISSING {problem}" for problem in missing]
     if role in {"api", "all"}:
-        lines.append(
-            "  LLM: Gemini " + ("(GEMINI_API_KEY set)" if settings.gemini_api_key
-                                else "off; answers are extractive (set GEMINI_API_KEY to use Gemini)")
-        )
+        lines.append("  LLM: Gemini " + ("(GEMINI_API_KEY set)" if settings.gemini_api_key
+                                         else "off; answers are extractive (set GEMINI_API_KEY to use Gemini)"))
         if not settings.api_key:
             lines.append("  NOTE LAKERAG_API_KEY unset: uploads, deletes and /admin/reload are open")
-    return lines, ok
-
-
-def as_dict(settings: Settings) -> dict:
-    """Settings without secrets, for logs and /index."""
-    data = dataclasses.asdict(settings)
-    for var in SECRET_VARS:
-        name = _ENV[var][0]
-        data[name] = "***" if data[name] else ""
-    return data
+    return lines, not missing

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from .onnx_encoder import ENCODER_FILE, ONNX_FILE, export_dir, read_identity, read_pooling
+from .torch_models import _load_torch_model
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,6 @@ OPSET = 17
 def export(name: str, settings, dest: Path | None = None, force: bool = False, quantize: bool = False) -> dict:
     """Export model ``name`` (loaded as ``embedding.load_embedder`` loads it) into
     ``dest`` (default: its place in the model cache); returns the encoder identity."""
-    from .embedding import _load_torch_model
-
     dest = Path(dest) if dest else export_dir(name, settings.model_cache_dir)
     existing = read_identity(dest)
     if existing and not force:

@@ -14,13 +14,13 @@ import math
 from datetime import UTC, datetime
 
 from .config import Settings
-from .index.publish import _complete_versions, read_store_manifest
+from .index.publish import published_versions, read_store_manifest
 from .lake import TABLES, Lake, tables
 
 
 def oldest_retained_created(store) -> datetime | None:
     created = []
-    for version in _complete_versions(store):
+    for version in published_versions(store):
         manifest = read_store_manifest(store, version) or {}
         try:
             created.append(datetime.fromisoformat(manifest["created_at"]))

@@ -1,4 +1,6 @@
-"""Object store over ``file://DIR`` and ``s3://BUCKET[/PREFIX]``.
+"""Object store over ``file://DIR`` and ``s3://BUCKET[/PREFIX]``, and the one place that says
+how Python reaches S3 (``S3Access``: boto3 here, delta-rs storage options, pyarrow's
+S3FileSystem in Spark executors, all from the same Settings and AWS environment).
 
 Keys are relative to the store root (``raw/a.pdf``, ``index/CURRENT``). Puts are
 atomic per object (temp file + rename locally; S3 PUTs are atomic), which is
@@ -14,6 +16,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from pyarrow.fs import S3FileSystem
+
+from .config import Settings
+
+CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 # S3 parts are at least 5 MiB (but the last); one part per streaming upload is held in memory.
 S3_PART_BYTES = 8 * 1024 * 1024
@@ -176,22 +187,69 @@ class S3Writer:
                 pass  # the bucket's lifecycle rule for incomplete uploads cleans up
 
 
-class S3Store:
-    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str = "", region: str = ""):
-        import boto3
-        from botocore.config import Config
+@dataclass(frozen=True)
+class S3Access:
+    """Endpoint, region and the credentials given as environment variables. Empty credentials
+    leave boto3 and delta-rs to the AWS chain (profile, IRSA); pyarrow gets the same values."""
 
+    endpoint_url: str = ""
+    region: str = ""
+    credentials: tuple[tuple[str, str], ...] = ()  # (AWS_* variable, value), only those set
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> S3Access:
+        return cls(settings.aws_endpoint_url, settings.aws_region,
+                   tuple((name, os.environ[name]) for name in CREDENTIAL_VARS if os.environ.get(name)))
+
+    @classmethod
+    def from_delta_options(cls, options: dict[str, str]) -> S3Access:
+        """The access that ``delta_options`` described (what executors carry in a picklable dict)."""
+        return cls(options.get("AWS_ENDPOINT_URL", ""), options.get("AWS_REGION", ""),
+                   tuple((name, options[name]) for name in CREDENTIAL_VARS if options.get(name)))
+
+    def boto3_client(self):
+        return boto3.client(
+            "s3", endpoint_url=self.endpoint_url or None, region_name=self.region or None,
+            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60))
+
+    def delta_options(self) -> dict[str, str]:
+        """Storage options for delta-rs."""
+        options = {
+            # One writer per table at a time (the DAG runs one pipeline at a time), so
+            # delta-rs may commit on S3 without an external lock provider.
+            "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
+        }
+        if self.region:
+            options["AWS_REGION"] = self.region
+        if self.endpoint_url:
+            options["AWS_ENDPOINT_URL"] = self.endpoint_url
+            if self.endpoint_url.startswith("http://"):
+                options["AWS_ALLOW_HTTP"] = "true"
+        options.update(self.credentials)
+        return options
+
+    def arrow_filesystem(self) -> S3FileSystem:
+        """pyarrow's S3 file system (Spark executors read Delta snapshot files with it)."""
+        given = dict(self.credentials)
+        return S3FileSystem(access_key=given.get("AWS_ACCESS_KEY_ID"), secret_key=given.get("AWS_SECRET_ACCESS_KEY"),
+                            session_token=given.get("AWS_SESSION_TOKEN"), region=self.region or None,
+                            endpoint_override=self.endpoint_url or None,
+                            scheme="http" if self.endpoint_url.startswith("http://") else "https")
+
+    def environment(self) -> dict[str, str]:
+        """The credentials as environment variables, for processes that may lack them
+        (local-mode Spark workers can start before the driver's environment was set)."""
+        return dict(self.credentials)
+
+
+class S3Store:
+    def __init__(self, bucket: str, prefix: str = "", access: S3Access | None = None):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
-        self.endpoint_url = endpoint_url or None
-        self.region = region or None
-        self.client = boto3.client(
-            "s3",
-            endpoint_url=self.endpoint_url,
-            region_name=self.region,
-            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60),
-        )
+        self.access = access or S3Access()
+        self.endpoint_url = self.access.endpoint_url or None
+        self.client = self.access.boto3_client()
 
     def _key(self, key: str) -> str:
         check_key(key)
@@ -201,8 +259,6 @@ class S3Store:
         return full[len(self.prefix) + 1:] if self.prefix else full
 
     def _call(self, fn, *args, **kwargs):
-        from botocore.exceptions import BotoCoreError, ClientError
-
         try:
             return fn(*args, **kwargs)
         except ClientError as exc:
@@ -247,8 +303,14 @@ class S3Store:
 ObjectStore = LocalStore | S3Store
 
 
-def open_store(uri: str, endpoint_url: str = "", region: str = "") -> ObjectStore:
-    """Open ``file://DIR`` (relative paths allowed: ``file://./local_data``) or ``s3://BUCKET/PREFIX``."""
+def store_for(settings: Settings) -> ObjectStore:
+    """The store LAKERAG_STORE_URI names, reached as the settings say."""
+    return open_store(settings.store_uri, access=S3Access.from_settings(settings))
+
+
+def open_store(uri: str, endpoint_url: str = "", region: str = "", access: S3Access | None = None) -> ObjectStore:
+    """Open ``file://DIR`` (relative paths allowed: ``file://./local_data``) or ``s3://BUCKET/PREFIX``;
+    for S3, ``access`` (or else ``endpoint_url``/``region`` and the AWS chain) says how."""
     if uri.startswith("file://"):
         return LocalStore(uri[len("file://"):] or ".")
     if uri.startswith("s3://"):
@@ -256,5 +318,5 @@ def open_store(uri: str, endpoint_url: str = "", region: str = "") -> ObjectStor
         if not parsed.netloc:
             raise StoreError(f"{uri!r} has no bucket name")
         return S3Store(parsed.netloc, posixpath.normpath(parsed.path).strip("/.") if parsed.path else "",
-                       endpoint_url=endpoint_url, region=region)
+                       access or S3Access(endpoint_url, region))
     raise StoreError(f"unsupported store URI {uri!r}: use file://DIR or s3://BUCKET[/PREFIX]")

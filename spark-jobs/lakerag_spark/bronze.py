@@ -10,9 +10,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lakerag.lake import RAW_PREFIX, Lake
 from lakerag.lake.tables import SCHEMAS, conform, merge
+from lakerag.store import S3Access
 from pyspark.sql.pandas.types import from_arrow_schema
 
-from lakerag_spark.frames import executor_environment, read_table
+from lakerag_spark.frames import read_table
 from lakerag_spark.transforms import EXTRACTED, extractor, plan_raw
 from lakerag_spark.writes import FILE_ACTIONS, commit_files, table_files
 
@@ -37,7 +38,7 @@ def run_bronze(spark, lake: Lake, full_rebuild: bool = False) -> dict:
     outcome = OUTCOME.empty_table()
     if work.num_rows:
         frame = spark.createDataFrame(work).repartition(min(work.num_rows, 4 * spark.sparkContext.defaultParallelism))
-        outcome = conform(frame.mapInArrow(extract_and_write(lake, executor_environment()),
+        outcome = conform(frame.mapInArrow(extract_and_write(lake, S3Access.from_settings(lake.settings).environment()),
                                            from_arrow_schema(OUTCOME)).toArrow(), OUTCOME)
     is_file = pc.is_valid(outcome.column("op"))
     written = outcome.filter(is_file).select(FILE_ACTIONS.names)
@@ -105,12 +106,3 @@ def _outcome(batch: pa.RecordBatch) -> pa.RecordBatch:
         [batch.column(f.name) if f.name in batch.schema.names else pa.nulls(batch.num_rows, f.type) for f in OUTCOME],
         schema=OUTCOME)
 
-
-def main() -> int:
-    from lakerag_spark.pipeline import main as pipeline_main
-
-    return pipeline_main(("bronze",))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

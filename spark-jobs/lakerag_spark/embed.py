@@ -11,7 +11,6 @@ commits one transaction.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from datetime import UTC, datetime
 
@@ -30,7 +29,7 @@ ENCODE_GROUP = 256  # texts per encode call inside a task
 
 def encode_and_write(settings: Settings, gold_version: int):
     """Executor function: (chunk_id, text) batches in, embeddings files written, FILE_ACTIONS out."""
-    settings = dataclasses.replace(settings, api_key="", gemini_api_key="")
+    settings = settings.replace(api_key="", gemini_api_key="", gemini_base_url="")
     target = tables.table_files(Lake.open(settings), "embeddings")
 
     def run(batches):

@@ -43,13 +43,3 @@ def run_gold(spark, lake: Lake, full_rebuild: bool = False) -> dict:
         existing.unpersist()
     return {"changes": {"gold_upserted": upserted, "gold_deleted": len(stale_ids)},
             "committed": {"gold": committed}}
-
-
-def main() -> int:
-    from lakerag_spark.pipeline import main as pipeline_main
-
-    return pipeline_main(("gold",))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

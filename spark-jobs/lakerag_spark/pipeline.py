@@ -7,8 +7,16 @@ import sys
 import time
 from datetime import UTC, datetime
 
+from lakerag import config
 from lakerag.config import Settings
 from lakerag.lake import Lake, tables
+from lakerag.summary import format_summary
+from pyspark.sql import SparkSession
+
+from lakerag_spark.bronze import run_bronze
+from lakerag_spark.gold import run_gold
+from lakerag_spark.session import spark_session
+from lakerag_spark.silver import run_silver
 
 STAGES = ("bronze", "silver", "gold")
 LAKE_TABLES = ("bronze", "quarantine", "silver", "gold")
@@ -22,11 +30,6 @@ def run_etl(settings: Settings, stages=STAGES, full_rebuild: bool = False, spark
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown ETL stage(s) {sorted(unknown)}: choose from {', '.join(STAGES)}")
-    from lakerag_spark.bronze import run_bronze
-    from lakerag_spark.gold import run_gold
-    from lakerag_spark.session import spark_session
-    from lakerag_spark.silver import run_silver
-
     started = time.perf_counter()
     lake = Lake.open(settings)
     summary: dict = {
@@ -43,8 +46,6 @@ def run_etl(settings: Settings, stages=STAGES, full_rebuild: bool = False, spark
         "seconds": {},
     }
     lake.mark_run_started("etl")  # its summary clears this; status reports a killed run
-    from pyspark.sql import SparkSession
-
     # A session this run starts is stopped at the end (`lakerag run` goes on to serve the API
     # in the same process); one that already existed (tests, notebooks) is left running.
     owned = spark is None and SparkSession.getActiveSession() is None
@@ -85,14 +86,13 @@ def run_etl(settings: Settings, stages=STAGES, full_rebuild: bool = False, spark
     return summary
 
 
-def main(stages=STAGES) -> int:
-    """Entry point for spark-submit / ``python -m lakerag_spark.<stage>``: settings from the environment."""
-    from lakerag import config
-    from lakerag.summary import format_summary
-
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for spark-submit / ``python -m lakerag_spark.pipeline [STAGE...] [--full-rebuild]``
+    (all stages by default); settings from the environment."""
+    args = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    full_rebuild = "--full-rebuild" in sys.argv[1:]
-    summary = run_etl(config.from_env(), stages=stages, full_rebuild=full_rebuild)
+    stages = tuple(a for a in args if not a.startswith("--")) or STAGES
+    summary = run_etl(config.from_env(), stages=stages, full_rebuild="--full-rebuild" in args)
     print(format_summary(summary))
     return 0 if summary["ok"] else 1
 

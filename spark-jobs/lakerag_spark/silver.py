@@ -38,13 +38,3 @@ def run_silver(spark, lake: Lake, updated_at: datetime, full_rebuild: bool = Fal
     return {"files": {"duplicates": duplicates},
             "changes": {"silver_upserted": added_rows(written), "silver_deleted": len(delete_ids)},
             "committed": {"silver": committed}}
-
-
-def main() -> int:
-    from lakerag_spark.pipeline import main as pipeline_main
-
-    return pipeline_main(("silver",))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -4,25 +4,26 @@ in executors through mapInArrow, one Arrow batch at a time."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 from datetime import UTC, datetime
 
 import pyarrow as pa
 from lakerag.config import Settings
+from lakerag.extract import extract, file_type_for, size_problem
 from lakerag.lake import chunk_id_for, doc_id_for, sha256_hex
 from lakerag.lake.tables import SCHEMAS
+from lakerag.store import store_for
+from lakerag.text import chunk_pages, distinct, guess_title, normalise_pages
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.pandas.types import from_arrow_schema
 
 # What extraction yields per raw object: a bronze row plus the quarantine reason (null when readable).
 EXTRACTED = pa.schema(list(SCHEMAS["bronze"]) + [pa.field("reason", pa.string())])
 
 
 def _spark_schema(schema: pa.Schema):
-    from pyspark.sql.pandas.types import from_arrow_schema
-
     return from_arrow_schema(schema)
 
 
@@ -65,13 +66,11 @@ def extractor(settings: Settings, env: dict[str, str] | None = None):
     in, EXTRACTED batches out; each object's bytes are fetched once."""
     env = dict(env or {})
     # Executors need the store settings only; the API and LLM keys stay on the driver.
-    settings = dataclasses.replace(settings, api_key="", gemini_api_key="")
+    settings = settings.replace(api_key="", gemini_api_key="", gemini_base_url="")
 
     def run(batches):
-        from lakerag.store import open_store
-
         os.environ.update(env)
-        store = open_store(settings.store_uri, settings.aws_endpoint_url, settings.aws_region)
+        store = store_for(settings)
         for batch in batches:
             rows = [extract_object(store, row["key"], row["size"], row["source_version"], settings.max_file_bytes)
                     for row in batch.to_pylist()]
@@ -82,8 +81,6 @@ def extractor(settings: Settings, env: dict[str, str] | None = None):
 
 def extract_object(store, key: str, size: int, source_version: str, max_bytes: int) -> dict:
     """Read and extract one raw object; every failure becomes a reason, never an exception."""
-    from lakerag.extract import extract, file_type_for, size_problem
-
     started = time.perf_counter()
     row = {"key": key, "doc_id": doc_id_for(key), "size": size, "source_version": source_version,
            "file_type": file_type_for(key), "page_count": None, "pages": None, "reason": None,
@@ -141,8 +138,6 @@ def clean_documents(bronze: DataFrame, updated_at: datetime) -> DataFrame:
     """Bronze rows -> silver rows: normalised pages (case and punctuation kept), a title, counts."""
 
     def run(batches):
-        from lakerag.text import guess_title, normalise_pages
-
         for batch in batches:
             rows = []
             for row in batch.to_pylist():
@@ -163,8 +158,6 @@ def chunk_documents(silver: DataFrame, chunk_tokens: int, overlap_tokens: int) -
     """Silver rows -> gold rows: overlapping sentence windows with stable chunk ids."""
 
     def run(batches):
-        from lakerag.text import chunk_pages, distinct
-
         for batch in batches:
             rows = []
             for doc in batch.to_pylist():

@@ -8,7 +8,8 @@ import json
 import pytest
 from airflow_helpers import TASK_ORDER, load_dagbag, render_pod
 from kubernetes.client import ApiClient
-from lakerag.cli import build_parser
+from lakerag.cli import parse
+from lakerag.config import parse_bool
 
 EXPECTED = {
     # task: (image, args)
@@ -43,9 +44,9 @@ def test_image_command_and_arguments(dag, task_id):
     assert c.args == args
     assert c.image_pull_policy == "IfNotPresent"
     # The argv is one the CLI accepts, with the stage and flag the DAG means.
-    parsed = build_parser().parse_args(c.args)
-    assert parsed.command == "pipeline" and parsed.stage == args[1]
-    assert parsed.full_rebuild is False
+    parsed = parse(c.args)
+    assert parsed.command == ("pipeline",) and parsed.params["stage"].value == args[1]
+    assert parse_bool(parsed.params["full_rebuild"]) is False
 
 
 @pytest.mark.parametrize("task_id", ["bronze", "embed", "publish_index"])
@@ -53,7 +54,7 @@ def test_full_rebuild_param_reaches_the_cli(dag, task_id):
     _, pod = render_pod(dag, task_id, conf={"full_rebuild": True})
     args = container(pod).args
     assert args[-1] == "--full-rebuild=true"
-    assert build_parser().parse_args(args).full_rebuild is True
+    assert parse_bool(parse(args).params["full_rebuild"]) is True
 
 
 def test_full_rebuild_param_is_validated(dag):

@@ -3,7 +3,6 @@ and the app running under real uvicorn on a free loopback port."""
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from contextlib import contextmanager
@@ -89,9 +88,9 @@ def sample_index_v2(tmp_path_factory, embedder, sample_vectors) -> Path:
 
 def publish(settings: config.Settings, index_dir: Path) -> str:
     from lakerag.index.publish import publish_dir
-    from lakerag.store import open_store
+    from lakerag.store import store_for
 
-    return publish_dir(open_store(settings.store_uri, settings.aws_endpoint_url, settings.aws_region), index_dir)
+    return publish_dir(store_for(settings), index_dir)
 
 
 class RunningApi:
@@ -133,7 +132,7 @@ def start_api(embedder):
 
     @contextmanager
     def start(settings: config.Settings, watch: bool = False, **overrides):
-        settings = dataclasses.replace(settings, **overrides) if overrides else settings
+        settings = settings.replace(**overrides) if overrides else settings
         with RunningApi(settings, embedder=embedder, watch=watch) as api:
             yield api
 

@@ -4,7 +4,6 @@ a second backup copies only what changed, and a damaged backup is refused."""
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -12,9 +11,8 @@ import uuid
 
 import boto3
 import pytest
-from deltalake import DeltaTable
 from lakerag.backup import CATALOG_KEY, BackupError, backup, restore
-from lakerag.lake import Lake
+from lakerag.lake import Lake, tables
 from lakerag.pipeline import run_all
 from lakerag.store import open_store
 
@@ -37,7 +35,7 @@ def answers(api) -> list[bytes]:
 
 def gold_version(settings) -> int:
     lake = Lake.open(settings)
-    return DeltaTable(lake.table_uri("gold"), storage_options=lake.storage_options()).version()
+    return tables.version(lake, "gold")
 
 
 def test_backup_then_restore_into_an_empty_bucket_serves_the_same_answers(s3_settings, moto_endpoint, start_api,
@@ -58,7 +56,7 @@ def test_backup_then_restore_into_an_empty_bucket_serves_the_same_answers(s3_set
     third = backup(s3_settings, target)
     assert 0 < third["copied"] < third["objects"]
 
-    restored = dataclasses.replace(s3_settings, store_uri=f"s3://{new_bucket(moto_endpoint)}/restored",
+    restored = s3_settings.replace(store_uri=f"s3://{new_bucket(moto_endpoint)}/restored",
                                    index_dir=str(tmp_path / "restored-serving"))
     result = restore(restored, target)
     assert result["objects"] == third["objects"]

@@ -30,3 +30,43 @@ def test_errors_exit_non_zero_with_the_reason(served, capsys):
     assert "answered 422" in capsys.readouterr().err
     assert cli.main(["ask", "anything", "--url", f"http://127.0.0.1:{free_port()}"]) == 1
     assert "cannot reach the API" in capsys.readouterr().err
+
+
+def test_upload_documents_and_delete_through_the_cli(served, tmp_path):
+    from lakerag.lake import doc_id_for
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    first, second = tmp_path / "notes.txt", tmp_path / "memo.md"
+    first.write_text("Parking permits are renewed every March.")
+    second.write_text("# Memo\n\nThe canteen closes at 15:00 on Fridays.")
+    result = runner.invoke(cli.app, ["upload", str(first), str(second), "--url", served.url])
+    assert result.exit_code == 0, result.output
+    assert f"raw/notes.txt  doc_id {doc_id_for('raw/notes.txt')}" in result.stdout and "raw/memo.md" in result.stdout
+    assert served.state.lake.store.get("raw/notes.txt") == first.read_bytes()
+
+    for argv in (["documents"], ["documents", "list"]):
+        result = runner.invoke(cli.app, [*argv, "--url", served.url])
+        assert result.exit_code == 0, result.output
+        assert f"{doc_id_for('raw/memo.md')}  landed" in result.stdout and "2 landed" in result.stdout
+
+    result = runner.invoke(cli.app, ["documents", "delete", doc_id_for("raw/notes.txt"), "--url", served.url])
+    assert result.exit_code == 0 and "deleted raw/notes.txt" in result.stdout
+    assert not served.state.lake.store.exists("raw/notes.txt")
+    result = runner.invoke(cli.app, ["documents", "delete", "0000000000000000", "--url", served.url])
+    assert result.exit_code == 1 and "answered 404" in result.stderr
+
+
+def test_summarize_a_document_or_a_query_through_the_cli(served):
+    from lakerag.lake import doc_id_for
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    doc_id = doc_id_for("raw/employee-travel-policy.pdf")
+    result = runner.invoke(cli.app, ["summarize", "--doc-id", doc_id, "--url", served.url])
+    assert result.exit_code == 0, result.output
+    assert "Sources (extractive" in result.stdout and "raw/employee-travel-policy.pdf" in result.stdout
+    result = runner.invoke(cli.app, ["summarize", "hotel cap per night", "--url", served.url, "--mode", "dense"])
+    assert result.exit_code == 0 and "  [1] " in result.stdout
+    result = runner.invoke(cli.app, ["summarize", "--doc-id", "0000000000000000", "--url", served.url])
+    assert result.exit_code == 1 and "answered 404" in result.stderr

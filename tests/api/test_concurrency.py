@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 from lakerag.lake import doc_id_for
-from lakerag.store import open_store
+from lakerag.store import store_for
 
 KEY = {"X-API-Key": "k"}
 THREADS = 8
@@ -22,7 +22,7 @@ def settings(request):
 
 
 def _store(settings):
-    return open_store(settings.store_uri, settings.aws_endpoint_url, settings.aws_region)
+    return store_for(settings)
 
 
 def test_store_list_survives_concurrent_deletes_and_puts(settings):

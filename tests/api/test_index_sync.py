@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import pytest
@@ -56,7 +55,7 @@ def test_unreachable_store_keeps_a_valid_local_copy(local_settings, sample_index
     assert sync_once(local_settings, dest) == 0
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
-    down = dataclasses.replace(local_settings, store_uri="s3://bucket/root", aws_region="us-east-1",
+    down = local_settings.replace(store_uri="s3://bucket/root", aws_region="us-east-1",
                                aws_endpoint_url=f"http://127.0.0.1:{free_port()}")
     capsys.readouterr()
     assert sync_once(down, dest) == 0
@@ -95,7 +94,7 @@ def test_garbage_in_current_falls_back_too(local_settings, sample_index, tmp_pat
 
 def test_a_local_copy_of_another_model_is_not_installed(local_settings, sample_index, tmp_path, capsys):
     publish(local_settings, sample_index)
-    other = dataclasses.replace(local_settings, embedding_model="BAAI/bge-large-en-v1.5")
+    other = local_settings.replace(embedding_model="BAAI/bge-large-en-v1.5")
     assert sync_once(other, tmp_path / "dest") == 1
     assert "BAAI/bge-large-en-v1.5" in capsys.readouterr().err
     assert local_current(tmp_path / "dest") is None

@@ -1,4 +1,4 @@
-"""/metrics: the DESIGN.md metric set, valid for promtool, scraped by a real Prometheus."""
+"""/metrics: the metric set of docs/architecture.md, valid for promtool, scraped by a real Prometheus."""
 
 from __future__ import annotations
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import hashlib
 
-from deltalake import DeltaTable
 from lakerag.index.diff import diff_versions
-from lakerag.index.publish import list_versions, prune
-from lakerag.lake import Lake, doc_id_for
+from lakerag.index.publish import prune, published_versions
+from lakerag.lake import Lake, doc_id_for, tables
 from lakerag.pipeline import run_all
 
 from .conftest import publish
@@ -24,7 +23,7 @@ QUESTION = "What kind of magma causes explosive volcanic eruptions?"
 
 
 def table_version(lake: Lake, name: str) -> int:
-    return DeltaTable(lake.table_uri(name), storage_options=lake.storage_options()).version()
+    return tables.version(lake, name)
 
 
 def test_lineage_and_byte_identical_replay_across_versions_and_restarts(local_settings, start_api):
@@ -32,7 +31,7 @@ def test_lineage_and_byte_identical_replay_across_versions_and_restarts(local_se
     lake.store.put("raw/volcano.txt", VOLCANO.encode())
     lake.store.put("raw/bees.md", BEES.encode())
     assert run_all(local_settings)["ok"]
-    first_version = list_versions(local_settings)[-1]
+    first_version = published_versions(Lake.open(local_settings).store)[-1]
     listing = {info.key: info.version for info in lake.store.list("raw/")}
     gold_v1, embeddings_v1 = table_version(lake, "gold"), table_version(lake, "embeddings")
 
@@ -52,7 +51,7 @@ def test_lineage_and_byte_identical_replay_across_versions_and_restarts(local_se
 
         lake.store.put("raw/volcano.txt", VOLCANO_V2.encode())  # a new version of the document
         assert run_all(local_settings)["ok"]
-        second_version = list_versions(local_settings)[-1]
+        second_version = published_versions(Lake.open(local_settings).store)[-1]
         assert second_version != first_version
         assert api.client.post("/admin/reload").json()["version"] == second_version
         now = api.client.post("/answer", json={"question": QUESTION}).json()

@@ -72,10 +72,10 @@ def test_every_object_in_the_schema_is_closed():
 
 def test_config_keys_are_the_settings_of_config_py_with_their_types():
     properties = SCHEMA["properties"]["global"]["properties"]["config"]["properties"]
-    allowed = set(config._ENV) - config.SECRET_VARS - POD_LOCAL
+    allowed = set(config.ENV_VARS) - config.SECRET_VARS - POD_LOCAL
     assert set(properties) == allowed
     json_type = {str: "string", int: "integer", float: "number", bool: "boolean"}
-    for var, (_, kind) in config._ENV.items():
+    for var, (_, kind) in config.ENV_VARS.items():
         if var in properties:
             types = properties[var]["type"]
             types = [types] if isinstance(types, str) else types

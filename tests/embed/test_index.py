@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -13,10 +12,10 @@ from lakerag.index.artifacts import IndexRejected, load_index_dir, sha256_file, 
 from lakerag.index.publish import (
     choose_index_type,
     download_version,
-    list_versions,
     load_current,
     prune,
     publish_dir,
+    published_versions,
     read_current,
     rollback,
     run_index,
@@ -151,19 +150,19 @@ def test_ivf_probes_more_lists_for_a_higher_recall_target(tmp_path):
 
 
 def test_filtered_search_on_ivf_finds_a_document_outside_the_probed_lists(tmp_path):
-    from lakerag.api.services.retrieval import _filter_params
+    from lakerag.search import filters
 
     vectors, chunks = clustered_chunks(4000)
     write_index_dir(tmp_path, vectors, chunks, MODEL, 1, index_type="ivf", recall_target=0.3)
     loaded = load_index_dir(tmp_path)
     far_doc = chunks["doc_id"][int(np.argmin(vectors @ vectors[0]))]  # least similar to the query
-    allowed, params = _filter_params(loaded, far_doc, None, 3)
-    _, ids = loaded.index.search(vectors[:1], len(allowed), params=params)
-    assert sorted(ids[0].tolist()) == sorted(allowed.tolist())
+    allowed = filters.allowed_rows(loaded, doc_id=far_doc)
+    ids, _ = loaded.dense(vectors[:1], len(allowed), allowed)
+    assert sorted(ids.tolist()) == sorted(allowed.tolist())
 
 
 def test_index_type_follows_the_vector_count(local_settings):
-    settings = dataclasses.replace(local_settings, ann_threshold=100, ivf_threshold=1000)
+    settings = local_settings.replace(ann_threshold=100, ivf_threshold=1000)
     assert [choose_index_type(n, settings) for n in (100, 101, 1000, 1001)] == ["flat", "hnsw", "hnsw", "ivf"]
 
 
@@ -193,7 +192,7 @@ def test_interrupted_upload_never_becomes_current(local_settings, tmp_path):
     with pytest.raises(OSError):
         publish_dir(FailingStore(store, "chunks.parquet"), tmp_path / "b")
     assert read_current(store) == "20260101T000000Z-aaaaaaaa"
-    assert list_versions(local_settings) == ["20260101T000000Z-aaaaaaaa"]  # b has no manifest: not published
+    assert published_versions(Lake.open(local_settings).store) == ["20260101T000000Z-aaaaaaaa"]  # b has no manifest: not published
     loaded = load_current(store, tmp_path / "serving", MODEL, 16)
     assert loaded.version == "20260101T000000Z-aaaaaaaa" and loaded.vector_count == 10
     with pytest.raises(IndexRejected, match="incomplete"):
@@ -236,7 +235,7 @@ def test_prune_keeps_newest_and_current(local_settings, tmp_path):
         publish_dir(store, tmp_path / name)
     store.put("index/CURRENT", names[0].encode())  # an operator rolled back to the oldest
     assert prune(store, keep=2) == names[1:3]
-    assert list_versions(local_settings) == [names[0], *names[3:]]
+    assert published_versions(Lake.open(local_settings).store) == [names[0], *names[3:]]
 
 
 # --- run_index end to end (real model) --------------------------------------------------------------------
@@ -251,7 +250,7 @@ def test_second_run_publishes_nothing_and_changes_are_published(settings, embedd
 
     again = pipeline(settings, docs)
     assert not again["published"] and "already" in again["reason"]
-    assert list_versions(settings) == [first["version"]] and read_current(store) == first["version"]
+    assert published_versions(Lake.open(settings).store) == [first["version"]] and read_current(store) == first["version"]
 
     # deleting a document removes its vectors from the next index
     del docs["raw/doc-00003.txt"]
@@ -292,7 +291,7 @@ def test_rollback_refuses_missing_and_tampered_versions(local_settings, embedder
 
 @pytest.mark.slow
 def test_ann_index_above_threshold_records_recall(local_settings, embedder, tmp_path):
-    settings = dataclasses.replace(local_settings, ann_threshold=20)
+    settings = local_settings.replace(ann_threshold=20)
     summary = pipeline(settings, synthetic_docs(12))
     assert summary["index_type"] == "hnsw" and summary["vector_count"] == 36
     manifest = json.loads(Lake.open(settings).store.get(f"index/{summary['version']}/manifest.json"))
@@ -303,7 +302,7 @@ def test_ann_index_above_threshold_records_recall(local_settings, embedder, tmp_
 @pytest.mark.slow
 def test_index_refuses_to_publish_without_vectors_for_the_model(local_settings, embedder):
     pipeline(local_settings, synthetic_docs(2))
-    other = dataclasses.replace(local_settings, embedding_model="BAAI/bge-large-en-v1.5")
+    other = local_settings.replace(embedding_model="BAAI/bge-large-en-v1.5")
     summary = run_index(other)
     assert not summary["ok"] and not summary["published"]
     assert "lakerag pipeline embed" in summary["reason"] and summary["missing_vectors"] == 6
@@ -311,11 +310,11 @@ def test_index_refuses_to_publish_without_vectors_for_the_model(local_settings, 
 
 @pytest.mark.slow
 def test_old_versions_are_pruned_to_the_configured_count(local_settings, embedder):
-    settings = dataclasses.replace(local_settings, index_keep_versions=2)
+    settings = local_settings.replace(index_keep_versions=2)
     docs = synthetic_docs(2)
     published = []
     for n in range(3):
         docs.update(synthetic_docs(1, start=100 + n))
         published.append(pipeline(settings, docs)["version"])
-    assert list_versions(settings) == published[1:]
+    assert published_versions(Lake.open(settings).store) == published[1:]
     assert read_current(Lake.open(settings).store) == published[-1]

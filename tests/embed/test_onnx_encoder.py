@@ -4,7 +4,6 @@ refuses an index another encoder built."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import numpy as np
@@ -58,7 +57,7 @@ def test_export_is_complete_and_named_by_its_checksum(exported):
 def test_onnx_vectors_match_sentence_transformers(exported, sample_chunk_texts):
     settings, identity = exported
     onnx = load_embedder(settings)
-    torch = load_embedder(dataclasses.replace(settings, encoder="torch"))
+    torch = load_embedder(settings.replace(encoder="torch"))
     assert onnx.encoder == {"runtime": "onnx", "name": config.PACKAGED_MODEL, "sha256": identity["sha256"]}
     assert torch.encoder["runtime"] == "torch" and type(onnx.model).__name__ == "OnnxEncoder"
     for encode in ("encode_passages", "encode_queries"):

@@ -11,7 +11,7 @@ from lakerag.adaptive import (
     query_signals,
     tokenizer_coverage,
 )
-from lakerag.fusion import weighted_rrf
+from lakerag.search.fusion import weighted_rrf
 
 # Word pieces as the packaged MiniLM (BERT uncased WordPiece) cuts these queries.
 ENGLISH = ["what", "is", "the", "capital", "of", "france"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from lakerag.fusion import convex, min_max, weighted_rrf
+from lakerag.search.fusion import convex, min_max, weighted_rrf
 
 DENSE = ["a", "b", "c"]
 LEXICAL = ["c", "d", "a"]

@@ -22,13 +22,12 @@ OFF_TOPIC = ["What is the capital of France?", "How do I bake sourdough bread?",
 @pytest.fixture(scope="module")
 def api(tmp_path_factory, embedder, sample_vectors):
     """The sample index (dense + BM25) served with the default settings (hybrid mode)."""
-    import dataclasses
 
     from api.conftest import RunningApi, write_index
     from lakerag import config
 
     root = tmp_path_factory.mktemp("hybrid")
-    settings = dataclasses.replace(config.Settings(), store_uri=f"file://{root / 'store'}",
+    settings = config.Settings().replace(store_uri=f"file://{root / 'store'}",
                                    index_dir=str(root / "serving"))
     assert settings.search_mode == "hybrid"
     chunks, vectors = sample_vectors
@@ -51,7 +50,7 @@ def post(api, query: str, **body) -> dict:
 
 def dense_ranks(api, query: str, wanted: set[str]) -> list[int]:
     """1-based dense ranks of the ``wanted`` chunks over the whole index (no cut-offs)."""
-    from lakerag.api.services.retrieval import search
+    from lakerag.search import search
 
     state = api.state
     outcome = search(state.index, state.embedder, query, state.index.vector_count, state.cutoffs,

@@ -5,7 +5,6 @@ has a term to find."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -35,7 +34,7 @@ def api(tmp_path_factory, embedder):
             **bench_docs("entities-en", ["e01", "e02", "e12", "e13", "e36", "e37"]),
             **{name: text.encode() for name, text in CHINESE.items()}}
     root = tmp_path_factory.mktemp("multilingual")
-    settings = dataclasses.replace(config.Settings(), store_uri=f"file://{root / 'store'}",
+    settings = config.Settings().replace(store_uri=f"file://{root / 'store'}",
                                    index_dir=str(root / "serving"))
     assert settings.search_mode == "hybrid" and settings.fusion == "adaptive"
     publish(settings, write_index(root / "v1", embedder, sample_chunks(docs), "20260101T000000Z-multi"))

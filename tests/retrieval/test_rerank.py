@@ -11,13 +11,11 @@ LAKERAG_MODEL_CACHE_DIR).
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 from lakerag import config
-from lakerag.api.services.retrieval import load_reranker, search
 from lakerag.embedding import ModelUnavailable
+from lakerag.search import load_reranker, search
 
 from .conftest import publish
 
@@ -36,7 +34,7 @@ def test_reranking_is_off_by_default():
 
 def test_a_rerank_model_that_cannot_load_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    settings = dataclasses.replace(config.Settings(), rerank_model=str(tmp_path / "no-such-model"), offline=True)
+    settings = config.Settings().replace(rerank_model=str(tmp_path / "no-such-model"), offline=True)
     with pytest.raises(ModelUnavailable, match="LAKERAG_RERANK_MODEL=.*could not be loaded.*unset it"):
         load_reranker(settings)
 
@@ -44,7 +42,7 @@ def test_a_rerank_model_that_cannot_load_is_a_clear_error(tmp_path, monkeypatch)
 def test_api_reranks_the_fused_candidates_in_the_cross_encoder_order(tmp_path, embedder, sample_vectors):
     from api.conftest import RunningApi, write_index
 
-    settings = dataclasses.replace(config.Settings(), store_uri=f"file://{tmp_path / 'store'}",
+    settings = config.Settings().replace(store_uri=f"file://{tmp_path / 'store'}",
                                    index_dir=str(tmp_path / "serving"), rerank_model=packaged_weights(),
                                    rerank_candidates=8)
     chunks, vectors = sample_vectors

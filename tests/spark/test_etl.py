@@ -8,7 +8,6 @@ quarantine once, and the jobs run alone as well as together.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -27,7 +26,7 @@ SAMPLES = Path(__file__).resolve().parents[2] / "services" / "lakerag" / "sample
 
 
 def small_chunks(settings):
-    return dataclasses.replace(settings, chunk_tokens=40, chunk_overlap_tokens=8, max_file_bytes=MAX_BYTES)
+    return settings.replace(chunk_tokens=40, chunk_overlap_tokens=8, max_file_bytes=MAX_BYTES)
 
 
 def put(lake: Lake, name: str, data: bytes) -> None:

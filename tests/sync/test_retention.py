@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -34,7 +33,7 @@ def publish_manifest(store, version: str, gold_version: int, created_at: str = "
 
 
 def test_vacuum_keeps_the_gold_version_of_a_retained_index_and_drops_it_once_pruned(local_settings):
-    settings = dataclasses.replace(local_settings, vacuum_min_hours=0)
+    settings = local_settings.replace(vacuum_min_hours=0)
     lake = Lake.open(settings)
     tables.merge(lake, "gold", gold_rows(4), ids())
     old_version = tables.version(lake, "gold")

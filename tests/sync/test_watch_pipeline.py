@@ -3,7 +3,6 @@ file:// and moto S3, and `lakerag run` over HTTP: upload -> searchable -> delete
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 import sys
@@ -39,7 +38,7 @@ def served_doc_ids(settings, tmp_path, embedder) -> set[str]:
 
 
 def test_watcher_indexes_new_and_deleted_raw_objects_on_one_spark_session(settings, embedder, tmp_path):
-    settings = dataclasses.replace(settings, watch_poll_seconds=0.2, watch_debounce_seconds=0.2)
+    settings = settings.replace(watch_poll_seconds=0.2, watch_debounce_seconds=0.2)
     store = Lake.open(settings).store
     store.put(OTHER[0], OTHER[1].encode())
     published = []

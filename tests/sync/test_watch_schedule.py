@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 
@@ -45,7 +44,7 @@ def test_listing_changes_counts_new_changed_deleted():
 
 
 def test_a_burst_makes_one_run_and_changes_during_a_run_make_exactly_one_more(local_settings):
-    settings = dataclasses.replace(local_settings, watch_poll_seconds=0.05, watch_debounce_seconds=0.3)
+    settings = local_settings.replace(watch_poll_seconds=0.05, watch_debounce_seconds=0.3)
     store = Lake.open(settings).store
     run = RecordingRun(store)
     published = []
@@ -80,7 +79,7 @@ def test_a_burst_makes_one_run_and_changes_during_a_run_make_exactly_one_more(lo
 
 
 def test_a_failed_run_is_retried_and_a_touched_file_counts_as_a_change(local_settings):
-    settings = dataclasses.replace(local_settings, watch_poll_seconds=0.02, watch_debounce_seconds=0.0)
+    settings = local_settings.replace(watch_poll_seconds=0.02, watch_debounce_seconds=0.0)
     store = Lake.open(settings).store
     outcomes = [RuntimeError("store hiccup"), {"ok": True}, {"ok": True}]
 

@@ -25,3 +25,24 @@ def test_export_writes_one_record_per_gold_chunk(local_settings, tmp_path):
 def test_export_without_gold_says_what_to_run(local_settings, tmp_path):
     with pytest.raises(ExportError, match="lakerag pipeline etl"):
         export_jsonl(local_settings, tmp_path / "x.jsonl")
+
+
+def test_export_to_stdout_writes_only_the_dataset_there(local_settings, monkeypatch):
+    from lakerag.cli import app
+    from typer.testing import CliRunner
+
+    write_gold(Lake.open(local_settings), synthetic_docs(2, chunks_per_doc=2))
+    monkeypatch.setenv("LAKERAG_STORE_URI", local_settings.store_uri)
+    result = CliRunner().invoke(app, ["export-jsonl", "-"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["chunk_index"] for line in result.stdout.splitlines()] == [0, 1, 0, 1]
+    assert "wrote 4 records to -" in result.stderr
+
+
+def test_export_command_without_gold_exits_1_with_the_reason(local_settings, monkeypatch, tmp_path):
+    from lakerag.cli import app
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("LAKERAG_STORE_URI", local_settings.store_uri)
+    result = CliRunner().invoke(app, ["export-jsonl", str(tmp_path / "x.jsonl")])
+    assert result.exit_code == 1 and "lakerag pipeline etl" in result.stderr

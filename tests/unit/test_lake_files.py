@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pyarrow as pa
 import pyarrow.compute as pc
 from lakerag.config import Settings
@@ -20,7 +18,7 @@ def silver_rows(ids: list[str], title: str = "t") -> pa.Table:
 
 
 def lake_at(tmp_path) -> Lake:
-    return Lake.open(dataclasses.replace(Settings(), store_uri=f"file://{tmp_path}"))
+    return Lake.open(Settings().replace(store_uri=f"file://{tmp_path}"))
 
 
 def actions(batches) -> pa.Table:

@@ -87,3 +87,41 @@ def test_unreachable_s3_is_a_clear_store_error(monkeypatch):
     store = open_store("s3://bucket", endpoint_url="http://127.0.0.1:9", region="us-east-1")
     with pytest.raises(StoreError, match="unreachable"):
         list(store.list("raw/"))
+
+
+def test_boto3_delta_rs_and_pyarrow_reach_s3_from_the_same_settings(s3_env, moto_endpoint):
+    """store_for (boto3), the lake's delta-rs options and pyarrow's S3FileSystem all come from
+    S3Access.from_settings: what one writes, the others read."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from lakerag import config
+    from lakerag.lake import Lake, tables
+    from lakerag.store import S3Access, store_for
+
+    settings = config.from_env({"LAKERAG_STORE_URI": f"s3://{s3_env}/root", "AWS_REGION": "us-east-1",
+                                "AWS_ENDPOINT_URL": moto_endpoint})
+    access = S3Access.from_settings(settings)
+    assert access.environment() == {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    options = access.delta_options()
+    assert options["AWS_ENDPOINT_URL"] == moto_endpoint and options["AWS_ALLOW_HTTP"] == "true"
+    assert options["AWS_REGION"] == "us-east-1" and options["AWS_ACCESS_KEY_ID"] == "testing"
+
+    lake = Lake.open(settings)
+    assert lake.storage_options() == options
+    rows = pa.table({"chunk_id": ["c1"], "doc_id": ["d"], "chunk_index": pa.array([0], pa.int32()), "text": ["t"],
+                     "title": [None], "source": ["raw/a.txt"], "page": pa.array([None], pa.int32()),
+                     "content_hash": ["h"], "token_count": pa.array([1], pa.int32())})
+    assert tables.merge(lake, "gold", rows, pa.table({"chunk_id": pa.array([], pa.string())}))  # delta-rs writes
+    files = tables.snapshot(lake, "gold").file_uris()
+    assert files and all(f.startswith(f"s3://{s3_env}/root/lake/gold/") for f in files)
+    keys = {o.key for o in store_for(settings).list("lake/gold/")}  # boto3 lists what delta-rs wrote
+    assert any(k.endswith(".parquet") for k in keys) and "lake/gold/_delta_log/00000000000000000001.json" in keys
+    read = pq.read_table(files[0].removeprefix("s3://"), filesystem=access.arrow_filesystem())  # pyarrow reads it
+    assert read.column("chunk_id").to_pylist() == ["c1"]
+
+
+def test_local_store_needs_no_s3_options(tmp_path):
+    from lakerag import config
+    from lakerag.lake import Lake
+
+    assert Lake.open(config.from_env({"LAKERAG_STORE_URI": f"file://{tmp_path}"})).storage_options() == {}

@@ -17,12 +17,12 @@ from fastapi import Depends, Header, HTTPException, Request
 
 from ..config import Settings
 from ..embedding import Embedder
-from ..index.artifacts import LoadedIndex
+from ..index.loaded import LoadedIndex
 from ..index.sync import IndexWatcher
 from ..lake import Lake
+from ..search import NO_INDEX, Cutoffs, Fusion, Reranker
 from .metrics import Metrics
 from .services.llm import Writer
-from .services.retrieval import NO_INDEX, Cutoffs, Fusion, Reranker
 
 
 @dataclass
@@ -48,7 +48,7 @@ class AppState:
         return self.watcher.current if self.watcher else None
 
     def search_options(self, mode: str | None) -> dict:
-        """Keyword arguments of retrieval.search for a request's ``mode`` (None: the configured default)."""
+        """Keyword arguments of search.search for a request's ``mode`` (None: the configured default)."""
         return {"mode": mode or self.settings.search_mode, "fusion": Fusion.from_settings(self.settings),
                 "reranker": self.reranker}
 

@@ -16,21 +16,23 @@ import signal
 import sys
 import threading
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 
+import uvicorn
 from fastapi import FastAPI
 
 from ..config import Settings
 from ..embedding import Embedder, cap_threads, load_embedder
 from ..encoder_identity import check_encoder
 from ..index.sync import IndexWatcher
+from ..search import cutoffs_for, load_reranker
 from . import pipeline_status, protocol
 from .deps import AppState
 from .metrics import Metrics, RequestMetricsMiddleware
 from .routes import answer, console, document_files, documents, health, index, search, summarize
-from .services import retrieval, startup
+from .services import startup
 from .services.llm import make_writer
-from .services.retrieval import cutoffs_for, load_reranker
 
 log = logging.getLogger("lakerag.api")
 SEARCH_THREADS = 1
@@ -66,13 +68,12 @@ def warm_up(state: AppState, embedder: Embedder | None = None, watch: bool = Tru
         metrics.reloads.inc()
         metrics.set_index(loaded.version, loaded.model, loaded.vector_count, _created_unix(loaded.manifest))
 
-    def prepare(loaded) -> None:
+    def check(loaded) -> None:
         check_encoder(loaded.manifest, embedder.encoder)
-        retrieval.prepare(loaded)
 
     watcher = IndexWatcher(settings, expected_model=embedder.name, expected_dimension=embedder.dimension,
                            on_swap=on_swap, on_failure=lambda _message, reason: metrics.count_reload_failure(reason),
-                           prepare=prepare)
+                           check=check)
     state.watcher = watcher
     metrics.index_fallback.set_function(lambda: float(watcher.sync_state == "fallback"))
     _, message = watcher.check()
@@ -88,8 +89,6 @@ def warm_up(state: AppState, embedder: Embedder | None = None, watch: bool = Tru
 
 
 def _created_unix(manifest: dict) -> float:
-    from datetime import datetime
-
     try:
         return datetime.fromisoformat(manifest["created_at"]).timestamp()
     except (KeyError, ValueError, AttributeError):
@@ -157,8 +156,6 @@ def serve(settings: Settings, announce: bool = False, on_ready=None, on_shutdown
     """Run the API in this process with one uvicorn worker until SIGTERM/SIGINT, then end the process.
     ``on_ready(state)`` runs once the model is loaded, ``on_shutdown()`` once the server has stopped
     (``lakerag run`` starts and stops its pipeline watcher with them)."""
-    import uvicorn
-
     try:
         startup.check(settings)
     except startup.StartupError as exc:

@@ -1,4 +1,4 @@
-"""Prometheus metrics of one API instance (the metric set in DESIGN.md, "Metrics").
+"""Prometheus metrics of one API instance (the metric set in docs/architecture.md, "Metrics").
 
 Each app gets its own CollectorRegistry, so tests can run several apps in one
 process. Request metrics are recorded by a plain ASGI middleware (no

@@ -20,9 +20,8 @@ from fastapi import HTTPException
 
 from ..encoder_identity import check_encoder
 from ..index.artifacts import IndexRejected, LoadedIndex, load_index_dir
-from ..index.publish import _complete_versions, download_version, read_store_manifest
+from ..index.publish import download_version, published_versions, read_store_manifest
 from ..store import StoreError
-from .services import retrieval
 
 log = logging.getLogger(__name__)
 REPLAY_DIR = "replay"
@@ -61,7 +60,7 @@ class RetainedVersions:
             path = download_version(self.store, version, self.root / version)  # verifies every checksum
             loaded = load_index_dir(path, self.expected_model, self.expected_dimension)
             check_encoder(loaded.manifest, self.encoder)  # the same checks as a served version
-            retrieval.prepare(loaded)
+            loaded.prepare()
             self._loaded[version] = loaded
             while len(self._loaded) > self.capacity:
                 old, _ = self._loaded.popitem(last=False)
@@ -98,7 +97,7 @@ def index_for(state, served: LoadedIndex, as_of: str | None) -> LoadedIndex:
         return retained_versions(state).get(as_of)
     except VersionGone:
         try:
-            retained = _complete_versions(state.lake.store)
+            retained = published_versions(state.lake.store)
         except StoreError:
             retained = []
         raise HTTPException(404, detail=f"index version {as_of} is not retained (never published, or pruned by "

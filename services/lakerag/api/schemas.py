@@ -7,8 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
+from ..config import SearchMode
+
 MAX_K = 50
-SearchMode = Literal["dense", "lexical", "hybrid"]
 
 
 def mode_field():

@@ -12,18 +12,18 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import faiss
 import numpy as np
+import pandas
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-if TYPE_CHECKING:
-    import faiss
-    import pandas
-
-    from .lexical import LexicalIndex
+from .errors import IndexRejected
+from .lexical import load_lexical, write_lexical
+from .loaded import LoadedIndex
 
 FORMAT = 1
 INDEX_FILE = "index.faiss"
@@ -47,43 +47,6 @@ RECALL_TARGET = 0.95
 IVF_TRAIN_PER_LIST = 50  # k-means points per list (FAISS warns under 39)
 IVF_KMEANS_ITERATIONS = 10  # coarse lists need no converged k-means; FAISS's 25 costs 2.5x the training
 IVF_ENCODINGS = ("SQ8", "Flat")  # 8-bit codes first (1/4 of the memory); full vectors when SQ8 misses the target
-
-
-class IndexRejected(Exception):
-    """This index version must not be served; the message says what is wrong and what to do."""
-
-
-@dataclass
-class LoadedIndex:
-    version: str
-    manifest: dict
-    index: faiss.Index
-    chunks: pandas.DataFrame
-    path: Path
-    lexical: LexicalIndex | None = None  # None: a version built before hybrid search (dense only)
-
-    @property
-    def model(self) -> str:
-        return self.manifest["model"]
-
-    @property
-    def dimension(self) -> int:
-        return int(self.manifest["dimension"])
-
-    @property
-    def vector_count(self) -> int:
-        return int(self.manifest["vector_count"])
-
-    def search(self, query_vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Scores (inner product = cosine) and row ids into ``chunks``, best first; -1 pads missing hits."""
-        queries = np.ascontiguousarray(np.atleast_2d(query_vectors), dtype=np.float32)
-        if queries.shape[1] != self.dimension:
-            raise ValueError(f"query vectors have dimension {queries.shape[1]}, index {self.version} has "
-                             f"{self.dimension}")
-        k = max(1, int(k))
-        if self.index.ntotal == 0:
-            return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
-        return self.index.search(queries, k)
 
 
 def sha256_file(path: Path) -> str:
@@ -114,8 +77,6 @@ def new_version_name(fingerprint: str, now: datetime | None = None) -> str:
 def build_faiss(vectors: np.ndarray, index_type: str = "flat",
                 recall_target: float = RECALL_TARGET) -> tuple[faiss.Index, dict]:
     """An inner-product index over ``vectors``; for HNSW and IVF also its recall@10 against exact search."""
-    import faiss
-
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     dimension = vectors.shape[1]
     if index_type == "flat":
@@ -151,8 +112,6 @@ def build_ivf(vectors: np.ndarray, recall_target: float = RECALL_TARGET) -> tupl
     The coarse quantizer is trained by k-means on a seeded sample; 8-bit scalar codes are
     tried first and full vectors (IVF-Flat) only when the codes cannot reach the target.
     """
-    import faiss
-
     count, dimension = vectors.shape
     lists = ivf_list_count(count)
     rng = np.random.default_rng(0)
@@ -191,8 +150,6 @@ def powers_of_two_up_to(limit: int) -> list[int]:
 def recall_probe(vectors: np.ndarray, sample: int = RECALL_SAMPLE, k: int = RECALL_K) -> tuple[np.ndarray, np.ndarray]:
     """Seeded sample of the indexed vectors as queries (a rebuild measures the same ones) and
     their exact top-k ids."""
-    import faiss
-
     rng = np.random.default_rng(0)
     picks = rng.choice(len(vectors), size=min(sample, len(vectors)), replace=False)
     queries = vectors[picks]
@@ -224,10 +181,6 @@ def write_index_dir(path, vectors: np.ndarray, chunks: pandas.DataFrame, model: 
     (e.g. the embeddings table version it was built from). ``lexical=False``
     writes a dense-only version (as releases before hybrid search did).
     """
-    import faiss
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -244,8 +197,6 @@ def write_index_dir(path, vectors: np.ndarray, chunks: pandas.DataFrame, model: 
     pq.write_table(table, path / CHUNKS_FILE)
     lexical_section = None
     if lexical:
-        from .lexical import write_lexical
-
         lexical_section = write_lexical(path, chunks["text"].tolist())
     manifest = {
         "format": FORMAT,
@@ -270,8 +221,6 @@ def write_index_dir(path, vectors: np.ndarray, chunks: pandas.DataFrame, model: 
 
 
 def chunk_schema(columns=CHUNK_COLUMNS):
-    import pyarrow as pa
-
     types = {"chunk_index": pa.int32(), "page": pa.int32()}
     return pa.schema([(name, types.get(name, pa.string())) for name in columns])
 
@@ -326,9 +275,6 @@ def check_model(manifest: dict, expected_model: str | None, expected_dimension: 
 
 def load_index_dir(path, expected_model: str | None = None, expected_dimension: int | None = None) -> LoadedIndex:
     """Verify and load one version directory; IndexRejected when it must not be served."""
-    import faiss
-    import pyarrow.parquet as pq
-
     path = Path(path)
     manifest = verify_index_dir(path)
     check_model(manifest, expected_model, expected_dimension)
@@ -343,8 +289,6 @@ def load_index_dir(path, expected_model: str | None = None, expected_dimension: 
                             "republish the index (`lakerag pipeline index --full-rebuild`)")
     lexical = None
     if manifest.get("lexical"):
-        from .lexical import load_lexical
-
         lexical = load_lexical(path, manifest["lexical"], count)
     return LoadedIndex(version=manifest["version"], manifest=manifest, index=index, chunks=chunks, path=path,
                        lexical=lexical)

@@ -18,10 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import bm25s
 import numpy as np
 
 from ..terms import LEGACY_TOKENIZER, TOKENIZER, TOKENIZERS
 from ..terms import terms as _terms
+from .errors import IndexRejected
 
 LIBRARY = "bm25s"
 # bm25s file name arguments -> names inside the version directory.
@@ -43,8 +45,6 @@ def terms(text: str, tokenizer: str = TOKENIZER) -> list[str]:
 def write_lexical(path, texts: list[str]) -> dict:
     """Build BM25 over ``texts`` and save its files into ``path``; return the manifest's
     ``lexical`` section (its ``files`` are the names written, for the checksums)."""
-    import bm25s
-
     path = Path(path)
     section = {"library": LIBRARY, "library_version": bm25s.__version__, "tokenizer": TOKENIZER,
                "stopwords": "per script: en (Latin), ar (Arabic)", "stemmer": "Arabic light (prefix/suffix)",
@@ -117,8 +117,6 @@ def top_positive(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) 
 
 def load_lexical(path, section: dict, documents: int) -> LexicalIndex:
     """Load the BM25 files a manifest's ``lexical`` section names (checksums already verified)."""
-    from .artifacts import IndexRejected
-
     if section.get("library") != LIBRARY:
         raise IndexRejected(f"{path}: lexical index built with {section.get('library')!r}, this release reads "
                             f"{LIBRARY}; rebuild the index (`lakerag pipeline index --full-rebuild`)")
@@ -131,8 +129,6 @@ def load_lexical(path, section: dict, documents: int) -> LexicalIndex:
                             f"{documents}; republish the index (`lakerag pipeline index --full-rebuild`)")
     if documents == 0:
         return LexicalIndex(documents=0, retriever=None, tokenizer=tokenizer)
-    import bm25s
-
     try:
         retriever = bm25s.BM25.load(Path(path), load_corpus=False, mmap=False, show_progress=False, **FILE_NAMES)
     except (OSError, ValueError, KeyError) as exc:

@@ -71,17 +71,12 @@ def _version_dirs(store: ObjectStore) -> dict[str, set[str]]:
     return found
 
 
-def list_versions(settings: Settings) -> list[str]:
-    """Published versions (those with a manifest), oldest first."""
-    return _complete_versions(Lake.open(settings).store)
-
-
 def describe_versions(settings: Settings) -> list[str]:
     """One line per published version for `lakerag index list`; ``*`` marks CURRENT."""
     store = Lake.open(settings).store
     current = read_current(store)
     lines = []
-    for version in _complete_versions(store):
+    for version in published_versions(store):
         manifest = read_store_manifest(store, version) or {}
         lines.append(f"{'*' if version == current else ' '} {version}  {manifest.get('vector_count', '?'):>8} vectors  "
                      f"{manifest.get('index_type', '?'):5} gold v{manifest.get('gold_version', '?')}  "
@@ -89,7 +84,8 @@ def describe_versions(settings: Settings) -> list[str]:
     return lines or ["no index versions published yet: run `lakerag pipeline run`"]
 
 
-def _complete_versions(store: ObjectStore) -> list[str]:
+def published_versions(store: ObjectStore) -> list[str]:
+    """Published versions (those with a manifest), oldest first."""
     return sorted(v for v, files in _version_dirs(store).items() if MANIFEST_FILE in files)
 
 
@@ -171,7 +167,7 @@ def load_current(store: ObjectStore, dest_root, expected_model: str | None = Non
 def rollback(settings: Settings, version: str) -> None:
     """Point CURRENT at an older (or newer) published version after verifying it is complete and intact."""
     store = Lake.open(settings).store
-    published = _complete_versions(store)
+    published = published_versions(store)
     if version not in published:
         raise IndexRejected(f"no published index version {version!r}; versions: {', '.join(published) or 'none'}")
     with tempfile.TemporaryDirectory(prefix="lakerag-rollback-") as tmp:

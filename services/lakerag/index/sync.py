@@ -33,8 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..config import Settings
-from ..store import ObjectStore, StoreError, open_store
+from ..store import ObjectStore, StoreError, store_for
 from .artifacts import IndexRejected, LoadedIndex, check_model, load_index_dir, read_manifest, verify_index_dir
+from .publish import download_version, published_versions, read_current
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +99,6 @@ def sync(store: ObjectStore, dest, expected_model: str | None = None, expected_d
     """Make ``dest/current`` the version CURRENT names. Raises StoreError when the store
     cannot be read and IndexRejected when that version fails verification; in both
     cases the local copy is left as it was. Versions in ``skip`` are not retried."""
-    from .publish import download_version, read_current
-
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     with _locked(dest):
@@ -136,9 +135,7 @@ def _fall_back(store: ObjectStore, dest: Path, local, rejected: str, why: str, e
     """CURRENT names a version that does not verify: serve the newest published version that
     does (a new pod must not stay empty until someone rolls back by hand). Raises ``error``
     when no version verifies."""
-    from .publish import _complete_versions, download_version
-
-    for candidate in sorted(_complete_versions(store), reverse=True):
+    for candidate in sorted(published_versions(store), reverse=True):
         if candidate == rejected or candidate in skip:
             continue
         try:
@@ -160,7 +157,7 @@ def _fall_back(store: ObjectStore, dest: Path, local, rejected: str, why: str, e
 
 
 def _open(settings: Settings) -> ObjectStore:
-    return open_store(settings.store_uri, settings.aws_endpoint_url, settings.aws_region)
+    return store_for(settings)
 
 
 def sync_once(settings: Settings, dest) -> int:
@@ -217,7 +214,7 @@ class IndexWatcher:
     def __init__(self, settings: Settings, expected_model: str, expected_dimension: int,
                  on_swap: Callable[[LoadedIndex], None] | None = None,
                  on_failure: Callable[[str, str], None] | None = None, sync_from_store: bool = True,
-                 prepare: Callable[[LoadedIndex], None] | None = None):
+                 check: Callable[[LoadedIndex], None] | None = None):
         self.settings = settings
         self.dest = Path(settings.index_dir)
         self.expected_model = expected_model
@@ -225,7 +222,7 @@ class IndexWatcher:
         self.on_swap = on_swap
         self.on_failure = on_failure
         self.sync_from_store = sync_from_store
-        self.prepare = prepare  # per-version work done before the swap, off the request path
+        self.check_version = check  # refuses a version (raises) before it is served, e.g. another encoder
         self.current: LoadedIndex | None = None
         self.loaded_at: datetime | None = None
         self.last_error: str | None = None
@@ -295,8 +292,9 @@ class IndexWatcher:
             try:
                 loaded = load_index_dir(path, expected_model=self.expected_model,
                                         expected_dimension=self.expected_dimension)
-                if self.prepare:
-                    self.prepare(loaded)
+                if self.check_version:
+                    self.check_version(loaded)
+                loaded.prepare()  # per-version work done before the swap, off the request path
             except (IndexRejected, OSError, RuntimeError, ValueError) as exc:
                 self._rejected.add(version)
                 self._fail(f"index {version}: {exc}")

@@ -1,4 +1,4 @@
-"""Where things live under the store root, and how delta-rs reaches them.
+"""Where things live under the store root, and how delta-rs reaches them (``store.S3Access``).
 
     raw/<key>                 the user's files, never modified by the pipeline
     lake/bronze               extracted text per raw object        (Delta)
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..config import Settings
-from ..store import NotFound, ObjectStore, StoreError, open_store
+from ..store import NotFound, ObjectStore, S3Access, StoreError, store_for
 
 RAW_PREFIX = "raw/"
 INDEX_PREFIX = "index/"
@@ -36,14 +36,14 @@ class Lake:
 
     @classmethod
     def open(cls, settings: Settings) -> Lake:
-        return cls(settings, open_store(settings.store_uri, settings.aws_endpoint_url, settings.aws_region))
+        return cls(settings, store_for(settings))
 
     def table_uri(self, name: str) -> str:
         return self.store.url(f"lake/{name}")
 
     def storage_options(self) -> dict[str, str]:
         """Options for delta-rs; empty for local paths."""
-        return storage_options(self.settings)
+        return S3Access.from_settings(self.settings).delta_options() if self.settings.is_s3 else {}
 
     def mark_run_started(self, stage: str) -> None:
         """A marker the stage's summary removes: left behind, it says a run started and never finished."""
@@ -78,26 +78,6 @@ class Lake:
             return json.loads(self.store.get(f"lake/_runs/{stage}.json"))
         except NotFound:
             return None
-
-
-def storage_options(settings: Settings) -> dict[str, str]:
-    if not settings.is_s3:
-        return {}
-    options = {
-        # One writer per table at a time (the DAG runs one pipeline at a time), so
-        # delta-rs may commit on S3 without an external lock provider.
-        "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
-    }
-    if settings.aws_region:
-        options["AWS_REGION"] = settings.aws_region
-    if settings.aws_endpoint_url:
-        options["AWS_ENDPOINT_URL"] = settings.aws_endpoint_url
-        if settings.aws_endpoint_url.startswith("http://"):
-            options["AWS_ALLOW_HTTP"] = "true"
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        if os.environ.get(var):
-            options[var] = os.environ[var]
-    return options
 
 
 def sha256_hex(data: bytes) -> str:

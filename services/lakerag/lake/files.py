@@ -27,6 +27,9 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from pyarrow.fs import LocalFileSystem
+
+from ..store import S3Access
 
 # What an executor hands back to the driver for each file it wrote or replaced.
 # Removes also count the rows they drop: replaced (an upsert's old row) or deleted.
@@ -51,16 +54,9 @@ class TableFiles:
 
     def filesystem(self):
         """(pyarrow filesystem, root path inside it): no Hadoop connector needed on S3."""
-        from pyarrow.fs import LocalFileSystem, S3FileSystem
-
         if not self.is_s3:
             return LocalFileSystem(), self.uri.removeprefix("file://").rstrip("/")
-        options = self.storage_options
-        filesystem = S3FileSystem(
-            access_key=options.get("AWS_ACCESS_KEY_ID"), secret_key=options.get("AWS_SECRET_ACCESS_KEY"),
-            session_token=options.get("AWS_SESSION_TOKEN"), region=options.get("AWS_REGION"),
-            endpoint_override=options.get("AWS_ENDPOINT_URL"),
-            scheme="http" if options.get("AWS_ALLOW_HTTP") == "true" else "https")
+        filesystem = S3Access.from_delta_options(self.storage_options).arrow_filesystem()
         return filesystem, self.uri.removeprefix("s3://").rstrip("/")
 
 

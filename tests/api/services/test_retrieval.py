@@ -3,13 +3,12 @@ off-topic ones with the real model, and settings override them."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 from conftest import SAMPLES
 from lakerag import config
-from lakerag.api.services.retrieval import IndexNotLoaded, cutoffs_for, search
 from lakerag.index.artifacts import load_index_dir
+from lakerag.search import IndexNotLoaded, cutoffs_for, search
 
 OFF_TOPIC = ["What is the capital of France?", "How do I bake sourdough bread?",
              "Who won the football world cup in 2018?", "How tall is Mount Everest?",
@@ -36,7 +35,7 @@ def test_cutoffs_separate_sample_questions_from_off_topic_ones(embedder, sample_
 def test_defaults_are_per_model_and_settings_override_them():
     assert cutoffs_for(config.Settings(), "sentence-transformers/all-MiniLM-L6-v2").min_score == 0.30
     assert cutoffs_for(config.Settings(), "BAAI/bge-large-en-v1.5").min_score > 0.5  # bge scores run high
-    custom = dataclasses.replace(config.Settings(), min_score=0.1, relative_score=0.9)
+    custom = config.Settings().replace(min_score=0.1, relative_score=0.9)
     assert cutoffs_for(custom, "BAAI/bge-large-en-v1.5") == cutoffs_for(custom, "anything")
     assert cutoffs_for(custom, "x").relative == 0.9
 

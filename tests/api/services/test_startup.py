@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
-
+import pytest
 from lakerag import config
 from lakerag.api.services import startup
 
@@ -14,17 +13,26 @@ def test_problems_name_the_variable(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("not a directory")
     cases = {
-        "LAKERAG_INDEX_POLL_SECONDS": {"index_poll_seconds": 0},
-        "LAKERAG_LLM_TIMEOUT_SECONDS": {"llm_timeout_seconds": -1},
-        "LAKERAG_GEMINI_BASE_URL": {"gemini_base_url": "localhost:8080", "gemini_api_key": "k"},
-        "GEMINI_API_KEY": {"gemini_base_url": "http://localhost:8080"},
-        "LAKERAG_MIN_SCORE": {"min_score": 1.5},
         "AWS_REGION": {"store_uri": "s3://bucket/x"},
         "LAKERAG_INDEX_DIR": {"index_dir": str(blocked / "sub")},
     }
     for variable, change in cases.items():
-        found = startup.problems(dataclasses.replace(good, **change))
+        found = startup.problems(good.replace(**change))
         assert len(found) == 1 and variable in found[0], (variable, found)
+
+
+def test_values_the_api_cannot_use_are_refused_when_settings_are_built():
+    # These used to be start-up checks; config.Settings refuses them for every entry point.
+    cases = {
+        "LAKERAG_INDEX_POLL_SECONDS": {"LAKERAG_INDEX_POLL_SECONDS": "0"},
+        "LAKERAG_LLM_TIMEOUT_SECONDS": {"LAKERAG_LLM_TIMEOUT_SECONDS": "-1"},
+        "LAKERAG_GEMINI_BASE_URL": {"LAKERAG_GEMINI_BASE_URL": "localhost:8080", "GEMINI_API_KEY": "k"},
+        "GEMINI_API_KEY is not": {"LAKERAG_GEMINI_BASE_URL": "http://localhost:8080"},
+        "LAKERAG_MIN_SCORE": {"LAKERAG_MIN_SCORE": "1.5"},
+    }
+    for variable, env in cases.items():
+        with pytest.raises(config.ConfigError, match=variable):
+            config.from_env(env)
 
 
 def test_environment_report(caplog):

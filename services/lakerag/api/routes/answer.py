@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
+from ...search import search
 from .. import replay
 from ..deps import Index, Model, State
 from ..schemas import AnswerRequest, AnswerResponse
-from ..services import retrieval
 from ..services.llm import UpstreamError
 
 router = APIRouter(tags=["answer"])
@@ -19,7 +19,7 @@ router = APIRouter(tags=["answer"])
                         504: {"description": "the LLM timed out"}})
 def answer(body: AnswerRequest, state: State, model: Model, served: Index) -> AnswerResponse:
     index = replay.index_for(state, served, body.as_of)
-    outcome = retrieval.search(index, model, body.question, body.k, state.cutoffs, state.metrics,
+    outcome = search(index, model, body.question, body.k, state.cutoffs, state.metrics,
                                **state.search_options(body.mode))
     if not outcome.matched:  # nothing relevant: say so, and do not spend an LLM call
         state.metrics.no_answer.labels("/answer").inc()

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException
 
+from ...config import SEARCH_MODES
 from ...index.sync import STORE_UNREACHABLE
 from ..deps import ApiKey, State
 from ..schemas import IndexStatus, ReloadResponse
@@ -39,7 +40,7 @@ async def index_status(state: State) -> IndexStatus:
     return IndexStatus(
         loaded=True, version=index.version, model=index.model, dimension=index.dimension,
         vectors=index.vector_count, index_type=manifest.get("index_type"), gold_version=manifest.get("gold_version"),
-        search_modes=["dense", "lexical", "hybrid"] if index.lexical is not None else ["dense"],
+        search_modes=list(SEARCH_MODES) if index.has_lexical else ["dense"],
         created_at=manifest.get("created_at"), age_seconds=_age_seconds(manifest.get("created_at")),
         loaded_at=watcher.loaded_at.isoformat(timespec="seconds") if watcher.loaded_at else None, **common)
 

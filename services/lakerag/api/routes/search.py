@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from ...search import search as run_search
 from .. import replay
 from ..deps import Index, Model, State
 from ..schemas import SearchRequest, SearchResponse
-from ..services import retrieval
 
 router = APIRouter(tags=["search"])
 
@@ -16,7 +16,7 @@ router = APIRouter(tags=["search"])
              responses={404: {"description": "as_of names a version that is not retained"}})
 def search(body: SearchRequest, state: State, model: Model, served: Index) -> SearchResponse:
     index = replay.index_for(state, served, body.as_of)
-    outcome = retrieval.search(index, model, body.query, body.k, state.cutoffs, state.metrics,
+    outcome = run_search(index, model, body.query, body.k, state.cutoffs, state.metrics,
                                doc_id=body.doc_id, source_prefix=body.source_prefix,
                                **state.search_options(body.mode))
     if not outcome.matched:

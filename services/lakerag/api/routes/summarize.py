@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
 
+from ...search import Ranked, hits_for, search
 from .. import replay
 from ..deps import Index, Model, State
 from ..schemas import SummarizeRequest, SummarizeResponse
-from ..services import retrieval
 from ..services.llm import UpstreamError
 
 router = APIRouter(tags=["answer"])
@@ -16,15 +16,11 @@ MAX_DOCUMENT_CHUNKS = 60  # a summary prompt of ~12k tokens; longer documents ar
 
 
 def _document_hits(index, doc_id: str) -> list[dict]:
-    rows = index.chunks.index[index.chunks["doc_id"] == doc_id].to_numpy()
-    if len(rows) == 0:
-        return []
-    order = index.chunks["chunk_index"].to_numpy()[rows].argsort(kind="stable")
-    rows = rows[order]
+    rows = index.document_rows(doc_id)
     if len(rows) > MAX_DOCUMENT_CHUNKS:
         step = len(rows) / MAX_DOCUMENT_CHUNKS
         rows = rows[[int(i * step) for i in range(MAX_DOCUMENT_CHUNKS)]]
-    hits = retrieval.hits_for(index, rows, [float("nan")] * len(rows))
+    hits = hits_for(index, Ranked.of(rows, [float("nan")] * len(rows)))
     for hit in hits:
         hit["score"] = None
     return hits
@@ -42,7 +38,7 @@ def summarize(body: SummarizeRequest, state: State, model: Model, served: Index)
                                             "(GET /documents shows each document's state)")
         title = hits[0]["title"]
     else:
-        outcome = retrieval.search(index, model, body.query, body.k, state.cutoffs, state.metrics,
+        outcome = search(index, model, body.query, body.k, state.cutoffs, state.metrics,
                                    **state.search_options(body.mode))
         if not outcome.matched:
             state.metrics.no_answer.labels("/summarize").inc()

@@ -22,23 +22,9 @@ class StartupError(RuntimeError):
 
 
 def problems(settings: Settings) -> list[str]:
-    """What the API needs beyond config.validate, each naming the variable to fix."""
-    found = []
-    if settings.index_poll_seconds <= 0:
-        found.append(f"LAKERAG_INDEX_POLL_SECONDS={settings.index_poll_seconds}: must be > 0 (e.g. 30)")
-    if settings.llm_timeout_seconds <= 0:
-        found.append(f"LAKERAG_LLM_TIMEOUT_SECONDS={settings.llm_timeout_seconds}: must be > 0 (e.g. 30)")
-    if settings.gemini_base_url and not settings.gemini_base_url.startswith(("http://", "https://")):
-        found.append(f"LAKERAG_GEMINI_BASE_URL={settings.gemini_base_url!r}: must be an http(s):// URL, or unset "
-                     "for Google's endpoint")
-    if settings.gemini_base_url and not settings.gemini_api_key:
-        found.append("LAKERAG_GEMINI_BASE_URL is set but GEMINI_API_KEY is not: set the key, or unset the URL "
-                     "for extractive answers")
-    for var, value in (("LAKERAG_MIN_SCORE", settings.min_score), ("LAKERAG_RELATIVE_SCORE", settings.relative_score)):
-        if value > 1:
-            found.append(f"{var}={value}: cosine cut-offs are at most 1 (negative = the model's default)")
-    if settings.is_s3 and not settings.aws_region:
-        found.append("AWS_REGION: the s3:// store needs a region, e.g. AWS_REGION=us-east-1")
+    """What the API needs beyond valid settings (config.Settings checks the values), each
+    naming the variable to fix."""
+    found = settings.missing("api")
     index_dir = Path(settings.index_dir)
     try:
         index_dir.mkdir(parents=True, exist_ok=True)

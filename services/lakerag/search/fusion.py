@@ -11,12 +11,19 @@ Two ways are here because both were measured (docs/retrieval.md):
   minimum (0 after normalisation).
 
 Ties are broken by first appearance across the input lists (dense first), so
-results are reproducible.
+results are reproducible. ``Fusion`` is the search step built on them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+
+from ..adaptive import Weights, adaptive_weights, query_signals, word_pieces
+from ..config import Settings
+from ..embedding import Embedder
+from ..index.loaded import LoadedIndex
+from .ranking import Ranked
 
 Ranking = Sequence[Hashable]  # ids, best first
 
@@ -62,3 +69,39 @@ def convex(dense: Mapping[Hashable, float], lexical: Mapping[Hashable, float], a
 def _sorted(scores: dict[Hashable, float]) -> list[tuple[Hashable, float]]:
     order = {doc: i for i, doc in enumerate(scores)}  # insertion order = first appearance
     return sorted(scores.items(), key=lambda item: (-item[1], order[item[0]]))
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """The served fusion: weighted reciprocal rank (settings LAKERAG_FUSION*), with per-query
+    weights (``adaptive``, the default: ``lakerag.adaptive``) or the two fixed ones."""
+
+    dense_weight: float = 1.0
+    lexical_weight: float = 0.3
+    rrf_k: float = 60.0
+    rule: str = "adaptive"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Fusion:
+        return cls(settings.fusion_dense_weight, settings.fusion_lexical_weight, settings.fusion_rrf_k,
+                   settings.fusion)
+
+    def weights(self, index: LoadedIndex, embedder: Embedder, query: str, lexical: Ranked) -> tuple[Weights, dict]:
+        """This query's weights and, for the response, the signals behind them."""
+        if self.rule != "adaptive":
+            return Weights(self.dense_weight, self.lexical_weight, 0.0), {"rule": "fixed"}
+        pieces, unknown = word_pieces(getattr(getattr(embedder, "model", None), "tokenizer", None))
+        top_terms = index.lexical_terms(index.texts([int(lexical.ids[0])])[0]) if len(lexical) else []
+        signals = query_signals(query, pieces, index.lexical_terms(query), top_terms, unknown)
+        return adaptive_weights(signals), {"rule": "adaptive", "coverage": round(signals.coverage, 4),
+                                           "identifier": round(signals.identifier, 4),
+                                           "lexical_match": round(signals.lexical_match, 4)}
+
+    def fuse(self, dense: Ranked, lexical: Ranked, weights: Weights | None = None) -> Ranked:
+        """One ranking of the union of both lists, scored by weighted RRF (``weights``: this
+        query's, from ``weights()``; None: the fixed ones)."""
+        dense_weight, lexical_weight = (weights.dense, weights.lexical) if weights else \
+            (self.dense_weight, self.lexical_weight)
+        fused = weighted_rrf({"dense": dense.ids.tolist(), "lexical": lexical.ids.tolist()},
+                             {"dense": dense_weight, "lexical": lexical_weight}, self.rrf_k)
+        return Ranked.of([doc for doc, _ in fused], [score for _, score in fused])

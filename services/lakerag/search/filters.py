@@ -1,0 +1,25 @@
+"""Request filters (``doc_id``, ``source_prefix``) as the set of rows a search may return."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..index.loaded import LoadedIndex
+
+
+def allowed_rows(index: LoadedIndex, doc_id: str | None = None, source_prefix: str | None = None
+                 ) -> np.ndarray | None:
+    """Row ids matching every given filter (possibly none), or None without filters."""
+    if not (doc_id or source_prefix):
+        return None
+    mask = np.ones(len(index.chunks), dtype=bool)
+    if doc_id:
+        mask &= (index.chunks["doc_id"] == doc_id).to_numpy()
+    if source_prefix:
+        mask &= index.chunks["source"].str.startswith(source_prefix).to_numpy(dtype=bool, na_value=False)
+    return np.flatnonzero(mask).astype(np.int64)
+
+
+def no_match_reason(doc_id: str | None, source_prefix: str | None) -> str:
+    return "no indexed chunk matches the filter " + \
+        ", ".join(f"{n}={v!r}" for n, v in (("doc_id", doc_id), ("source_prefix", source_prefix)) if v)

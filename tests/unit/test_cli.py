@@ -1,0 +1,72 @@
+"""The Typer CLI: argv forms the images, chart and DAG rely on, exit codes, usage errors
+(each command's HTTP side is tested against a running API in tests/api/test_client.py)."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from lakerag import cli
+from lakerag.config import parse_bool
+from typer.testing import CliRunner
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["pipeline", "embed"], False),
+    (["pipeline", "embed", "--full-rebuild"], True),
+    (["pipeline", "embed", "--full-rebuild=true"], True),
+    (["pipeline", "embed", "--full-rebuild=false"], False),
+    (["pipeline", "index", "--full-rebuild", "false"], False),
+    (["pipeline", "gold", "--full-rebuild", "yes"], True),
+])
+def test_full_rebuild_alone_or_with_an_explicit_value(argv, expected):
+    parsed = cli.parse(argv)
+    assert parsed.command == ("pipeline",) and parsed.params["stage"].value == argv[1]
+    assert parse_bool(parsed.params["full_rebuild"]) is expected
+
+
+def test_a_bad_flag_value_or_command_is_a_usage_error():
+    result = runner.invoke(cli.app, ["pipeline", "embed", "--full-rebuild=maybe"])
+    assert result.exit_code == 2 and "expected true/false, got 'maybe'" in result.output
+    assert cli.main(["pipeline", "nosuchstage"]) == 2
+    with pytest.raises(typer.TyperException):
+        cli.parse(["nosuch"])
+
+
+def test_every_command_parses_to_its_own_function():
+    commands = {
+        ("config", "check"): ["config", "check", "--role", "api"],
+        ("index", "sync"): ["index", "sync", "--once", "--dest", "/tmp/x"],
+        ("index", "rollback"): ["index", "rollback", "20260101T000000Z-aaaaaaaa"],
+        ("search",): ["search", "text", "-k", "3", "--mode", "lexical"],
+        ("summarize",): ["summarize", "--doc-id", "abc"],
+        ("upload",): ["upload", __file__, __file__],
+        ("documents",): ["documents"],
+        ("documents", "delete"): ["documents", "delete", "abc", "--api-key", "k"],
+        ("export-jsonl",): ["export-jsonl", "-"],
+    }
+    for command, argv in commands.items():
+        assert cli.parse(argv).command == command, argv
+    assert cli.parse(["upload", __file__, __file__]).params["files"][1].name == "test_cli.py"
+    with pytest.raises(typer.TyperException):
+        cli.parse(["search", "text", "--mode", "semantic"])  # modes come from config.SearchMode
+
+
+def test_summarize_needs_exactly_one_of_query_or_doc_id():
+    for argv in (["summarize"], ["summarize", "what about travel", "--doc-id", "abc"]):
+        result = runner.invoke(cli.app, argv)
+        assert result.exit_code == 2 and "either QUERY or --doc-id" in result.output
+
+
+def test_upload_refuses_a_missing_file_before_any_request(tmp_path):
+    result = runner.invoke(cli.app, ["upload", str(tmp_path / "missing.pdf"), "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 2 and "does not exist" in result.output
+
+
+def test_config_check_reports_source_and_exit_code():
+    result = runner.invoke(cli.app, ["config", "check", "--role", "batch"], env={"LAKERAG_CHUNK_TOKENS": "64"})
+    assert result.exit_code == 0
+    assert "LAKERAG_CHUNK_TOKENS" in result.output and "64" in result.output and "(set)" in result.output
+    result = runner.invoke(cli.app, ["config", "check"], env={"LAKERAG_STORE_URI": "s3://bucket", "AWS_REGION": ""})
+    assert result.exit_code == 1 and "MISSING AWS_REGION" in result.output
