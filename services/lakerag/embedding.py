@@ -209,20 +209,20 @@ def _torch_available() -> bool:
         importlib.util.find_spec("sentence_transformers") is not None
 
 
-def _load_encoder(name: str, settings: Settings, threads: int):
-    """(model, where it came from, encoder identity) for LAKERAG_ENCODER."""
-    from .onnx_encoder import OnnxEncoder, find_export, read_identity
+def resolve_encoder(settings: Settings) -> tuple[str, Path]:
+    """The runtime LAKERAG_ENCODER resolves to here ("onnx" or "torch") and the ONNX export's
+    folder, exporting the model first when ONNX is chosen, none exists yet and torch can make
+    one. The index job calls this too, so its manifest names the encoder the embeddings job
+    used even when each runs in a fresh pod with an empty cache (the export is deterministic)."""
+    from .onnx_encoder import find_export, read_identity
 
+    name = settings.embedding_model
     choice = settings.encoder
     where = find_export(name, settings.model_cache_dir)
     if choice == "auto":
         onnx_ready = importlib.util.find_spec("onnxruntime") is not None
         choice = "onnx" if onnx_ready and (read_identity(where) or _torch_available()) else "torch"
-    if choice == "torch":
-        cap_threads(threads)
-        model, source = _load_torch_model(name, settings)
-        return model, source, {"runtime": "torch", "name": name}
-    if read_identity(where) is None:
+    if choice == "onnx" and read_identity(where) is None:
         if not _torch_available():
             raise ModelUnavailable(
                 f"no ONNX export of {name!r} in {where} and no torch here to make one: run `lakerag model export "
@@ -232,6 +232,18 @@ def _load_encoder(name: str, settings: Settings, threads: int):
 
         log.info("no ONNX export of %s in %s yet: exporting it now (once per model cache)", name, where)
         export(name, settings, where)
+    return choice, where
+
+
+def _load_encoder(name: str, settings: Settings, threads: int):
+    """(model, where it came from, encoder identity) for LAKERAG_ENCODER."""
+    from .onnx_encoder import OnnxEncoder
+
+    choice, where = resolve_encoder(settings)
+    if choice == "torch":
+        cap_threads(threads)
+        model, source = _load_torch_model(name, settings)
+        return model, source, {"runtime": "torch", "name": name}
     encoder = OnnxEncoder(where, threads=threads)
     identity = encoder.identity
     source = f"{identity.get('exported_from') or identity['name']}, as the ONNX export in {where}"

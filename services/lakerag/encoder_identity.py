@@ -8,22 +8,20 @@ make, so the API refuses such an index and says what to set.
 
 from __future__ import annotations
 
-import importlib.util
-
 from .config import Settings
+from .embedding import resolve_encoder
 from .index.artifacts import IndexRejected
-from .onnx_encoder import find_export, read_identity
+from .onnx_encoder import read_identity
 
 
 def identity_for(settings: Settings) -> dict:
-    """The encoder ``load_embedder(settings)`` uses in this environment, without loading
-    it (the index job records it; it runs where the embeddings job ran, with its cache)."""
-    name = settings.embedding_model
-    if settings.encoder != "torch":
-        found = read_identity(find_export(name, settings.model_cache_dir))
-        if found and (settings.encoder == "onnx" or importlib.util.find_spec("onnxruntime")):
-            return {"runtime": "onnx", "name": found["name"], "sha256": found["sha256"]}
-    return {"runtime": "torch", "name": name}
+    """The encoder ``load_embedder(settings)`` uses in this environment, resolved the same way
+    (an ONNX export is made when it would be) but without loading the model."""
+    choice, where = resolve_encoder(settings)
+    if choice == "torch":
+        return {"runtime": "torch", "name": settings.embedding_model}
+    found = read_identity(where)
+    return {"runtime": "onnx", "name": found["name"], "sha256": found["sha256"]}
 
 
 def describe(encoder: dict) -> str:

@@ -54,6 +54,17 @@ def test_export_is_complete_and_named_by_its_checksum(exported):
 
 
 @pytest.mark.slow
+def test_index_job_in_a_fresh_cache_names_the_encoder_the_embed_job_used(exported, tmp_path):
+    """The DAG's embed and publish_index pods each start with an empty model cache: the publisher
+    recorded "torch" while the embed pod had encoded with an ONNX export it made, so the API
+    refused every index the DAG published."""
+    _, identity = exported  # the embed pod: auto made and used this export
+    publish_pod = config.from_env({}, model_cache_dir=str(tmp_path / "empty-cache"))  # encoder: auto
+    assert identity_for(publish_pod) == {"runtime": "onnx", "name": config.PACKAGED_MODEL,
+                                         "sha256": identity["sha256"]}
+
+
+@pytest.mark.slow
 def test_onnx_vectors_match_sentence_transformers(exported, sample_chunk_texts):
     settings, identity = exported
     onnx = load_embedder(settings)
