@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 from airflow_helpers import REPO, TASK_ORDER, render_pod
+from lakerag import config
+from lakerag.lake import Lake, tables
 
 MAIN_BIN = REPO / ".venv" / "bin"
 LAKERAG = MAIN_BIN / "lakerag"
@@ -113,9 +115,8 @@ class LocalCluster:
         return proc.returncode, report
 
     def table_versions(self) -> dict[str, int]:
-        from deltalake import DeltaTable
-
-        return {name: DeltaTable(str(self.store / "lake" / name)).version() for name in TABLES}
+        lake = Lake.open(config.from_env({}, store_uri=f"file://{self.store}"))
+        return {name: tables.version(lake, name) for name in TABLES}
 
     def current_index(self) -> str:
         return (self.store / "index" / "CURRENT").read_text().strip()

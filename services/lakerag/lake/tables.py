@@ -103,12 +103,13 @@ class Snapshot:
         return pa.table(self.delta.load_cdf(starting_version=since).read_all())
 
 
-def snapshot(lake: Lake, name: str) -> Snapshot | None:
-    """The current snapshot of ``lake/<name>``, or None while the table does not exist."""
+def snapshot(lake: Lake, name: str, version: int | None = None) -> Snapshot | None:
+    """The current snapshot of ``lake/<name>`` (or an older ``version`` of it: time travel),
+    or None while the table does not exist."""
     uri, options = lake.table_uri(name), lake.storage_options()
     if not DeltaTable.is_deltatable(uri, storage_options=options):
         return None
-    return Snapshot(name, DeltaTable(uri, storage_options=options))
+    return Snapshot(name, DeltaTable(uri, version=version, storage_options=options))
 
 
 def read_arrow(lake: Lake, name: str, columns: list[str] | None = None) -> pa.Table:
