@@ -30,7 +30,7 @@ from chart.helm import find, pod_spec, render
 pytestmark = pytest.mark.e2e
 
 
-def resolve_env(container: dict, objects: list[dict]) -> dict[str, str]:
+def resolve_env(container: dict, objects: list[dict], pod_ip: str | None = None) -> dict[str, str]:
     """The environment the kubelet would give ``container`` (envFrom first, then env in order)."""
     def config_map(name):
         return find(objects, "ConfigMap", name)["data"]
@@ -53,6 +53,8 @@ def resolve_env(container: dict, objects: list[dict]) -> dict[str, str]:
             env[item["name"]] = secret(source["secretKeyRef"]["name"])[source["secretKeyRef"]["key"]]
         elif "configMapKeyRef" in source:
             env[item["name"]] = config_map(source["configMapKeyRef"]["name"])[source["configMapKeyRef"]["key"]]
+        elif source.get("fieldRef", {}).get("fieldPath") == "status.podIP" and pod_ip:
+            env[item["name"]] = pod_ip
         elif "resourceFieldRef" in source:
             assert source["resourceFieldRef"]["resource"] == "limits.cpu"
             limit = str(container["resources"]["limits"]["cpu"])
@@ -166,7 +168,16 @@ class PodNetwork:
     def __init__(self, docker, objects: list[dict], tmp_path: Path):
         self.docker, self.objects, self.tmp = docker, objects, tmp_path
         self.network = f"{harness_prefix()}-net-{uuid.uuid4().hex[:6]}"
-        docker("network", "create", self.network)
+        # A subnet of our own, so each pod gets its IP before its containers start (--ip), as a
+        # kubelet gives one (status.podIP); a random /24 that no other Docker network holds.
+        for _ in range(20):
+            third = uuid.uuid4().int % 250
+            if docker("network", "create", "--subnet", f"172.31.{third}.0/24", self.network,
+                      check=False).returncode == 0:
+                break
+        else:
+            raise AssertionError("no free 172.31.x.0/24 subnet for the pod network")
+        self.pod_ips = iter(f"172.31.{third}.{host}" for host in range(10, 250))
         self.containers: list[str] = []
         self.extra_hosts: list[str] = []
 
@@ -199,8 +210,8 @@ class PodNetwork:
             mounts[volume["name"]] = name
         return mounts
 
-    def _args(self, container, spec, volumes, extra_env) -> list[str]:
-        env = {**resolve_env(container, self.objects), **extra_env}
+    def _args(self, container, spec, volumes, extra_env, pod_ip) -> list[str]:
+        env = {**resolve_env(container, self.objects, pod_ip), **extra_env}
         env_args = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
         hosts = [a for host in self.extra_hosts for a in ("--add-host", host)]
         return [*env_args, *hosts, *docker_options(container, spec, volumes)]
@@ -210,9 +221,10 @@ class PodNetwork:
         workload = find(self.objects, kind, name)
         spec = pod_spec(workload)
         volumes = self.volumes(spec, spec["containers"][0]["image"])
+        pod_ip = next(self.pod_ips)  # init containers run one at a time, then the (first) main container
         for init in spec.get("initContainers", []):
-            result = self.docker("run", "--rm", "--network", self.network,
-                                 *self._args(init, spec, volumes, extra_env or {}), init["image"],
+            result = self.docker("run", "--rm", "--network", self.network, "--ip", pod_ip,
+                                 *self._args(init, spec, volumes, extra_env or {}, pod_ip), init["image"],
                                  *container_argv(init), check=False, timeout=timeout)
             assert result.returncode == 0, \
                 f"{name}/{init['name']} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
@@ -221,8 +233,9 @@ class PodNetwork:
             cname = f"{self.network}-{name}-{container['name']}"
             aliases = [a for alias in self.aliases(workload) for a in ("--network-alias", alias)] \
                 if kind != "Job" else []
-            self.docker("run", "-d", "--name", cname, "--network", self.network, *aliases,
-                        *self._args(container, spec, volumes, extra_env or {}), container["image"],
+            ip = ("--ip", pod_ip) if not started else ()  # Docker gives each container its own address
+            self.docker("run", "-d", "--name", cname, "--network", self.network, *ip, *aliases,
+                        *self._args(container, spec, volumes, extra_env or {}, pod_ip), container["image"],
                         *container_argv(container))
             self.containers.append(cname)
             started[container["name"]] = cname
