@@ -48,7 +48,6 @@ def parse_bool(value: str) -> bool:
     raise ValueError(f"expected true/false, got {value!r}")
 
 
-_bool = parse_bool  # the old private name, for branches that still use it
 
 # The environment from_env reads; None: Settings() takes defaults and keyword arguments only.
 _environment: ContextVar[Mapping[str, str] | None] = ContextVar("lakerag_environment", default=None)
@@ -213,7 +212,6 @@ def _kind(annotation) -> type:
 # variable -> (field, type): `config check`, the chart's contract tests and the docs read it.
 ENV_VARS: dict[str, tuple[str, type]] = {env_var(name): (name, _kind(field.annotation))
                                          for name, field in Settings.model_fields.items()}
-_ENV = ENV_VARS  # the old name
 
 
 def from_env(env: Mapping[str, str] | None = None, **overrides) -> Settings:
