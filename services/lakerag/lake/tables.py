@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable
+from deltalake import CommitProperties, DeltaTable, WriterProperties
 from deltalake.transaction import AddAction, RemoveAction
 
 from . import Lake
@@ -50,9 +50,14 @@ SCHEMAS: dict[str, pa.Schema] = {
 }
 MERGE_KEYS = {"bronze": ["key"], "quarantine": ["key", "content_hash"], "silver": ["doc_id"], "gold": ["chunk_id"],
               "embeddings": ["model", "chunk_id"]}
+# delta-rs builds each data file in memory before it uploads it, so a MERGE's memory grows
+# with its largest file: gold's 32 MiB files (and row groups of 8k rows) keep the driver's
+# peak flat however many chunks a run writes (bench/etl.py --scale).
+MERGE_FILE_BYTES = 32 << 20
+MERGE_WRITER = WriterProperties(max_row_group_size=8192, write_batch_size=1024)
 # Keyword arguments of DeltaTable.create beyond the schema.
 CREATE_OPTIONS: dict[str, dict] = {
-    "gold": {"configuration": {"delta.enableChangeDataFeed": "true"}},
+    "gold": {"configuration": {"delta.enableChangeDataFeed": "true", "delta.targetFileSize": str(MERGE_FILE_BYTES)}},
     "embeddings": {"name": "embeddings", "description": "chunk vectors keyed by (model, chunk_id)"},
 }
 
@@ -153,7 +158,7 @@ def merge(lake: Lake, name: str, upserts: pa.Table, deletes: pa.Table, metadata:
     columns = {c: f"s.{c}" for c in schema.names}
     commit = CommitProperties(custom_metadata=metadata) if metadata else None
     (table.merge(source, " AND ".join(f"t.{k} = s.{k}" for k in keys), source_alias="s", target_alias="t",
-                 commit_properties=commit)
+                 commit_properties=commit, writer_properties=MERGE_WRITER)
      .when_matched_delete(predicate="s._delete")
      .when_matched_update(updates=columns, predicate="NOT s._delete")
      .when_not_matched_insert(updates=columns, predicate="NOT s._delete")
@@ -212,9 +217,12 @@ def merge_stream(lake: Lake, name: str, source: pa.RecordBatchReader, deletes: l
             yield pa.RecordBatch.from_arrays([*batch.columns, flag], schema=marked_schema)
 
     columns = {c: f"s.{c}" for c in schema.names}
-    (_ensure(lake, name).merge(pa.RecordBatchReader.from_batches(marked_schema, marked()),
-                               " AND ".join(f"t.{k} = s.{k}" for k in keys), source_alias="s", target_alias="t",
-                               streamed_exec=True)
+    table = _ensure(lake, name)
+    if "delta.targetFileSize" not in table.metadata().configuration:  # a table made before the setting
+        table.alter.set_table_properties({"delta.targetFileSize": str(MERGE_FILE_BYTES)})
+    (table.merge(pa.RecordBatchReader.from_batches(marked_schema, marked()),
+                 " AND ".join(f"t.{k} = s.{k}" for k in keys), source_alias="s", target_alias="t",
+                 streamed_exec=True, writer_properties=MERGE_WRITER)
      .when_matched_delete(predicate="s._delete")
      .when_matched_update(updates=columns, predicate="NOT s._delete")
      .when_not_matched_insert(updates=columns, predicate="NOT s._delete")
