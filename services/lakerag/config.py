@@ -31,7 +31,7 @@ FUSION_RULES: tuple[str, ...] = get_args(FusionRule)
 Role = Literal["api", "batch", "all"]  # which entry point `config check` checks for
 # Variables without the LAKERAG_ prefix: field -> variable.
 UNPREFIXED = {"gemini_api_key": "GEMINI_API_KEY", "aws_region": "AWS_REGION", "aws_endpoint_url": "AWS_ENDPOINT_URL"}
-SECRET_VARS = {"LAKERAG_API_KEY", "GEMINI_API_KEY"}
+SECRET_VARS = {"LAKERAG_API_KEY", "GEMINI_API_KEY", "LAKERAG_AIRFLOW_PASSWORD"}
 
 
 class ConfigError(ValueError):
@@ -96,6 +96,15 @@ class Settings(BaseSettings):
     replay_cache_versions: int = 2
     # Delta vacuum keeps at least this much history, and always enough for the oldest retained index version.
     vacuum_min_hours: int = 168
+    # Event-driven sync in a cluster (docs/freshness.md): after an upload or delete the API records an
+    # event on this Airflow asset (Airflow 3 REST API), which the pipeline DAG is scheduled on. Empty URL: off.
+    airflow_api_url: str = ""
+    airflow_asset_uri: str = "x-lakerag://raw"
+    airflow_username: str = ""
+    airflow_password: str = Field("", repr=False)
+    # > 0: the API also lists raw/ this often and records an event when objects were written straight
+    # to the bucket (the polling route); 0: only its own uploads and deletes trigger.
+    airflow_poll_seconds: float = 0.0
     # Serving
     host: str = "127.0.0.1"
     port: int = 8000
@@ -173,6 +182,14 @@ def _problems(s: Settings) -> list[str]:
         problems.append("LAKERAG_WATCH_POLL_SECONDS must be > 0 and LAKERAG_WATCH_DEBOUNCE_SECONDS >= 0")
     if s.vacuum_min_hours < 0:
         problems.append("LAKERAG_VACUUM_MIN_HOURS must be >= 0 (168, Delta's default, is the usual value)")
+    if s.airflow_api_url and not s.airflow_api_url.startswith(("http://", "https://")):
+        problems.append(f"LAKERAG_AIRFLOW_API_URL={s.airflow_api_url!r}: must be the http(s):// URL of Airflow's "
+                        "api-server, e.g. http://lakerag-airflow-api-server:8080, or unset")
+    if bool(s.airflow_username) != bool(s.airflow_password):
+        problems.append("LAKERAG_AIRFLOW_USERNAME and LAKERAG_AIRFLOW_PASSWORD go together: set both, or neither "
+                        "(an Airflow that needs no login)")
+    if s.airflow_poll_seconds < 0 or (s.airflow_poll_seconds and not s.airflow_api_url):
+        problems.append("LAKERAG_AIRFLOW_POLL_SECONDS must be >= 0 and needs LAKERAG_AIRFLOW_API_URL (0: off)")
     if s.replay_cache_versions < 1:
         problems.append("LAKERAG_REPLAY_CACHE_VERSIONS must be at least 1")
     if not 1 <= s.port <= 65535:

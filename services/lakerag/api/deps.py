@@ -21,6 +21,7 @@ from ..index.loaded import LoadedIndex
 from ..index.sync import IndexWatcher
 from ..lake import Lake
 from ..search import NO_INDEX, Cutoffs, Fusion, Reranker
+from .airflow_trigger import PipelineTrigger
 from .metrics import Metrics
 from .services.llm import Writer
 
@@ -38,6 +39,7 @@ class AppState:
     cutoffs: Cutoffs | None = None
     reranker: Reranker | None = None  # LAKERAG_RERANK_MODEL, loaded in warm-up
     watcher: IndexWatcher | None = None
+    trigger: PipelineTrigger | None = None  # LAKERAG_AIRFLOW_API_URL: uploads/deletes ask Airflow for a run
     ready: threading.Event = field(default_factory=threading.Event)
     on_ready: Callable[[AppState], None] | None = None
     on_fatal: Callable[[str], None] | None = None

@@ -28,6 +28,7 @@ from ..encoder_identity import check_encoder
 from ..index.sync import IndexWatcher
 from ..search import cutoffs_for, load_reranker
 from . import pipeline_status, protocol
+from .airflow_trigger import PipelineTrigger
 from .deps import AppState
 from .metrics import Metrics, RequestMetricsMiddleware
 from .routes import answer, console, document_files, documents, health, index, search, summarize
@@ -99,14 +100,20 @@ def create_app(settings: Settings, embedder: Embedder | None = None, watch: bool
     """A fresh app with its own metrics registry. ``embedder`` skips loading the model
     (tests share one); ``watch=False`` loads the index once and does not poll."""
     state = AppState(settings=settings, metrics=Metrics())
+    state.trigger = PipelineTrigger.from_settings(settings, store_factory=lambda: state.lake.store,
+                                                  on_result=state.metrics.count_trigger)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         thread = threading.Thread(target=warm_up, args=(state, embedder, watch), name="warm-up", daemon=True)
         thread.start()
+        if state.trigger is not None:
+            state.trigger.start()
         yield
         if state.watcher is not None:
             state.watcher.stop()
+        if state.trigger is not None:
+            state.trigger.stop()
 
     app = FastAPI(title="LakeRAG", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Semantic search, answers with citations and summaries over a Delta Lake corpus.",

@@ -62,6 +62,11 @@ class Metrics:
                                      buckets=REQUEST_BUCKETS, registry=r)
         self.llm_errors = Counter("lakerag_llm_errors_total", "LLM calls that failed", ["reason"], registry=r)
         self.upload_bytes = Counter("lakerag_upload_bytes_total", "Bytes accepted by POST /documents", registry=r)
+        self.airflow_triggers = Counter("lakerag_airflow_triggers_total", "Airflow asset events the API recorded "
+                                        "to start the pipeline (sent) or could not (failed)", ["outcome"],
+                                        registry=r)
+        for outcome in ("sent", "failed"):  # both series exist from the start (alerts on rate())
+            self.airflow_triggers.labels(outcome)
 
     def _index_age(self) -> float:
         created = self.index_created._value.get()
@@ -75,6 +80,9 @@ class Metrics:
 
     def count_reload_failure(self, reason: str) -> None:
         (self.store_unreachable if reason == "store_unreachable" else self.reload_failures).inc()
+
+    def count_trigger(self, ok: bool) -> None:
+        self.airflow_triggers.labels("sent" if ok else "failed").inc()
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
