@@ -13,6 +13,12 @@ S3, Spark master and model settings come from the chart's ConfigMap `lakerag-con
 same one the API reads, so the index is always built with the model the API serves;
 secrets come from the Secret `lakerag-secrets` by reference (envFrom), never through Airflow.
 
+When it runs: on the cron schedule (`lakerag_schedule`, @hourly) or as soon as the asset
+`lakerag_asset_uri` gets an event, whichever comes first (AssetOrTimeSchedule). The API
+records such an event after each upload or delete, and for objects written straight to the
+bucket when its raw/ poll is on (docs/freshness.md); the schedule is the safety net. One run
+at a time: events that arrive during a run queue one more run, never one per event.
+
 No reload task: every API replica polls index/CURRENT (LAKERAG_INDEX_POLL_SECONDS) and
 hot-swaps; a POST /admin/reload through the Service would reach only one replica.
 """
@@ -24,7 +30,7 @@ import os
 from datetime import UTC, datetime, timedelta
 
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-from airflow.sdk import DAG, Param, chain
+from airflow.sdk import DAG, Asset, AssetOrTimeSchedule, CronTriggerTimetable, Param, chain
 from kubernetes.client import models as k8s
 
 DAG_ID = "lakerag_pipeline"
@@ -62,6 +68,9 @@ def resources(kind: str, cpu_request: str, cpu_limit: str, memory: str) -> k8s.V
 
 
 SCHEDULE = parse_time_setting("lakerag_schedule", "@hourly")
+# The API's LAKERAG_AIRFLOW_ASSET_URI (same default): an event on it means raw/ changed. An
+# x- scheme is Airflow's mark for a URI it does not normalise.
+RAW_CHANGED = Asset(uri=parse_time_setting("lakerag_asset_uri", "x-lakerag://raw"), name="lakerag_raw")
 SERVICE_ACCOUNT = parse_time_setting("lakerag_service_account", "lakerag-pipeline")
 CONFIGMAP = parse_time_setting("lakerag_configmap", "lakerag-config")
 SECRET = parse_time_setting("lakerag_secret", "lakerag-secrets")
@@ -71,6 +80,16 @@ IMAGE_PULL_POLICY = parse_time_setting("lakerag_image_pull_policy", "IfNotPresen
 # The ConfigMap's LAKERAG_SPARK_MASTER (the chart's master, or local[*] without one) unless
 # this overrides it for the DAG's pods.
 SPARK_MASTER = parse_time_setting("lakerag_spark_master", "")
+
+
+def schedule():
+    """The cron schedule or an event on RAW_CHANGED, whichever comes first; events only when the
+    schedule is `none`."""
+    if SCHEDULE.lower() in {"", "none"}:
+        return [RAW_CHANGED]
+    return AssetOrTimeSchedule(timetable=CronTriggerTimetable(SCHEDULE, timezone="UTC"), assets=[RAW_CHANGED])
+
+
 FULL_REBUILD = "--full-rebuild={{ 'true' if params.full_rebuild else 'false' }}"
 
 ENV_FROM = [
@@ -152,7 +171,7 @@ with DAG(
     dag_id=DAG_ID,
     description="raw/ -> bronze -> silver -> gold -> embeddings -> published FAISS index",
     doc_md=__doc__,
-    schedule=None if SCHEDULE.lower() in {"", "none"} else SCHEDULE,
+    schedule=schedule(),
     start_date=datetime(2026, 1, 1, tzinfo=UTC),
     catchup=False,
     max_active_runs=1,

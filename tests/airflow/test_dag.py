@@ -43,7 +43,7 @@ def test_task_graph_is_the_pipeline_chain(dag):
 def test_run_policy(dag):
     assert dag.max_active_runs == 1
     assert dag.catchup is False
-    assert dag.schedule == "@hourly"
+    assert cron_of(dag) == "0 * * * *"  # @hourly, or an event on the raw/ asset, whichever comes first
     assert dag.params["full_rebuild"] is False
     for task in dag.tasks:
         assert task.on_finish_action.value == "delete_succeeded_pod"
@@ -66,12 +66,21 @@ def test_parse_time_settings_come_from_env(monkeypatch):
     monkeypatch.setenv("AIRFLOW_VAR_LAKERAG_SERVICE_ACCOUNT", "batch-runner")
     monkeypatch.setenv("AIRFLOW_VAR_LAKERAG_CONFIGMAP", "other-config")
     dag = load_dagbag().dags[DAG_ID]
-    assert dag.schedule is None
+    assert cron_of(dag) is None  # no cron: asset events (uploads, deletes) and manual runs only
+    assert [asset.uri for asset in dag.timetable.asset_condition.iter_assets().values()] == ["x-lakerag://raw"]
     assert {t.service_account_name for t in dag.tasks} == {"batch-runner"}
     assert {t.env_from[0].config_map_ref.name for t in dag.tasks} == {"other-config"}
 
     monkeypatch.setenv("AIRFLOW_VAR_LAKERAG_SCHEDULE", "*/30 * * * *")
-    assert load_dagbag().dags[DAG_ID].schedule == "*/30 * * * *"
+    assert cron_of(load_dagbag().dags[DAG_ID]) == "*/30 * * * *"
+
+
+def cron_of(dag) -> str | None:
+    """The cron part of the DAG's schedule (AssetOrTimeSchedule: cron or asset event); None: events only."""
+    from airflow.sdk import AssetOrTimeSchedule
+
+    timetable = dag.timetable
+    return timetable.timetable.expression if isinstance(timetable, AssetOrTimeSchedule) else None
 
 
 def test_dag_file_reads_no_variable_at_parse_time():
