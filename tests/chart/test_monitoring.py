@@ -42,7 +42,7 @@ def test_prometheus_rule_only_with_the_crd_and_when_enabled():
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
     assert alerts == {"LakeRAGApiDown", "LakeRAGHighErrorRatio", "LakeRAGSearchLatencyHigh", "LakeRAGIndexStale",
                       "LakeRAGIndexReloadFailing", "LakeRAGPipelineStageFailed", "LakeRAGPipelineStatusUnreadable",
-                      "LakeRAGQuarantineGrowing"}
+                      "LakeRAGQuarantineGrowing", "LakeRAGPipelineTriggerFailing"}
     for group in rule["spec"]["groups"]:
         for item in group["rules"]:
             assert item["labels"]["severity"] in {"critical", "warning", "info"}
@@ -76,7 +76,7 @@ def test_promtool_check_rules_accepts_the_rendered_rules(tmp_path):
     result = subprocess.run([promtool(), "check", "rules", str(write_rules(tmp_path))], capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "8 rules found" in result.stdout
+    assert "9 rules found" in result.stdout
 
 
 def series(name: str, values: str, **labels) -> dict:
@@ -127,6 +127,14 @@ ALERT_CASES = {
         {"severity": "warning", **NS}),
     "reload failures: quiet without one": case(
         "LakeRAGIndexReloadFailing", "10m", [series("lakerag_index_reload_failures_total", "0x20")], None),
+    "pipeline trigger: fires when every event failed for 15m": case(
+        "LakeRAGPipelineTriggerFailing", "40m", [series("lakerag_airflow_triggers_total", "0+1x60", outcome="failed"),
+                                                 series("lakerag_airflow_triggers_total", "0x60", outcome="sent")],
+        {"severity": "warning", **NS}),
+    "pipeline trigger: quiet while events also get through": case(
+        "LakeRAGPipelineTriggerFailing", "40m", [series("lakerag_airflow_triggers_total", "0+1x60", outcome="failed"),
+                                                 series("lakerag_airflow_triggers_total", "0+1x60", outcome="sent")],
+        None),
     "pipeline stage failed: fires for the failed stage": case(
         "LakeRAGPipelineStageFailed", "40m", [series("lakerag_pipeline_stage_healthy", "1x60", stage="etl"),
                                               series("lakerag_pipeline_stage_healthy", "0x60", stage="embed")],

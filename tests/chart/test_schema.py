@@ -13,7 +13,10 @@ from .helm import CHART, template_text
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 # Set by the api subchart itself (paths tied to its volumes, the listen address).
-POD_LOCAL = {"LAKERAG_HOST", "LAKERAG_PORT", "LAKERAG_INDEX_DIR", "LAKERAG_MODEL_CACHE_DIR"}
+POD_LOCAL = {"LAKERAG_HOST", "LAKERAG_PORT", "LAKERAG_INDEX_DIR", "LAKERAG_MODEL_CACHE_DIR",
+             # from global.pipelineTrigger, for the API pod only (tests/chart/test_pipeline_trigger.py)
+             "LAKERAG_AIRFLOW_API_URL", "LAKERAG_AIRFLOW_ASSET_URI", "LAKERAG_AIRFLOW_USERNAME",
+             "LAKERAG_AIRFLOW_POLL_SECONDS"}
 
 
 def rejected(*sets: str) -> str:

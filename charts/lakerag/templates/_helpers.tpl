@@ -28,6 +28,18 @@ Fail fast on combinations the schema cannot express, with the fix in the message
 {{- if and .Values.api.enabled .Values.api.autoscaling.enabled (lt (int .Values.api.autoscaling.maxReplicas) (int .Values.api.autoscaling.minReplicas)) -}}
 {{- fail "api.autoscaling.maxReplicas must be >= api.autoscaling.minReplicas" -}}
 {{- end -}}
+{{- $trigger := .Values.global.pipelineTrigger -}}
+{{- if and .Values.api.enabled $trigger.enabled -}}
+{{- if and (not .Values.airflow.enabled) (not $trigger.airflowUrl) -}}
+{{- fail "global.pipelineTrigger.enabled needs an Airflow: set airflow.enabled=true, global.pipelineTrigger.airflowUrl to yours, or global.pipelineTrigger.enabled=false (the DAG's schedule only)" -}}
+{{- end -}}
+{{- if and (or $trigger.airflowUrl .Values.airflow.existingSecret) (not $trigger.passwordSecret.name) -}}
+{{- fail "global.pipelineTrigger: name the Secret holding the Airflow password of global.pipelineTrigger.username in global.pipelineTrigger.passwordSecret.name (the chart generates one only in its own Airflow Secret)" -}}
+{{- end -}}
+{{- if eq $trigger.username .Values.airflow.admin.username -}}
+{{- fail "global.pipelineTrigger.username must differ from airflow.admin.username: the API logs in as a user with role op, not as the admin" -}}
+{{- end -}}
+{{- end -}}
 {{- $shutdown := .Values.api.shutdown -}}
 {{- if and .Values.api.enabled (le (int $shutdown.terminationGracePeriodSeconds) (add (int $shutdown.preStopSeconds) 15)) -}}
 {{- fail (printf "api.shutdown.terminationGracePeriodSeconds=%d must exceed preStopSeconds (%d) + the API's 15 s graceful shutdown, else requests in flight are killed" (int $shutdown.terminationGracePeriodSeconds) (int $shutdown.preStopSeconds)) -}}

@@ -14,6 +14,14 @@
 {{- include "common.images.lakerag" (dict "context" . "image" .Values.image) -}}
 {{- end -}}
 
+{{/* The user the LakeRAG API records asset events as (global.pipelineTrigger), when this Airflow is its. */}}
+{{- define "airflow.triggerUser" -}}
+{{- $trigger := (.Values.global.pipelineTrigger | default dict) -}}
+{{- if and $trigger.enabled (not $trigger.airflowUrl) -}}
+{{- $trigger.username -}}
+{{- end -}}
+{{- end -}}
+
 {{/*
 Environment of every Airflow container. Secrets come from Secrets by reference;
 the database URL is assembled by Kubernetes from the password it references.
@@ -71,7 +79,11 @@ the database URL is assembled by Kubernetes from the password it references.
 - name: AIRFLOW__CORE__AUTH_MANAGER
   value: airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager
 - name: AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS
+  {{- with include "airflow.triggerUser" . }}
+  value: {{ printf "%s:admin,%s:op" $.Values.admin.username . | quote }}
+  {{- else }}
   value: {{ printf "%s:admin" .Values.admin.username | quote }}
+  {{- end }}
 - name: AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE
   value: /opt/airflow-auth/passwords.json
 - name: AIRFLOW__LOGGING__BASE_LOG_FOLDER
@@ -100,6 +112,10 @@ the database URL is assembled by Kubernetes from the password it references.
 {{- end }}
 {{- with .Values.pipeline.modelCacheClaim }}
 - name: AIRFLOW_VAR_LAKERAG_MODEL_CACHE_CLAIM
+  value: {{ . | quote }}
+{{- end }}
+{{- with (.Values.global.pipelineTrigger | default dict).assetUri }}
+- name: AIRFLOW_VAR_LAKERAG_ASSET_URI
   value: {{ . | quote }}
 {{- end }}
 {{- with .Values.pipeline.schedule }}

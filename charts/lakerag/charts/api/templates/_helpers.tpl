@@ -19,3 +19,26 @@ true
 {{- define "api.modelCacheClaim" -}}
 {{- .Values.modelCache.existingClaim | default (printf "%s-model-cache" (include "api.fullname" .)) -}}
 {{- end -}}
+
+{{/*
+Event-driven sync (global.pipelineTrigger): where the API records Airflow asset events, as whom;
+the password only by reference (the chart's Airflow Secret unless passwordSecret.name is set).
+*/}}
+{{- define "api.pipelineTriggerEnv" -}}
+{{- $trigger := .Values.global.pipelineTrigger | default dict -}}
+{{- if $trigger.enabled -}}
+- name: LAKERAG_AIRFLOW_API_URL
+  value: {{ $trigger.airflowUrl | default (printf "http://%s:8080" (include "common.names.fullname" (dict "context" . "component" "airflow-api-server"))) | quote }}
+- name: LAKERAG_AIRFLOW_ASSET_URI
+  value: {{ $trigger.assetUri | quote }}
+- name: LAKERAG_AIRFLOW_USERNAME
+  value: {{ $trigger.username | quote }}
+- name: LAKERAG_AIRFLOW_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $trigger.passwordSecret.name | default (include "common.names.fullname" (dict "context" . "component" "airflow")) }}
+      key: {{ $trigger.passwordSecret.key }}
+- name: LAKERAG_AIRFLOW_POLL_SECONDS
+  value: {{ $trigger.pollSeconds | quote }}
+{{- end -}}
+{{- end -}}
