@@ -37,3 +37,11 @@ def render_pod(dag, task_id: str, conf: dict | None = None):
     }
     task.render_template_fields(context)
     return task, task.build_pod_request_obj(context, dry_run=True)
+
+
+def cron_of(dag) -> str | None:
+    """The cron part of the DAG's schedule (AssetOrTimeSchedule: cron or asset event); None: events only."""
+    from airflow.sdk import AssetOrTimeSchedule
+
+    timetable = dag.timetable
+    return timetable.timetable.expression if isinstance(timetable, AssetOrTimeSchedule) else None

@@ -29,7 +29,7 @@ def test_dag_is_scheduled_on_the_asset_the_api_writes_to(dag):
     from airflow.sdk import AssetOrTimeSchedule
 
     assert isinstance(dag.timetable, AssetOrTimeSchedule)
-    (asset,) = dag.timetable.asset_condition.iter_assets().values()
+    (asset,) = dag.timetable.asset_condition.objects
     assert asset.uri == config.Settings().airflow_asset_uri
     assert dag.max_active_runs == 1  # events during a run queue one more run, not one each
 
@@ -37,7 +37,7 @@ def test_dag_is_scheduled_on_the_asset_the_api_writes_to(dag):
 def test_the_asset_follows_the_variable(monkeypatch):
     monkeypatch.setenv("AIRFLOW_VAR_LAKERAG_ASSET_URI", "x-lakerag://acme-prod")
     dag = load_dagbag().dags[DAG_ID]
-    (asset,) = dag.timetable.asset_condition.iter_assets().values()
+    (asset,) = dag.timetable.asset_condition.objects
     assert asset.uri == "x-lakerag://acme-prod"
 
 

@@ -6,7 +6,7 @@ import importlib
 import itertools
 from datetime import timedelta
 
-from airflow_helpers import DAG_ID, DAGS_FOLDER, TASK_ORDER, load_dagbag
+from airflow_helpers import DAG_ID, DAGS_FOLDER, TASK_ORDER, cron_of, load_dagbag
 
 
 def test_dag_folder_imports_without_errors(dagbag):
@@ -67,20 +67,13 @@ def test_parse_time_settings_come_from_env(monkeypatch):
     monkeypatch.setenv("AIRFLOW_VAR_LAKERAG_CONFIGMAP", "other-config")
     dag = load_dagbag().dags[DAG_ID]
     assert cron_of(dag) is None  # no cron: asset events (uploads, deletes) and manual runs only
-    assert [asset.uri for asset in dag.timetable.asset_condition.iter_assets().values()] == ["x-lakerag://raw"]
+    assert [asset.uri for asset in dag.timetable.asset_condition.objects] == ["x-lakerag://raw"]
     assert {t.service_account_name for t in dag.tasks} == {"batch-runner"}
     assert {t.env_from[0].config_map_ref.name for t in dag.tasks} == {"other-config"}
 
     monkeypatch.setenv("AIRFLOW_VAR_LAKERAG_SCHEDULE", "*/30 * * * *")
     assert cron_of(load_dagbag().dags[DAG_ID]) == "*/30 * * * *"
 
-
-def cron_of(dag) -> str | None:
-    """The cron part of the DAG's schedule (AssetOrTimeSchedule: cron or asset event); None: events only."""
-    from airflow.sdk import AssetOrTimeSchedule
-
-    timetable = dag.timetable
-    return timetable.timetable.expression if isinstance(timetable, AssetOrTimeSchedule) else None
 
 
 def test_dag_file_reads_no_variable_at_parse_time():

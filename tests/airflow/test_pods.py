@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from airflow_helpers import TASK_ORDER, load_dagbag, render_pod
+from airflow_helpers import TASK_ORDER, cron_of, load_dagbag, render_pod
 from kubernetes.client import ApiClient
 from lakerag.cli import parse
 from lakerag.config import parse_bool
@@ -162,7 +162,7 @@ def test_empty_chart_values_fall_back_to_defaults(monkeypatch):
     for name in ("SCHEDULE", "SERVICE_ACCOUNT", "CONFIGMAP", "SECRET", "IMAGE_PULL_POLICY", "SPARK_MASTER"):
         monkeypatch.setenv(f"AIRFLOW_VAR_LAKERAG_{name}", "")
     dag = load_dagbag().dags["lakerag_pipeline"]
-    assert dag.schedule == "@hourly"
+    assert cron_of(dag) == "0 * * * *"  # @hourly
     _, pod = render_pod(dag, "bronze")
     assert pod.spec.service_account_name == "lakerag-pipeline"
     assert container(pod).image_pull_policy == "IfNotPresent"

@@ -155,8 +155,10 @@ def test_api_port_and_paths_match_settings_and_the_naming_contract():
     assert api["ports"][0]["containerPort"] == config.Settings().port == int(env["LAKERAG_PORT"]["value"])
     # The pod must listen beyond loopback (the Settings default is 127.0.0.1 for laptops).
     assert env["LAKERAG_HOST"]["value"] == "0.0.0.0"
-    assert config.from_env({k: v["value"] for k, v in env.items() if "value" in v}).index_dir == \
-        "/var/lib/lakerag/index"
+    # Values from a Secret (secretKeyRef) count as set, as Kubernetes sets them in the pod.
+    pod_env = {k: v.get("value", "from-a-secret") for k, v in env.items()
+               if "value" in v or "secretKeyRef" in v["valueFrom"]}
+    assert config.from_env(pod_env).index_dir == "/var/lib/lakerag/index"
 
 
 def test_images_exist_and_match_what_the_pods_expect():
