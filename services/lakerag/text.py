@@ -133,6 +133,8 @@ _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "e.g"
                   "approx", "inc", "ltd", "co", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep",
                   "sept", "oct", "nov", "dec", "p", "pp", "vol", "al"}
 _LAST_WORD = re.compile(r"([\w.]+)\.*$")
+# Longer than any abbreviation ("e.g", "U.S.A") with its closing quotes and brackets.
+_ABBREVIATION_TAIL = 32
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -142,7 +144,11 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
         start = line.start()
         for end_match in _SENTENCE_END.finditer(line.group(0)):
             end = line.start() + end_match.end()
-            if end_match.group(0)[0] == "." and _is_abbreviation(text[start:end], text[end:end + 3]):
+            # Only the sentence's last word decides, so look at a bounded tail: a line whose dots are
+            # all abbreviations or lower-case continuations ("... elit. lorem ...", repeated for a
+            # megabyte) never ends a sentence, and passing it whole made chunking quadratic.
+            tail = text[max(start, end - _ABBREVIATION_TAIL):end]
+            if end_match.group(0)[0] == "." and _is_abbreviation(tail, text[end:end + 3]):
                 continue
             spans.append((start, end))
             start = end
