@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     max_file_bytes: int = 50 * 1024 * 1024
     chunk_tokens: int = 200
     chunk_overlap_tokens: int = 40
+    # A document with more distinct chunks goes to quarantine (about 8 MB of distinct text:
+    # minutes of embedding on CPU); identical windows count once.
+    max_chunks_per_document: int = 10_000
     # Embeddings and index
     embedding_model: str = PACKAGED_MODEL
     model_cache_dir: str = ""
@@ -172,6 +175,8 @@ def _problems(s: Settings) -> list[str]:
         problems.append("LAKERAG_CHUNK_TOKENS must be at least 16")
     if not 0 <= s.chunk_overlap_tokens < s.chunk_tokens:
         problems.append("LAKERAG_CHUNK_OVERLAP_TOKENS must be >= 0 and smaller than LAKERAG_CHUNK_TOKENS")
+    if s.max_chunks_per_document < 1:
+        problems.append("LAKERAG_MAX_CHUNKS_PER_DOCUMENT must be at least 1 (10000 is the default)")
     if s.max_file_bytes <= 0 or s.max_upload_bytes <= 0:
         problems.append("LAKERAG_MAX_FILE_BYTES and LAKERAG_MAX_UPLOAD_BYTES must be positive")
     if not 0 < s.ann_recall_target <= 1:

@@ -72,15 +72,16 @@ def extractor(settings: Settings, env: dict[str, str] | None = None):
         os.environ.update(env)
         store = store_for(settings)
         for batch in batches:
-            rows = [extract_object(store, row["key"], row["size"], row["source_version"], settings.max_file_bytes)
+            rows = [extract_object(store, row["key"], row["size"], row["source_version"], settings)
                     for row in batch.to_pylist()]
             yield pa.RecordBatch.from_pylist(rows, schema=EXTRACTED)
 
     return run
 
 
-def extract_object(store, key: str, size: int, source_version: str, max_bytes: int) -> dict:
+def extract_object(store, key: str, size: int, source_version: str, settings: Settings) -> dict:
     """Read and extract one raw object; every failure becomes a reason, never an exception."""
+    max_bytes = settings.max_file_bytes
     started = time.perf_counter()
     row = {"key": key, "doc_id": doc_id_for(key), "size": size, "source_version": source_version,
            "file_type": file_type_for(key), "page_count": None, "pages": None, "reason": None,
@@ -100,10 +101,25 @@ def extract_object(store, key: str, size: int, source_version: str, max_bytes: i
             result = extract(key, data, max_bytes)
             row["reason"], row["file_type"] = result.reason, result.file_type
             if result.ok:
+                row["reason"] = too_many_chunks(result.pages, result.file_type, settings)
+            if row["reason"] is None:
                 row["pages"], row["page_count"] = result.pages, result.page_count
     row["extracted_at"] = datetime.now(UTC)
     row["extract_seconds"] = time.perf_counter() - started
     return row
+
+
+def too_many_chunks(pages: list[str], file_type: str, settings: Settings) -> str | None:
+    """Reason to quarantine a document whose distinct chunks exceed LAKERAG_MAX_CHUNKS_PER_DOCUMENT:
+    counted as gold will chunk it (silver's normalisation, identical windows once), so a
+    repetitive file passes at the cost of its distinct content and a document too big to embed
+    in reasonable time is held back whole rather than indexed in part."""
+    count = len(distinct(chunk_pages(normalise_pages(pages, file_type), settings.chunk_tokens,
+                                     settings.chunk_overlap_tokens)))
+    if count <= settings.max_chunks_per_document:
+        return None
+    return (f"document has {count} distinct chunks, over the limit of {settings.max_chunks_per_document}: "
+            "split it, or raise LAKERAG_MAX_CHUNKS_PER_DOCUMENT and run the ETL with --full-rebuild")
 
 
 # --- silver -------------------------------------------------------------------------------

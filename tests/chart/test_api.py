@@ -174,6 +174,7 @@ def test_shared_config_is_rendered_for_the_release():
         "LAKERAG_GEMINI_MODEL": "gemini-2.5-flash",
         "LAKERAG_INDEX_POLL_SECONDS": "10",
         "LAKERAG_LOG_LEVEL": "DEBUG",
+        "LAKERAG_MAX_CHUNKS_PER_DOCUMENT": "10000",
         "LAKERAG_OFFLINE": "true",
         "LAKERAG_SPARK_MASTER": "spark://lakerag-spark-master:7077",
         "LAKERAG_STORE_URI": "s3://lakerag/lakerag",

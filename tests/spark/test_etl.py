@@ -22,11 +22,13 @@ pytestmark = pytest.mark.slow
 
 LAKE_TABLES = ("bronze", "quarantine", "silver", "gold")
 MAX_BYTES = 20_000
+MAX_CHUNKS = 20
 SAMPLES = Path(__file__).resolve().parents[2] / "services" / "lakerag" / "samples"
 
 
 def small_chunks(settings):
-    return settings.replace(chunk_tokens=40, chunk_overlap_tokens=8, max_file_bytes=MAX_BYTES)
+    return settings.replace(chunk_tokens=40, chunk_overlap_tokens=8, max_file_bytes=MAX_BYTES,
+                            max_chunks_per_document=MAX_CHUNKS)
 
 
 def put(lake: Lake, name: str, data: bytes) -> None:
@@ -60,11 +62,13 @@ def initial_corpus() -> dict[str, bytes]:
     docs = {**good_documents(), **bad_documents()}
     docs["zz-notes-copy.txt"] = docs["notes.txt"]  # same bytes: a duplicate of notes.txt
     docs["huge.txt"] = b"big text " * (MAX_BYTES // 9 + 1)  # over LAKERAG_MAX_FILE_BYTES
+    # About 30 distinct chunks of 40 tokens: over LAKERAG_MAX_CHUNKS_PER_DOCUMENT.
+    docs["long.txt"] = " ".join(f"Sentence {i} of the long file says another thing." for i in range(120)).encode()
     return docs
 
 
 EXPECTED_QUARANTINE = {**{f"raw/{k}": v for k, v in BAD_REASON_WORDS.items()},
-                       "raw/huge.txt": "LAKERAG_MAX_FILE_BYTES"}
+                       "raw/huge.txt": "LAKERAG_MAX_FILE_BYTES", "raw/long.txt": "LAKERAG_MAX_CHUNKS_PER_DOCUMENT"}
 
 
 def check_first_run(lake: Lake, summary: dict, corpus: dict[str, bytes]) -> None:

@@ -13,6 +13,7 @@ from lakerag_spark.transforms import (
     chunk_documents,
     clean_documents,
     dedup_by_content,
+    extract_object,
     extract_objects,
     plan_documents,
     plan_raw,
@@ -126,6 +127,24 @@ def test_extract_objects_reads_through_the_store(spark, tmp_path):
     assert rows["raw/big.txt"].content_hash == "not-read:v1"
     assert "could not read" in rows["raw/missing.txt"].reason
     assert len(rows["raw/ok.pdf"].content_hash) == 64 and rows["raw/ok.pdf"].extract_seconds >= 0
+
+
+def test_a_document_over_the_chunk_cap_is_quarantined_whole_with_its_count(tmp_path):
+    store = LocalStore(tmp_path)
+    distinct_text = " ".join(f"Sentence number {i} says something else entirely." for i in range(60))
+    store.put("raw/long.txt", distinct_text.encode())
+    store.put("raw/repetitive.txt", ("the pump restarts when the pressure drops. " * 2000).encode())
+    settings = config.from_env({}, store_uri=f"file://{tmp_path}", chunk_tokens=40, chunk_overlap_tokens=8,
+                               max_chunks_per_document=10)
+
+    long = extract_object(store, "raw/long.txt", len(distinct_text), "v1", settings)
+    assert "LAKERAG_MAX_CHUNKS_PER_DOCUMENT" in long["reason"] and "over the limit of 10" in long["reason"]
+    assert long["pages"] is None and len(long["content_hash"]) == 64  # quarantined whole, not truncated
+    # Hundreds of windows, a handful distinct: the cap counts what gold would keep.
+    repetitive = extract_object(store, "raw/repetitive.txt", 86_000, "v1", settings)
+    assert repetitive["reason"] is None and repetitive["pages"]
+    assert extract_object(store, "raw/long.txt", len(distinct_text), "v1",
+                          settings.replace(max_chunks_per_document=100))["reason"] is None
 
 
 def test_local_mode_binds_the_driver_to_loopback(spark):

@@ -33,6 +33,7 @@ def test_environment_values_are_parsed():
     ({"LAKERAG_CHUNK_TOKENS": "8"}, "LAKERAG_CHUNK_TOKENS"),
     ({"LAKERAG_CHUNK_TOKENS": "100", "LAKERAG_CHUNK_OVERLAP_TOKENS": "100"}, "LAKERAG_CHUNK_OVERLAP_TOKENS"),
     ({"LAKERAG_MAX_FILE_BYTES": "0"}, "LAKERAG_MAX_FILE_BYTES"),
+    ({"LAKERAG_MAX_CHUNKS_PER_DOCUMENT": "0"}, "LAKERAG_MAX_CHUNKS_PER_DOCUMENT"),
     ({"LAKERAG_PORT": "70000"}, "LAKERAG_PORT"),
 ])
 def test_bad_values_name_the_variable(env, names):
