@@ -4,6 +4,7 @@ sees file paths, sizes, row counts and ids, never text."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pyarrow as pa
@@ -14,8 +15,11 @@ from lakerag.lake.tables import MERGE_KEYS, SCHEMAS, table_files
 from pyspark.sql.pandas.types import from_arrow_schema
 
 FILE_ACTIONS_SPARK = from_arrow_schema(FILE_ACTIONS)
-__all__ = ["FILE_ACTIONS", "added_rows", "commit_files", "conform_actions", "merge_staged", "table_files",
-           "write_frame"]
+# A run's staging area lives minutes; an older one was left by a killed run (a younger one may
+# belong to a run still going).
+STALE_STAGING_SECONDS = 3600
+__all__ = ["FILE_ACTIONS", "added_rows", "commit_files", "conform_actions", "merge_staged", "remove_stale_staging",
+           "table_files", "write_frame"]
 
 
 def write_frame(frame, target: TableFiles):
@@ -61,7 +65,9 @@ def merge_staged(lake: Lake, name: str, frame, deletes: list[str]) -> tuple[bool
     ``lake/_staging/``, then one MERGE streams them (and key-only tombstones for ``deletes``),
     so the feed keeps row-level changes while the driver holds no rows. Returns (committed,
     rows upserted)."""
-    staging = table_files(lake, name, under=uuid.uuid4().hex)
+    remove_stale_staging(lake, name)
+    # Named from its start time: S3 has no directory times, and a later run must tell its age.
+    staging = table_files(lake, name, under=f"{int(time.time())}-{uuid.uuid4().hex[:16]}")
     try:
         staged = conform_actions(write_frame(frame, staging).toArrow()) if frame is not None \
             else FILE_ACTIONS.empty_table()
@@ -76,6 +82,22 @@ def merge_staged(lake: Lake, name: str, frame, deletes: list[str]) -> tuple[bool
         return True, added_rows(staged)
     finally:
         remove_staging(staging)
+
+
+def remove_stale_staging(lake: Lake, name: str, now: float | None = None) -> list[str]:
+    """Remove the staging areas of ``name`` that killed runs left (older than STALE_STAGING_SECONDS);
+    return their names."""
+    runs = {info.key.split("/")[3] for info in lake.store.list(f"lake/_staging/{name}/")}
+    cutoff = (time.time() if now is None else now) - STALE_STAGING_SECONDS
+    stale = sorted(run for run in runs if _staging_started(run) < cutoff)
+    for run in stale:
+        remove_staging(table_files(lake, name, under=run))
+    return stale
+
+
+def _staging_started(run: str) -> int:
+    head = run.split("-", 1)[0]
+    return int(head) if head.isdigit() else 0  # a bare uuid: named before start times, stale
 
 
 def conform_actions(data: pa.Table) -> pa.Table:

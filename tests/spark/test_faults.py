@@ -1,0 +1,174 @@
+"""kill -9 at each stage boundary, then a rerun converges.
+
+Each kill is a real SIGKILL of a real `lakerag pipeline etl|index` process (its own Spark
+driver and JVM), sent by the process to itself at a deterministic point: a wrapper around the
+function that would commit next (bronze's and silver's commit of the files their executors
+just wrote, gold's MERGE of its staged chunks, the upload of the index's manifest). After
+each kill `pipeline status` says unhealthy (the stage is unfinished); the rerun (this test's
+shared Spark session) makes status healthy again. At the end the four lake tables equal those
+of one uninterrupted run over the same raw files, every gold chunk has one vector, CURRENT
+verifies and the API answers from it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from docmaker import good_documents, make_pdf
+from lakerag import config
+from lakerag.embed_job import run_embed
+from lakerag.embedding import load_embedder
+from lakerag.index.publish import load_current, published_versions, read_current, run_index
+from lakerag.lake import Lake, tables
+from lakerag.pipeline import status
+from lakerag_spark.pipeline import LAKE_TABLES, run_etl
+from lakerag_spark.writes import STALE_STAGING_SECONDS, remove_stale_staging
+
+pytestmark = pytest.mark.slow
+
+# Run `lakerag ARGS...` with TARGET.ATTR (module[:Class]) wrapped: SIGKILL the process the
+# first time it is called with a string argument matching PATTERN (fnmatch).
+KILLER = """
+import fnmatch, importlib, os, signal, sys
+target, attr, pattern = sys.argv[1:4]
+module, _, cls = target.partition(":")
+owner = importlib.import_module(module)
+owner = getattr(owner, cls) if cls else owner
+original = getattr(owner, attr)
+def killed_here(*args, **kwargs):
+    if any(isinstance(a, str) and fnmatch.fnmatch(a, pattern) for a in args):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(*args, **kwargs)
+setattr(owner, attr, killed_here)
+from lakerag.cli import main
+raise SystemExit(main(sys.argv[4:]))
+"""
+# Columns that record when a row was written, not what it says.
+RUN_TIME_COLUMNS = {"extracted_at", "extract_seconds", "quarantined_at", "updated_at"}
+
+
+def kill_9(env: dict, log: Path, target: str, attr: str, pattern: str, *command: str) -> None:
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-c", KILLER, target, attr, pattern, *command], env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            proc.wait(timeout=600)
+        finally:
+            try:  # its JVM and Python workers (same process group) go too, as with a killed pod
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"not killed at {attr}({pattern}): rc {proc.returncode}\n" \
+                                               f"{log.read_text()[-3000:]}"
+
+
+def content(lake: Lake, name: str) -> list[dict]:
+    keys = tables.MERGE_KEYS[name]
+    rows = [{k: v for k, v in row.items() if k not in RUN_TIME_COLUMNS} for row in tables.read_arrow(lake, name).to_pylist()]
+    return sorted(rows, key=lambda row: [row[k] for k in keys])
+
+
+def assert_killed(settings, stage: str) -> None:
+    report = status(settings)
+    assert not report["healthy"] and stage in report["unfinished"], report["problems"]
+
+
+def assert_healthy(settings) -> None:
+    report = status(settings)
+    assert report["healthy"], report["problems"]
+
+
+def test_kill_9_at_each_stage_boundary_then_rerun_converges(spark, tmp_path):
+    root = tmp_path / "store"
+    env_settings = {"LAKERAG_STORE_URI": f"file://{root}", "LAKERAG_INDEX_DIR": str(tmp_path / "serving"),
+                    "LAKERAG_SPARK_MASTER": "local[2]", "LAKERAG_CHUNK_TOKENS": "40",
+                    "LAKERAG_CHUNK_OVERLAP_TOKENS": "8"}
+    settings = config.from_env(env_settings)
+    env = {**os.environ, **env_settings}
+    lake = Lake.open(settings)
+    raw = root / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    docs = good_documents()
+
+    def land(*chosen: str) -> None:
+        for name in chosen:
+            (raw / name).write_bytes(docs[name])
+
+    # 1. Killed in bronze: its executors wrote the bronze files, the driver had not committed.
+    land("guide.pdf", "notes.txt", "catalog.json")
+    kill_9(env, tmp_path / "killed.log", "lakerag_spark.bronze", "commit_files", "bronze", "pipeline", "etl")
+    assert_killed(settings, "etl")
+    assert tables.row_count(lake, "bronze") == 0
+    assert run_etl(settings, spark=spark)["ok"]
+    assert_healthy(settings)
+
+    # 2. Killed in silver (bronze committed): one new document, one changed.
+    land("readme.md")
+    (raw / "notes.txt").write_bytes(docs["notes.txt"] + b" Changed after the first run.")
+    bronze_version = tables.version(lake, "bronze")
+    silver_version = tables.version(lake, "silver")
+    kill_9(env, tmp_path / "killed.log", "lakerag_spark.silver", "commit_files", "silver", "pipeline", "etl")
+    assert tables.version(lake, "bronze") > bronze_version and tables.version(lake, "silver") == silver_version
+    assert_killed(settings, "etl")
+    assert run_etl(settings, spark=spark)["ok"]
+    assert_healthy(settings)
+
+    # 3. Killed in gold (silver committed, chunks staged, MERGE not begun): more documents, one deleted.
+    land("page.html", "caf\u00e9 menu.txt", "notes..v2.txt")
+    (raw / "catalog.json").unlink()
+    (raw / "guide-2.pdf").write_bytes(make_pdf(["A second guide. Retention keeps old versions. " * 4]))
+    gold_version = tables.version(lake, "gold")
+    kill_9(env, tmp_path / "killed.log", "lakerag.lake.tables", "merge_stream", "gold", "pipeline", "etl")
+    assert tables.version(lake, "gold") == gold_version
+    assert_killed(settings, "etl")
+    left = sorted(p.name for p in (root / "lake/_staging/gold").iterdir())
+    assert len(left) == 1  # the killed run's staged chunks
+    assert run_etl(settings, spark=spark)["ok"]
+    assert_healthy(settings)
+    # Young, it could be a running run's: it stays until it is an hour old, then a run removes it.
+    assert sorted(p.name for p in (root / "lake/_staging/gold").iterdir()) == left
+    assert remove_stale_staging(lake, "gold", now=time.time() + STALE_STAGING_SECONDS) == left
+    assert not any((root / "lake/_staging/gold").iterdir())
+
+    # The lake equals one uninterrupted run's over the same raw files (same keys and versions).
+    fresh_root = tmp_path / "fresh"
+    shutil.copytree(raw, fresh_root / "raw")  # copy2: same size and mtime, so the same source_version
+    fresh = config.from_env({**env_settings, "LAKERAG_STORE_URI": f"file://{fresh_root}"})
+    assert run_etl(fresh, spark=spark)["ok"]
+    fresh_lake = Lake.open(fresh)
+    for name in LAKE_TABLES:
+        assert content(lake, name) == content(fresh_lake, name), name
+    assert tables.row_count(lake, "silver") == len(list(raw.iterdir()))  # every document made it
+
+    # 4. Killed mid-publish: the index files are uploaded, its manifest and CURRENT are not.
+    embedder = load_embedder(settings)
+    assert run_embed(settings)["ok"]
+    kill_9(env, tmp_path / "killed.log", "lakerag.store:LocalStore", "put", "index/*/manifest.json", "pipeline", "index")
+    assert read_current(lake.store) is None
+    assert_killed(settings, "index")
+    published = run_index(settings)
+    assert published["published"], published
+    # The killed upload is a version without a manifest: never listed, never served (pruned in time).
+    assert published_versions(lake.store) == [published["version"]]
+    assert_healthy(settings)
+
+    gold_ids = {row["chunk_id"] for row in content(lake, "gold")}
+    assert [row["chunk_id"] for row in content(lake, "embeddings")] == sorted(gold_ids)
+    loaded = load_current(lake.store, tmp_path / "verify", expected_model=settings.embedding_model)
+    assert loaded is not None and loaded.version == read_current(lake.store) == published["version"]
+    assert set(loaded.chunks["chunk_id"]) == gold_ids
+
+    from api.conftest import RunningApi
+
+    with RunningApi(settings, embedder=embedder) as api:
+        body = api.client.post("/search", json={"query": "Gold cuts it into overlapping chunks"}).json()
+        assert body["matched"] and body["hits"][0]["source"] == "raw/guide.pdf", body
+        assert api.client.get("/index").json()["version"] == published["version"]
