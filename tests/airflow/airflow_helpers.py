@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import socket
 import types
 from pathlib import Path
 
@@ -45,3 +46,9 @@ def cron_of(dag) -> str | None:
 
     timetable = dag.timetable
     return timetable.timetable.expression if isinstance(timetable, AssetOrTimeSchedule) else None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from airflow_helpers import DAG_ID, DAGS_FOLDER, load_dagbag
+from airflow_helpers import DAG_ID, DAGS_FOLDER, free_port, load_dagbag
 from lakerag import config
 from lakerag.api.airflow_trigger import AirflowClient, PipelineTrigger
 
@@ -74,14 +74,6 @@ def test_requests_are_what_airflows_own_api_accepts():
 
 
 # --- a real api-server --------------------------------------------------------------------------------
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def real_airflow(tmp_path_factory):

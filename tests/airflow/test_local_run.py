@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -20,7 +19,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from airflow_helpers import REPO, TASK_ORDER, render_pod
+from airflow_helpers import REPO, TASK_ORDER, free_port, render_pod
 from lakerag import config
 from lakerag.lake import Lake, tables
 
@@ -35,12 +34,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not LAKERAG.exists(), reason=f"{LAKERAG} missing: run `make install` for the main venv"),
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class LocalCluster:
