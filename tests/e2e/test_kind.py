@@ -1,7 +1,8 @@
 """The chart on a real cluster: kind from kind-config.yaml, the four images loaded, the kind
 profile installed, every workload ready, the sample documents uploaded through the API, the
 pipeline DAG triggered in Airflow, and a question answered with the right source over a
-port-forward. The cluster is deleted afterwards.
+port-forward; then one more upload starts a DAG run by itself (the API's Airflow asset event)
+and becomes searchable. The cluster is deleted afterwards.
 
 Needs Docker, `kind` and the repository's .tools/helm and .tools/kubectl (`make tools`). Where
 no kind binary exists (these build machines: no cluster can run here) it is skipped with that
@@ -13,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -199,9 +201,12 @@ def start_pipeline(http, parse_timeout: float = 600, run_timeout: float = 300) -
     deadline = time.monotonic() + run_timeout
     while True:
         runs = http.get(f"/api/v2/dags/{DAG_ID}/dagRuns").json()["dag_runs"]
-        if runs:
-            assert [run["run_type"] for run in runs] == ["scheduled"], runs  # one run, not two
-            return runs[0]["dag_run_id"]
+        # An asset event the API retried after the DAG was parsed may add an asset_triggered run;
+        # unpausing itself must give one scheduled run and no manual one.
+        scheduled = [run for run in runs if run["run_type"] == "scheduled"]
+        if scheduled:
+            assert len(scheduled) == 1 and not [r for r in runs if r["run_type"] == "manual"], runs
+            return scheduled[0]["dag_run_id"]
         assert time.monotonic() < deadline, f"unpausing {DAG_ID} started no run in {run_timeout}s"
         time.sleep(5)
 
@@ -213,19 +218,42 @@ def run_state(http, run_id: str) -> tuple[str, dict[str, str]]:
     return state, {t["task_id"]: t["state"] for t in tasks}
 
 
+def wait_for_run(http, run_id: str) -> None:
+    deadline = time.monotonic() + PIPELINE_TIMEOUT
+    while True:
+        state, tasks = run_state(http, run_id)
+        if state in {"success", "failed"}:
+            break
+        assert time.monotonic() < deadline, f"DAG run {run_id} still {state} after {PIPELINE_TIMEOUT}s: {tasks}"
+        time.sleep(15)
+    assert state == "success", f"DAG run {run_id} failed: {tasks}"
+
+
 def trigger_pipeline(airflow_url: str, password: str) -> str:
     """Run the DAG once through Airflow's REST API, as the docs say (unpause), and wait for it to succeed."""
     with airflow_client(airflow_url, password) as http:
         run_id = start_pipeline(http)
+        wait_for_run(http, run_id)
+        return run_id
+
+
+def wait_for_asset_triggered_run(airflow_url: str, password: str, before: set[str]) -> str:
+    """A run the API's asset event started (no trigger, no schedule), not among ``before``; waits for it to succeed."""
+    with airflow_client(airflow_url, password) as http:
         deadline = time.monotonic() + PIPELINE_TIMEOUT
         while True:
-            state, tasks = run_state(http, run_id)
-            if state in {"success", "failed"}:
-                break
-            assert time.monotonic() < deadline, f"DAG run {run_id} still {state} after {PIPELINE_TIMEOUT}s: {tasks}"
-            time.sleep(15)
-        assert state == "success", f"DAG run failed: {tasks}"
-        return run_id
+            runs = http.get(f"/api/v2/dags/{DAG_ID}/dagRuns").json()["dag_runs"]
+            new = [r["dag_run_id"] for r in runs if r["run_type"] == "asset_triggered" and r["dag_run_id"] not in before]
+            if new:
+                wait_for_run(http, new[-1])
+                return new[-1]
+            assert time.monotonic() < deadline, f"the upload started no asset_triggered run: {runs}"
+            time.sleep(10)
+
+
+def run_ids(airflow_url: str, password: str) -> set[str]:
+    with airflow_client(airflow_url, password) as http:
+        return {r["dag_run_id"] for r in http.get(f"/api/v2/dags/{DAG_ID}/dagRuns").json()["dag_runs"]}
 
 
 def test_chart_on_kind_answers_a_question(release, kube):
@@ -264,6 +292,27 @@ def test_chart_on_kind_answers_a_question(release, kube):
             assert body["matched"], body
             sources = [hit["source"] for hit in body["hits"]]
             assert question["expected_source"] in sources, (question["question"], sources)
+
+        # Event-driven sync: one more upload through the API starts a DAG run by itself (the API records
+        # an Airflow asset event; nobody triggers, no schedule is due) and the document becomes searchable.
+        airflow_password = secret_value(core, "lakerag-airflow", "admin-password")
+        with port_forward(release, "lakerag-airflow-api-server", 8080) as airflow_url:
+            before = run_ids(airflow_url, airflow_password)
+            fresh = b"Aurora watch rota: the night shift photographs the northern lights from the east ridge."
+            response = api.post("/documents", files={"file": ("aurora-watch.txt", fresh)},
+                                headers={"X-API-Key": api_key})
+            assert response.status_code == 201 and "requested from Airflow" in response.json()["note"], response.text
+            wait_for_asset_triggered_run(airflow_url, airflow_password, before)
+        deadline = time.monotonic() + 180
+        while True:
+            hits = api.post("/search", json={"query": "who photographs the northern lights", "k": 3}).json()["hits"]
+            if "raw/aurora-watch.txt" in [hit["source"] for hit in hits]:
+                break
+            assert time.monotonic() < deadline, f"the uploaded document never became searchable: {hits}"
+            time.sleep(5)
+        metrics = api.get("/metrics").text
+        sent = re.search(r'^lakerag_airflow_triggers_total\{outcome="sent"\} (\S+)$', metrics, re.MULTILINE)
+        assert sent and float(sent.group(1)) >= 1, "the API counted no asset event sent"
 
     # Prometheus scrapes the API through its pod annotations.
     with port_forward(release, "lakerag-prometheus", 9090) as prometheus_url:
