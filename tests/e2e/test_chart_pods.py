@@ -367,8 +367,8 @@ def chart_postgres(docker, tmp_path):
 def test_rendered_airflow_pods_start_in_order_and_serve_the_dag(docker, images, build_env, chart_postgres,
                                                                  tmp_path):
     """PostgreSQL, the migration Job, then api-server, scheduler and dag-processor (each waiting in
-    its init containers) on read-only roots; all pass their readiness probes, the admin logs in
-    with the generated password and the pipeline DAG has been parsed."""
+    its init containers) on read-only roots; all pass their readiness probes, the admin and the
+    API's trigger user log in with the generated passwords and the pipeline DAG has been parsed."""
     objects = render(sets=(f"global.imageTag={build_env['IMAGE_TAG']}", f"global.imageRegistry={build_env['REGISTRY']}"))
     pods = PodNetwork(docker, objects, tmp_path)
     try:
@@ -390,14 +390,17 @@ def check_airflow_pods(pods: PodNetwork, objects: list[dict], start_postgres: bo
         started[name] = container
     for name, container in started.items():
         pods.wait_ready(container, main_container(objects, "Deployment", name)["readinessProbe"])
-    password = base64.b64decode(find(objects, "Secret", "lakerag-airflow")["data"]["admin-password"]).decode()
+    secret = find(objects, "Secret", "lakerag-airflow")["data"]
     base = f"http://{pods.ip(started['lakerag-airflow-api-server'])}:8080"
-    request = urllib.request.Request(f"{base}/auth/token", method="POST",
-                                     data=json.dumps({"username": "admin", "password": password}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=30) as response:
-        assert response.status == 201
-        token = json.loads(response.read())["access_token"]
+    # The admin, and the user the API records asset events as (global.pipelineTrigger), log in.
+    for username, key in (("lakerag-trigger", "trigger-password"), ("admin", "admin-password")):
+        password = base64.b64decode(secret[key]).decode()
+        request = urllib.request.Request(f"{base}/auth/token", method="POST",
+                                         data=json.dumps({"username": username, "password": password}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 201, username
+            token = json.loads(response.read())["access_token"]
     deadline = time.monotonic() + 300
     while True:
         request = urllib.request.Request(f"{base}/api/v2/dags/lakerag_pipeline",
