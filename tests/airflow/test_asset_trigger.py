@@ -9,6 +9,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,11 +19,7 @@ from airflow_helpers import DAG_ID, DAGS_FOLDER, free_port, load_dagbag
 from lakerag import config
 from lakerag.api.airflow_trigger import AirflowClient, PipelineTrigger
 
-AIRFLOW = Path(os.environ.get("VIRTUAL_ENV", "")) / "bin" / "airflow"
-if not AIRFLOW.exists():
-    import sys
-
-    AIRFLOW = Path(sys.executable).parent / "airflow"
+AIRFLOW = Path(sys.executable).parent / "airflow"  # the venv running these tests (.venv-airflow)
 
 
 def test_dag_is_scheduled_on_the_asset_the_api_writes_to(dag):
