@@ -77,3 +77,27 @@ def s3_settings(s3_env, moto_endpoint, tmp_path):
     """Settings for a fresh bucket on the moto server."""
     return config.from_env({}, store_uri=f"s3://{s3_env}/lake-root", aws_endpoint_url=moto_endpoint,
                            aws_region="us-east-1", index_dir=str(tmp_path / "serving"))
+
+
+def as_legacy_version(path: Path) -> Path:
+    """Turn a version directory into what releases before chunks.sqlite published: the same
+    chunk rows as chunks.parquet (the old writer's schema), the manifest listing that instead."""
+    import hashlib
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from lakerag.index.artifacts import CHUNK_COLUMNS
+    from lakerag.index.rows import ChunkRows
+
+    columns = ChunkRows.open(path / "chunks.sqlite").columns()
+    types = {"chunk_index": pa.int32(), "page": pa.int32()}
+    table = pa.table({name: pa.array(columns[name], type=types.get(name, pa.string())) for name in CHUNK_COLUMNS})
+    pq.write_table(table, path / "chunks.parquet")
+    (path / "chunks.sqlite").unlink()
+    (path / ".verified.json").unlink(missing_ok=True)
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["files"]["chunks.sqlite"]
+    manifest["files"]["chunks.parquet"] = hashlib.sha256((path / "chunks.parquet").read_bytes()).hexdigest()
+    (path / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return path

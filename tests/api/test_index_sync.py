@@ -73,7 +73,7 @@ def test_tampered_version_is_refused(local_settings, sample_index, sample_index_
     assert sync_once(local_settings, dest) == 0
     publish(local_settings, sample_index_v2)
     store = open_store(local_settings.store_uri)
-    store.put(f"index/{V2}/chunks.parquet", store.get(f"index/{V2}/chunks.parquet")[:-100])
+    store.put(f"index/{V2}/chunks.sqlite", store.get(f"index/{V2}/chunks.sqlite")[:-100])
     assert sync_once(local_settings, dest) == 0
     out = capsys.readouterr().out
     assert f"names {V2}, which does not verify" in out and local_current(dest)[0] == V1

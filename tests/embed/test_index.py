@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import as_legacy_version
 from lakerag.embed_job import run_embed
 from lakerag.index.artifacts import IndexRejected, load_index_dir, sha256_file, write_index_dir
 from lakerag.index.publish import (
@@ -63,7 +64,7 @@ def test_written_index_loads_and_searches_exactly(tmp_path):
     assert manifest["vector_count"] == 40 and manifest["gold_version"] == 7 and manifest["index_type"] == "flat"
     # every file of the version is listed with its checksum
     written = {p.name for p in (tmp_path / "v").iterdir()} - {"manifest.json"}
-    assert {"index.faiss", "chunks.parquet"} <= written == set(manifest["files"])
+    assert {"index.faiss", "chunks.sqlite"} <= written == set(manifest["files"])
     assert all(sha256_file(tmp_path / "v" / name) == sha for name, sha in manifest["files"].items())
     loaded = load_index_dir(tmp_path / "v", expected_model=MODEL, expected_dimension=16)
     assert loaded.version == manifest["version"] and loaded.vector_count == 40
@@ -84,10 +85,10 @@ def test_search_pads_with_minus_one_when_k_exceeds_the_index(tmp_path):
 def test_tampered_local_file_is_rejected(tmp_path):
     vectors, chunks = random_chunks(10)
     write_index_dir(tmp_path, vectors, chunks, MODEL, 1)
-    data = bytearray((tmp_path / "chunks.parquet").read_bytes())
+    data = bytearray((tmp_path / "chunks.sqlite").read_bytes())
     data[len(data) // 2] ^= 0xFF
-    (tmp_path / "chunks.parquet").write_bytes(bytes(data))
-    with pytest.raises(IndexRejected, match="chunks.parquet fails its checksum"):
+    (tmp_path / "chunks.sqlite").write_bytes(bytes(data))
+    with pytest.raises(IndexRejected, match="chunks.sqlite fails its checksum"):
         load_index_dir(tmp_path)
 
 
@@ -100,6 +101,58 @@ def test_missing_file_and_missing_manifest_are_rejected(tmp_path):
     (tmp_path / "manifest.json").unlink()
     with pytest.raises(IndexRejected, match="incomplete"):
         load_index_dir(tmp_path)
+
+
+def test_chunk_rows_come_back_as_written_and_filters_select_them(tmp_path):
+    vectors, chunks = random_chunks(9)
+    chunks.loc[0, "title"] = ""  # an empty title is served as none
+    chunks["page"] = pd.array([1, None, 2, None, None, None, None, None, 3], dtype="Int32")
+    chunks.loc[6:, "source"] = "raw/sub/ü-d2.txt"
+    chunks["content_hash"] = [f"h{i}" for i in range(9)]
+    write_index_dir(tmp_path, vectors, chunks, MODEL, 1)
+    loaded = load_index_dir(tmp_path)
+    rows = loaded.rows([8, 0, 8])
+    assert [r["chunk_id"] for r in rows] == ["c0008", "c0000", "c0008"]
+    assert rows[0] == {"doc_id": "d2", "chunk_id": "c0008", "chunk_index": 2, "text": "text 8",
+                       "source": "raw/sub/ü-d2.txt", "title": "t", "page": 3, "source_version": None,
+                       "content_hash": "h8"}
+    assert rows[1]["title"] is None and loaded.rows([1])[0]["page"] is None
+    assert loaded.texts([4, 3]) == ["text 4", "text 3"]
+    assert loaded.matching_rows(doc_id="d1").tolist() == [3, 4, 5]
+    assert loaded.matching_rows(source_prefix="raw/sub/").tolist() == [6, 7, 8]
+    assert loaded.matching_rows(source_prefix="raw/sub/ü").tolist() == [6, 7, 8]
+    assert loaded.matching_rows(source_prefix="raw/d").tolist() == [0, 1, 2, 3, 4, 5]
+    assert loaded.matching_rows(doc_id="d1", source_prefix="raw/sub/").tolist() == []
+    assert loaded.document_rows("d0").tolist() == [0, 1, 2]
+    assert loaded.chunks_per_document() == {"d0": 3, "d1": 3, "d2": 3}
+    with pytest.raises(IndexError, match="no chunk rows"):
+        loaded.rows([9])
+
+
+def test_a_version_published_as_chunks_parquet_still_loads_where_pyarrow_is_installed(tmp_path):
+    vectors, chunks = random_chunks(12)
+    write_index_dir(tmp_path / "new", vectors, chunks, MODEL, 1, version="20260101T000000Z-new")
+    write_index_dir(tmp_path / "old", vectors, chunks, MODEL, 1, version="20260101T000000Z-old")
+    as_legacy_version(tmp_path / "old")
+    new, old = load_index_dir(tmp_path / "new"), load_index_dir(tmp_path / "old")
+    assert "chunks.sqlite" not in old.manifest["files"]
+    assert old.rows(range(12)) == new.rows(range(12))
+    assert old.matching_rows(doc_id="d2").tolist() == [6, 7, 8]
+
+
+def test_a_verified_copy_is_not_hashed_again_but_a_changed_file_is(tmp_path, monkeypatch):
+    from lakerag.index import artifacts
+
+    vectors, chunks = random_chunks(10)
+    write_index_dir(tmp_path, vectors, chunks, MODEL, 1)
+    artifacts.verify_index_dir(tmp_path)  # what a sync does after a download
+    hashed = []
+    monkeypatch.setattr(artifacts, "sha256_file", lambda path: hashed.append(path.name) or sha256_file(path))
+    load_index_dir(tmp_path)
+    assert hashed == []
+    (tmp_path / "index.faiss").write_bytes((tmp_path / "index.faiss").read_bytes())  # same bytes, new mtime
+    load_index_dir(tmp_path)
+    assert "index.faiss" in hashed
 
 
 def test_model_mismatch_is_rejected_with_both_names_and_the_fix(tmp_path):
@@ -190,7 +243,7 @@ def test_interrupted_upload_never_becomes_current(local_settings, tmp_path):
     assert publish_dir(store, tmp_path / "a") == "20260101T000000Z-aaaaaaaa"
     write_index_dir(tmp_path / "b", vectors[:5], chunks[:5], MODEL, 2, version="20260101T000001Z-bbbbbbbb")
     with pytest.raises(OSError):
-        publish_dir(FailingStore(store, "chunks.parquet"), tmp_path / "b")
+        publish_dir(FailingStore(store, "chunks.sqlite"), tmp_path / "b")
     assert read_current(store) == "20260101T000000Z-aaaaaaaa"
     assert published_versions(Lake.open(local_settings).store) == ["20260101T000000Z-aaaaaaaa"]  # b has no manifest: not published
     loaded = load_current(store, tmp_path / "serving", MODEL, 16)
@@ -221,7 +274,7 @@ def test_download_replaces_a_corrupted_local_copy(local_settings, tmp_path):
     write_index_dir(tmp_path / "v", vectors, chunks, MODEL, 1, version="20260101T000000Z-aaaaaaaa")
     publish_dir(store, tmp_path / "v")
     dest = download_version(store, "20260101T000000Z-aaaaaaaa", tmp_path / "serving" / "x")
-    (dest / "chunks.parquet").write_bytes(b"garbage")
+    (dest / "chunks.sqlite").write_bytes(b"garbage")
     dest = download_version(store, "20260101T000000Z-aaaaaaaa", dest)
     assert load_index_dir(dest).vector_count == 10
 
@@ -274,6 +327,23 @@ def test_second_run_publishes_nothing_and_changes_are_published(settings, embedd
 
 
 @pytest.mark.slow
+def test_an_old_format_current_is_republished_even_when_nothing_changed(local_settings, embedder, tmp_path):
+    store = Lake.open(local_settings).store
+    docs = synthetic_docs(3)
+    first = pipeline(local_settings, docs)
+    # Make CURRENT what an older release published: chunk rows in chunks.parquet.
+    old = as_legacy_version(download_version(store, first["version"], tmp_path / "old"))
+    prefix = f"index/{first['version']}/"
+    store.delete(prefix + "chunks.sqlite")
+    for name in ("chunks.parquet", "manifest.json"):
+        store.put(prefix + name, (old / name).read_bytes())
+    again = run_index(local_settings)
+    assert again["published"] and "chunks.parquet" in again["republish_reason"], again
+    assert "chunks.sqlite" in load_current(store, tmp_path / "serving", embedder.name).manifest["files"]
+    assert not run_index(local_settings)["published"]  # and then nothing more to do
+
+
+@pytest.mark.slow
 def test_rollback_refuses_missing_and_tampered_versions(local_settings, embedder):
     store = Lake.open(local_settings).store
     docs = synthetic_docs(3)
@@ -282,7 +352,7 @@ def test_rollback_refuses_missing_and_tampered_versions(local_settings, embedder
     second = pipeline(local_settings, docs)
     with pytest.raises(IndexRejected, match="no published index version"):
         rollback(local_settings, "20990101T000000Z-deadbeef")
-    key = f"index/{first['version']}/chunks.parquet"
+    key = f"index/{first['version']}/chunks.sqlite"
     store.put(key, store.get(key) + b"x")
     with pytest.raises(IndexRejected, match="checksum"):
         rollback(local_settings, first["version"])

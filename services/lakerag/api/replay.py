@@ -60,7 +60,6 @@ class RetainedVersions:
             path = download_version(self.store, version, self.root / version)  # verifies every checksum
             loaded = load_index_dir(path, self.expected_model, self.expected_dimension)
             check_encoder(loaded.manifest, self.encoder)  # the same checks as a served version
-            loaded.prepare()
             self._loaded[version] = loaded
             while len(self._loaded) > self.capacity:
                 old, _ = self._loaded.popitem(last=False)

@@ -1,34 +1,40 @@
 """One index version on local disk: build, write, verify, load.
 
 A version directory holds ``index.faiss`` (inner product over L2-normalised
-vectors), ``chunks.parquet`` (row i = FAISS id i) and ``manifest.json``, which
+vectors), ``chunks.sqlite`` (row i = FAISS id i, ``rows.py``) and ``manifest.json``, which
 names the model, dimension, gold version and the SHA-256 of every file.
-Loading verifies the checksums before anything is deserialised and refuses a
-version built with another model than the caller's.
+Verification checks the checksums before anything is deserialised; loading refuses a
+version built with another model than the caller's. Writing takes a pandas frame (the
+publisher has one); loading needs neither pandas nor pyarrow, except for versions
+published before ``chunks.sqlite`` (``chunks.parquet``), which are read where pyarrow is
+installed and otherwise refused with what to run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
+import sqlite3
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
 import faiss
 import numpy as np
-import pandas
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .errors import IndexRejected
 from .lexical import load_lexical, write_lexical
 from .loaded import LoadedIndex
+from .rows import ROW_FIELDS, ROWS_FILE, ChunkRows, write_rows
 
 FORMAT = 1
 INDEX_FILE = "index.faiss"
-CHUNKS_FILE = "chunks.parquet"
+CHUNKS_FILE = "chunks.parquet"  # chunk rows of versions published before chunks.sqlite (read, never written)
 MANIFEST_FILE = "manifest.json"
+VERIFIED_STAMP = ".verified.json"  # local only (never listed or published): what the last verification saw
 CHUNK_COLUMNS = ("chunk_id", "doc_id", "chunk_index", "text", "source", "title", "page")
 # Lineage of each chunk (the raw object's source version and the document's content hash):
 # written when the chunks carry them; versions built before lineage lack them.
@@ -57,7 +63,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def content_fingerprint(vectors: np.ndarray, chunks: pandas.DataFrame, model: str) -> str:
+def content_fingerprint(vectors: np.ndarray, chunks, model: str) -> str:
     """SHA-256 of what an index serves (model, vectors, chunk rows), independent of
     how FAISS or Parquet serialise it: equal fingerprints mean an identical index."""
     digest = hashlib.sha256()
@@ -171,13 +177,13 @@ def measure_recall(index: faiss.Index, vectors: np.ndarray, sample: int = RECALL
     return {f"recall_at_{RECALL_K}": round(recall_of(index, queries, truth), 4), "recall_queries": len(queries)}
 
 
-def write_index_dir(path, vectors: np.ndarray, chunks: pandas.DataFrame, model: str, gold_version: int,
+def write_index_dir(path, vectors: np.ndarray, chunks, model: str, gold_version: int,
                     index_type: str = "flat", version: str | None = None, extra: dict | None = None,
                     lexical: bool = True, recall_target: float = RECALL_TARGET) -> dict:
-    """Write one version (index.faiss, chunks.parquet, the BM25 files, manifest.json last) into
+    """Write one version (index.faiss, chunks.sqlite, the BM25 files, manifest.json last) into
     ``path``; return the manifest.
 
-    Row i of ``chunks`` describes vector i. ``extra`` adds keys to the manifest
+    Row i of ``chunks`` (a pandas DataFrame) describes vector i. ``extra`` adds keys to the manifest
     (e.g. the embeddings table version it was built from). ``lexical=False``
     writes a dense-only version (as releases before hybrid search did).
     """
@@ -193,8 +199,7 @@ def write_index_dir(path, vectors: np.ndarray, chunks: pandas.DataFrame, model: 
     fingerprint = content_fingerprint(vectors, chunks, model)
     index, info = build_faiss(vectors, index_type, recall_target)
     faiss.write_index(index, str(path / INDEX_FILE))
-    table = pa.Table.from_pandas(chunks, schema=chunk_schema(chunk_columns(chunks)), preserve_index=False)
-    pq.write_table(table, path / CHUNKS_FILE)
+    write_rows(path / ROWS_FILE, plain_columns(chunks))
     lexical_section = None
     if lexical:
         lexical_section = write_lexical(path, chunks["text"].tolist())
@@ -214,15 +219,36 @@ def write_index_dir(path, vectors: np.ndarray, chunks: pandas.DataFrame, model: 
         **(extra or {}),
         **({"lexical": lexical_section} if lexical_section else {}),
         "files": {name: sha256_file(path / name)
-                  for name in (INDEX_FILE, CHUNKS_FILE, *(lexical_section or {}).get("files", ()))},
+                  for name in (INDEX_FILE, ROWS_FILE, *(lexical_section or {}).get("files", ()))},
     }
     (path / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return manifest
 
 
-def chunk_schema(columns=CHUNK_COLUMNS):
-    types = {"chunk_index": pa.int32(), "page": pa.int32()}
-    return pa.schema([(name, types.get(name, pa.string())) for name in columns])
+def plain_columns(chunks) -> dict[str, list]:
+    """``ROW_FIELDS`` of a chunk frame as plain Python lists: ints, str, None for missing values
+    (pandas' NaN/NA) and for an empty title; lineage columns the frame lacks are all None."""
+    import pandas
+
+    def plain(value):
+        return None if value is None or value is pandas.NA or (isinstance(value, float) and math.isnan(value)) \
+            else value
+
+    count = len(chunks)
+    columns = {name: [plain(v) for v in chunks[name].tolist()] if name in chunks.columns else [None] * count
+               for name in ROW_FIELDS}
+    columns["chunk_index"] = [int(v) for v in columns["chunk_index"]]
+    columns["page"] = [None if v is None else int(v) for v in columns["page"]]
+    columns["title"] = [v or None for v in columns["title"]]
+    return columns
+
+
+def rows_file(manifest: dict) -> str:
+    """The chunk rows file a manifest lists: chunks.sqlite, or chunks.parquet for older versions."""
+    files = manifest["files"]
+    if ROWS_FILE in files or CHUNKS_FILE not in files:
+        return ROWS_FILE
+    return CHUNKS_FILE
 
 
 def read_manifest(path) -> dict:
@@ -240,23 +266,67 @@ def read_manifest(path) -> dict:
     return manifest
 
 
-def verify_index_dir(path) -> dict:
-    """Check that every file the manifest lists is present with its SHA-256; return the manifest."""
-    path = Path(path)
-    manifest = read_manifest(path)
-    for name in (INDEX_FILE, CHUNKS_FILE, *(manifest.get("lexical") or {}).get("files", ())):
+def check_listed(path: Path, manifest: dict) -> None:
+    """The manifest lists every file a version needs (FAISS, chunk rows, the BM25 files it names)."""
+    for name in (INDEX_FILE, rows_file(manifest), *(manifest.get("lexical") or {}).get("files", ())):
         if name not in manifest["files"]:
             raise IndexRejected(f"manifest of {path} does not list {name}; republish the index")
+
+
+def checksum_error(file: Path, actual: str, expected: str) -> IndexRejected:
+    return IndexRejected(f"{file} fails its checksum (sha256 {actual[:12]}…, manifest says {expected[:12]}…): "
+                         "the file is corrupt or was modified; sync the version again or roll back "
+                         "(`lakerag index rollback VERSION`)")
+
+
+def verify_index_dir(path) -> dict:
+    """Check that every file the manifest lists is present with its SHA-256; return the manifest.
+    Records what it verified (``record_verified``) so that loading the same files need not hash again."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    check_listed(path, manifest)
+    for name in manifest["files"]:
+        if not (path / name).is_file():
+            raise IndexRejected(f"{path / name} is missing: the version is incomplete; sync it again")
+    names = list(manifest["files"])
+    # hashlib releases the GIL: the files are hashed in parallel, one per core.
+    with ThreadPoolExecutor(max_workers=min(len(names), os.cpu_count() or 1) or 1) as pool:
+        actual = dict(zip(names, pool.map(lambda name: sha256_file(path / name), names)))
     for name, expected in manifest["files"].items():
-        file = path / name
-        if not file.is_file():
-            raise IndexRejected(f"{file} is missing: the version is incomplete; sync it again")
-        actual = sha256_file(file)
-        if actual != expected:
-            raise IndexRejected(f"{file} fails its checksum (sha256 {actual[:12]}…, manifest says {expected[:12]}…): "
-                                "the file is corrupt or was modified; sync the version again or roll back "
-                                "(`lakerag index rollback VERSION`)")
+        if actual[name] != expected:
+            raise checksum_error(path / name, actual[name], expected)
+    record_verified(path, manifest)
     return manifest
+
+
+def record_verified(path: Path, manifest: dict) -> None:
+    """Note (``VERIFIED_STAMP``) the size, mtime and inode of the files whose checksums were just checked."""
+    try:
+        (path / VERIFIED_STAMP).write_text(json.dumps(_file_stats(path, manifest)))
+    except OSError:
+        pass  # a read-only copy: the next load hashes again
+
+
+def _file_stats(path: Path, manifest: dict) -> dict[str, list[int]]:
+    stats = {}
+    for name in (MANIFEST_FILE, *manifest["files"]):
+        info = (path / name).stat()
+        stats[name] = [info.st_size, info.st_mtime_ns, info.st_ino]
+    return stats
+
+
+def verified_manifest(path) -> dict:
+    """The manifest of a version directory, hashing its files only when they are not exactly
+    (size, mtime, inode) the ones a verification recorded: a sync verifies what it downloads, and
+    loading it (or restarting over the same copy) then costs no second pass over every byte."""
+    path = Path(path)
+    try:
+        manifest = read_manifest(path)
+        if json.loads((path / VERIFIED_STAMP).read_text()) == _file_stats(path, manifest):
+            return manifest
+    except (OSError, ValueError, IndexRejected):
+        pass
+    return verify_index_dir(path)
 
 
 def check_model(manifest: dict, expected_model: str | None, expected_dimension: int | None) -> None:
@@ -273,22 +343,41 @@ def check_model(manifest: dict, expected_model: str | None, expected_dimension: 
     )
 
 
+def read_rows(path: Path, manifest: dict) -> ChunkRows:
+    """The chunk rows of a verified version directory."""
+    if rows_file(manifest) == ROWS_FILE:
+        try:
+            return ChunkRows.open(path / ROWS_FILE)
+        except sqlite3.DatabaseError as exc:
+            raise IndexRejected(f"{path / ROWS_FILE} cannot be read ({exc}); republish the index "
+                                "(`lakerag pipeline index --full-rebuild`)") from None
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise IndexRejected(
+            f"index {manifest.get('version')} keeps its chunk rows in {CHUNKS_FILE} (published by an older release); "
+            f"this process reads {ROWS_FILE} and has no pyarrow to read the old file. Republish the index with this "
+            "release (`lakerag pipeline index`; it republishes an old-format CURRENT even when nothing changed)"
+        ) from None
+    return ChunkRows.in_memory(plain_columns(pq.read_table(path / CHUNKS_FILE).to_pandas()))
+
+
 def load_index_dir(path, expected_model: str | None = None, expected_dimension: int | None = None) -> LoadedIndex:
-    """Verify and load one version directory; IndexRejected when it must not be served."""
+    """Verify (``verified_manifest``) and load one version directory; IndexRejected when it must not be served."""
     path = Path(path)
-    manifest = verify_index_dir(path)
+    manifest = verified_manifest(path)
     check_model(manifest, expected_model, expected_dimension)
     index = faiss.read_index(str(path / INDEX_FILE))
     if manifest.get("index_type") == "ivf":
         faiss.extract_index_ivf(index).nprobe = int(manifest["ivf"]["nprobe"])  # the manifest's measured choice
-    chunks = pq.read_table(path / CHUNKS_FILE).to_pandas()
+    chunks = read_rows(path, manifest)
     count = int(manifest.get("vector_count", -1))
-    if index.ntotal != count or len(chunks) != count or index.d != int(manifest["dimension"]):
+    if index.ntotal != count or chunks.count != count or index.d != int(manifest["dimension"]):
         raise IndexRejected(f"{path}: index holds {index.ntotal} vectors of dimension {index.d} and "
-                            f"{len(chunks)} chunk rows, manifest says {count} of dimension {manifest['dimension']}; "
+                            f"{chunks.count} chunk rows, manifest says {count} of dimension {manifest['dimension']}; "
                             "republish the index (`lakerag pipeline index --full-rebuild`)")
     lexical = None
     if manifest.get("lexical"):
         lexical = load_lexical(path, manifest["lexical"], count)
-    return LoadedIndex(version=manifest["version"], manifest=manifest, index=index, chunks=chunks, path=path,
+    return LoadedIndex(version=manifest["version"], manifest=manifest, index=index, chunk_rows=chunks, path=path,
                        lexical=lexical)

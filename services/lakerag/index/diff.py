@@ -1,32 +1,43 @@
 """`lakerag index diff V1 V2`: documents and chunks added, removed and changed between two
-published index versions, read from the versions themselves (their chunks.parquet, checksum-verified)."""
+published index versions, read from the versions themselves (their chunk rows, checksum-verified)."""
 
 from __future__ import annotations
 
 import hashlib
 import io
+import tempfile
+from pathlib import Path
 
 from ..lake import INDEX_PREFIX
 from ..store import NotFound, ObjectStore
-from .artifacts import CHUNKS_FILE, IndexRejected
+from .artifacts import CHUNKS_FILE, IndexRejected, rows_file
 from .publish import read_store_manifest
+from .rows import ChunkRows
 
 
 def read_version_chunks(store: ObjectStore, version: str):
-    """The chunk rows of one published version; IndexRejected when it is not retained or corrupt."""
-    import pyarrow.parquet as pq
-
+    """The chunk rows of one published version (a DataFrame); IndexRejected when it is not retained or corrupt."""
     manifest = read_store_manifest(store, version)
     if manifest is None:
         raise IndexRejected(f"index version {version} is not retained in {store.uri} (never published, or "
                             "pruned); `lakerag index list` shows the retained ones")
+    name = rows_file(manifest)
     try:
-        data = store.get(f"{INDEX_PREFIX}{version}/{CHUNKS_FILE}")
+        data = store.get(f"{INDEX_PREFIX}{version}/{name}")
     except NotFound:
-        raise IndexRejected(f"index version {version} lacks {CHUNKS_FILE}: the version is incomplete") from None
-    if hashlib.sha256(data).hexdigest() != manifest["files"].get(CHUNKS_FILE):
-        raise IndexRejected(f"{CHUNKS_FILE} of {version} fails its checksum: the stored version is corrupt")
-    return pq.read_table(io.BytesIO(data)).to_pandas()
+        raise IndexRejected(f"index version {version} lacks {name}: the version is incomplete") from None
+    if hashlib.sha256(data).hexdigest() != manifest["files"].get(name):
+        raise IndexRejected(f"{name} of {version} fails its checksum: the stored version is corrupt")
+    if name == CHUNKS_FILE:  # published before chunks.sqlite
+        import pyarrow.parquet as pq
+
+        return pq.read_table(io.BytesIO(data)).to_pandas()
+    import pandas as pd
+
+    with tempfile.TemporaryDirectory(prefix="lakerag-diff-") as tmp:
+        (Path(tmp) / name).write_bytes(data)
+        rows = ChunkRows.open(Path(tmp) / name)
+        return pd.DataFrame(rows.columns())
 
 
 def _documents(chunks) -> dict[str, dict]:

@@ -1,24 +1,21 @@
 """One verified index version in memory, and what search asks of it.
 
-Row ids are FAISS ids: row i of ``chunks`` is vector i and BM25 document i.
-Search (lakerag.search) reaches FAISS and BM25 only through these methods.
+Row ids are FAISS ids: row i of the chunk rows (``rows.ChunkRows``) is vector i and BM25
+document i. Search (lakerag.search) reaches FAISS, BM25 and the rows only through these methods.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
-import pandas as pd
 
 from .lexical import LexicalIndex
+from .rows import ROW_FIELDS, ChunkRows
 
-# Fields of a chunk row as search hits carry them.
-ROW_FIELDS = ("doc_id", "chunk_id", "chunk_index", "text", "source", "title", "page", "source_version",
-              "content_hash")
+__all__ = ["ROW_FIELDS", "LoadedIndex"]
 
 
 @dataclass
@@ -26,10 +23,9 @@ class LoadedIndex:
     version: str
     manifest: dict
     index: faiss.Index
-    chunks: pd.DataFrame
+    chunk_rows: ChunkRows
     path: Path
     lexical: LexicalIndex | None = None  # None: a version built before hybrid search (dense only)
-    _rows: dict[str, list] | None = field(default=None, init=False, repr=False)
 
     @property
     def model(self) -> str:
@@ -105,35 +101,27 @@ class LoadedIndex:
 
     # --- rows -------------------------------------------------------------------------------------------------
 
-    def prepare(self) -> None:
-        """Plain Python columns for building hits: a few microseconds per hit instead of a
-        pandas row lookup (~0.4 ms). Done once per version, before it is served."""
-        missing = [None] * len(self.chunks)  # lineage columns of a version built before lineage
-        columns = {name: self.chunks[name].tolist() if name in self.chunks else missing for name in ROW_FIELDS}
-        columns["chunk_index"] = [int(v) for v in columns["chunk_index"]]
-        columns["title"] = [_plain(v) or None for v in columns["title"]]
-        columns["page"] = [None if _plain(v) is None else int(v) for v in columns["page"]]
-        for name in ("source_version", "content_hash"):
-            columns[name] = [_plain(v) for v in columns[name]]
-        self._rows = columns
-
     def rows(self, ids) -> list[dict]:
         """The ``ROW_FIELDS`` of each row id, in order."""
-        if self._rows is None:
-            self.prepare()
-        return [{name: self._rows[name][i] for name in ROW_FIELDS} for i in np.asarray(ids).tolist()]
+        return self.chunk_rows.rows(ids)
 
     def texts(self, ids) -> list[str]:
-        return self.chunks["text"].iloc[ids].tolist()
+        return self.chunk_rows.texts(ids)
 
     def document_rows(self, doc_id: str) -> np.ndarray:
         """Row ids of one document's chunks, in chunk order."""
-        rows = self.chunks.index[self.chunks["doc_id"] == doc_id].to_numpy()
-        return rows[self.chunks["chunk_index"].to_numpy()[rows].argsort(kind="stable")]
+        return self.chunk_rows.document_rows(doc_id)
 
+    def matching_rows(self, doc_id: str | None = None, source_prefix: str | None = None) -> np.ndarray:
+        """Row ids whose doc_id is ``doc_id`` and whose source starts with ``source_prefix``."""
+        return self.chunk_rows.matching(doc_id, source_prefix)
 
-def _plain(value):
-    """None for pandas' missing values (None, NaN, pd.NA), the value otherwise."""
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return None
-    return value
+    def chunks_per_document(self) -> dict[str, int]:
+        return self.chunk_rows.chunks_per_document()
+
+    @property
+    def chunks(self):
+        """All rows as a pandas DataFrame, for tools and tests (imports pandas; the API never calls it)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.chunk_rows.columns(), columns=list(ROW_FIELDS))

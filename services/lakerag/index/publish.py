@@ -1,7 +1,7 @@
 """Index versions in the object store: build (`lakerag pipeline index`), publish,
 download, list, roll back, prune.
 
-Publish protocol: upload ``index/<version>/{index.faiss, chunks.parquet}``, then
+Publish protocol: upload ``index/<version>/{index.faiss, chunks.sqlite, bm25.*}``, then
 its ``manifest.json``, then write ``index/CURRENT`` last. A reader that follows
 CURRENT therefore always finds a complete version, and a version with a
 manifest is complete. Versions are immutable; names sort chronologically.
@@ -9,6 +9,7 @@ manifest is complete. Versions are immutable; names sort chronologically.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -16,26 +17,31 @@ import re
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import pyarrow.compute as pc
 
 from ..config import Settings
 from ..embedding import cap_threads
 from ..encoder_identity import identity_for
-from ..lake import CURRENT_KEY, INDEX_PREFIX, Lake, tables
+from ..lake import CURRENT_KEY, INDEX_PREFIX, Lake
 from ..store import NotFound, ObjectStore
 from .artifacts import (
     CHUNK_COLUMNS,
     MANIFEST_FILE,
+    ROWS_FILE,
     IndexRejected,
     LoadedIndex,
+    check_listed,
+    checksum_error,
     content_fingerprint,
     load_index_dir,
     new_version_name,
     read_manifest,
+    record_verified,
+    verified_manifest,
     verify_index_dir,
     write_index_dir,
 )
@@ -118,7 +124,7 @@ def download_version(store: ObjectStore, version: str, dest_dir) -> Path:
     dest = Path(dest_dir)
     if dest.is_dir():
         try:
-            if verify_index_dir(dest)["version"] == version:
+            if verified_manifest(dest)["version"] == version:
                 return dest
         except IndexRejected as exc:
             log.warning("replacing local copy %s: %s", dest, exc)
@@ -134,17 +140,31 @@ def download_version(store: ObjectStore, version: str, dest_dir) -> Path:
                 from None
         (tmp / MANIFEST_FILE).write_bytes(manifest_bytes)
         manifest = read_manifest(tmp)
-        for name in manifest["files"]:
-            if "/" in name or name in {"", ".", "..", MANIFEST_FILE}:
-                raise IndexRejected(f"manifest of {version} lists an invalid file name {name!r}")
-            try:
-                (tmp / name).write_bytes(store.get(prefix + name))
-            except NotFound:
-                raise IndexRejected(f"index version {version} lacks {name} in the store: the version is "
-                                    "incomplete; roll back or republish (`lakerag pipeline index --full-rebuild`)") \
-                    from None
-        if verify_index_dir(tmp)["version"] != version:
+        if manifest.get("version") != version:
             raise IndexRejected(f"manifest under index/{version}/ names another version; republish the index")
+        check_listed(tmp, manifest)
+        # Each file is written and hashed from the downloaded bytes in a thread while the next one
+        # downloads (at most two files in memory), not read back from disk afterwards.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            hashed, previous = {}, None
+            for name in manifest["files"]:
+                if "/" in name or name in {"", ".", "..", MANIFEST_FILE}:
+                    raise IndexRejected(f"manifest of {version} lists an invalid file name {name!r}")
+                try:
+                    data = store.get(prefix + name)
+                except NotFound:
+                    raise IndexRejected(f"index version {version} lacks {name} in the store: the version is "
+                                        "incomplete; roll back or republish (`lakerag pipeline index --full-rebuild`)") \
+                        from None
+                if previous is not None:
+                    previous.result()
+                hashed[name] = previous = pool.submit(_write_hashed, tmp / name, data)
+                del data
+            for name, expected in manifest["files"].items():
+                actual = hashed[name].result()
+                if actual != expected:
+                    raise checksum_error(tmp / name, actual, expected)
+        record_verified(tmp, manifest)
         if dest.exists():
             shutil.rmtree(dest)
         os.replace(tmp, dest)
@@ -152,6 +172,11 @@ def download_version(store: ObjectStore, version: str, dest_dir) -> Path:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _write_hashed(path: Path, data: bytes) -> str:
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def load_current(store: ObjectStore, dest_root, expected_model: str | None = None,
@@ -214,8 +239,13 @@ def _next_version(store: ObjectStore, fingerprint: str) -> str:
 
 # --- build ------------------------------------------------------------------------------------------------
 
+# The build side below reads Delta tables (deltalake, pyarrow, pandas: the lake extra); they are
+# imported there, so the API (sync, replay) imports this module without them.
+
 def _source_versions(lake: Lake) -> dict[str, str]:
     """raw key -> source version (ETag or size-mtime) that bronze last extracted."""
+    from ..lake import tables
+
     bronze = tables.snapshot(lake, "bronze")
     if bronze is None:
         return {}
@@ -228,6 +258,10 @@ def load_index_inputs(lake: Lake, model: str) -> tuple[np.ndarray, object, int, 
 
     Returns (vectors, chunks DataFrame, gold version, embeddings version, chunks without a vector).
     """
+    import pyarrow.compute as pc
+
+    from ..lake import tables
+
     gold = tables.snapshot(lake, "gold")
     embeddings = tables.snapshot(lake, "embeddings")
     chunks = gold.pandas([*CHUNK_COLUMNS, "content_hash"])
@@ -273,6 +307,8 @@ def _verified_manifest(store: ObjectStore, version: str) -> dict | None:
 def run_index(settings: Settings, force: bool = False) -> dict:
     """Build an index of the current model's vectors over gold and publish it, unless
     CURRENT already serves exactly that (then say so and publish nothing)."""
+    from ..lake import tables
+
     started = time.perf_counter()
     lake = Lake.open(settings)
     store = lake.store
@@ -290,6 +326,11 @@ def run_index(settings: Settings, force: bool = False) -> dict:
     current_manifest = _verified_manifest(store, current) if current else None
     if current and current_manifest is None:
         summary["republish_reason"] = f"index/CURRENT names {current}, which does not verify: publishing again"
+    elif current_manifest is not None and ROWS_FILE not in current_manifest["files"]:
+        # Published before chunks.sqlite: an API without pyarrow cannot read its chunk rows.
+        summary["republish_reason"] = f"index/CURRENT ({current}) keeps its chunk rows in the old chunks.parquet " \
+                                      f"format: publishing it again with {ROWS_FILE}"
+        current_manifest = None
     gold = tables.snapshot(lake, "gold")
     if gold is None:
         return finish(reason="no gold table yet: run `lakerag pipeline etl` first", current=current)

@@ -12,12 +12,7 @@ def allowed_rows(index: LoadedIndex, doc_id: str | None = None, source_prefix: s
     """Row ids matching every given filter (possibly none), or None without filters."""
     if not (doc_id or source_prefix):
         return None
-    mask = np.ones(len(index.chunks), dtype=bool)
-    if doc_id:
-        mask &= (index.chunks["doc_id"] == doc_id).to_numpy()
-    if source_prefix:
-        mask &= index.chunks["source"].str.startswith(source_prefix).to_numpy(dtype=bool, na_value=False)
-    return np.flatnonzero(mask).astype(np.int64)
+    return index.matching_rows(doc_id, source_prefix)
 
 
 def no_match_reason(doc_id: str | None, source_prefix: str | None) -> str:
