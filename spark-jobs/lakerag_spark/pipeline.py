@@ -79,6 +79,7 @@ def run_etl(settings: Settings, stages=STAGES, full_rebuild: bool = False, spark
     for name in LAKE_TABLES:
         summary["rows"][name] = tables.row_count(lake, name)
         summary["versions"][name] = tables.version(lake, name)
+    tables.write_document_status(lake)  # GET /documents reads it (the API reads no Delta)
     summary["seconds"]["total"] = round(time.perf_counter() - started, 2)
     lake.write_run_summary("etl", summary)
     if owned:

@@ -7,6 +7,7 @@
     lake/gold                 chunks, change data feed on          (Delta)
     lake/embeddings           chunk vectors keyed by model         (Delta)
     lake/_runs/<stage>.json   last run summary per stage (pipeline health)
+    lake/_runs/documents.json where each raw file stands (GET /documents; written by each ETL run)
     index/<version>/...       published, immutable index versions
     index/CURRENT             pointer to the served version, written last
 """
@@ -27,6 +28,7 @@ RAW_PREFIX = "raw/"
 INDEX_PREFIX = "index/"
 CURRENT_KEY = "index/CURRENT"
 TABLES = ("bronze", "quarantine", "silver", "gold", "embeddings")
+DOCUMENTS_KEY = "lake/_runs/documents.json"
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,13 @@ class Lake:
             summary["last_success_at"] = previous.get("last_success_at")
         self.store.put(f"lake/_runs/{stage}.json", json.dumps(summary, indent=2, default=str).encode())
         self.store.delete(f"lake/_runs/{stage}.started.json")
+
+    def read_document_status(self) -> dict | None:
+        """What the last ETL run wrote with ``tables.write_document_status``; None before one did."""
+        try:
+            return json.loads(self.store.get(DOCUMENTS_KEY))
+        except NotFound:
+            return None
 
     def read_run_summary(self, stage: str) -> dict | None:
         try:

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, WriterProperties
 from deltalake.transaction import AddAction, RemoveAction
 
-from . import Lake
+from . import DOCUMENTS_KEY, Lake
 from .files import METRICS_KEY, TableFiles, row_metrics
 
 _TS = pa.timestamp("us", tz="UTC")
@@ -262,3 +262,31 @@ def model_rows(embeddings: Snapshot | None, model: str, columns: list[str]) -> p
 
 def model_chunk_ids(embeddings: Snapshot | None, model: str) -> set[str]:
     return set(model_rows(embeddings, model, ["chunk_id"]).column("chunk_id").to_pylist())
+
+
+def write_document_status(lake: Lake) -> dict:
+    """Where each raw file stands in the lake, as the JSON ``GET /documents`` reads
+    (``DOCUMENTS_KEY``): the API serves it without reading Delta (no deltalake or pyarrow
+    there). Written by every ETL run, from the committed bronze, quarantine and gold."""
+    bronze = read_arrow(lake, "bronze", ["key", "source_version"]) if snapshot(lake, "bronze") else None
+    quarantine = read_arrow(lake, "quarantine", ["key", "source_version", "reason", "quarantined_at"]) \
+        if snapshot(lake, "quarantine") else None
+    gold = read_arrow(lake, "gold", ["doc_id", "title"]) if snapshot(lake, "gold") else None
+    documents: dict[str, dict] = {}
+    if gold is not None:
+        for doc_id, title in zip(gold.column("doc_id").to_pylist(), gold.column("title").to_pylist()):
+            entry = documents.setdefault(doc_id, {"chunks": 0, "title": title})
+            entry["chunks"] += 1
+    status = {
+        "format": 1,
+        "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "versions": {name: version(lake, name) for name in ("bronze", "quarantine", "gold")},
+        "extracted": sorted(zip(bronze.column("key").to_pylist(), bronze.column("source_version").to_pylist()))
+        if bronze is not None else [],
+        # Oldest first: a later quarantine of the same (key, source version) wins.
+        "quarantined": [[row["key"], row["source_version"], row["reason"]]
+                        for row in quarantine.sort_by("quarantined_at").to_pylist()] if quarantine is not None else [],
+        "documents": documents,
+    }
+    lake.store.put(DOCUMENTS_KEY, json.dumps(status, default=str).encode())
+    return status

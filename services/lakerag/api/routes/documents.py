@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from ...lake import RAW_PREFIX, doc_id_for, tables
+from ...lake import DOCUMENTS_KEY, RAW_PREFIX, doc_id_for
 from ...store import StoreError
 from ..deps import ApiKey, State
 from ..schemas import DocumentDeleted, DocumentList, DocumentState, DocumentUploaded
@@ -113,37 +113,40 @@ async def upload(request: Request, state: State) -> DocumentUploaded:
 
 @router.get("/documents", response_model=DocumentList)
 def list_documents(state: State) -> DocumentList:
+    """Each raw file's state: from the store's listing, the status the last ETL run wrote
+    (``lake/_runs/documents.json``; no Delta read here) and the served index."""
     try:
         raw = list(state.lake.store.list(RAW_PREFIX))
     except StoreError as exc:
         raise HTTPException(502, detail=f"cannot list {RAW_PREFIX} in the store: {exc}") from None
-    bronze = tables.read_pandas(state.lake, "bronze", ["key", "source_version"])
-    quarantine = tables.read_pandas(state.lake, "quarantine", ["key", "source_version", "reason", "quarantined_at"])
-    gold = tables.read_pandas(state.lake, "gold", ["doc_id", "title"])
-    landed = set(zip(bronze["key"], bronze["source_version"])) if bronze is not None else set()
-    reasons: dict[tuple, str] = {}
-    if quarantine is not None:
-        for row in quarantine.sort_values("quarantined_at").itertuples():
-            reasons[(row.key, row.source_version)] = row.reason
-    gold_chunks = gold.groupby("doc_id").size().to_dict() if gold is not None else {}
-    titles = gold.drop_duplicates("doc_id").set_index("doc_id")["title"].to_dict() if gold is not None else {}
+    try:
+        status = state.lake.read_document_status() or {}
+    except (StoreError, ValueError) as exc:
+        raise HTTPException(502, detail=f"cannot read the pipeline's document status ({DOCUMENTS_KEY}): {exc}; "
+                                        "the next pipeline run (`lakerag pipeline run`) writes it again") from None
+    landed = {tuple(pair) for pair in status.get("extracted", [])}
+    reasons = {(key, version): reason for key, version, reason in status.get("quarantined", [])}
+    gold = status.get("documents", {})
     index = state.index
-    indexed = index.chunks["doc_id"].value_counts().to_dict() if index is not None else {}
+    indexed = index.chunks_per_document() if index is not None else {}
 
     documents = []
     for obj in raw:
         doc_id = doc_id_for(obj.key)
         version = (obj.key, obj.version)
-        entry = {"key": obj.key, "doc_id": doc_id, "size": obj.size, "title": titles.get(doc_id)}
+        entry = {"key": obj.key, "doc_id": doc_id, "size": obj.size, "title": gold.get(doc_id, {}).get("title")}
         if version in reasons:
             entry.update(state="quarantined", reason=reasons[version])
+        elif doc_id in indexed and not status:  # a lake last processed before document status was written
+            entry.update(state="indexed", chunks=int(indexed[doc_id]))
         elif version not in landed:
             entry.update(state="landed", reason="waiting for the next pipeline run")
         elif doc_id in indexed:
             entry.update(state="indexed", chunks=int(indexed[doc_id]))
         else:
-            entry.update(state="processed", chunks=int(gold_chunks.get(doc_id, 0)),
-                         reason="extracted; not in the served index yet" if gold_chunks.get(doc_id)
+            chunks = int(gold.get(doc_id, {}).get("chunks", 0))
+            entry.update(state="processed", chunks=chunks,
+                         reason="extracted; not in the served index yet" if chunks
                          else "extracted, but no chunks (empty text, or a duplicate of another file)")
         documents.append(DocumentState(**entry))
     counts: dict[str, int] = {}
