@@ -6,8 +6,6 @@ from __future__ import annotations
 import time
 
 from .config import Settings
-from .embed_job import run_embed
-from .index.publish import run_index
 from .lake import Lake
 
 STAGES = ("etl", "embed", "index")
@@ -15,9 +13,12 @@ STAGES = ("etl", "embed", "index")
 
 def run_all(settings: Settings, full_rebuild: bool = False, spark=None) -> dict:
     """``spark``: a session kept by the caller (the watcher), else one is started and stopped."""
-    # Here, not at the top: `lakerag pipeline status` needs neither, and the API image
-    # has no Spark (`import pyspark.sql`: 0.7 s measured here).
+    # Here, not at the top: `lakerag pipeline status` and the API (its /pipeline route) need
+    # none of them, and the API image has no Spark, Delta or pyarrow (docs/architecture.md).
     from lakerag_spark.pipeline import run_etl
+
+    from .embed_job import run_embed
+    from .index.publish import run_index
 
     started = time.perf_counter()
     etl = run_etl(settings, full_rebuild=full_rebuild, spark=spark)

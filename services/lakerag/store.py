@@ -17,11 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-from pyarrow.fs import S3FileSystem
-
 from .config import Settings
 
 CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -208,6 +203,10 @@ class S3Access:
                    tuple((name, options[name]) for name in CREDENTIAL_VARS if options.get(name)))
 
     def boto3_client(self):
+        # Imported here: a file:// store (make run, tests) starts without boto3's ~0.1-0.3 s import.
+        import boto3
+        from botocore.config import Config
+
         return boto3.client(
             "s3", endpoint_url=self.endpoint_url or None, region_name=self.region or None,
             config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60))
@@ -228,8 +227,10 @@ class S3Access:
         options.update(self.credentials)
         return options
 
-    def arrow_filesystem(self) -> S3FileSystem:
+    def arrow_filesystem(self):
         """pyarrow's S3 file system (Spark executors read Delta snapshot files with it)."""
+        from pyarrow.fs import S3FileSystem  # jobs only: the API carries no pyarrow
+
         given = dict(self.credentials)
         return S3FileSystem(access_key=given.get("AWS_ACCESS_KEY_ID"), secret_key=given.get("AWS_SECRET_ACCESS_KEY"),
                             session_token=given.get("AWS_SESSION_TOKEN"), region=self.region or None,
@@ -259,6 +260,8 @@ class S3Store:
         return full[len(self.prefix) + 1:] if self.prefix else full
 
     def _call(self, fn, *args, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             return fn(*args, **kwargs)
         except ClientError as exc:
