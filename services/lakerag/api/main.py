@@ -44,8 +44,23 @@ GRACEFUL_SHUTDOWN_SECONDS = 15
 
 
 def warm_up(state: AppState, embedder: Embedder | None = None, watch: bool = True) -> None:
-    """Load the model, then the index; start the watcher. Runs in a thread."""
+    """Load the model while the index downloads (``IndexWatcher.prefetch``), then load the
+    index and start the watcher. Runs in a thread."""
     settings, metrics = state.settings, state.metrics
+    loaded_model: list[Embedder] = []
+
+    def on_swap(loaded) -> None:
+        metrics.reloads.inc()
+        metrics.set_index(loaded.version, loaded.model, loaded.vector_count, _created_unix(loaded.manifest))
+
+    def check(loaded) -> None:
+        check_encoder(loaded.manifest, loaded_model[0].encoder)
+
+    # The dimension is known once the model is loaded; the model name now (it names the model).
+    watcher = IndexWatcher(settings, expected_model=embedder.name if embedder else settings.embedding_model,
+                           expected_dimension=None, on_swap=on_swap,
+                           on_failure=lambda _message, reason: metrics.count_reload_failure(reason), check=check)
+    threading.Thread(target=watcher.prefetch, name="index-prefetch", daemon=True).start()
     try:
         embedder = embedder or load_embedder(settings)
         state.reranker = load_reranker(settings)  # None unless LAKERAG_RERANK_MODEL is set
@@ -57,6 +72,7 @@ def warm_up(state: AppState, embedder: Embedder | None = None, watch: bool = Tru
         if state.on_fatal:
             state.on_fatal(state.model_error)
         return
+    loaded_model.append(embedder)
     metrics.model_load_seconds.set(embedder.load_seconds)
     # One intra-op thread per query; the cores serve concurrent requests instead. A query
     # is too small to split well, and split queries wait on each other's thread barriers
@@ -65,19 +81,10 @@ def warm_up(state: AppState, embedder: Embedder | None = None, watch: bool = Tru
     embedder.encode_queries(["warm up"])  # the first encode allocates; keep it off the first request
     state.cutoffs = cutoffs_for(settings, embedder.name)
     state.writer = make_writer(settings, embedder, metrics)
-    def on_swap(loaded) -> None:
-        metrics.reloads.inc()
-        metrics.set_index(loaded.version, loaded.model, loaded.vector_count, _created_unix(loaded.manifest))
-
-    def check(loaded) -> None:
-        check_encoder(loaded.manifest, embedder.encoder)
-
-    watcher = IndexWatcher(settings, expected_model=embedder.name, expected_dimension=embedder.dimension,
-                           on_swap=on_swap, on_failure=lambda _message, reason: metrics.count_reload_failure(reason),
-                           check=check)
+    watcher.expected_model, watcher.expected_dimension = embedder.name, embedder.dimension
     state.watcher = watcher
     metrics.index_fallback.set_function(lambda: float(watcher.sync_state == "fallback"))
-    _, message = watcher.check()
+    _, message = watcher.check()  # waits for the prefetch; loads what it fetched
     log.info("model %s ready (dimension %d, loaded from %s in %.1fs); index: %s; cut-offs min %.2f relative %.2f",
              embedder.name, embedder.dimension, embedder.source, embedder.load_seconds, message,
              state.cutoffs.min_score, state.cutoffs.relative)

@@ -211,7 +211,7 @@ class IndexWatcher:
     never changes the index under a running search.
     """
 
-    def __init__(self, settings: Settings, expected_model: str, expected_dimension: int,
+    def __init__(self, settings: Settings, expected_model: str, expected_dimension: int | None,
                  on_swap: Callable[[LoadedIndex], None] | None = None,
                  on_failure: Callable[[str, str], None] | None = None, sync_from_store: bool = True,
                  check: Callable[[LoadedIndex], None] | None = None):
@@ -294,7 +294,6 @@ class IndexWatcher:
                                         expected_dimension=self.expected_dimension)
                 if self.check_version:
                     self.check_version(loaded)
-                loaded.prepare()  # per-version work done before the swap, off the request path
             except (IndexRejected, OSError, RuntimeError, ValueError) as exc:
                 self._rejected.add(version)
                 self._fail(f"index {version}: {exc}")
@@ -310,6 +309,22 @@ class IndexWatcher:
             if self.on_swap:
                 self.on_swap(loaded)
             return True, f"now serving {version}"
+
+    def prefetch(self) -> None:
+        """Download and verify what CURRENT names, without loading it: the API runs this while its
+        model loads, so start-up pays for the larger of the two, not their sum. ``check`` (which
+        waits for it) then finds the version local and reports any problem; errors here only log."""
+        if not self.sync_from_store:
+            return
+        started = time.perf_counter()
+        try:
+            with self._lock:
+                if self._store is None:
+                    self._store = _open(self.settings)
+                result = sync(self._store, self.dest, self.expected_model, self.expected_dimension)
+            log.info("index prefetch: %s (%.2fs)", result.message, time.perf_counter() - started)
+        except Exception as exc:  # noqa: BLE001 - check() syncs again and reports it
+            log.info("index prefetch did not finish (check reports it): %s", exc)
 
     def start(self) -> None:
         """Poll in a daemon thread every LAKERAG_INDEX_POLL_SECONDS."""
