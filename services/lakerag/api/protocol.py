@@ -79,17 +79,23 @@ class AllowedMethods:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        allowed = self._allowed(scope)
-        header = ", ".join(sorted(allowed | {"OPTIONS"})).encode() if allowed else b""
-        if scope["method"] == "OPTIONS" and allowed:
-            await send({"type": "http.response.start", "status": 204, "headers": [(b"allow", header)]})
-            await send({"type": "http.response.body", "body": b""})
-            return
+        # Matched against every route only for OPTIONS and 405s: not on the path of every request.
+        if scope["method"] == "OPTIONS":
+            allowed = self._allowed(scope)
+            if allowed:
+                header = ", ".join(sorted(allowed | {"OPTIONS"})).encode()
+                await send({"type": "http.response.start", "status": 204, "headers": [(b"allow", header)]})
+                await send({"type": "http.response.body", "body": b""})
+                return
+        request_scope = dict(scope)  # as it came in: routing adds to the scope it is given
 
         async def send_with_allow(message):
-            if message["type"] == "http.response.start" and message["status"] == 405 and header:
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
-                message = {**message, "headers": headers + [(b"allow", header)]}
+            if message["type"] == "http.response.start" and message["status"] == 405:
+                allowed = self._allowed(request_scope)
+                if allowed:
+                    header = ", ".join(sorted(allowed | {"OPTIONS"})).encode()
+                    headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
+                    message = {**message, "headers": headers + [(b"allow", header)]}
             await send(message)
 
         await self.app(scope, receive, send_with_allow)
