@@ -4,10 +4,10 @@
   on the same 100k-chunk index, nothing else.
 * HTTP: ``lakerag serve`` as a separate process on loopback, POST /search with
   1 client and with 8 concurrent clients (keep-alive connections).
-* Ratio: HTTP p50 (1 client) / in-process p50; target <= 1.2. Both use the
+* Ratio: HTTP p50 (1 client) / in-process p50; target <= 1.1 (issue 11). Both use the
   API's thread setting (one intra-op thread per query).
 * Process start -> ready (model loaded) and -> index loaded (100k vectors synced
-  from the store, verified and loaded).
+  from the store, verified and loaded); target <= 3 s to index loaded.
 
 The index holds random L2-normalised vectors with synthetic chunk rows
 (``write_index_dir``, published with ``publish_dir``); queries are real text
@@ -43,7 +43,8 @@ REPO = Path(__file__).resolve().parents[1]
 QUERIES = REPO.parent / "shared" / "bench-data" / "msmarco" / "queries.jsonl"
 FALLBACK_QUERIES = ["how long is personal data kept", "who approves travel over budget", "spark shuffle partitions",
                     "incident commander for the outage", "hotel cap per night", "on-call escalation steps"]
-TARGET_RATIO = 1.2
+TARGET_RATIO = 1.1
+TARGET_START_SECONDS = 3.0  # process start -> the 100k index served
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -61,26 +62,33 @@ def load_queries() -> list[str]:
     return FALLBACK_QUERIES
 
 
-def build_index(path: Path, chunks: int, dimension: int, model: str) -> dict:
+def build_frame(chunks: int):
+    """Synthetic chunk rows: 20 chunks per document, ~450-character texts."""
     import numpy as np
     import pandas as pd
-    from lakerag.index.artifacts import write_index_dir
 
-    rng = np.random.default_rng(7)
-    vectors = rng.standard_normal((chunks, dimension), dtype=np.float32)
-    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     ids = np.arange(chunks)
     docs = ids // 20
     words = np.array(["freight", "lake", "delta", "spark", "index", "vector", "query", "policy", "travel", "incident", "bronze", "silver", "gold", "chunk", "manifest", "pallet", "carrier", "invoice", "retention", "schema"])
     filler = [" ".join(words[(i * 7 + np.arange(60)) % len(words)]) for i in range(64)]
-    frame = pd.DataFrame({
+    return pd.DataFrame({
         "chunk_id": [f"c{i:023d}" for i in ids], "doc_id": [f"{d:016x}" for d in docs],
         "chunk_index": (ids % 20).astype("int32"),
         "text": [f"Chunk {i} of document {d}. {filler[i % 64]}." for i, d in zip(ids, docs)],
         "source": [f"raw/bench/doc-{d:06d}.txt" for d in docs], "title": [f"Document {d}" for d in docs],
         "page": pd.array([None] * chunks, dtype="Int32"),
     })
-    return write_index_dir(path, vectors, frame, model, gold_version=1, version="20260101T000000Z-bench100")
+
+
+def build_index(path: Path, chunks: int, dimension: int, model: str) -> dict:
+    import numpy as np
+    from lakerag.index.artifacts import write_index_dir
+
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((chunks, dimension), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    return write_index_dir(path, vectors, build_frame(chunks), model, gold_version=1,
+                           version="20260101T000000Z-bench100")
 
 
 def free_port() -> int:
@@ -239,7 +247,18 @@ def main() -> int:
     print(f"  ratio HTTP p50 / in-process p50: {ratio:.3f}  (target <= {TARGET_RATIO}: "
           f"{'met' if ratio <= TARGET_RATIO else 'NOT met'})")
     print(f"  process start -> ready (model loaded): {ready_s:.2f} s; -> index loaded "
-          f"({args.chunks} vectors synced and verified): {index_s:.2f} s")
+          f"({args.chunks} vectors synced and verified): {index_s:.2f} s  (target <= {TARGET_START_SECONDS} s: "
+          f"{'met' if index_s <= TARGET_START_SECONDS else 'NOT met'})")
+    print(json.dumps({"bench": "search", "chunks": args.chunks, "k": args.k, "mode": args.mode,
+                      "cpu_quota": cpu_quota(), "load_average_1m": round(os.getloadavg()[0], 2),
+                      "in_process_p50_ms": round(statistics.median(local) * 1000, 3),
+                      "http_p50_ms": round(statistics.median(single) * 1000, 3),
+                      "http_concurrent_p50_ms": round(statistics.median(concurrent) * 1000, 3),
+                      "http_overhead_p50_ms": round(statistics.median(overheads) * 1000, 3),
+                      "ratio_http_in_process": round(ratio, 3), "ratio_target": TARGET_RATIO,
+                      "start_to_ready_s": round(ready_s, 2), "start_to_index_loaded_s": round(index_s, 2),
+                      "start_target_s": TARGET_START_SECONDS,
+                      "met": ratio <= TARGET_RATIO and index_s <= TARGET_START_SECONDS}))
     return 0
 
 
