@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build LakeRAG images from the repository root: images/build.sh [IMAGE ...]
-# (default: api embeddings spark airflow). `make images` calls this; settings
+# (default: api embeddings spark airflow; `api-torch` is the api image with torch,
+# tagged <IMAGE_TAG>-torch, built only when named). `make images` calls this; settings
 # come from the environment (the Makefile passes its variables):
 #   IMAGE_TAG (0.1.0), REGISTRY ("" or e.g. ghcr.io/acme/), BASE_IMAGE,
 #   BAKE_MODEL (none|packaged), TORCH_INDEX_URL (PyTorch CPU index; "" to skip),
@@ -48,9 +49,13 @@ fi
 images=("$@")
 [ ${#images[@]} -gt 0 ] || images=(api embeddings spark airflow)
 for image in "${images[@]}"; do
-    [ -f "images/$image/Dockerfile" ] || { echo "no images/$image/Dockerfile" >&2; exit 2; }
+    variant=()
     tag="${REGISTRY}lakerag/$image:$IMAGE_TAG"
+    if [ "$image" = api-torch ]; then  # the api image with torch (images/README.md), tagged <tag>-torch
+        image=api variant=(--build-arg DEPS=deps-torch) tag="${REGISTRY}lakerag/api:$IMAGE_TAG-torch"
+    fi
+    [ -f "images/$image/Dockerfile" ] || { echo "no images/$image/Dockerfile" >&2; exit 2; }
     start=$(date +%s)
-    "$DOCKER" build "${args[@]}" ${BUILD_FLAGS:-} -t "$tag" -f "images/$image/Dockerfile" .
+    "$DOCKER" build "${args[@]}" "${variant[@]}" ${BUILD_FLAGS:-} -t "$tag" -f "images/$image/Dockerfile" .
     echo "built $tag in $(( $(date +%s) - start ))s"
 done

@@ -18,10 +18,12 @@ for input in "$work"/*.in; do
     image=$(basename "$input" .in)
     [ $# -eq 0 ] || [[ " $* " == *" $image "* ]] || continue
     cp "$input" "$work/$image-requirements.in"
+    # The torch variant stacks export.txt on api.txt (--no-deps): what both pin, pin alike.
+    if [ "$image" = export ]; then echo "-c $PWD/images/locks/api.txt" >> "$work/$image-requirements.in"; fi
     # --allow-unsafe: pin setuptools & co. too, so --require-hashes installs never reach for them.
     CUSTOM_COMPILE_COMMAND="images/lock.sh $image" "$LOCK_COMPILER" --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
         --no-emit-find-links --resolver=backtracking "${extra[@]}" \
         -o "images/locks/$image.txt" "$work/$image-requirements.in"
-    sed -i "s#-r $work/$image-requirements.in#pyproject.toml#" "images/locks/$image.txt"
+    sed -i -e "s#-r $work/$image-requirements.in#pyproject.toml#" -e "s#$PWD/##" "images/locks/$image.txt"
     echo "locked images/locks/$image.txt"
 done

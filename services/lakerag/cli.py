@@ -385,8 +385,8 @@ def model_export(
 
     settings = _settings()
     if not _torch_available():
-        print("lakerag: model export needs torch and sentence-transformers (the embeddings image's torch "
-              "variant or a dev venv); the exported files then serve without them", file=sys.stderr)
+        print("lakerag: model export needs torch and sentence-transformers (the torch image variant, "
+              "images/build.sh api-torch, or a dev venv); the exported files then serve without them", file=sys.stderr)
         return 2
     from .onnx_export import export
 

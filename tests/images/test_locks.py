@@ -73,3 +73,13 @@ def test_read_lock_sees_a_version_pyproject_does_not_allow(tmp_path):
     (tmp_path / "x.txt").write_text("numpy==1.20.0 \\\n    --hash=sha256:" + "a" * 64 + "\n")
     version = read_lock(tmp_path / "x.txt")["numpy"][0]
     assert not Requirement("numpy>=1.26").specifier.contains(Version(version))
+
+
+def test_the_torch_variant_can_stack_the_export_lock_on_the_api_lock():
+    """`images/build.sh api-torch` installs export.txt over api.txt with --no-deps: a package
+    both pin must have one version, else the variant would run with a mixed set."""
+    api, export = read_lock(LOCKS / "api.txt"), read_lock(LOCKS / "export.txt")
+    differ = {name: (api[name][0], export[name][0]) for name in set(api) & set(export)
+              if api[name][0] != export[name][0]}
+    assert not differ, f"api.txt and export.txt pin these differently (api, export): {differ}; " \
+                       "re-lock both with images/lock.sh api export"
