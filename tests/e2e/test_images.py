@@ -33,6 +33,9 @@ CONTRACT = {  # docs: k8s naming contract
 INDEX_DIR = "/var/lib/lakerag/index"
 MODEL_DIR = "/var/cache/lakerag/models"
 READ_ONLY = ("--read-only", "--tmpfs", "/tmp")
+# Spark's JVMs load native libraries (zstd, snappy, netty) they unpack into /tmp: an exec
+# tmpfs, as the chart's emptyDir is (Docker's --tmpfs is noexec by default).
+READ_ONLY_EXEC_TMP = ("--read-only", "--tmpfs", "/tmp:exec")
 
 
 # ---------------------------------------------------------------- what is in the images
@@ -87,6 +90,88 @@ def test_api_and_embeddings_bake_the_same_export(docker, images):
     shas = [docker.run(images[image], "/opt/lakerag/models/onnx/sentence-transformers--all-MiniLM-L6-v2/model.onnx",
                        options=("--entrypoint", "sha256sum")).stdout.split()[:1] for image in ("api", "embeddings")]
     assert shas[0] == shas[1] and len(shas[0][0]) == 64, shas
+
+
+def test_torch_variant_exports_in_a_container_what_the_build_stage_baked(docker, images, build_env):
+    """`images/build.sh api-torch` (not in `make images`): the api image plus torch and
+    sentence-transformers. `lakerag model export` runs in it as a cluster Job would (model
+    cache on a volume, read-only root) and writes the same model.onnx the build stage baked."""
+    harness.build(docker, ["api-torch"], build_env, harness.WORK / "build-api-torch.log")
+    tag = f"{build_env['REGISTRY']}lakerag/api:{build_env['IMAGE_TAG']}-torch"
+    REPORT["api_torch_image_bytes"] = docker.inspect(tag)["Size"]
+    models = docker.volume("torch-models")
+    mounts = (*READ_ONLY, "-v", f"{models}:{MODEL_DIR}")
+    _check(docker.run(tag, "model", "export", env={"HF_HUB_OFFLINE": "1"}, options=mounts), "lakerag model export")
+    export = "onnx/sentence-transformers--all-MiniLM-L6-v2/model.onnx"
+    probe = docker.run(tag, "-c", (
+        f"sha256sum {MODEL_DIR}/{export} /opt/lakerag/models/{export} | cut -c1-64; "
+        "python -c 'import torch; from sentence_transformers import CrossEncoder; print(torch.__version__)'"),
+        options=("--entrypoint", "sh", *mounts))
+    _check(probe, "the torch variant's export and imports")
+    fresh, baked, version = probe.stdout.split()
+    assert fresh == baked and version.startswith("2.13.0"), probe.stdout
+    docker("rmi", tag, check=False)
+
+
+@pytest.mark.parametrize("image", IMAGES)
+def test_no_docs_man_pages_apt_caches_or_bytecode(docker, images, image):
+    """What a slim image never carries (the official base has none, nor the stand-in that
+    replaces it here, nor what the Dockerfiles add): docs beyond copyright files, man/info
+    pages, translations, apt's package lists and caches, .pyc files in the system Python."""
+    probe = docker.run(images[image], "-c", (
+        "find /usr/share/doc -type f ! -name copyright; "
+        "find /usr/share/man /usr/share/info /usr/share/locale /var/lib/apt/lists /var/cache/apt -type f "
+        "! -name lock; "
+        "find /usr/lib/python3* /usr/local/lib/python3* -name '*.pyc'; true"), options=("--entrypoint", "sh"))
+    assert probe.returncode == 0, probe.stderr
+    found = probe.stdout.split()
+    assert found == [], f"{image}: {len(found)} such files, e.g. {found[:10]}"
+
+
+PRUNE_PROBE = """
+import importlib, importlib.util, sys
+import boto3
+from botocore.exceptions import UnknownServiceError
+problems = []
+for name in sys.argv[1:] + ["deltalake", "pandas", "pyarrow.compute", "pyarrow.dataset", "pyarrow.fs",
+                            "pyarrow.parquet"]:
+    if name in sys.argv[1:] or importlib.util.find_spec(name.split(".")[0]):
+        importlib.import_module(name)  # required, or present: must load
+for service in ("s3", "sts", "sso", "sso-oidc"):
+    boto3.client(service, region_name="us-east-1")
+if importlib.util.find_spec("pyarrow"):
+    import pyarrow.fs
+    pyarrow.fs.S3FileSystem(region="us-east-1")
+    try:
+        import pyarrow.flight
+        problems.append("pyarrow.flight loads")
+    except ImportError:
+        pass
+import onnxruntime
+if "CPUExecutionProvider" not in onnxruntime.get_available_providers():
+    problems.append("onnxruntime has no CPU provider")
+try:
+    boto3.client("ec2", region_name="us-east-1")
+    problems.append("botocore still has the ec2 model")
+except UnknownServiceError:
+    pass
+if importlib.util.find_spec("hf_xet"):
+    problems.append("hf_xet is installed")
+print(problems)
+"""
+NEEDS = {"api": ["onnxruntime", "faiss", "tokenizers", "bm25s", "fastapi", "uvicorn"],
+         "embeddings": ["onnxruntime", "faiss", "tokenizers", "bm25s", "deltalake", "pandas", "pyarrow.dataset",
+                        "pyarrow.parquet"]}
+
+
+@pytest.mark.parametrize("image", ["api", "embeddings"])
+def test_what_the_venv_prune_removed_is_never_loaded(docker, images, image):
+    """images/prune-venv.sh drops Arrow Flight, ONNX Runtime's C API library, botocore's
+    models of other AWS services and hf_xet: what LakeRAG loads still imports and makes
+    its clients (the pipeline tests below run them for real); the pruned parts are gone."""
+    probe = docker.run(images[image], "-c", PRUNE_PROBE, *NEEDS[image], options=("--entrypoint", "python", *READ_ONLY))
+    assert probe.returncode == 0, probe.stderr
+    assert probe.stdout.strip().splitlines()[-1] == "[]", f"{image}: {probe.stdout}"
 
 
 def test_airflow_image_has_no_torch_spark_or_project(docker, images):
@@ -321,15 +406,28 @@ def test_airflow_image_imports_the_dags(docker, images):
     assert "lakerag_pipeline" in report["dags"]
 
 
+SPARK_JOB = """
+import sys
+from pyspark.sql import SparkSession, functions as F
+spark = (SparkSession.builder.master(sys.argv[1]).config("spark.executor.memory", "512m")
+         .config("spark.ui.enabled", "false").getOrCreate())
+double = F.udf(lambda x: x * 2, "long")  # a Python worker on the executor
+rows = spark.range(1000).withColumn("d", double("id")).groupBy((F.col("id") % 10).alias("k")).agg(F.sum("d")).collect()
+print(sorted((r[0], r[1]) for r in rows) == [(k, 2 * sum(range(k, 1000, 10))) for k in range(10)])
+"""
+
+
 def test_spark_image_runs_a_master_and_a_worker(docker, images):
-    """The chart's Spark pods: spark-class from the venv, non-root, read-only root, /tmp only."""
+    """The chart's Spark pods: spark-class from the venv, non-root, read-only root, /tmp only;
+    a driver from the same image runs a job with a shuffle and a Python UDF on the worker
+    (what the pruned Spark jars must still carry)."""
     port, ui = harness.free_port(), harness.free_port()
-    spark = ("--entrypoint", "spark-class", *READ_ONLY)
+    spark = ("--entrypoint", "spark-class", *READ_ONLY_EXEC_TMP)
     master = docker.start(images["spark"], "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
                           "--port", str(port), "--webui-port", str(ui), options=spark)
     worker = docker.start(images["spark"], "org.apache.spark.deploy.worker.Worker", f"spark://127.0.0.1:{port}",
-                          "--cores", "1", "--memory", "512m", "--webui-port", str(harness.free_port()),
-                          options=spark)
+                          "--host", "127.0.0.1", "--cores", "1", "--memory", "512m",
+                          "--webui-port", str(harness.free_port()), options=spark)
     deadline = time.monotonic() + 120
     while True:
         try:
@@ -343,3 +441,7 @@ def test_spark_image_runs_a_master_and_a_worker(docker, images):
             pytest.fail("no ALIVE worker registered with the master after 120s:\n" + "\n".join(logs))
         time.sleep(2)
     assert state["status"] == "ALIVE"
+    job = docker.run(images["spark"], "-c", SPARK_JOB, f"spark://127.0.0.1:{port}", env={"SPARK_LOCAL_IP": "127.0.0.1"},
+                     options=("--entrypoint", "python", *READ_ONLY_EXEC_TMP), timeout=300)
+    _check(job, "a job on the standalone master/worker")
+    assert job.stdout.strip().splitlines()[-1] == "True", job.stdout
