@@ -30,6 +30,8 @@ cut-offs are off for the server (LAKERAG_MIN_SCORE=0, LAKERAG_RELATIVE_SCORE=0):
 this measures ranking, not the out-of-context decision.
 
     .venv/bin/python bench/retrieval.py --dataset ../shared/bench-data/msmarco
+    # one encoder against another (docs/retrieval.md): the limit only, in minutes
+    .venv/bin/python bench/retrieval.py --dataset ../shared/bench-data/msmarco --limit-only --encoder torch
 """
 
 from __future__ import annotations
@@ -306,18 +308,62 @@ def start_server(env: dict, port: int) -> subprocess.Popen:
 
 # --- the run ------------------------------------------------------------------------------------------------
 
+def limit_run(settings, corpus, queries, qrels):
+    """The limit: the model of ``settings`` encodes the corpus texts and the queries directly,
+    exact inner-product search. Returns (embedder, query id -> top-K corpus ids, seconds)."""
+    import numpy as np
+    from lakerag.embedding import cap_threads, load_embedder
+
+    embedder = load_embedder(settings)
+    cap_threads()
+    started = time.perf_counter()
+    ids, qids = list(corpus), list(qrels)
+    corpus_vectors = embedder.encode_passages([passage(*corpus[d]) for d in ids])
+    query_vectors = embedder.encode_queries([queries[q] for q in qids])
+    seconds = time.perf_counter() - started
+    top = np.argsort(-(query_vectors @ corpus_vectors.T), axis=1)[:, :K]
+    return embedder, {q: [ids[j] for j in row] for q, row in zip(qids, top)}, seconds
+
+
+def limit_only(args, corpus, queries, qrels) -> int:
+    """--limit-only: the encoder's own nDCG@10 (e.g. ONNX vs torch vs int8), no pipeline, no server.
+    With one chunk per entry the pipeline's dense mode equals it (dense / limit 1.000 in docs/retrieval.md)."""
+    from lakerag import config
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKERAG_", "GEMINI_"))}
+    env.update({"LAKERAG_ENCODER": args.encoder, "HF_HUB_OFFLINE": "1"})
+    if args.model_cache_dir:
+        env["LAKERAG_MODEL_CACHE_DIR"] = str(Path(args.model_cache_dir).resolve())
+    embedder, limit, seconds = limit_run(config.from_env(env), corpus, queries, qrels)
+    ndcg, recall = evaluate(limit, qrels)
+    figures = {"dataset": str(args.dataset), "queries": len(qrels), "limit_only": True,
+               "encoder": {k: embedder.encoder.get(k) for k in ("runtime", "name", "sha256")},
+               "ndcg_limit": round(ndcg, 4), "recall_limit": round(recall, 4), "encode_seconds": round(seconds, 1)}
+    print(f"limit ({figures['encoder']['runtime']}, {figures['encoder'].get('sha256') or '-'}): nDCG@10 {ndcg:.4f}, "
+          f"recall@10 {recall:.4f}; encoding {len(corpus)} entries + {len(qrels)} queries {seconds:.0f} s")
+    print(json.dumps(figures))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, type=Path, help="BEIR layout: corpus.jsonl, queries.jsonl, "
                                                                     "qrels/test.tsv")
     parser.add_argument("--keep", action="store_true", help="keep the temp store and print where it is")
+    parser.add_argument("--encoder", choices=("auto", "onnx", "torch"), default="auto",
+                        help="LAKERAG_ENCODER of the pipeline, the API and the limit (e.g. onnx vs torch)")
+    parser.add_argument("--model-cache-dir", default="", help="LAKERAG_MODEL_CACHE_DIR, e.g. one holding an "
+                                                              "int8 export (`lakerag model export --int8`)")
+    parser.add_argument("--limit-only", action="store_true", help="only the limit (the encoder's own nDCG@10): "
+                                                                      "compare encoders in minutes, not the pipeline")
     args = parser.parse_args()
+    if args.limit_only:
+        return limit_only(args, *load_dataset(args.dataset))
 
     import bm25s
     import httpx
     import numpy as np
     from lakerag import config
-    from lakerag.embedding import cap_threads, load_embedder
     from lakerag.pipeline import run_all
     from lakerag.text import count_tokens
 
@@ -343,7 +389,10 @@ def main() -> int:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKERAG_", "GEMINI_"))}
         env.update({"LAKERAG_STORE_URI": f"file://{store}", "LAKERAG_INDEX_DIR": str(serving),
                     "LAKERAG_CHUNK_TOKENS": str(chunk_tokens), "LAKERAG_LOG_LEVEL": "WARNING",
-                    "HF_HUB_OFFLINE": "1", "PYSPARK_PYTHON": os.environ["PYSPARK_PYTHON"]})
+                    "HF_HUB_OFFLINE": "1", "PYSPARK_PYTHON": os.environ["PYSPARK_PYTHON"],
+                    "LAKERAG_ENCODER": args.encoder})
+        if args.model_cache_dir:
+            env["LAKERAG_MODEL_CACHE_DIR"] = str(Path(args.model_cache_dir).resolve())
         settings = config.from_env(env)
 
         # 1. The real pipeline.
@@ -391,15 +440,8 @@ def main() -> int:
             proc.wait(timeout=60)
 
         # 3. The limit: the same model over the corpus texts, exact search.
-        embedder = load_embedder(settings)
-        cap_threads()
-        started = time.perf_counter()
-        corpus_vectors = embedder.encode_passages([passage(*corpus[d]) for d in ids])
+        embedder, limit, limit_encode_s = limit_run(settings, corpus, queries, qrels)
         qids = list(qrels)
-        query_vectors = embedder.encode_queries([queries[q] for q in qids])
-        limit_encode_s = time.perf_counter() - started
-        top = np.argsort(-(query_vectors @ corpus_vectors.T), axis=1)[:, :K]
-        limit = {q: [ids[j] for j in row] for q, row in zip(qids, top)}
 
         # 4. BM25 alone, straight from bm25s, cut into terms as the served index is.
         from lakerag.index.lexical import terms
@@ -439,7 +481,8 @@ def main() -> int:
 
         # The targets: hybrid vs each of its parts.
         figures = {"dataset": str(args.dataset), "queries": len(qrels), "known_item_queries": len(identifiers),
-                   "dense_over_limit": round(ratio, 4)}
+                   "dense_over_limit": round(ratio, 4), "ndcg_limit": round(limit_ndcg, 4),
+                   "encoder": {k: embedder.encoder.get(k) for k in ("runtime", "name", "sha256")}}
         print("\nserved hybrid minus each mode, nDCG@10 per query (± paired s.e.):")
         for mode in ("dense", "lexical"):
             diff, se = paired_difference(runs["hybrid"], runs[mode], qrels)
