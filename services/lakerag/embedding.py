@@ -98,6 +98,8 @@ def cap_threads(n: int | None = None, torch: bool = True) -> int:
         if user.isdigit() and 0 < int(user) < n:
             n = int(user)
     n = max(1, n)
+    global _thread_cap
+    _thread_cap = n
     for var in THREAD_ENV_VARS:
         current = os.environ.get(var, "")
         if not (current.isdigit() and 0 < int(current) <= n):
@@ -117,6 +119,21 @@ def cap_threads(n: int | None = None, torch: bool = True) -> int:
     except ImportError:
         pass
     return n
+
+
+_thread_cap: int | None = None  # the last cap_threads(n)
+_capped = threading.local()
+
+
+def cap_this_thread() -> None:
+    """Apply the last ``cap_threads`` to FAISS's OpenMP in the calling thread. OpenMP keeps the
+    thread count per thread: the API's request threads would otherwise search with every core
+    each, and concurrent searches wait on each other's thread teams."""
+    if _thread_cap is not None and getattr(_capped, "n", None) != _thread_cap:
+        import faiss
+
+        faiss.omp_set_num_threads(_thread_cap)
+        _capped.n = _thread_cap
 
 
 @dataclass

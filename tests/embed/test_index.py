@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -153,6 +154,31 @@ def test_a_verified_copy_is_not_hashed_again_but_a_changed_file_is(tmp_path, mon
     (tmp_path / "index.faiss").write_bytes((tmp_path / "index.faiss").read_bytes())  # same bytes, new mtime
     load_index_dir(tmp_path)
     assert "index.faiss" in hashed
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenMP's default is one thread here")
+def test_searches_in_other_threads_keep_the_thread_cap(tmp_path):
+    """OpenMP keeps its thread count per thread: a cap set in one thread (the API's warm-up)
+    must still hold in the request threads that search."""
+    import threading
+
+    import faiss
+    from lakerag.embedding import cap_threads
+
+    vectors, chunks = random_chunks(20)
+    write_index_dir(tmp_path, vectors, chunks, MODEL, 1)
+    loaded = load_index_dir(tmp_path)
+    cap_threads(1, torch=False)
+    seen = []
+
+    def request() -> None:
+        loaded.search(vectors[:1], k=3)
+        seen.append(faiss.omp_get_max_threads())
+
+    worker = threading.Thread(target=request)
+    worker.start()
+    worker.join()
+    assert seen == [1]
 
 
 def test_model_mismatch_is_rejected_with_both_names_and_the_fix(tmp_path):

@@ -12,6 +12,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from ..embedding import cap_this_thread
 from .lexical import LexicalIndex
 from .rows import ROW_FIELDS, ChunkRows
 
@@ -52,6 +53,7 @@ class LoadedIndex:
             raise ValueError(f"query vectors have dimension {queries.shape[1]}, index {self.version} has "
                              f"{self.dimension}")
         k = max(1, int(k))
+        cap_this_thread()
         if self.index.ntotal == 0:
             return np.full((len(queries), k), -np.inf, np.float32), np.full((len(queries), k), -1, np.int64)
         return self.index.search(queries, k)
@@ -63,6 +65,7 @@ class LoadedIndex:
         if allowed is None:
             scores, ids = self.search(query_vector, k)
         else:
+            cap_this_thread()
             scores, ids = self.index.search(query_vector, min(k, len(allowed)), params=self._only(allowed, k))
         valid = ids[0] >= 0
         return ids[0][valid], scores[0][valid]
