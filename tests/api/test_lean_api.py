@@ -124,3 +124,22 @@ except IndexRejected as exc:
     result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "chunks.parquet" in result.stdout and "`lakerag pipeline index`" in result.stdout, result.stdout
+
+
+def test_start_up_imports_no_torch_when_encoding_with_onnx(local_settings, embedder):
+    """torch is installed here (dev venv), as it is not in the image: warm-up must not import it
+    (only to cap its threads it cost seconds of start-up)."""
+    code = """
+import sys
+from lakerag import config
+from lakerag.api.deps import AppState
+from lakerag.api.main import warm_up
+from lakerag.api.metrics import Metrics
+state = AppState(settings=config.from_env(), metrics=Metrics())
+warm_up(state, watch=False)
+print(state.embedder.encoder["runtime"], "torch" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=300,
+                            env=env_for(local_settings))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["onnx", "False"], result.stdout

@@ -77,7 +77,8 @@ def warm_up(state: AppState, embedder: Embedder | None = None, watch: bool = Tru
     # One intra-op thread per query; the cores serve concurrent requests instead. A query
     # is too small to split well, and split queries wait on each other's thread barriers
     # whenever the cores are busy (measured: 2 threads 3-10x slower than 1 under load).
-    cap_threads(SEARCH_THREADS)
+    # torch only when it encodes: importing it just to cap its threads cost seconds of start-up.
+    cap_threads(SEARCH_THREADS, torch=embedder.encoder.get("runtime") == "torch")
     embedder.encode_queries(["warm up"])  # the first encode allocates; keep it off the first request
     state.cutoffs = cutoffs_for(settings, embedder.name)
     state.writer = make_writer(settings, embedder, metrics)
