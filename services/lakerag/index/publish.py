@@ -132,12 +132,9 @@ def download_version(store: ObjectStore, version: str, dest_dir) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.download-"))
     try:
         prefix = f"{INDEX_PREFIX}{version}/"
-        try:
-            manifest_bytes = store.get(prefix + MANIFEST_FILE)
-        except NotFound:
-            raise IndexRejected(f"index version {version} has no {MANIFEST_FILE} in {store.url(prefix)}: it does not "
-                                "exist or its upload is incomplete; `lakerag index list` shows published versions") \
-                from None
+        manifest_bytes = _fetch(store, prefix + MANIFEST_FILE,
+                                f"index version {version} has no {MANIFEST_FILE} in {store.url(prefix)}: it does not "
+                                "exist or its upload is incomplete; `lakerag index list` shows published versions")
         (tmp / MANIFEST_FILE).write_bytes(manifest_bytes)
         manifest = read_manifest(tmp)
         if manifest.get("version") != version:
@@ -150,12 +147,9 @@ def download_version(store: ObjectStore, version: str, dest_dir) -> Path:
             for name in manifest["files"]:
                 if "/" in name or name in {"", ".", "..", MANIFEST_FILE}:
                     raise IndexRejected(f"manifest of {version} lists an invalid file name {name!r}")
-                try:
-                    data = store.get(prefix + name)
-                except NotFound:
-                    raise IndexRejected(f"index version {version} lacks {name} in the store: the version is "
-                                        "incomplete; roll back or republish (`lakerag pipeline index --full-rebuild`)") \
-                        from None
+                data = _fetch(store, prefix + name,
+                              f"index version {version} lacks {name} in the store: the version is incomplete; roll "
+                              "back or republish (`lakerag pipeline index --full-rebuild`)")
                 if previous is not None:
                     previous.result()
                 hashed[name] = previous = pool.submit(_write_hashed, tmp / name, data)
@@ -172,6 +166,13 @@ def download_version(store: ObjectStore, version: str, dest_dir) -> Path:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fetch(store: ObjectStore, key: str, missing: str) -> bytes:
+    try:
+        return store.get(key)
+    except NotFound:
+        raise IndexRejected(missing) from None
 
 
 def _write_hashed(path: Path, data: bytes) -> str:
