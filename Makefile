@@ -33,10 +33,12 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed ## create .venv with everything the pipeline, API and tests need
 
+# The DAG tests check the lake's Delta tables after a local run, hence the lake extra here
+# (the Airflow image itself installs only the airflow extra).
 $(AF_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(AF_VENV)
 	$(AF_VENV)/bin/pip install --quiet --upgrade pip
-	$(AF_VENV)/bin/pip install --quiet -e '.[airflow]' pytest pytest-timeout
+	$(AF_VENV)/bin/pip install --quiet -e '.[airflow,lake]' pytest pytest-timeout
 	touch $@
 
 airflow-env: $(AF_VENV)/.installed ## Airflow 3 in its own venv (its pins clash with the API's)
