@@ -25,11 +25,12 @@ def run_gold(spark, lake: Lake, full_rebuild: bool = False) -> dict:
     if affected:
         ids = spark.createDataFrame([(d,) for d in affected], "doc_id string").hint("broadcast")
         existing = gold.join(ids, "doc_id").select("chunk_id", "content_hash", "title").cache()
-    fresh, stale_ids = None, []
+    fresh, stale_ids, chunks = None, [], None
     if upsert_ids:
         ids = spark.createDataFrame([(d,) for d in upsert_ids], "doc_id string").hint("broadcast")
         silver = read_table(spark, lake, "silver").join(ids, "doc_id")
-        chunks = chunk_documents(silver, settings.chunk_tokens, settings.chunk_overlap_tokens)
+        # Read twice below (stale ids, then the staged write): cached, so each document is chunked once.
+        chunks = chunk_documents(silver, settings.chunk_tokens, settings.chunk_overlap_tokens).cache()
         # Chunks already present with the same id and metadata stay as they are (no change-feed noise).
         same = [F.col(f"new.{c}").eqNullSafe(F.col(f"old.{c}")) for c in ("chunk_id", "content_hash", "title")]
         fresh = chunks.alias("new").join(existing.alias("old"), same, "left_anti").select("new.*")
@@ -39,7 +40,8 @@ def run_gold(spark, lake: Lake, full_rebuild: bool = False) -> dict:
         stale_ids = existing.select("chunk_id").toArrow().column("chunk_id").to_pylist()
     # gold keeps a change data feed: one streamed MERGE of the executor-staged chunks.
     committed, upserted = merge_staged(lake, "gold", fresh, stale_ids)
-    if existing is not None:
-        existing.unpersist()
+    for cached in (existing, chunks):
+        if cached is not None:
+            cached.unpersist()
     return {"changes": {"gold_upserted": upserted, "gold_deleted": len(stale_ids)},
             "committed": {"gold": committed}}
