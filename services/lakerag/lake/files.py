@@ -60,7 +60,9 @@ class TableFiles:
         return filesystem, self.uri.removeprefix("s3://").rstrip("/")
 
 
-def _conform(batch: pa.RecordBatch | pa.Table, schema: pa.Schema) -> pa.Table:
+def conform(batch: pa.RecordBatch | pa.Table, schema: pa.Schema) -> pa.Table:
+    """``batch`` with exactly the columns and types of ``schema``: Spark hands back its own types,
+    and files delta-rs' MERGE wrote may hold string_view / list_view columns."""
     return pa.Table.from_arrays([batch.column(f.name).cast(f.type) for f in schema], schema=schema)
 
 
@@ -90,7 +92,7 @@ class FileWriter:
 
     def add(self, batch: pa.RecordBatch | pa.Table) -> list[pa.RecordBatch]:
         if batch.num_rows:
-            self.pending.append(_conform(batch, self.target.schema))
+            self.pending.append(conform(batch, self.target.schema))
             self.held += batch.num_rows
         return self._flush() if self.held >= self.rows_per_file else []
 
@@ -127,7 +129,7 @@ def drop_keys(target: TableFiles, paths: Iterable[str], keys: list[str], replace
         in_deleted = [i in deleted for i in ids]
         if not any(in_replaced) and not any(in_deleted):
             continue
-        data = _conform(pq.read_table(f"{root}/{path}", filesystem=filesystem), target.schema)
+        data = conform(pq.read_table(f"{root}/{path}", filesystem=filesystem), target.schema)
         keep = pa.array([not (r or d) for r, d in zip(in_replaced, in_deleted)], pa.bool_())
         yield _record("remove", path, filesystem.get_file_info(f"{root}/{path}").size, data.num_rows,
                       sum(in_replaced), sum(d and not r for r, d in zip(in_replaced, in_deleted)))
@@ -158,9 +160,9 @@ def staged_reader(target: TableFiles, paths: list[str], extra: pa.Table | None =
     def batches():
         for path in paths:
             for batch in pq.ParquetFile(filesystem.open_input_file(f"{root}/{path}")).iter_batches(4096):
-                yield from _conform(batch, target.schema).to_batches()
+                yield from conform(batch, target.schema).to_batches()
         if extra is not None and extra.num_rows:
-            yield from _conform(extra, target.schema).to_batches()
+            yield from conform(extra, target.schema).to_batches()
 
     return pa.RecordBatchReader.from_batches(target.schema, batches())
 

@@ -19,7 +19,7 @@ from deltalake import CommitProperties, DeltaTable, WriterProperties
 from deltalake.transaction import AddAction, RemoveAction
 
 from . import DOCUMENTS_KEY, Lake
-from .files import METRICS_KEY, TableFiles, row_metrics
+from .files import METRICS_KEY, TableFiles, conform, row_metrics
 
 _TS = pa.timestamp("us", tz="UTC")
 
@@ -238,12 +238,6 @@ def _ensure(lake: Lake, name: str) -> DeltaTable:
                              storage_options=lake.storage_options(), **CREATE_OPTIONS.get(name, {}))
 
 
-def conform(data: pa.Table, schema: pa.Schema) -> pa.Table:
-    """``data`` with exactly the columns and types of ``schema``: Spark hands back its own types,
-    and files delta-rs' MERGE wrote may hold string_view / list_view columns."""
-    return pa.Table.from_arrays([data.column(f.name).cast(f.type) for f in schema], schema=schema)
-
-
 def _columns(name: str, columns: list[str]) -> pa.Schema:
     return pa.schema([SCHEMAS[name].field(c) for c in columns])
 
@@ -268,10 +262,15 @@ def write_document_status(lake: Lake) -> dict:
     """Where each raw file stands in the lake, as the JSON ``GET /documents`` reads
     (``DOCUMENTS_KEY``): the API serves it without reading Delta (no deltalake or pyarrow
     there). Written by every ETL run, from the committed bronze, quarantine and gold."""
-    bronze = read_arrow(lake, "bronze", ["key", "source_version"]) if snapshot(lake, "bronze") else None
-    quarantine = read_arrow(lake, "quarantine", ["key", "source_version", "reason", "quarantined_at"]) \
-        if snapshot(lake, "quarantine") else None
-    gold = read_arrow(lake, "gold", ["doc_id", "title"]) if snapshot(lake, "gold") else None
+    # One snapshot per table: the rows and the version written beside them are the same commit's.
+    snapshots = {name: snapshot(lake, name) for name in ("bronze", "quarantine", "gold")}
+
+    def rows(name: str, columns: list[str]) -> pa.Table | None:
+        return snapshots[name].arrow(columns) if snapshots[name] is not None else None
+
+    bronze = rows("bronze", ["key", "source_version"])
+    quarantine = rows("quarantine", ["key", "source_version", "reason", "quarantined_at"])
+    gold = rows("gold", ["doc_id", "title"])
     documents: dict[str, dict] = {}
     if gold is not None:
         for doc_id, title in zip(gold.column("doc_id").to_pylist(), gold.column("title").to_pylist()):
@@ -280,7 +279,7 @@ def write_document_status(lake: Lake) -> dict:
     status = {
         "format": 1,
         "written_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "versions": {name: version(lake, name) for name in ("bronze", "quarantine", "gold")},
+        "versions": {name: s.version if s is not None else None for name, s in snapshots.items()},
         "extracted": sorted(zip(bronze.column("key").to_pylist(), bronze.column("source_version").to_pylist()))
         if bronze is not None else [],
         # Oldest first: a later quarantine of the same (key, source version) wins.
