@@ -197,7 +197,7 @@ def rollback(settings: Settings, version: str) -> None:
     if version not in published:
         raise IndexRejected(f"no published index version {version!r}; versions: {', '.join(published) or 'none'}")
     with tempfile.TemporaryDirectory(prefix="lakerag-rollback-") as tmp:
-        manifest = verify_index_dir(download_version(store, version, Path(tmp) / version))
+        manifest = verified_manifest(download_version(store, version, Path(tmp) / version))
     if manifest["model"] != settings.embedding_model:
         raise IndexRejected(f"version {version} was built with model {manifest['model']!r} but "
                             f"LAKERAG_EMBEDDING_MODEL is {settings.embedding_model!r}: the API would refuse it; "
@@ -299,7 +299,7 @@ def _verified_manifest(store: ObjectStore, version: str) -> dict | None:
     readers cannot use what CURRENT names)."""
     try:
         with tempfile.TemporaryDirectory(prefix="lakerag-verify-") as tmp:
-            return verify_index_dir(download_version(store, version, Path(tmp) / "v"))
+            return verified_manifest(download_version(store, version, Path(tmp) / "v"))
     except IndexRejected as exc:
         log.error("index/CURRENT names %s, which does not verify: %s", version, exc)
         return None
