@@ -26,7 +26,7 @@ import time
 
 from .config import Settings
 from .lake import CURRENT_KEY, INDEX_PREFIX, RAW_PREFIX
-from .store import NotFound, ObjectStore, open_store
+from .store import NotFound, ObjectStore, S3Access, open_store
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,8 @@ def read_catalog(store: ObjectStore) -> dict | None:
 
 
 def _open(settings: Settings, uri: str) -> ObjectStore:
-    return open_store(uri, settings.aws_endpoint_url, settings.aws_region)
+    """``uri`` (either side of a backup), reached with the settings' S3 access, as the lake's store is."""
+    return open_store(uri, access=S3Access.from_settings(settings))
 
 
 def backup(settings: Settings, dest_uri: str) -> dict:

@@ -115,8 +115,6 @@ class PipelineTrigger:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.seen: dict[str, str] | None = None  # the raw/ listing covered by the last event sent
-        self.sent = 0
-        self.failed = 0
 
     @classmethod
     def from_settings(cls, settings: Settings, store_factory=None, on_result=None) -> PipelineTrigger | None:
@@ -139,12 +137,10 @@ class PipelineTrigger:
         try:
             event = self.client.record_event(self.asset_uri, {"source": "lakerag-api", "changes": reasons})
         except (TriggerError, httpx.HTTPError, ValueError, KeyError) as exc:
-            self.failed += 1
             log.warning("could not trigger the pipeline (%s); the schedule will pick up %s",
                         f"{type(exc).__name__}: {exc}", ", ".join(reasons))
             ok = False
         else:
-            self.sent += 1
             log.info("pipeline triggered: asset event %s on %s for %s", event.get("id"), self.asset_uri,
                      ", ".join(reasons))
             ok = True
@@ -161,7 +157,7 @@ class PipelineTrigger:
             log.warning("cannot list raw/ for the pipeline trigger: %s", exc)
             return None
 
-    def step(self, requested: bool) -> bool | None:
+    def step(self) -> bool | None:
         """One round: send when asked or when raw/ changed since the last event. None: nothing to send."""
         with self._lock:
             reasons, self._reasons = self._reasons, []
@@ -182,12 +178,12 @@ class PipelineTrigger:
 
     def run_forever(self) -> None:
         while not self._stop.is_set():
-            requested = self._wake.wait(self.poll_seconds if self._store_factory else None)
+            self._wake.wait(self.poll_seconds if self._store_factory else None)
             self._wake.clear()
             if self._stop.is_set():
                 break
             try:
-                self.step(requested)
+                self.step()
             except Exception:  # the trigger must never die: the next notify or poll tries again
                 log.exception("pipeline trigger failed")
 
