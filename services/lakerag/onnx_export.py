@@ -11,6 +11,8 @@ from the sentence-transformers configuration copied next to it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -33,18 +35,83 @@ OPSET = 17
 
 def export(name: str, settings, dest: Path | None = None, force: bool = False, quantize: bool = False) -> dict:
     """Export model ``name`` (loaded as ``embedding.load_embedder`` loads it) into
-    ``dest`` (default: its place in the model cache); returns the encoder identity."""
+    ``dest`` (default: its place in the model cache); returns the encoder identity.
+
+    Safe to run from several pods on one model cache (the chart runs it in every API pod's
+    init container, on a ReadWriteMany volume in production): an export that is there is
+    kept (unless ``force``); exporters take turns on a lock next to the export, so the
+    others wait and reuse the first one's result; the export is assembled in a temporary
+    directory and renamed into place, so no reader sees half an export, and a complete
+    export is never deleted under a pod that may be loading it."""
     dest = Path(dest) if dest else export_dir(name, settings.model_cache_dir)
     existing = read_identity(dest)
     if existing and not force:
         log.info("ONNX export of %s already in %s", name, dest)
         return existing
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(lock_path(dest)):
+        existing = read_identity(dest)
+        if existing and not force:
+            log.info("ONNX export of %s made by another process in %s", name, dest)
+            return existing
+        _remove_leftovers(dest)
+        return _export(name, settings, dest, force, quantize)
+
+
+def lock_path(dest: Path) -> Path:
+    """The lock exporters of ``dest`` take turns on (a file next to it, on the same volume)."""
+    return dest.parent / f".{dest.name}.lock"
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """flock on ``path``: released by the kernel when the process dies (an OOMKilled init
+    container leaves no stale lock). NFS (EFS) clients carry it to the server as a POSIX lock;
+    where a file system ignores locks, ``_install`` still keeps whichever export landed first."""
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("another process is exporting into %s: waiting for it", path.parent)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _remove_leftovers(dest: Path) -> None:
+    """Temporary directories of exports that were killed (only called under the lock, so none
+    of them is being written)."""
+    for pattern in (f".{dest.name}.tmp-*", f".{dest.name}.old-*"):
+        for stale in dest.parent.glob(pattern):
+            log.info("removing %s, left by an export that did not finish", stale)
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _install(tmp: Path, dest: Path, force: bool) -> bool:
+    """Rename the finished export ``tmp`` to ``dest``; False (and ``tmp`` removed) when a
+    complete export landed there meanwhile and ``force`` is off. An older or incomplete one is
+    first renamed aside and deleted only once the new one is in place."""
+    if read_identity(dest) is not None and not force:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return False
+    aside = None
+    if dest.exists():
+        aside = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        os.replace(dest, aside / dest.name)
+    os.rename(tmp, dest)  # fails, rather than merging, if a directory appeared there meanwhile
+    if aside is not None:
+        shutil.rmtree(aside, ignore_errors=True)
+    return True
+
+
+def _export(name: str, settings, dest: Path, force: bool, quantize: bool) -> dict:
     started = time.perf_counter()
     model, source = _load_torch_model(name, settings)
     folder = _model_folder(model, settings)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     # Written next to the destination, then renamed: a reader never sees half an export.
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
         for filename in CONFIG_FILES:
             if (folder / filename).is_file():
@@ -78,12 +145,13 @@ def export(name: str, settings, dest: Path | None = None, force: bool = False, q
         }
         (tmp / ENCODER_FILE).write_text(json.dumps(identity, indent=2))
         tmp.chmod(0o755)  # mkdtemp makes it 0700: other users (an image's non-root user) must read it
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)
+        installed = _install(tmp, dest, force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if not installed:
+        log.info("ONNX export of %s landed in %s meanwhile: kept it, dropped this one", name, dest)
+        return read_identity(dest)
     log.info("exported %s to %s (%s, sha256 %s) in %.1fs", name, dest, identity["precision"],
              identity["sha256"][:12], time.perf_counter() - started)
     return identity
