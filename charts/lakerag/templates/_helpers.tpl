@@ -40,6 +40,21 @@ Fail fast on combinations the schema cannot express, with the fix in the message
 {{- fail "global.pipelineTrigger.username must differ from airflow.admin.username: the API logs in as a user with role op, not as the admin" -}}
 {{- end -}}
 {{- end -}}
+{{- $export := .Values.api.modelExport -}}
+{{- if and .Values.api.enabled $export.enabled -}}
+{{- $model := $config.LAKERAG_EMBEDDING_MODEL | default "sentence-transformers/all-MiniLM-L6-v2" -}}
+{{- if eq ($config.LAKERAG_ENCODER | default "") "torch" -}}
+{{- fail "api.modelExport.enabled makes an ONNX export, which LAKERAG_ENCODER=torch never reads: set global.config.LAKERAG_ENCODER=onnx, or api.modelExport.enabled=false" -}}
+{{- end -}}
+{{- /* Offline, the export can only read the model from the PVC (or the variant's packaged default, or a
+directory): a PVC this chart creates starts empty, so a hub model could never be found there. */ -}}
+{{- if and (eq ($config.LAKERAG_OFFLINE | default "false") "true") (ne $model "sentence-transformers/all-MiniLM-L6-v2") (not (hasPrefix "/" $model)) (not .Values.api.modelCache.existingClaim) -}}
+{{- fail (printf "api.modelExport.enabled with global.config.LAKERAG_OFFLINE=true: the export of %s would look for the model in a new, empty model-cache PVC and may not download it. Set LAKERAG_OFFLINE=false (the first pod downloads and exports it once), or put the model into a PVC beforehand (`hf download %s --cache-dir DIR` on the volume's root) and name that PVC in api.modelCache.existingClaim" $model $model) -}}
+{{- end -}}
+{{- if and .Values.airflow.enabled (not .Values.airflow.pipeline.modelCacheClaim) (not (hasSuffix "-torch" .Values.airflow.pipeline.images.embeddings)) -}}
+{{- fail (printf "api.modelExport.enabled: the pipeline's embed pods (embeddings image, no torch) need the same export: set airflow.pipeline.modelCacheClaim=%s (the API's model-cache PVC, ReadWriteMany when pods run on several nodes), or airflow.pipeline.images.embeddings to a -torch variant" (.Values.api.modelCache.existingClaim | default (printf "%s-api-model-cache" (include "common.names.prefix" .)))) -}}
+{{- end -}}
+{{- end -}}
 {{- $shutdown := .Values.api.shutdown -}}
 {{- if and .Values.api.enabled (le (int $shutdown.terminationGracePeriodSeconds) (add (int $shutdown.preStopSeconds) 15)) -}}
 {{- fail (printf "api.shutdown.terminationGracePeriodSeconds=%d must exceed preStopSeconds (%d) + the API's 15 s graceful shutdown, else requests in flight are killed" (int $shutdown.terminationGracePeriodSeconds) (int $shutdown.preStopSeconds)) -}}

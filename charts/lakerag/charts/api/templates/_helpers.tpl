@@ -42,3 +42,27 @@ the password only by reference (the chart's Airflow Secret unless passwordSecret
   value: {{ $trigger.pollSeconds | quote }}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The model-export init container's image: api.modelExport.image, by default the API's own
+repository and tag with the suffix "-torch" (images/build.sh api-torch); a tag that already
+ends in -torch (the API itself on the variant, for the reranker) is used as it is.
+*/}}
+{{- define "api.modelExportImage" -}}
+{{- $export := .Values.modelExport.image -}}
+{{- $global := .Values.global | default dict -}}
+{{- $tag := $export.tag -}}
+{{- if not $tag -}}
+{{- $tag = toString (.Values.image.tag | default $global.imageTag | default .Chart.AppVersion) -}}
+{{- if not (hasSuffix "-torch" $tag) -}}
+{{- $tag = printf "%s-torch" $tag -}}
+{{- end -}}
+{{- end -}}
+{{- $image := dict "repository" ($export.repository | default .Values.image.repository) "tag" $tag -}}
+{{- include "common.images.lakerag" (dict "context" . "image" $image) -}}
+{{- end -}}
+
+{{- define "api.modelExportPullPolicy" -}}
+{{- $policy := .Values.modelExport.image.pullPolicy | default .Values.image.pullPolicy -}}
+{{- include "common.images.pullPolicy" (dict "context" . "image" (dict "pullPolicy" $policy)) -}}
+{{- end -}}
