@@ -191,7 +191,10 @@ with DAG(
     embed = lakerag_pod("embed", "embeddings", ["pipeline", "embed", FULL_REBUILD], env=MODEL_CACHE_ENV,
                         volumes=[MODEL_CACHE_VOLUME], mounts=[MODEL_CACHE_MOUNT],
                         resources_spec=resources("embed", "1", "4", "4Gi"))
+    # The index records the encoder's identity (the ONNX export's sha256): it reads the export
+    # embed used, from the same model cache (the API's export with api.modelExport).
     publish_index = lakerag_pod("publish_index", "embeddings", ["pipeline", "index", FULL_REBUILD],
+                                env=MODEL_CACHE_ENV, volumes=[MODEL_CACHE_VOLUME], mounts=[MODEL_CACHE_MOUNT],
                                 resources_spec=resources("index", "500m", "2", "2Gi"))
     # Exit 1 when a stage summary says it failed or the last ETL quarantined files:
     # the run turns red with the counts in this task's log. Retrying would not change it.

@@ -147,7 +147,7 @@ def test_volume_mounts(dag, task_id):
     assert set(mounts.values()) == set(volumes)  # every mount has its volume and vice versa
     # read-only root filesystem: /tmp is the writable scratch space (Spark local dirs, temp files)
     assert mounts["/tmp"] == "tmp" and volumes["tmp"].empty_dir is not None
-    if task_id == "embed":
+    if task_id in ("embed", "publish_index"):  # publish_index names the encoder: it reads the export
         assert mounts["/var/cache/lakerag/models"] == "model-cache"
         assert volumes["model-cache"].empty_dir is not None
         env = {e.name: e.value for e in container(pod).env}
@@ -170,10 +170,17 @@ def test_empty_chart_values_fall_back_to_defaults(monkeypatch):
     assert "LAKERAG_SPARK_MASTER" not in {e.name for e in container(pod).env}
 
 
-def test_model_cache_claim_mounts_that_pvc(monkeypatch):
+@pytest.mark.parametrize("task_id", ["embed", "publish_index"])
+def test_model_cache_claim_mounts_that_pvc(monkeypatch, task_id):
+    """Both read the ONNX export there (the API's init container made it, api.modelExport):
+    embed encodes with it, publish_index records its sha256 in the manifest. Without it the
+    index pod of an image without torch found no export of bge-large and failed."""
     monkeypatch.setenv("AIRFLOW_VAR_LAKERAG_MODEL_CACHE_CLAIM", "lakerag-model-cache")
     dag = load_dagbag().dags["lakerag_pipeline"]
-    _, pod = render_pod(dag, "embed")
+    _, pod = render_pod(dag, task_id)
     volume = {v.name: v for v in pod.spec.volumes}["model-cache"]
     assert volume.empty_dir is None
     assert volume.persistent_volume_claim.claim_name == "lakerag-model-cache"
+    mount = {m.name: m.mount_path for m in container(pod).volume_mounts}["model-cache"]
+    env = {e.name: e.value for e in container(pod).env}
+    assert mount == env["LAKERAG_MODEL_CACHE_DIR"] == "/var/cache/lakerag/models"
