@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helm import KIND_VALUES, REPO, find, render
+from .helm import KIND_VALUES, PRODUCTION_VALUES, REPO, find, pod_spec, render
 
 SKAFFOLD_SCHEMA = REPO.parent / "shared" / "schemas" / "skaffold-v4beta13.json"
 KIND_CONFIG = yaml.safe_load((REPO / "kind-config.yaml").read_text())
@@ -121,8 +122,34 @@ def test_skaffold_production_profile_uses_the_production_values():
     assert {"op": "replace", "path": "/deploy/helm/releases/0/valuesFiles/0",
             "value": "charts/lakerag/values-production.yaml"} in profile["patches"]
     assert profile["build"]["local"]["push"] is True
-    assert {a["image"] for a in profile["build"]["artifacts"]} == \
-        {a["image"] for a in SKAFFOLD["build"]["artifacts"]}
+    artifacts = {a["image"]: a for a in profile["build"]["artifacts"]}
+    assert set(artifacts) == {a["image"] for a in SKAFFOLD["build"]["artifacts"]} | {"lakerag/api-torch"}
+
+
+def test_skaffold_production_builds_and_deploys_the_torch_variant_the_model_export_runs():
+    """values-production.yaml exports bge-large in the API pods' init container with the torch
+    variant: skaffold builds it as images/build.sh api-torch does and points the chart at it
+    (without it the chart's default, <api tag>-torch, names an image skaffold never pushed)."""
+    (profile,) = [p for p in SKAFFOLD["profiles"] if p["name"] == "production"]
+    variant = {a["image"]: a for a in profile["build"]["artifacts"]}["lakerag/api-torch"]
+    assert variant["docker"] == {"dockerfile": "images/api/Dockerfile", "buildArgs": {"DEPS": "deps-torch"}}
+    dockerfile = (REPO / "images" / "api" / "Dockerfile").read_text()
+    assert re.search(r"^FROM \S+ AS deps-torch$", dockerfile, re.MULTILINE)
+    assert re.search(r"^FROM \$\{DEPS\} AS builder$", dockerfile, re.MULTILINE)
+    assert 'variant=(--build-arg DEPS=deps-torch)' in (REPO / "images" / "build.sh").read_text()
+    patches = {p["path"]: p["value"] for p in profile["patches"] if p["op"] == "add"}
+    prefix = "/deploy/helm/releases/0/setValueTemplates/"
+    # skaffold's template names: the artifact's image with "/" and "-" as "_"
+    assert patches == {prefix + "api.modelExport.image.repository": "{{.IMAGE_REPO_lakerag_api_torch}}",
+                       prefix + "api.modelExport.image.tag": "{{.IMAGE_TAG_lakerag_api_torch}}"}
+    (release,) = SKAFFOLD["deploy"]["helm"]["releases"]
+    sets = tuple(f"{key}=x" for key in release["setValueTemplates"] if key != "global.imageRegistry")
+    objects = render((PRODUCTION_VALUES,), sets=(*sets, "global.imageRegistry=",
+                                                 "api.modelExport.image.repository=ghcr.io/acme/lakerag/api-torch",
+                                                 "api.modelExport.image.tag=abc123"))
+    spec = pod_spec(find(objects, "Deployment", "lakerag-api"))
+    export = {c["name"]: c for c in spec["initContainers"]}["model-export"]
+    assert export["image"] == "ghcr.io/acme/lakerag/api-torch:abc123"
 
 
 def test_makefile_kubernetes_targets_exist_and_use_the_chart():
