@@ -107,7 +107,7 @@ def test_runtime_stage_contract(image):
     assert builder, "multi-stage: a builder stage makes the venv"
     copies = final.all("COPY")
     assert any(c.flag("from") == "builder" and c.args.split()[0] == "/opt/venv" for c in copies)
-    assert all(c.flag("from") in {"builder", "code", "model", None} for c in copies)
+    assert all(c.flag("from") in {"builder", "startup", "code", "model", None} for c in copies)
     if image != "airflow":  # the project's code is the last layer, after every dependency
         assert copies[-1].flag("from") == "code" and copies[-1].args == "/opt/venv /opt/venv"
     env = " ".join(i.args for i in final.all("ENV"))
@@ -191,3 +191,18 @@ def test_model_stage_copies_every_module_the_export_imports(image, tmp_path):
     probe = subprocess.run([sys.executable, "-c", "import lakerag.onnx_export, lakerag.config"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(tmp_path)}, check=False)
     assert probe.returncode == 0, probe.stderr
+
+
+@pytest.mark.parametrize("image", ["api", "embeddings"])
+def test_start_up_bytecode_layers(image):
+    """images/startup-pyc.py runs on the image's own start-up; the dependencies' pycs are their
+    own layer right after the dependencies, the project's are in the code stage (the last layer)."""
+    _, final, stages = _final_stage(image)
+    startup = next(s for s in stages if s.name == "startup")
+    assert startup.base == "builder"
+    assert any(r.args.endswith(f"startup-pyc.py {image} /pyc") for r in startup.all("RUN"))
+    code = next(s for s in stages if s.name == "code")
+    assert [c.args for c in code.all("COPY") if c.flag("from") == "startup"] == ["/pyc/project/ /"]
+    copies = [(c.flag("from"), c.args) for c in final.all("COPY")]
+    deps = copies.index(("builder", "/opt/venv /opt/venv"))
+    assert copies[deps + 1] == ("startup", "/pyc/deps/ /") and copies[-1] == ("code", "/opt/venv /opt/venv")
