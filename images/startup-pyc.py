@@ -31,10 +31,15 @@ import sys
 # own start, so this script imports what it needs for its other parts inside them.
 
 PROJECT = ("lakerag", "lakerag_spark")
-# The environment the images' runtime stages set, as far as start-up imports depend on it.
-# The store, index and model directories are empty: the warm-up fails at the model, as it should here.
+# The environment the images' runtime stages set, as far as start-up imports depend on it. The
+# store is S3, as in a cluster (boto3's client is most of what the first store call imports), at an
+# endpoint where nothing listens, tried once; the index and model directories are empty. So the
+# warm-up fails at the model and the index, as it must here, after importing what it uses.
 RUNTIME_ENV = {"HF_HUB_OFFLINE": "1", "LAKERAG_ENCODER": "onnx", "PYTHONDONTWRITEBYTECODE": "1",
-               "PYTHONHASHSEED": "0", "LAKERAG_STORE_URI": "file:///tmp/startup-pyc/store",
+               "PYTHONHASHSEED": "0", "LAKERAG_STORE_URI": "s3://startup-pyc/lake",
+               "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1", "AWS_RETRY_MODE": "standard",
+               "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "startup-pyc", "AWS_SECRET_ACCESS_KEY": "startup-pyc",
+               "AWS_EC2_METADATA_DISABLED": "true", "AWS_ALLOW_HTTP": "true",
                "LAKERAG_INDEX_DIR": "/tmp/startup-pyc/index", "LAKERAG_MODEL_CACHE_DIR": "/tmp/startup-pyc/models",
                "HF_HOME": "/tmp/startup-pyc/models"}
 
@@ -79,14 +84,15 @@ def start_api() -> None:
     server.should_exit = True
     thread.join(30)
     # the warm-up's encoder (lakerag.onnx_encoder imports ONNX Runtime and tokenizers when it loads
-    # a model) and index loading (FAISS, SQLite, BM25 come with lakerag.index)
-    _import("lakerag.onnx_encoder", "onnxruntime", "tokenizers", "lakerag.index.artifacts", "bm25s")
+    # a model) and index loading (FAISS, SQLite, BM25 come with lakerag.index); a search with hits
+    # also loads numpy.ma (numpy imports it lazily)
+    _import("lakerag.onnx_encoder", "onnxruntime", "tokenizers", "lakerag.index.artifacts", "bm25s", "numpy.ma")
 
 
 def start_embeddings() -> None:
     """`lakerag pipeline embed` (the default command) and `lakerag pipeline index`: the CLI,
     the jobs, and what they import lazily once they run: the Delta tables read as Arrow and
-    pandas, the ONNX encoder, the progress bar. (A build stage has no lake and no model.)"""
+    pandas, the ONNX encoder, the progress bar, the S3 store. (A build stage has no lake and no model.)"""
     import io
 
     import typer
@@ -98,6 +104,13 @@ def start_embeddings() -> None:
     from tqdm.auto import tqdm
 
     tqdm(total=1, file=io.StringIO()).close()  # its lock comes from multiprocessing
+    from lakerag import config
+    from lakerag.store import StoreError, store_for
+
+    try:  # the jobs' first store call (boto3's client, then a refused connection)
+        store_for(config.from_env()).exists("lake/_runs/embed.json")
+    except StoreError:
+        pass
 
 
 def _import(*names: str) -> None:
