@@ -135,3 +135,15 @@ def test_pooling_and_normalisation_come_from_the_model_config(tmp_path):
     (tmp_path / "pool" / "config.json").write_text(json.dumps({"pooling_mode_weightedmean_tokens": True}))
     with pytest.raises(EncoderUnavailable, match="LAKERAG_ENCODER=torch"):
         read_pooling(tmp_path)
+
+
+def test_idle_intra_op_threads_sleep_instead_of_spinning(exported):
+    """A spinning pool holds a core after every run: in the API it slowed the FAISS search and
+    the event loop that follow each encode (bench/search.py)."""
+    from lakerag.onnx_encoder import OnnxEncoder, find_export
+
+    settings, _ = exported
+    encoder = OnnxEncoder(find_export(config.PACKAGED_MODEL, settings.model_cache_dir), threads=2)
+    options = encoder.session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == 2
