@@ -65,6 +65,10 @@ class Metrics:
         self.airflow_triggers = Counter("lakerag_airflow_triggers_total", "Airflow asset events the API recorded "
                                         "to start the pipeline (sent) or could not (failed)", ["outcome"],
                                         registry=r)
+        # Requests being handled now; read by the event loop only (api/cpu.py), so a plain int.
+        self.in_flight = 0
+        Gauge("lakerag_http_requests_in_flight", "HTTP requests being handled", registry=r).set_function(
+            lambda: self.in_flight)
         for outcome in ("sent", "failed"):  # both series exist from the start (alerts on rate())
             self.airflow_triggers.labels(outcome)
 
@@ -101,6 +105,7 @@ class RequestMetricsMiddleware:
             return
         started = time.perf_counter()
         status = [500]
+        self.metrics.in_flight += 1
 
         async def send_wrapper(message):
             if message["type"] == "http.response.start":
@@ -110,6 +115,7 @@ class RequestMetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            self.metrics.in_flight -= 1
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope["method"]
             self.metrics.requests.labels(route, method, str(status[0])).inc()

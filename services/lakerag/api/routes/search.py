@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Response
+from starlette.concurrency import run_in_threadpool
 
 from ...search import search as run_search
 from .. import replay
+from ..cpu import run_cpu_bound
 from ..deps import Index, Model, State
 from ..schemas import SearchRequest, SearchResponse
 
@@ -14,7 +18,14 @@ router = APIRouter(tags=["search"])
 
 @router.post("/search", response_model=SearchResponse,
              responses={404: {"description": "as_of names a version that is not retained"}})
-def search(body: SearchRequest, state: State, model: Model, served: Index) -> Response:
+async def search(body: SearchRequest, state: State, model: Model, served: Index) -> Response:
+    work = partial(_search, body, state, model, served)
+    if body.as_of and body.as_of != served.version:  # may download a retained version: never on the loop
+        return await run_in_threadpool(work)
+    return await run_cpu_bound(state.metrics, work)
+
+
+def _search(body: SearchRequest, state: State, model: Model, served: Index) -> Response:
     index = replay.index_for(state, served, body.as_of)
     outcome = run_search(index, model, body.query, body.k, state.cutoffs, state.metrics,
                                doc_id=body.doc_id, source_prefix=body.source_prefix,
