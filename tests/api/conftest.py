@@ -107,9 +107,11 @@ class RunningApi:
 
     def __enter__(self) -> Self:
         import uvicorn
+        from lakerag.api.main import server_config
 
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan="on"))
+        # The server `lakerag serve` runs, on a free loopback port.
+        self.server = uvicorn.Server(server_config(self.app, self.settings, host="127.0.0.1", port=self.port,
+                                                   log_level="warning", lifespan="on"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 120

@@ -30,6 +30,7 @@ from ..search import cutoffs_for, load_reranker
 from . import pipeline_status, protocol
 from .airflow_trigger import PipelineTrigger
 from .deps import AppState
+from .http_protocol import CoalescingHttpToolsProtocol
 from .metrics import Metrics, RequestMetricsMiddleware
 from .routes import answer, console, document_files, documents, health, index, search, summarize
 from .services import startup
@@ -74,10 +75,12 @@ def warm_up(state: AppState, embedder: Embedder | None = None, watch: bool = Tru
         return
     loaded_model.append(embedder)
     metrics.model_load_seconds.set(embedder.load_seconds)
-    # One intra-op thread per query; the cores serve concurrent requests instead. A query
-    # is too small to split well, and split queries wait on each other's thread barriers
-    # whenever the cores are busy (measured: 2 threads 3-10x slower than 1 under load).
-    # torch only when it encodes: importing it just to cap its threads cost seconds of start-up.
+    # FAISS (and torch, when it encodes) get one thread per query; the cores serve concurrent
+    # requests instead: split queries wait on each other's thread barriers whenever the cores
+    # are busy (measured with torch: 2 threads 3-10x slower than 1 under load). The ONNX session
+    # keeps the pod's CPU quota: its idle threads sleep, and 2 threads beat 1 on a lone query's
+    # latency (bench/search.py: p50 13.4-13.7 against 13.8-16.9 ms). torch only when it
+    # encodes: importing it just to cap its threads cost seconds of start-up.
     cap_threads(SEARCH_THREADS, torch=embedder.encoder.get("runtime") == "torch")
     embedder.encode_queries(["warm up"])  # the first encode allocates; keep it off the first request
     state.cutoffs = cutoffs_for(settings, embedder.name)
@@ -167,6 +170,17 @@ def _interrupt(*_) -> None:
     raise KeyboardInterrupt
 
 
+def server_config(app: FastAPI, settings: Settings, **overrides) -> uvicorn.Config:
+    """The uvicorn server the API runs under (``serve`` and the tests)."""
+    options = {"host": settings.host, "port": settings.port, "workers": 1,
+               "http": CoalescingHttpToolsProtocol,  # each response's headers and body in one send
+               "log_level": settings.log_level.lower(), "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+               # Longer than load balancers' usual idle timeout (60 s): the balancer closes
+               # idle connections first, so it never reuses one the API just closed.
+               "timeout_keep_alive": 75, "server_header": False}
+    return uvicorn.Config(app, **{**options, **overrides})
+
+
 def serve(settings: Settings, announce: bool = False, on_ready=None, on_shutdown=None) -> int:
     """Run the API in this process with one uvicorn worker until SIGTERM/SIGINT, then end the process.
     ``on_ready(state)`` runs once the model is loaded, ``on_shutdown()`` once the server has stopped
@@ -179,12 +193,7 @@ def serve(settings: Settings, announce: bool = False, on_ready=None, on_shutdown
     startup.log_environment(settings)
     app = create_app(settings)
     state: AppState = app.state.lakerag
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, workers=1,
-                            log_level=settings.log_level.lower(), timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-                            # Longer than load balancers' usual idle timeout (60 s): the balancer closes
-                            # idle connections first, so it never reuses one the API just closed.
-                            timeout_keep_alive=75,
-                            server_header=False)
+    config = server_config(app, settings)
     server = uvicorn.Server(config)
 
     def fatal(message: str) -> None:

@@ -1,0 +1,125 @@
+"""The API's HTTP protocol (api/http_protocol.py): a response's header block and body leave in
+one send, and nothing is held back: HEAD answers, streamed bodies and "100 Continue" all arrive."""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvicorn
+from lakerag.api.http_protocol import CoalescingHttpToolsProtocol
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route
+from uvicorn.server import ServerState
+
+
+class RecordingTransport(asyncio.Transport):
+    """What the protocol sends, one entry per write the socket would see."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes: list[bytes] = []
+        self.closed = False
+
+    def write(self, data):
+        self.writes.append(bytes(data))
+
+    def close(self):
+        self.closed = True
+
+    def is_closing(self):
+        return self.closed
+
+    def get_extra_info(self, name, default=None):
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
+
+    def pause_reading(self):
+        pass
+
+    def resume_reading(self):
+        pass
+
+
+async def _json(request: Request):
+    body = await request.body()
+    return JSONResponse({"received": len(body)})
+
+
+async def _stream(request: Request):
+    async def parts():
+        for part in (b"one,", b"two,", b"three"):
+            yield part
+            await asyncio.sleep(0)
+    return StreamingResponse(parts(), media_type="text/plain")
+
+
+APP = Starlette(routes=[Route("/json", _json, methods=["GET", "HEAD", "POST"]), Route("/stream", _stream)])
+
+
+async def _exchange(*chunks: bytes, settle_turns: int = 50) -> RecordingTransport:
+    """Feed ``chunks`` to one connection (letting the loop run after each); return what it wrote."""
+    config = uvicorn.Config(APP, lifespan="off", log_level="warning")
+    config.load()
+    protocol = CoalescingHttpToolsProtocol(config, ServerState(), app_state={})
+    transport = RecordingTransport()
+    protocol.connection_made(transport)
+    for chunk in chunks:
+        protocol.data_received(chunk)
+        for _ in range(settle_turns):
+            await asyncio.sleep(0)
+    protocol.connection_lost(None)
+    return transport
+
+
+def test_headers_and_body_leave_in_one_send():
+    transport = asyncio.run(_exchange(b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n"))
+    assert len(transport.writes) == 1
+    head, _, body = transport.writes[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and body == b'{"received":0}'
+
+
+def test_a_head_response_is_sent_without_a_body_write():
+    transport = asyncio.run(_exchange(b"HEAD /json HTTP/1.1\r\nHost: x\r\n\r\n"))
+    assert b"".join(transport.writes).startswith(b"HTTP/1.1 200")
+
+
+def test_keep_alive_requests_each_get_their_whole_response():
+    request = b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n"
+    transport = asyncio.run(_exchange(request, request))
+    assert len(transport.writes) == 2
+    assert all(w.endswith(b'{"received":0}') for w in transport.writes)
+
+
+def test_a_streamed_body_arrives_whole():
+    transport = asyncio.run(_exchange(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n"))
+    sent = b"".join(transport.writes)
+    assert sent.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in sent
+    assert sent.endswith(b"0\r\n\r\n")
+    body = sent.partition(b"\r\n\r\n")[2]
+    assert b"one," in body and b"two," in body and b"three" in body
+
+
+def test_100_continue_is_sent_before_the_client_sends_its_body():
+    """The client waits for "100 Continue" before it sends the body: a held-back interim
+    response would stall the request until the client's own timeout."""
+
+    async def exchange() -> tuple[list[bytes], RecordingTransport]:
+        config = uvicorn.Config(APP, lifespan="off", log_level="warning")
+        config.load()
+        protocol = CoalescingHttpToolsProtocol(config, ServerState(), app_state={})
+        transport = RecordingTransport()
+        protocol.connection_made(transport)
+        protocol.data_received(b"POST /json HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        for _ in range(50):
+            await asyncio.sleep(0)
+        before_body = list(transport.writes)
+        protocol.data_received(b"hello")
+        for _ in range(50):
+            await asyncio.sleep(0)
+        protocol.connection_lost(None)
+        return before_body, transport
+
+    before_body, transport = asyncio.run(exchange())
+    assert before_body == [b"HTTP/1.1 100 Continue\r\n\r\n"]
+    assert transport.writes[-1].endswith(b'{"received":5}')
