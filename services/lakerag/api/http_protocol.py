@@ -31,6 +31,9 @@ class _CoalescingTransport:
             held, self._held = self._held, None
             self._transport.write(held + data)
 
+    def writelines(self, chunks) -> None:
+        self.write(b"".join(chunks))
+
     def flush(self) -> None:
         if self._held is not None:
             held, self._held = self._held, None
