@@ -26,6 +26,7 @@ import faiss
 import numpy as np
 
 from .errors import IndexRejected
+from .huge_pages import use_huge_pages
 from .lexical import load_lexical, write_lexical
 from .loaded import LoadedIndex
 from .rows import ROW_FIELDS, ROWS_FILE, ChunkRows, write_rows
@@ -376,6 +377,7 @@ def load_index_dir(path, expected_model: str | None = None, expected_dimension: 
         raise IndexRejected(f"{path}: index holds {index.ntotal} vectors of dimension {index.d} and "
                             f"{chunks.count} chunk rows, manifest says {count} of dimension {manifest['dimension']}; "
                             "republish the index (`lakerag pipeline index --full-rebuild`)")
+    use_huge_pages(index)
     lexical = None
     if manifest.get("lexical"):
         lexical = load_lexical(path, manifest["lexical"], count)

@@ -1,0 +1,52 @@
+"""Back a flat index's vectors with transparent huge pages (Linux).
+
+A flat search reads every stored vector. On 4 KiB pages the same 100k x 384
+scan took 6.0-9.5 ms here depending on where its allocation landed; collapsed
+into 2 MiB pages it took 4.9-5.0 ms every time (bench/search.py's index,
+measured in one process). FAISS allocates the vectors itself, so this asks the
+kernel to collapse that allocation once it is loaded (``MADV_COLLAPSE``, Linux
+6.1+; ~0.1-0.4 s for 150 MB). Elsewhere, or with THP set to ``never``, nothing
+changes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import sys
+
+import faiss
+
+log = logging.getLogger(__name__)
+MADV_HUGEPAGE = 14
+MADV_COLLAPSE = 25
+HUGE_PAGE = 1 << 21
+
+
+def _flat_codes(index):
+    """The IndexFlatCodes holding the vectors (a flat index, or an HNSW index's storage); None otherwise."""
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexHNSW):
+        index = faiss.downcast_index(index.storage)
+    return index if isinstance(index, faiss.IndexFlatCodes) else None
+
+
+def use_huge_pages(index) -> bool:
+    """Collapse the index's vectors into huge pages; True when the kernel did."""
+    flat = _flat_codes(index)
+    if flat is None or not sys.platform.startswith("linux"):
+        return False
+    size = flat.codes.size()
+    if size < 2 * HUGE_PAGE:
+        return False
+    address = faiss.rev_swig_ptr(flat.codes.data(), size).ctypes.data
+    start = (address + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1)  # whole huge pages inside the allocation
+    length = ((address + size) & ~(HUGE_PAGE - 1)) - start
+    libc = ctypes.CDLL(None, use_errno=True)  # the process itself: libc's madvise, no library lookup
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    for advice in (MADV_HUGEPAGE, MADV_COLLAPSE):
+        if libc.madvise(start, length, advice) != 0:
+            log.debug("huge pages for the index: madvise(%d) failed with errno %d (kept 4 KiB pages)", advice,
+                      ctypes.get_errno())
+            return False
+    return True

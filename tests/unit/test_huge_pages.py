@@ -1,0 +1,77 @@
+"""A loaded flat index's vectors sit in huge pages (index/huge_pages.py), and search answers the same."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pytest
+from lakerag.index.huge_pages import use_huge_pages
+
+THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+def _kernel_collapses() -> bool:
+    """THP not off and MADV_COLLAPSE known (Linux 6.1+): where use_huge_pages must succeed."""
+    if not THP.exists() or "[never]" in THP.read_text():
+        return False
+    major, minor = (int(p) for p in platform.release().split(".")[:2])
+    return (major, minor) >= (6, 1)
+
+
+def _huge_kib(address: int, size: int) -> int:
+    """AnonHugePages (KiB) of this process's mappings overlapping [address, address + size)."""
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and ":" not in head:
+            start, end = (int(x, 16) for x in head.split("-"))
+            inside = start < address + size and address < end
+        elif inside and head == "AnonHugePages:":
+            total += int(line.split()[1])
+    return total
+
+
+def _vectors(n: int, d: int = 384) -> np.ndarray:
+    vectors = np.random.default_rng(3).standard_normal((n, d), dtype=np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def test_flat_vectors_are_collapsed_into_huge_pages_and_search_is_unchanged():
+    vectors = _vectors(40_000)  # 61 MB: above glibc's largest mmap threshold, so its own fresh mapping
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    address = faiss.rev_swig_ptr(index.codes.data(), index.codes.size()).ctypes.data
+    huge_before = _huge_kib(address, index.codes.size())
+    before = index.search(vectors[:5], 10)
+    done = use_huge_pages(index)
+    after = index.search(vectors[:5], 10)
+    np.testing.assert_array_equal(before[1], after[1])
+    np.testing.assert_array_equal(before[0], after[0])
+    if not _kernel_collapses():
+        assert done is False
+        pytest.skip("this kernel keeps 4 KiB pages (THP off or no MADV_COLLAPSE): nothing to check")
+    assert done is True
+    # All but the partial 2 MiB pages at both ends.
+    assert _huge_kib(address, index.codes.size()) - huge_before >= 56 * 1024
+
+
+def test_hnsw_storage_is_collapsed_too():
+    vectors = _vectors(6_000)
+    index = faiss.IndexHNSWFlat(vectors.shape[1], 8, faiss.METRIC_INNER_PRODUCT)
+    index.add(vectors)
+    assert use_huge_pages(index) is _kernel_collapses()
+
+
+def test_indexes_without_flat_vectors_or_too_small_are_left_alone():
+    vectors = _vectors(3_000)
+    quantizer = faiss.IndexFlatIP(vectors.shape[1])
+    ivf = faiss.IndexIVFFlat(quantizer, vectors.shape[1], 4, faiss.METRIC_INNER_PRODUCT)
+    ivf.train(vectors)
+    ivf.add(vectors)
+    assert use_huge_pages(ivf) is False
+    small = faiss.IndexFlatIP(vectors.shape[1])
+    small.add(vectors[:1000])  # 1.5 MB: not one whole huge page
+    assert use_huge_pages(small) is False
