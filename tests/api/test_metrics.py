@@ -83,3 +83,19 @@ def test_real_prometheus_scrapes_request_and_search_latency(served, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_search_timings_are_recorded_once_the_response_is_sent():
+    import asyncio
+
+    from lakerag.api.metrics import AfterResponse, Metrics
+
+    metrics = Metrics()
+    timings = AfterResponse(metrics)
+    timings.encode_seconds.observe(0.004)
+    timings.index_seconds.observe(0.005)
+    count = lambda name: metrics.registry.get_sample_value(f"lakerag_search_{name}_seconds_count")
+    assert count("encode") == 0 and count("index") == 0
+    asyncio.run(timings.record())
+    assert count("encode") == 1 and count("index") == 1
+    assert metrics.registry.get_sample_value("lakerag_search_index_seconds_sum") == 0.005

@@ -33,6 +33,7 @@ from .deps import AppState
 from .http_protocol import CoalescingHttpToolsProtocol
 from .metrics import Metrics, RequestMetricsMiddleware
 from .routes import answer, console, document_files, documents, health, index, search, summarize
+from .search_fast_path import SearchFastPath
 from .services import startup
 from .services.llm import make_writer
 
@@ -126,7 +127,10 @@ def create_app(settings: Settings, embedder: Embedder | None = None, watch: bool
         if state.trigger is not None:
             state.trigger.stop()
 
+    # FastAPI's native OpenTelemetry needs an SDK the api image does not ship (its metrics are
+    # Prometheus, below): off, so no request pays for looking for one.
     app = FastAPI(title="LakeRAG", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False},
                   description="Semantic search, answers with citations and summaries over a Delta Lake corpus.",
                   responses=protocol.BAD_BODY_RESPONSE)
     app.state.lakerag = state
@@ -136,6 +140,7 @@ def create_app(settings: Settings, embedder: Embedder | None = None, watch: bool
     state.metrics.registry.register(app.state.pipeline_status)
     console.install(app)  # / (the web console), /docs and /redoc with their assets served offline
     protocol.install(app)
+    app.add_middleware(SearchFastPath, state=state)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
     return app
 
