@@ -130,13 +130,12 @@ def search(index: LoadedIndex | None, embedder: Embedder, query: str, k: int, cu
             "no relevant match: no indexed chunk contains any term of the query"
         return outcome
 
-    # Both components of every candidate, for the cut-offs and for transparency.
+    # The dense score of every candidate, for the cut-offs and for transparency.
     dense_of = dict(zip(dense.ids.tolist(), dense.scores.tolist()))
     if vector is not None:
         missing = [int(i) for i in candidates.ids if int(i) not in dense_of]
         if missing:
             dense_of.update(zip(missing, index.dense_scores(missing, vector).tolist()))
-    components = _components(candidates, dense, lexical, dense_of, lexical_scores)
 
     if mode != "lexical":
         best = float(dense.scores[0]) if len(dense) else float("-inf")
@@ -159,6 +158,7 @@ def search(index: LoadedIndex | None, embedder: Embedder, query: str, k: int, cu
         outcome.rerank_seconds = time.perf_counter() - rerank_started
         outcome.reranked_by = reranker.name
     candidates = candidates.head(k)
+    components = _components(candidates, dense, lexical, dense_of, lexical_scores)  # of the hits only
     outcome.hits = hits_for(index, candidates)
     for hit, i in zip(outcome.hits, candidates.ids):
         hit.update(components[int(i)])
