@@ -158,16 +158,17 @@ class HttpClient:
         raise AssertionError("not reached")
 
     def _response(self) -> tuple[int, bytes]:
-        data = b""
-        while b"\r\n\r\n" not in data:
+        data = self._recv()
+        while (end := data.find(b"\r\n\r\n")) < 0:
             data += self._recv()
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.split(b"\r\n")
-        headers = dict(line.split(b":", 1) for line in lines[1:])
-        length = int(next(v for k, v in headers.items() if k.strip().lower() == b"content-length"))
+        head = data[:end].lower()
+        start = head.index(b"\r\ncontent-length:") + len(b"\r\ncontent-length:")
+        stop = head.find(b"\r\n", start)
+        length = int(head[start:stop if stop >= 0 else None])
+        body = data[end + 4:]
         while len(body) < length:
             body += self._recv()
-        return int(lines[0].split()[1]), body
+        return int(data[9:12]), body  # "HTTP/1.1 200 ..."
 
     def _recv(self) -> bytes:
         chunk = self.sock.recv(1 << 16)

@@ -70,6 +70,8 @@ def test_a_json_search_is_answered_without_the_route(fast_path):
     (b'{"query": "x", "k": 0}', b"application/json", "fails validation"),
     (b'{"query": "x"', b"application/json", "not JSON"),
     (b'[1, 2]', b"application/json", "not an object"),
+    (b'{"query": "x\\ud800"}', b"application/json", "a lone surrogate: not text"),
+    (b'{"query": "x", "k": NaN}', b"application/json", "not a number"),
     (b'{"query": "x"}', b"text/plain", "another content type"),
     (b'{"query": "x"}', b"", "no content type"),
     (b'{"query": "x"}', ROUTE_ONLY.encode(), "JSON the route decides on"),

@@ -67,6 +67,7 @@ class ChunkRows:
 
     def __init__(self, connection: sqlite3.Connection):
         self._connection = connection
+        self._lookup = connection.cursor()  # reused by the per-id lookups: no cursor made per hit
         self._lock = threading.Lock()
         self.count = self._query("SELECT count(*) FROM chunks")[0][0]
 
@@ -93,7 +94,7 @@ class ChunkRows:
             one = f"SELECT row, {columns} FROM chunks WHERE row = ?"
             with self._lock:
                 for i in wanted:
-                    row = self._connection.execute(one, (i,)).fetchone()
+                    row = self._lookup.execute(one, (i,)).fetchone()
                     if row is not None:
                         found[row[0]] = row[1:]
         else:

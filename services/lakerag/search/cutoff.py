@@ -41,16 +41,16 @@ def cutoffs_for(settings: Settings, model: str) -> Cutoffs:
                    settings.relative_score if settings.relative_score >= 0 else base_rel)
 
 
-def apply(candidates: Ranked, dense_of: dict[int, float], best: float, exact: np.ndarray,
+def apply(candidates: Ranked, dense_of: dict[int, float], best: float, exact: np.ndarray | None,
           cutoffs: Cutoffs) -> Ranked | None:
     """The candidates whose dense score clears both cut-offs, plus the ``exact`` ones (chunks
-    holding every query term, kept whatever their dense score); None when the query is out
-    of context (the best dense score is under ``min_score`` and nothing is exact)."""
-    if best < cutoffs.min_score and not exact.any():
+    holding every query term, kept whatever their dense score; None: no such chunk); None when
+    the query is out of context (the best dense score is under ``min_score`` and nothing is exact)."""
+    if best < cutoffs.min_score and (exact is None or not exact.any()):
         return None
     floor = max(cutoffs.min_score, best * cutoffs.relative)
-    keep = np.array([dense_of[int(i)] >= floor for i in candidates.ids], dtype=bool) | exact
-    return candidates.where(keep)
+    keep = np.array([dense_of[i] >= floor for i in candidates.ids.tolist()], dtype=bool)
+    return candidates.where(keep if exact is None else keep | exact)
 
 
 def out_of_context_reason(best: float, cutoffs: Cutoffs, model: str, hybrid: bool) -> str:

@@ -130,10 +130,11 @@ def search(index: LoadedIndex | None, embedder: Embedder, query: str, k: int, cu
             "no relevant match: no indexed chunk contains any term of the query"
         return outcome
 
-    # The dense score of every candidate, for the cut-offs and for transparency.
+    # The dense score of every candidate, for the cut-offs and for transparency; fused or lexical
+    # candidates that dense retrieval did not return are scored here.
     dense_of = dict(zip(dense.ids.tolist(), dense.scores.tolist()))
-    if vector is not None:
-        missing = [int(i) for i in candidates.ids if int(i) not in dense_of]
+    if vector is not None and mode != "dense":
+        missing = [i for i in candidates.ids.tolist() if i not in dense_of]
         if missing:
             dense_of.update(zip(missing, index.dense_scores(missing, vector).tolist()))
 
@@ -141,11 +142,12 @@ def search(index: LoadedIndex | None, embedder: Embedder, query: str, k: int, cu
         best = float(dense.scores[0]) if len(dense) else float("-inf")
         outcome.best_score = round(best, 4) if len(dense) else None
         if apply_cutoffs:
-            # Hybrid: a chunk holding every query term is an exact lookup (a name, a code).
-            covering = set(index.covering(query).tolist()) if mode == "hybrid" else set()
-            if mode == "hybrid" and outcome.fusion and outcome.fusion.get("coverage", 1.0) < cutoff.BLIND_COVERAGE:
-                covering |= set(lexical.ids.tolist())  # the model cannot judge this query: BM25's hits stand
-            exact = np.array([int(i) in covering for i in candidates.ids], dtype=bool)
+            exact = None
+            if mode == "hybrid":  # a chunk holding every query term is an exact lookup (a name, a code)
+                covering = set(index.covering(query).tolist())
+                if outcome.fusion and outcome.fusion.get("coverage", 1.0) < cutoff.BLIND_COVERAGE:
+                    covering |= set(lexical.ids.tolist())  # the model cannot judge this query: BM25's hits stand
+                exact = np.array([i in covering for i in candidates.ids.tolist()], dtype=bool)
             kept = cutoff.apply(candidates, dense_of, best, exact, cutoffs)
             if kept is None:
                 outcome.reason = cutoff.out_of_context_reason(best, cutoffs, index.model, mode == "hybrid")
@@ -158,18 +160,11 @@ def search(index: LoadedIndex | None, embedder: Embedder, query: str, k: int, cu
         outcome.rerank_seconds = time.perf_counter() - rerank_started
         outcome.reranked_by = reranker.name
     candidates = candidates.head(k)
-    components = _components(candidates, dense, lexical, dense_of, lexical_scores)  # of the hits only
     outcome.hits = hits_for(index, candidates)
-    for hit, i in zip(outcome.hits, candidates.ids):
-        hit.update(components[int(i)])
-    return outcome
-
-
-def _components(candidates: Ranked, dense: Ranked, lexical: Ranked, dense_of: dict[int, float],
-                lexical_scores: np.ndarray | None) -> dict[int, dict]:
     dense_rank, lexical_rank = dense.ranks(), lexical.ranks()
-    return {int(i): {"dense_rank": dense_rank.get(int(i)),
-                     "dense_score": round(dense_of[int(i)], 4) if int(i) in dense_of else None,
-                     "lexical_rank": lexical_rank.get(int(i)),
-                     "lexical_score": round(float(lexical_scores[i]), 4) if lexical_scores is not None else None}
-            for i in candidates.ids}
+    for hit, i in zip(outcome.hits, candidates.ids.tolist()):  # where each hit came from (the hits only)
+        hit["dense_rank"] = dense_rank.get(i)
+        hit["dense_score"] = round(dense_of[i], 4) if i in dense_of else None
+        hit["lexical_rank"] = lexical_rank.get(i)
+        hit["lexical_score"] = round(float(lexical_scores[i]), 4) if lexical_scores is not None else None
+    return outcome

@@ -31,4 +31,4 @@ class Ranked:
 
     def ranks(self) -> dict[int, int]:
         """row id -> 1-based rank."""
-        return {int(i): r for r, i in enumerate(self.ids, start=1)}
+        return {i: r for r, i in enumerate(self.ids.tolist(), start=1)}
