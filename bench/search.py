@@ -197,8 +197,8 @@ def main() -> int:
 
     import httpx
     from lakerag import config
-    from lakerag.api.main import SEARCH_THREADS
-    from lakerag.embedding import cap_threads, cpu_quota, load_embedder
+    from lakerag.api.main import SEARCH_THREADS, cap_search_threads
+    from lakerag.embedding import cpu_quota, load_embedder
     from lakerag.index.artifacts import load_index_dir
     from lakerag.index.publish import publish_dir
     from lakerag.store import LocalStore
@@ -218,7 +218,7 @@ def main() -> int:
         proc, ready_s, index_s = start_server(tmp / "store", tmp / "serving", port)
         try:
             embedder = load_embedder(settings)
-            cap_threads(SEARCH_THREADS)  # what the API does: one FAISS thread per query
+            cap_search_threads(embedder)  # the API's own settings (without torch, as the API with ONNX)
             index = load_index_dir(tmp / "built", embedder.name, embedder.dimension)
 
             def in_process(query: str) -> float:

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import as_legacy_version, free_port
 from lakerag.lake import DOCUMENTS_KEY, doc_id_for
 from lakerag.store import open_store
@@ -143,3 +144,21 @@ print(state.embedder.encoder["runtime"], "torch" in sys.modules)
                             env=env_for(local_settings))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["onnx", "False"], result.stdout
+
+
+
+@pytest.mark.parametrize("runtime, torch_imported", [("onnx", "False"), ("torch", "True")])
+def test_search_thread_settings_import_torch_only_when_it_encodes(runtime, torch_imported):
+    """The settings the API and bench/search.py's in-process path share (`cap_search_threads`): one
+    FAISS thread per query, and torch imported (and capped) only when it encodes; the bench used to
+    import it with ONNX, unlike the API."""
+    code = ("import sys, types, faiss\n"
+            "from lakerag.api.main import cap_search_threads\n"
+            f"cap_search_threads(types.SimpleNamespace(encoder={{'runtime': {runtime!r}}}))\n"
+            "print('torch' in sys.modules, faiss.omp_get_max_threads(), "
+            "sys.modules['torch'].get_num_threads() if 'torch' in sys.modules else '-')\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LAKERAG_", "GEMINI_", "OMP_"))}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == [torch_imported, "1", "1" if runtime == "torch" else "-"]

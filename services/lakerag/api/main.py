@@ -45,6 +45,19 @@ SAMPLE_QUESTIONS = Path(__file__).resolve().parents[1] / "samples" / "questions.
 GRACEFUL_SHUTDOWN_SECONDS = 15
 
 
+def cap_search_threads(embedder: Embedder) -> None:
+    """The API's thread settings for searches (bench/search.py applies the same in process).
+
+    FAISS (and torch, when it encodes) get one thread per query; the cores serve concurrent
+    requests instead: split queries wait on each other's thread barriers whenever the cores
+    are busy (measured with torch: 2 threads 3-10x slower than 1 under load). The ONNX session
+    keeps the pod's CPU quota: its idle threads sleep, and 2 threads beat 1 on a lone query's
+    latency (bench/search.py: p50 13.4-13.7 against 13.8-16.9 ms). torch only when it
+    encodes: importing it just to cap its threads cost seconds of start-up.
+    """
+    cap_threads(SEARCH_THREADS, torch=embedder.encoder.get("runtime") == "torch")
+
+
 def warm_up(state: AppState, embedder: Embedder | None = None, watch: bool = True) -> None:
     """Load the model while the index downloads (``IndexWatcher.prefetch``), then load the
     index and start the watcher. Runs in a thread."""
@@ -76,13 +89,7 @@ def warm_up(state: AppState, embedder: Embedder | None = None, watch: bool = Tru
         return
     loaded_model.append(embedder)
     metrics.model_load_seconds.set(embedder.load_seconds)
-    # FAISS (and torch, when it encodes) get one thread per query; the cores serve concurrent
-    # requests instead: split queries wait on each other's thread barriers whenever the cores
-    # are busy (measured with torch: 2 threads 3-10x slower than 1 under load). The ONNX session
-    # keeps the pod's CPU quota: its idle threads sleep, and 2 threads beat 1 on a lone query's
-    # latency (bench/search.py: p50 13.4-13.7 against 13.8-16.9 ms). torch only when it
-    # encodes: importing it just to cap its threads cost seconds of start-up.
-    cap_threads(SEARCH_THREADS, torch=embedder.encoder.get("runtime") == "torch")
+    cap_search_threads(embedder)
     embedder.encode_queries(["warm up"])  # the first encode allocates; keep it off the first request
     state.cutoffs = cutoffs_for(settings, embedder.name)
     state.writer = make_writer(settings, embedder, metrics)
