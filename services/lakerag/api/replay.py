@@ -88,9 +88,14 @@ def retained_versions(state) -> RetainedVersions:
     return cache
 
 
+def names_another_version(as_of: str | None, served: LoadedIndex) -> bool:
+    """Whether ``as_of`` asks for a version other than the served one (a replay)."""
+    return bool(as_of) and as_of != served.version
+
+
 def index_for(state, served: LoadedIndex, as_of: str | None) -> LoadedIndex:
     """The served index, or the retained version ``as_of`` names (404 when pruned, 409 when unusable)."""
-    if not as_of or as_of == served.version:
+    if not names_another_version(as_of, served):
         return served
     try:
         return retained_versions(state).get(as_of)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 from starlette.routing import Match
 
+from . import replay
 from .deps import AppState
 from .routes import search as search_route
 from .schemas import SearchRequest
@@ -38,7 +39,7 @@ class SearchFastPath:
         state = self.state
         served = state.index
         if request is None or state.embedder is None or served is None or \
-                (request.as_of and request.as_of != served.version):
+                replay.names_another_version(request.as_of, served):
             await self.app(scope, _replay(received, receive), send)
             return
         scope["route"] = self.route

@@ -87,8 +87,9 @@ class ChunkRows:
         with self._lock:
             return self._connection.execute(sql, tuple(parameters)).fetchall()
 
-    def _by_ids(self, columns: str, ids) -> dict[int, tuple]:
-        wanted = [int(i) for i in np.asarray(ids).ravel().tolist()]
+    def _by_ids(self, columns: str, ids) -> list[tuple]:
+        """The ``columns`` of each row id, in the order of ``ids``."""
+        wanted = np.asarray(ids).ravel().tolist()
         found: dict[int, tuple] = {}
         if len(wanted) <= _LOOKUPS:  # a search's hits: a quarter cheaper than IN (...) on cold caches
             one = f"SELECT row, {columns} FROM chunks WHERE row = ?"
@@ -106,16 +107,14 @@ class ChunkRows:
         missing = [i for i in wanted if i not in found]
         if missing:
             raise IndexError(f"no chunk rows {missing[:5]} (the version holds {self.count})")
-        return found
+        return [found[i] for i in wanted]
 
     def rows(self, ids) -> list[dict]:
         """The ``ROW_FIELDS`` of each row id, in order."""
-        found = self._by_ids(", ".join(ROW_FIELDS), ids)
-        return [dict(zip(ROW_FIELDS, found[int(i)])) for i in np.asarray(ids).ravel().tolist()]
+        return [dict(zip(ROW_FIELDS, row)) for row in self._by_ids(", ".join(ROW_FIELDS), ids)]
 
     def texts(self, ids) -> list[str]:
-        found = self._by_ids("text", ids)
-        return [found[int(i)][0] for i in np.asarray(ids).ravel().tolist()]
+        return [row[0] for row in self._by_ids("text", ids)]
 
     def document_rows(self, doc_id: str) -> np.ndarray:
         """Row ids of one document's chunks, in chunk order."""

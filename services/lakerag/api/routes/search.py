@@ -30,7 +30,7 @@ async def search(body: SearchRequest, state: State, model: Model, served: Index)
 async def answer(body: SearchRequest, state: AppState, model: Embedder, served: LoadedIndex) -> Response:
     """The search's JSON response (the route above and ``api.search_fast_path``)."""
     work = partial(_search, body, state, model, served)
-    if body.as_of and body.as_of != served.version:  # may download a retained version: never on the loop
+    if replay.names_another_version(body.as_of, served):  # may download a retained version: never on the loop
         return await run_in_threadpool(work)
     return await run_cpu_bound(state.metrics, work)
 
