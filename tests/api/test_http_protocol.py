@@ -1,12 +1,15 @@
 """The API's HTTP protocol (api/http_protocol.py): a response's header block and body leave in
-one send, and nothing is held back: HEAD answers, streamed bodies and "100 Continue" all arrive."""
+one send, and nothing is held back: HEAD answers, streamed bodies and "100 Continue" all arrive.
+Each request's access line is written once, after its response has left."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import uvicorn
 from lakerag.api.http_protocol import CoalescingHttpToolsProtocol
+from lakerag.api.metrics import Metrics, RequestMetricsMiddleware
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
@@ -57,12 +60,18 @@ async def _stream(request: Request):
 APP = Starlette(routes=[Route("/json", _json, methods=["GET", "HEAD", "POST"]), Route("/stream", _stream)])
 
 
-async def _exchange(*chunks: bytes, settle_turns: int = 50) -> RecordingTransport:
-    """Feed ``chunks`` to one connection (letting the loop run after each); return what it wrote."""
-    config = uvicorn.Config(APP, lifespan="off", log_level="warning")
+def _config(app=APP, log_level: str = "warning") -> uvicorn.Config:
+    config = uvicorn.Config(app, lifespan="off", log_level=log_level)  # configures uvicorn's loggers
     config.load()
+    return config
+
+
+async def _exchange(*chunks: bytes, settle_turns: int = 50, config: uvicorn.Config | None = None,
+                    transport: RecordingTransport | None = None) -> RecordingTransport:
+    """Feed ``chunks`` to one connection (letting the loop run after each); return what it wrote."""
+    config = config or _config()
     protocol = CoalescingHttpToolsProtocol(config, ServerState(), app_state={})
-    transport = RecordingTransport()
+    transport = transport or RecordingTransport()
     protocol.connection_made(transport)
     for chunk in chunks:
         protocol.data_received(chunk)
@@ -105,9 +114,7 @@ def test_100_continue_is_sent_before_the_client_sends_its_body():
     response would stall the request until the client's own timeout."""
 
     async def exchange() -> tuple[list[bytes], RecordingTransport]:
-        config = uvicorn.Config(APP, lifespan="off", log_level="warning")
-        config.load()
-        protocol = CoalescingHttpToolsProtocol(config, ServerState(), app_state={})
+        protocol = CoalescingHttpToolsProtocol(_config(), ServerState(), app_state={})
         transport = RecordingTransport()
         protocol.connection_made(transport)
         protocol.data_received(b"POST /json HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
@@ -123,3 +130,47 @@ def test_100_continue_is_sent_before_the_client_sends_its_body():
     before_body, transport = asyncio.run(exchange())
     assert before_body == [b"HTTP/1.1 100 Continue\r\n\r\n"]
     assert transport.writes[-1].endswith(b'{"received":5}')
+
+
+class EventLog(RecordingTransport, logging.Handler):
+    """The socket writes and the access lines of one connection, in the order they happened."""
+
+    def __init__(self):
+        RecordingTransport.__init__(self)
+        logging.Handler.__init__(self)
+        self.events: list[tuple[str, object]] = []
+
+    def write(self, data):
+        super().write(data)
+        self.events.append(("write", bytes(data)))
+
+    def emit(self, record):
+        self.events.append(("log", record.getMessage()))
+
+
+def _logged_exchange(log_level: str, *requests: bytes) -> EventLog:
+    """Requests through the API's request middleware, served with uvicorn's ``log_level``."""
+    config = _config(RequestMetricsMiddleware(APP, Metrics()), log_level)
+    access, log = logging.getLogger("uvicorn.access"), EventLog()
+    access.addHandler(log)
+    try:
+        asyncio.run(_exchange(*requests, config=config, transport=log))
+    finally:
+        access.removeHandler(log)
+        _config()  # uvicorn's loggers back as the other tests configure them
+    return log
+
+
+def test_each_access_line_is_written_once_after_its_response_left():
+    """uvicorn writes the line before the response: at INFO every request waited for it."""
+    log = _logged_exchange("info", b"GET /json?x=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+                           b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n")
+    kinds = [kind for kind, _ in log.events]
+    assert kinds == ["write", "log", "write", "log"]
+    assert [message for kind, message in log.events if kind == "log"] == [
+        '127.0.0.1:50000 - "GET /json?x=1 HTTP/1.1" 200', '127.0.0.1:50000 - "GET /missing HTTP/1.1" 404']
+
+
+def test_no_access_line_above_info():
+    log = _logged_exchange("warning", b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert [kind for kind, _ in log.events] == ["write"]
