@@ -146,7 +146,6 @@ print(state.embedder.encoder["runtime"], "torch" in sys.modules)
     assert result.stdout.split() == ["onnx", "False"], result.stdout
 
 
-
 @pytest.mark.parametrize("runtime, torch_imported", [("onnx", "False"), ("torch", "True")])
 def test_search_thread_settings_import_torch_only_when_it_encodes(runtime, torch_imported):
     """The settings the API and bench/search.py's in-process path share (`cap_search_threads`): one
