@@ -1,0 +1,32 @@
+"""bench/search.py end to end on a small index: requests pooled over fresh server + in-process pairs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).parents[2] / "bench" / "search.py"
+
+
+@pytest.mark.slow
+def test_the_ratio_pools_every_pair_and_the_slowest_start_is_judged():
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, str(BENCH), "--chunks", "2000", "--requests", "40", "--servers", "2",
+                           "--rounds", "1", "--concurrency", "2"], capture_output=True, text=True, env=env,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    figures = json.loads(lines[-1])
+    assert figures["servers"] == 2
+    starts = figures["start_to_index_loaded_each_s"]
+    assert len(starts) == 2 and figures["start_to_index_loaded_s"] == max(starts)
+    # 20 requests per pair, both pairs pooled, on each path.
+    assert any(line.strip().startswith("in-process encode+search") and line.endswith("n=40") for line in lines)
+    assert any(line.strip().startswith("HTTP /search, 1 client") and line.endswith("n=40") for line in lines)
+    assert figures["ratio_http_in_process"] == pytest.approx(figures["http_p50_ms"] / figures["in_process_p50_ms"],
+                                                             abs=0.002)
