@@ -293,6 +293,9 @@ def main() -> int:
                                                          "in process is encode + FAISS, i.e. dense search")
     parser.add_argument("--pair", help=argparse.SUPPRESS)  # internal: one paired measurement (measure_pair)
     args = parser.parse_args()
+    if args.servers < 1 or args.requests < args.servers * args.block:
+        parser.error(f"--requests must be at least --servers x --block ({args.servers} x {args.block}), "
+                     "with --servers >= 1: every server gets at least one block of each path")
     if args.pair:
         print(json.dumps(measure_pair(json.loads(args.pair))))
         return 0

@@ -30,3 +30,11 @@ def test_the_ratio_pools_every_pair_and_the_slowest_start_is_judged():
     assert any(line.strip().startswith("HTTP /search, 1 client") and line.endswith("n=40") for line in lines)
     assert figures["ratio_http_in_process"] == pytest.approx(figures["http_p50_ms"] / figures["in_process_p50_ms"],
                                                              abs=0.002)
+
+
+@pytest.mark.parametrize("arguments", [["--servers", "0"], ["--requests", "20", "--servers", "3"]])
+def test_too_few_servers_or_requests_is_a_clear_error(arguments):
+    done = subprocess.run([sys.executable, str(BENCH), *arguments], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 2
+    assert "--requests must be at least --servers x --block" in done.stderr
