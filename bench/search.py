@@ -309,7 +309,7 @@ def main() -> int:
 
     settings = config.from_env({})
     local, single, overheads, starts = [], [], [], []
-    server_sums: dict[str, list[float]] = {}
+    server_metrics: list[str] = []  # each server's /metrics, read before it stops
     per_server = max(1, args.requests // args.servers)
     with tempfile.TemporaryDirectory(prefix="lakerag-bench-search-") as tmp:
         tmp = Path(tmp)
@@ -333,11 +333,7 @@ def main() -> int:
                 overheads += pair["overheads"]
                 if server_no == args.servers - 1:
                     concurrent, concurrent_wall = measure_concurrent(port, args)
-                metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-                for name in ("lakerag_search_encode_seconds", "lakerag_search_index_seconds"):
-                    sums = server_sums.setdefault(name, [0.0, 0.0])
-                    for i, value in enumerate(_histogram_sum_count(metrics, name)):
-                        sums[i] += value
+                server_metrics.append(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=60)
@@ -349,8 +345,8 @@ def main() -> int:
 
     ratio = statistics.median(single) / statistics.median(local)
     ready_s, index_s = max(starts, key=lambda start: start[1])  # the slowest start is the one judged
-    server_encode, server_search = (total / count if count else float("nan")
-                                    for total, count in server_sums.values())
+    server_encode = _histogram_mean(server_metrics, "lakerag_search_encode_seconds")
+    server_search = _histogram_mean(server_metrics, "lakerag_search_index_seconds")
     print(f"\nSearch latency ({args.mode}), {args.chunks} chunks, k={args.k}, CPU quota {cpu_quota()}, "
           f"{SEARCH_THREADS} FAISS thread per query ({args.servers} servers, each paired with a fresh in-process "
           f"side; in-process and HTTP alternate in blocks of {args.block})")
@@ -383,13 +379,14 @@ def main() -> int:
     return 0
 
 
-def _histogram_sum_count(text: str, name: str) -> tuple[float, float]:
-    values = {"_sum": 0.0, "_count": 0.0}
-    for line in text.splitlines():
-        for suffix in values:
+def _histogram_mean(expositions: list[str], name: str) -> float:
+    """The mean of histogram ``name`` over all the servers' ``/metrics`` expositions."""
+    totals = {"_sum": 0.0, "_count": 0.0}
+    for line in "\n".join(expositions).splitlines():
+        for suffix in totals:
             if line.startswith(name + suffix + " "):
-                values[suffix] = float(line.split()[-1])
-    return values["_sum"], values["_count"]
+                totals[suffix] += float(line.split()[-1])
+    return totals["_sum"] / totals["_count"] if totals["_count"] else float("nan")
 
 
 if __name__ == "__main__":
