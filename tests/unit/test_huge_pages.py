@@ -44,7 +44,6 @@ def test_flat_vectors_are_collapsed_into_huge_pages_and_search_is_unchanged():
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
     address = faiss.rev_swig_ptr(index.codes.data(), index.codes.size()).ctypes.data
-    huge_before = _huge_kib(address, index.codes.size())
     before = index.search(vectors[:5], 10)
     done = use_huge_pages(index)
     after = index.search(vectors[:5], 10)
@@ -53,9 +52,10 @@ def test_flat_vectors_are_collapsed_into_huge_pages_and_search_is_unchanged():
     if not _kernel_collapses():
         assert done is False
         pytest.skip("this kernel keeps 4 KiB pages (THP off or no MADV_COLLAPSE): nothing to check")
-    assert done is True
-    # All but the partial 2 MiB pages at both ends.
-    assert _huge_kib(address, index.codes.size()) - huge_before >= 56 * 1024
+    assert done is True  # MADV_COLLAPSE succeeds only when the whole range is collapsed
+    # All but the partial 2 MiB pages at both ends. An absolute figure, not a difference from before: the
+    # mapping holding the vectors may already hold huge pages (a clean-clone CI run found 18 MiB there).
+    assert _huge_kib(address, index.codes.size()) >= 56 * 1024
 
 
 def test_hnsw_storage_is_collapsed_too():
