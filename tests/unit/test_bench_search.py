@@ -30,6 +30,9 @@ def test_the_ratio_pools_every_pair_and_the_slowest_start_is_judged():
     assert any(line.strip().startswith("HTTP /search, 1 client") and line.endswith("n=40") for line in lines)
     assert figures["ratio_http_in_process"] == pytest.approx(figures["http_p50_ms"] / figures["in_process_p50_ms"],
                                                              abs=0.002)
+    # The server's own encode + search, as its responses report it: below the latency, above the overhead.
+    assert figures["http_overhead_p50_ms"] < figures["server_compute_p50_ms"] < figures["http_p50_ms"]
+    assert any(line.strip().startswith("server encode + search, 1 client: p50") for line in lines)
 
 
 @pytest.mark.parametrize("arguments", [["--servers", "0"], ["--requests", "20", "--servers", "3"]])
