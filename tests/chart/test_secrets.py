@@ -8,6 +8,7 @@ import re
 import pytest
 import yaml
 
+from .cluster_state import render_upgrade
 from .helm import (
     CHART,
     KIND_VALUES,
@@ -146,3 +147,31 @@ def test_half_a_key_pair_is_refused():
     result = template_text(sets=("secrets.awsAccessKeyId=AKIAEXAMPLE",), check=False)
     assert result.returncode != 0
     assert "set both secrets.awsAccessKeyId and secrets.awsSecretAccessKey" in result.stderr
+
+
+def b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize("profile", ["default", "kind"])
+def test_an_upgrade_keeps_the_keys_given_at_install(profile):
+    """`helm upgrade` without the --set secrets.* of the install (make deploy, any -f) keeps them:
+    the Secret it applies still holds every key the installed one had."""
+    installed = {"GEMINI_API_KEY": b64("gm-install-5e1a"), "AWS_ACCESS_KEY_ID": b64("AKIAINSTALL"),
+                 "AWS_SECRET_ACCESS_KEY": b64("install-secret-key"), "LAKERAG_API_KEY": b64("api-install-9c2d")}
+    values = secret_values(render_upgrade({"lakerag-secrets": installed}, PROFILES[profile]))
+    assert {key: values[("lakerag-secrets", key)] for key in installed} == {
+        "GEMINI_API_KEY": "gm-install-5e1a", "AWS_ACCESS_KEY_ID": "AKIAINSTALL",
+        "AWS_SECRET_ACCESS_KEY": "install-secret-key", "LAKERAG_API_KEY": "api-install-9c2d"}
+
+
+def test_an_upgrade_with_new_keys_replaces_the_installed_ones():
+    installed = {"GEMINI_API_KEY": b64("gm-old"), "LAKERAG_API_KEY": b64("api-old")}
+    values = secret_values(render_upgrade({"lakerag-secrets": installed},
+                                          sets=("secrets.geminiApiKey=gm-new", "secrets.apiKey=api-new")))
+    assert values[("lakerag-secrets", "GEMINI_API_KEY")] == "gm-new"
+    assert values[("lakerag-secrets", "LAKERAG_API_KEY")] == "api-new"
+    # Nothing installed, nothing given: nothing empty is written (the AWS chain, extractive answers).
+    values = secret_values(render_upgrade({"lakerag-secrets": {"LAKERAG_API_KEY": b64("api-old")}}))
+    assert ("lakerag-secrets", "GEMINI_API_KEY") not in values
+    assert ("lakerag-secrets", "AWS_ACCESS_KEY_ID") not in values
