@@ -68,9 +68,20 @@ def test_probes_allow_a_large_model_to_load():
     assert api["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
     assert api["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
     startup = api["startupProbe"]
-    assert startup["httpGet"]["path"] == "/health"
-    # bge-large: download + load must not get the pod killed (>= 10 minutes).
+    # /health answers before the model loads: the window must wait for /ready to mean anything.
+    assert startup["httpGet"] == {"path": "/ready", "port": "http"}
+    # bge-large's load must not get the pod killed (>= 10 minutes).
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 600
+
+
+def test_recreate_strategy_as_documented_renders_without_rolling_update():
+    """values.yaml says {type: Recreate} for a ReadWriteOnce cache on several nodes; merged over the
+    default it kept rollingUpdate, which the API server refuses for Recreate."""
+    for sets in (("api.strategy.type=Recreate",), ("api.strategy.type=Recreate", "api.strategy.rollingUpdate=null")):
+        deployment = find(render((KIND_VALUES,), sets=sets), "Deployment", "lakerag-api")
+        assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    default = find(render_profile("default"), "Deployment", "lakerag-api")["spec"]["strategy"]
+    assert default == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
 
 
 def test_api_security_context():

@@ -9,7 +9,7 @@ import re
 import pytest
 from lakerag import config
 
-from .helm import CHART, template_text
+from .helm import CHART, render, template_text
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 # Set by the api subchart itself (paths tied to its volumes, the listen address).
@@ -93,13 +93,35 @@ def test_config_keys_are_the_settings_of_config_py_with_their_types():
     (("minio.enabled=true",), "point the store at it with global.config.AWS_ENDPOINT_URL=http://lakerag-minio:9000"),
     (("minio.enabled=true", "global.config.AWS_ENDPOINT_URL=http://lakerag-minio:9000", "minio.bucket=other"),
      "is not the bucket of"),
+    # A bucket whose name merely starts with minio.bucket is another bucket: the bucket Job would not make it.
+    (("minio.enabled=true", "global.config.AWS_ENDPOINT_URL=http://lakerag-minio:9000",
+      "global.config.LAKERAG_STORE_URI=s3://lakerag-dev/x"), "is not the bucket of"),
     (("spark.enabled=false",), "set it to local[*]"),
+    (("airflow.pipeline.namespace=pipe",), "leave it empty"),
+    # The api image serves ONNX exports without torch: only the packaged model's is in it.
+    (("global.config.LAKERAG_EMBEDDING_MODEL=BAAI/bge-large-en-v1.5",), "Set api.modelExport.enabled=true"),
+    (("global.config.LAKERAG_ENCODER=torch",), "the api image (tag \"0.1.0\") has no torch"),
     (("api.autoscaling.enabled=true", "api.autoscaling.minReplicas=5", "api.autoscaling.maxReplicas=2"),
      "maxReplicas must be >= "),
 ])
 def test_bad_combinations_fail_fast_with_the_fix(sets, message):
     error = rejected(*sets)
     assert message in error, error
+
+
+@pytest.mark.parametrize("sets", [
+    ("minio.enabled=true", "global.config.AWS_ENDPOINT_URL=http://lakerag-minio:9000",
+     "global.config.LAKERAG_STORE_URI=s3://lakerag/corpus"),
+    ("airflow.pipeline.namespace=lakerag",),  # the release namespace, spelled out
+    # Another model is fine where its export can come from: the export init container, a PVC the
+    # operator filled, a directory, or the torch variant of the image.
+    ("global.config.LAKERAG_EMBEDDING_MODEL=BAAI/bge-large-en-v1.5", "api.modelCache.existingClaim=models"),
+    ("global.config.LAKERAG_EMBEDDING_MODEL=/models/bge", ),
+    ("global.config.LAKERAG_EMBEDDING_MODEL=BAAI/bge-large-en-v1.5", "api.image.tag=0.1.0-torch",
+     "global.config.LAKERAG_ENCODER=torch"),
+])
+def test_the_working_neighbours_of_those_combinations_render(sets):
+    assert render(sets=sets)
 
 
 def test_values_yaml_is_documented_key_by_key():

@@ -9,7 +9,8 @@ Fail fast on combinations the schema cannot express, with the fix in the message
 {{- if and .Values.airflow.enabled (not .Values.postgres.enabled) (not .Values.airflow.database.existingConnectionSecret) -}}
 {{- fail "airflow needs a database: set postgres.enabled=true or airflow.database.existingConnectionSecret (a Secret with key `connection`)" -}}
 {{- end -}}
-{{- if and .Values.minio.enabled (not (hasPrefix (printf "s3://%s" .Values.minio.bucket) $store)) -}}
+{{- $bucket := regexReplaceAll "^s3://([^/]*).*$" $store "${1}" -}}
+{{- if and .Values.minio.enabled (ne .Values.minio.bucket $bucket) -}}
 {{- fail (printf "minio.bucket=%q is not the bucket of global.config.LAKERAG_STORE_URI=%q: make them agree" .Values.minio.bucket $store) -}}
 {{- end -}}
 {{- $config := include "common.config.data" . | fromYaml -}}
@@ -40,19 +41,34 @@ Fail fast on combinations the schema cannot express, with the fix in the message
 {{- fail "global.pipelineTrigger.username must differ from airflow.admin.username: the API logs in as a user with role op, not as the admin" -}}
 {{- end -}}
 {{- end -}}
+{{- if and .Values.airflow.enabled .Values.airflow.pipeline.namespace (ne .Values.airflow.pipeline.namespace .Release.Namespace) -}}
+{{- fail (printf "airflow.pipeline.namespace=%q: the task pods run as the release's ServiceAccount with its ConfigMap and Secret, which live in the release namespace %q; leave it empty (or install a release into %q)" .Values.airflow.pipeline.namespace .Release.Namespace .Values.airflow.pipeline.namespace) -}}
+{{- end -}}
 {{- $export := .Values.api.modelExport -}}
+{{- $packaged := "sentence-transformers/all-MiniLM-L6-v2" -}}
+{{- $model := $config.LAKERAG_EMBEDDING_MODEL | default $packaged -}}
 {{- if and .Values.api.enabled $export.enabled -}}
-{{- $model := $config.LAKERAG_EMBEDDING_MODEL | default "sentence-transformers/all-MiniLM-L6-v2" -}}
 {{- if eq ($config.LAKERAG_ENCODER | default "") "torch" -}}
 {{- fail "api.modelExport.enabled makes an ONNX export, which LAKERAG_ENCODER=torch never reads: set global.config.LAKERAG_ENCODER=onnx, or api.modelExport.enabled=false" -}}
 {{- end -}}
 {{- /* Offline, the export can only read the model from the PVC (or the variant's packaged default, or a
 directory): a PVC this chart creates starts empty, so a hub model could never be found there. */ -}}
-{{- if and (eq ($config.LAKERAG_OFFLINE | default "false") "true") (ne $model "sentence-transformers/all-MiniLM-L6-v2") (not (hasPrefix "/" $model)) (not .Values.api.modelCache.existingClaim) -}}
+{{- if and (eq ($config.LAKERAG_OFFLINE | default "false") "true") (ne $model $packaged) (not (hasPrefix "/" $model)) (not .Values.api.modelCache.existingClaim) -}}
 {{- fail (printf "api.modelExport.enabled with global.config.LAKERAG_OFFLINE=true: the export of %s would look for the model in a new, empty model-cache PVC and may not download it. Set LAKERAG_OFFLINE=false (the first pod downloads and exports it once), or put the model into a PVC beforehand (`hf download %s --cache-dir DIR` on the volume's root) and name that PVC in api.modelCache.existingClaim" $model $model) -}}
 {{- end -}}
 {{- if and .Values.airflow.enabled (not .Values.airflow.pipeline.modelCacheClaim) (not (hasSuffix "-torch" .Values.airflow.pipeline.images.embeddings)) -}}
 {{- fail (printf "api.modelExport.enabled: the pipeline's embed pods (embeddings image, no torch) need the same export: set airflow.pipeline.modelCacheClaim=%s (the API's model-cache PVC, ReadWriteMany when pods run on several nodes), or airflow.pipeline.images.embeddings to a -torch variant" (.Values.api.modelCache.existingClaim | default (printf "%s-api-model-cache" (include "common.names.prefix" .)))) -}}
+{{- end -}}
+{{- end -}}
+{{- $apiTag := toString (.Values.api.image.tag | default .Values.global.imageTag | default .Chart.AppVersion) -}}
+{{- if and .Values.api.enabled (not (hasSuffix "-torch" $apiTag)) -}}
+{{- if eq ($config.LAKERAG_ENCODER | default "") "torch" -}}
+{{- fail (printf "global.config.LAKERAG_ENCODER=torch: the api image (tag %q) has no torch. Set LAKERAG_ENCODER=onnx, or api.image.tag to its -torch variant" $apiTag) -}}
+{{- end -}}
+{{- /* The image holds the packaged model's export only: another model's export must be made (the init
+container) or already be on a PVC the operator names; otherwise every API pod exits at start. */ -}}
+{{- if and (ne $model $packaged) (not (hasPrefix "/" $model)) (not $export.enabled) (not .Values.api.modelCache.existingClaim) -}}
+{{- fail (printf "global.config.LAKERAG_EMBEDDING_MODEL=%s: the api image (no torch) serves an ONNX export, and only the packaged default's is in the image. Set api.modelExport.enabled=true (the first pod exports it into the model-cache PVC), or export it yourself (`lakerag model export %s`) into a PVC named in api.modelCache.existingClaim" $model $model) -}}
 {{- end -}}
 {{- end -}}
 {{- $shutdown := .Values.api.shutdown -}}
