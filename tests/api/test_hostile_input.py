@@ -23,7 +23,7 @@ def test_lone_surrogates_are_422_not_500(served, path, body):
 
 @pytest.mark.parametrize("body,status", [
     (b'{"query": "\xff\xfe caf\xe9"}', 400),  # not UTF-8
-    (b"[" * 50_000 + b"]" * 50_000, 400),  # nested deeper than any parser should follow
+    (b"[" * 30_000 + b"]" * 30_000, 400),  # nested deeper than any parser should follow (within the size limit)
     (b'{"query": "x"', 422),  # truncated: a JSON syntax error, reported field by field
 ])
 def test_unparseable_bodies_get_a_documented_400(served, body, status):
@@ -175,3 +175,66 @@ def test_published_files_are_group_readable(local_settings):
     for key in ("index/CURRENT", "raw/a.txt"):
         mode = (store.root / key).stat().st_mode
         assert mode & stat.S_IRGRP, oct(mode)
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/search", b'{"query": "x", "k": 1e400}'),  # valid JSON: a number no float holds
+    ("/answer", b'{"question": "hello", "k": NaN}'),
+    ("/answer", b'{"query": "x", "k": 1e400}'),  # "missing field" echoes the whole body
+    ("/summarize", b'{"doc_id": "d", "k": -Infinity}'),
+])
+def test_numbers_json_cannot_hold_are_422_not_500(served, path, body):
+    response = served.client.post(path, content=body, headers=JSON)
+    assert response.status_code == 422, response.text
+    assert "k" in str(response.json()["detail"])
+
+
+@pytest.mark.parametrize("path,field", [("/search", "query"), ("/answer", "question"), ("/summarize", "query")])
+def test_a_body_far_over_any_valid_one_is_413_before_it_is_read_whole(served, path, field):
+    """Queries are at most 2000 characters: a 5 MB body is refused, declared or streamed, with the limit named."""
+    import httpx
+
+    big = b'{"' + field.encode() + b'": "hello", "pad": "' + b"y" * 5_000_000 + b'"}'
+    declared = served.client.post(path, content=big, headers=JSON)
+    assert declared.status_code == 413, declared.text[:300]
+    assert "65536 bytes" in declared.json()["detail"]
+    assert "413" in served.client.get("/openapi.json").json()["paths"][path]["post"]["responses"]
+
+    def chunks():
+        for start in range(0, len(big), 65536):
+            yield big[start:start + 65536]
+
+    streamed = httpx.post(served.url + path, content=chunks(), headers=JSON, timeout=30)
+    assert streamed.status_code == 413, streamed.text[:300]
+    assert served.client.post(path, json={field: "hello"}).status_code != 413
+
+
+def test_json_sent_as_a_form_says_which_content_type_to_use(served):
+    # curl -d's default: application/x-www-form-urlencoded
+    for headers in ({"content-type": "application/x-www-form-urlencoded"}, {"content-type": "text/plain"}):
+        response = served.client.post("/search", content=b'{"query": "hello"}', headers=headers)
+        assert response.status_code == 422, response.text
+        assert "Content-Type: application/json" in response.text, response.text
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready", "/metrics", "/documents", "/index", "/"])
+def test_head_answers_wherever_get_does(served, path):
+    get, head = served.client.get(path), served.client.head(path)
+    assert get.status_code == 200, get.text[:200]
+    assert head.status_code == 200, head.headers
+    assert head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    allowed = {m.strip() for m in served.client.options(path).headers["allow"].split(",")}
+    assert {"GET", "HEAD"} <= allowed
+
+
+def test_a_name_over_255_bytes_is_cut_to_fit_the_store(local_settings, start_api):
+    """150 CJK characters are 450 UTF-8 bytes: more than a file name may hold on the local store."""
+    name = "日" * 150 + ".txt"
+    with start_api(local_settings) as api:
+        body, headers = _multipart(name.encode())
+        response = api.client.post("/documents", content=body, headers=headers)
+        assert response.status_code == 201, response.text
+        key = response.json()["key"]
+        assert key.endswith(".txt") and len(key.removeprefix("raw/").encode()) <= 200
+        assert [o.key for o in open_store(local_settings.store_uri).list("")] == [key]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import yaml
 
@@ -47,9 +48,9 @@ def _discovery(objects: list[dict]) -> dict[str, dict]:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    documents: dict[str, dict] = {}
+    documents: ClassVar[dict[str, dict]] = {}  # set per server by a subclass
 
-    def do_GET(self):  # noqa: N802 (http.server's name)
+    def do_GET(self):
         path = self.path.split("?")[0]
         body = self.documents.get(path)
         if body is None:

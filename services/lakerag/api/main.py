@@ -146,7 +146,7 @@ def create_app(settings: Settings, embedder: Embedder | None = None, watch: bool
     app.state.pipeline_status = pipeline_status.PipelineStatus(lambda: state.lake)
     state.metrics.registry.register(app.state.pipeline_status)
     console.install(app)  # / (the web console), /docs and /redoc with their assets served offline
-    protocol.install(app)
+    protocol.install(app, streamed={("POST", "/documents")})  # uploads stream under LAKERAG_MAX_UPLOAD_BYTES
     app.add_middleware(SearchFastPath, state=state)
     app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
     return app

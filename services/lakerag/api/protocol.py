@@ -1,11 +1,15 @@
 """HTTP edge cases answered the same way on every route: unparseable bodies, validation
-errors that echo unencodable input, OPTIONS and the Allow header.
+errors that echo unencodable input, bodies far larger than any valid one, HEAD, OPTIONS
+and the Allow header.
 
 Any body, any bytes get a documented 4xx: a body that is not UTF-8 (or nests too deep
-for the parser) is 400; a JSON syntax error or a body that breaks the schema is 422.
+for the parser) is 400; a JSON syntax error or a body that breaks the schema is 422; a
+body over ``MAX_BODY_BYTES`` is 413 before it is read whole.
 """
 
 from __future__ import annotations
+
+import math
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -19,19 +23,29 @@ from starlette.routing import Match
 UNPARSEABLE = ("request body could not be decoded (bytes that are not UTF-8, or JSON nested too deep); send "
                "a UTF-8 JSON object as the OpenAPI schema at /docs shows")
 FASTAPI_PARSE_ERROR = "There was an error parsing the body"
+# Far above any valid JSON body (queries and questions are at most 2000 characters, ~24 KB even
+# with every character escaped); uploads (POST /documents) stream under their own limit.
+MAX_BODY_BYTES = 64 * 1024
+TOO_LARGE = (f"request body over {MAX_BODY_BYTES} bytes: search, answer and summarize take a small JSON "
+             "object (query or question at most 2000 characters); see /docs")
+NOT_JSON = "send the body as JSON with the header Content-Type: application/json"
 
 
 class ErrorMessage(BaseModel):
     detail: str
 
 
-BAD_BODY_RESPONSE = {400: {"model": ErrorMessage, "description": "body is not UTF-8 JSON or nests too deep"}}
+BAD_BODY_RESPONSE = {400: {"model": ErrorMessage, "description": "body is not UTF-8 JSON or nests too deep"},
+                     413: {"model": ErrorMessage, "description": f"body over {MAX_BODY_BYTES} bytes"}}
 
 
 def _printable(value):
-    """Lone surrogates cannot be encoded as UTF-8: show them escaped instead of failing with a 500."""
+    """Lone surrogates cannot be encoded as UTF-8, nor NaN or 1e400 as JSON: show them as text
+    instead of failing with a 500."""
     if isinstance(value, str):
         return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
     if isinstance(value, dict):
         return {_printable(k): _printable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -40,7 +54,17 @@ def _printable(value):
 
 
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return JSONResponse({"detail": _printable(jsonable_encoder(exc.errors()))}, status_code=422)
+    errors = _printable(jsonable_encoder(exc.errors()))
+    for error in errors:
+        # A JSON body sent as a form or as text arrives as one string: say which header to send.
+        if error.get("type") == "model_attributes_type" and list(error.get("loc", [])) == ["body"] and \
+                not _is_json(request.headers.get("content-type")):
+            error["msg"] = NOT_JSON
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+def _is_json(content_type: str | None) -> bool:
+    return (content_type or "").split(";", 1)[0].strip().lower() == "application/json"
 
 
 async def http_error(request: Request, exc: HTTPException):
@@ -73,13 +97,17 @@ class AllowedMethods:
             match, _ = route.matches(scope)
             if match != Match.NONE:
                 methods |= route.methods
-        return methods
+        return methods | {"HEAD"} if "GET" in methods else methods
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        # Matched against every route only for OPTIONS and 405s: not on the path of every request.
+        # Matched against every route only for HEAD, OPTIONS and 405s: not on the path of every request.
+        if scope["method"] == "HEAD" and "GET" in self._allowed({**scope, "method": "GET"}):
+            # HEAD is GET without the body (RFC 9110), which uvicorn leaves out for the HEAD request
+            # it parsed: the routes see a GET in a copy of the scope.
+            scope = {**scope, "method": "GET"}
         if scope["method"] == "OPTIONS":
             allowed = self._allowed(scope)
             if allowed:
@@ -101,7 +129,38 @@ class AllowedMethods:
         await self.app(scope, receive, send_with_allow)
 
 
-def install(app: FastAPI) -> None:
+class BodyLimit:
+    """413 for a body over ``MAX_BODY_BYTES``: at once when its Content-Length says so, else as
+    soon as that much has arrived, so no request makes the server hold megabytes. Requests in
+    ``streamed`` ((method, path): uploads) have limits of their own."""
+
+    def __init__(self, app, streamed: set[tuple[str, str]]):
+        self.app = app
+        self.streamed = streamed
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or (scope["method"], scope["path"]) in self.streamed:
+            await self.app(scope, receive, send)
+            return
+        declared = next((value for name, value in scope["headers"] if name == b"content-length"), b"0")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            await JSONResponse({"detail": TOO_LARGE}, status_code=413)(scope, receive, send)
+            return
+        size = 0
+
+        async def limited():
+            nonlocal size
+            message = await receive()
+            size += len(message.get("body", b""))
+            if size > MAX_BODY_BYTES:
+                raise HTTPException(413, TOO_LARGE)  # FastAPI passes it on from its body reading
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def install(app: FastAPI, streamed: set[tuple[str, str]]) -> None:
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(HTTPException, http_error)
     app.add_middleware(AllowedMethods, routes=app.router.routes)
+    app.add_middleware(BodyLimit, streamed=streamed)

@@ -17,10 +17,9 @@ from starlette.routing import Match
 
 from . import replay
 from .deps import AppState
+from .protocol import MAX_BODY_BYTES  # larger: protocol.BodyLimit answers 413
 from .routes import search as search_route
 from .schemas import SearchRequest
-
-MAX_BODY_BYTES = 64 * 1024  # far above any valid search (query <= 2000 characters); larger: the route decides
 
 
 class SearchFastPath:

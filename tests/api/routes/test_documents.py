@@ -79,6 +79,8 @@ def test_safe_name_drops_control_characters_and_normalises_unicode():
     assert safe_name("a/b/../c.pdf") == "c.pdf"
     long = safe_name("x" * 500 + ".pdf")
     assert len(long) == 200 and long.endswith(".pdf")
+    wide = safe_name("日" * 150 + ".txt")  # 454 bytes: over a file system's 255
+    assert wide == "日" * 65 + ".txt" and len(wide.encode()) == 199  # cut on a character boundary
     with pytest.raises(ValueError):
         safe_name("dir/")
 

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["documents"])
 
 ALLOWED_EXTENSIONS = (".pdf", ".txt", ".json", ".md", ".markdown", ".html", ".htm")
-MAX_NAME_CHARS = 200
+MAX_NAME_BYTES = 200  # UTF-8: file systems cap a name at 255 bytes, not characters
 QUOTES = set("\"'`")
 
 
@@ -35,10 +35,18 @@ def safe_name(filename: str | None) -> str:
     if not name:
         raise ValueError(f"file name {filename!r} has nothing usable left after removing path parts; "
                          "upload it under a plain name like report.pdf")
-    if len(name) > MAX_NAME_CHARS:
-        stem, suffix = name.rsplit(".", 1) if "." in name else (name, "")
-        name = stem[: MAX_NAME_CHARS - len(suffix) - 1] + ("." + suffix if suffix else "")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        stem, dot, suffix = name.rpartition(".")
+        if not dot or len(suffix) > 10:  # no extension (the type check refuses such a name anyway)
+            stem, dot, suffix = name, "", ""
+        budget = MAX_NAME_BYTES - len((dot + suffix).encode())
+        name = stem.encode()[:budget].decode("utf-8", "ignore") + dot + suffix  # cut on a character boundary
     return name
+
+
+def _store_failure(exc: Exception) -> str:
+    """Why the store failed, without the server's own paths (an OSError names the file)."""
+    return (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
 
 
 def _extension_ok(name: str) -> bool:
@@ -76,7 +84,7 @@ async def upload(request: Request, state: State) -> DocumentUploaded:
         try:
             return store.writer(key)
         except (StoreError, OSError) as exc:
-            raise UploadError(502, f"could not write {key} to the store: {exc}") from None
+            raise UploadError(502, f"could not write {key} to the store: {_store_failure(exc)}") from None
 
     try:
         check_declared_length(request.headers.get("content-length"), limit)
@@ -103,7 +111,7 @@ async def upload(request: Request, state: State) -> DocumentUploaded:
         replaced = await run_in_threadpool(commit)
     except (StoreError, OSError) as exc:
         await run_in_threadpool(writer.abort)
-        raise HTTPException(502, detail=f"could not write {key} to the store: {exc}") from None
+        raise HTTPException(502, detail=f"could not write {key} to the store: {_store_failure(exc)}") from None
     state.metrics.upload_bytes.inc(size)
     log.info("uploaded %s (%d bytes%s)", key, size, ", replacing the previous file" if replaced else "")
     return DocumentUploaded(key=key, doc_id=doc_id_for(key), size=size, replaced=replaced,
