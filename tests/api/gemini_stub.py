@@ -18,6 +18,7 @@ from typing import Self
 class GeminiStub:
     def __init__(self):
         self.mode = "ok"
+        self.text = "According to the sources, the answer is in the first passage [1]."  # what "ok" answers
         self.delay = 5.0
         self.requests: list[dict] = []
         stub = self
@@ -38,7 +39,7 @@ class GeminiStub:
                     return
                 self._send(200, {
                     "candidates": [{"content": {"role": "model", "parts": [
-                        {"text": "According to the sources, the answer is in the first passage [1]."}]},
+                        {"text": stub.text}]},
                         "finishReason": "STOP", "index": 0}],
                     "usageMetadata": {"promptTokenCount": 100, "candidatesTokenCount": 12, "totalTokenCount": 112},
                     "modelVersion": "stub"})

@@ -45,6 +45,18 @@ def test_gemini_answer_through_the_real_client(local_settings, sample_index, sta
         assert "lakerag_llm_request_duration_seconds_count 1.0" in metrics
 
 
+def test_citations_of_sources_that_were_not_given_are_dropped(local_settings, sample_index, start_api, gemini):
+    """[n] means chunks[n-1]: a model citing [0] or [9] of three sources must not send clients past the list."""
+    publish(local_settings, sample_index)
+    gemini.text = "The loader raised E-7731-QX [1][9]. See also [0]."
+    with start_api(local_settings, gemini_api_key="test-key", gemini_base_url=gemini.url) as api:
+        body = api.client.post("/answer", json={"question": QUESTION, "k": 3}).json()
+        assert 1 <= len(body["chunks"]) <= 3
+        assert body["answer"] == "The loader raised E-7731-QX [1]. See also."
+        body = api.client.post("/summarize", json={"query": QUESTION, "k": 2}).json()
+        assert "[9]" not in body["summary"] and "[0]" not in body["summary"] and "[1]" in body["summary"]
+
+
 def test_gemini_failures_are_502_or_504_with_the_reason(local_settings, sample_index, start_api, gemini):
     publish(local_settings, sample_index)
     with start_api(local_settings, gemini_api_key="test-key", gemini_base_url=gemini.url,

@@ -71,6 +71,21 @@ def numbered_sources(hits: list[dict]) -> str:
     return "\n\n".join(lines)
 
 
+_CITATION = re.compile(r" ?\[(\d+)\]")
+
+
+def given_citations_only(text: str, sources: int) -> str:
+    """The text without citations of sources it was not given: [n] means chunks[n-1], and a model
+    may still write [0] or [9] for three sources."""
+    def keep(match: re.Match) -> str:
+        if 1 <= int(match.group(1)) <= sources:
+            return match.group(0)
+        log.warning("dropped citation [%s] of %d sources from the LLM's text", match.group(1), sources)
+        return ""
+
+    return _CITATION.sub(keep, text)
+
+
 class GeminiWriter:
     mode = "gemini"
 
@@ -88,12 +103,13 @@ class GeminiWriter:
 
     def answer(self, question: str, hits: list[dict]) -> str:
         prompt = f"Sources:\n\n{numbered_sources(hits)}\n\nQuestion: {question}"
-        return self._generate(SYSTEM_ANSWER, prompt)
+        return given_citations_only(self._generate(SYSTEM_ANSWER, prompt), len(hits))
 
     def summarize(self, hits: list[dict], query: str | None = None, title: str | None = None) -> str:
         focus = f"Summarise what the sources say about: {query}" if query else \
             f"Summarise the document{f' {title!r}' if title else ''}."
-        return self._generate(SYSTEM_SUMMARY, f"Sources:\n\n{numbered_sources(hits)}\n\n{focus}")
+        return given_citations_only(self._generate(SYSTEM_SUMMARY, f"Sources:\n\n{numbered_sources(hits)}\n\n{focus}"),
+                                    len(hits))
 
     def _generate(self, system: str, prompt: str) -> str:
         from google.genai import errors
