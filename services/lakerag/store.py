@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlparse
 
 from .config import Settings
@@ -23,6 +24,8 @@ CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TO
 
 # S3 parts are at least 5 MiB (but the last); one part per streaming upload is held in memory.
 S3_PART_BYTES = 8 * 1024 * 1024
+# What a streaming copy holds in memory at once (index files are hundreds of MB).
+COPY_CHUNK_BYTES = 8 * 1024 * 1024
 # Objects are read by other processes of the deployment (the chart runs them under one group).
 PUBLISHED_MODE = 0o644
 
@@ -82,6 +85,13 @@ class LocalStore:
     def get(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(key) from None
+
+    def reader(self, key: str):
+        """A streaming get: a binary file to ``read(n)`` from, closed by ``with``."""
+        try:
+            return self._path(key).open("rb")
         except FileNotFoundError:
             raise NotFound(key) from None
 
@@ -180,6 +190,25 @@ class S3Writer:
                                  UploadId=self.upload_id)
             except StoreError:
                 pass  # the bucket's lifecycle rule for incomplete uploads cleans up
+
+
+class S3Reader:
+    """A streaming get: the object's body, read as it arrives; a failure mid-stream is a StoreError."""
+
+    def __init__(self, store: S3Store, body):
+        self.store, self.body = store, body
+
+    def read(self, size: int = -1) -> bytes:
+        return self.store._call(self.body.read, size if size >= 0 else None)
+
+    def close(self) -> None:
+        self.body.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 @dataclass(frozen=True)
@@ -282,6 +311,9 @@ class S3Store:
 
     def get(self, key: str) -> bytes:
         return self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(key))["Body"].read()
+
+    def reader(self, key: str) -> S3Reader:
+        return S3Reader(self, self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(key))["Body"])
 
     def put(self, key: str, data: bytes) -> None:
         self._call(self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data)

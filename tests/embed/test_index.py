@@ -258,6 +258,14 @@ class FailingStore:
             raise OSError(f"connection reset while uploading {key}")
         self.store.put(key, data)
 
+    def writer(self, key):
+        writer = self.store.writer(key)
+        if key.endswith(self.fail_on):
+            def reset(data):
+                raise OSError(f"connection reset while uploading {key}")
+            writer.write = reset
+        return writer
+
     def __getattr__(self, name):
         return getattr(self.store, name)
 
@@ -292,6 +300,43 @@ def test_tampered_file_in_store_is_rejected_and_not_placed(settings, tmp_path):
         load_current(store, tmp_path / "serving", MODEL, 16)
     assert not (tmp_path / "serving" / "20260101T000000Z-aaaaaaaa").exists()
     assert [p.name for p in (tmp_path / "serving").iterdir()] == []  # no temp leftovers
+
+
+def test_a_large_version_syncs_through_a_bounded_buffer(settings, tmp_path):
+    """A sync holds a chunk of each file, not the file: the index-sync container's memory limit
+    does not cap the size of the index. A 256 MB index file, published and downloaded (file://
+    and S3), raises the downloading process's peak memory by far less than its size."""
+    import subprocess
+    import sys
+
+    vectors, chunks = random_chunks(10)
+    built = tmp_path / "v"
+    write_index_dir(built, vectors, chunks, MODEL, 1, version="20260101T000000Z-aaaaaaaa")
+    with (built / "index.faiss").open("ab") as padded:  # only the checksums are checked on download
+        for _ in range(32):
+            padded.write(os.urandom(8 * 2**20))
+    manifest = json.loads((built / "manifest.json").read_text())
+    manifest["files"]["index.faiss"] = sha256_file(built / "index.faiss")
+    (built / "manifest.json").write_text(json.dumps(manifest))
+    store = Lake.open(settings).store
+    publish_dir(store, built)
+    # Peak resident memory (VmHWM, kB) of the process itself: ru_maxrss would carry the forking
+    # parent's peak over the exec.
+    script = ("import re, sys\n"
+              "from pathlib import Path\n"
+              "from lakerag.index.publish import download_version\n"
+              "from lakerag.store import open_store\n"
+              "def peak(): return int(re.search(r'VmHWM:\\s+(\\d+)', Path('/proc/self/status').read_text())[1])\n"
+              "store = open_store(sys.argv[1], sys.argv[3])\n"
+              "before = peak()\n"
+              "download_version(store, '20260101T000000Z-aaaaaaaa', Path(sys.argv[2]))\n"
+              "print(peak() - before)\n")
+    done = subprocess.run([sys.executable, "-c", script, settings.store_uri, str(tmp_path / "serving" / "a"),
+                           settings.aws_endpoint_url], capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    growth_mb = int(done.stdout.split()[-1]) / 1024
+    assert growth_mb < 64, f"peak memory grew {growth_mb:.0f} MB for a 256 MB file"
+    assert sha256_file(tmp_path / "serving" / "a" / "index.faiss") == manifest["files"]["index.faiss"]
 
 
 def test_download_replaces_a_corrupted_local_copy(local_settings, tmp_path):

@@ -17,7 +17,6 @@ import re
 import shutil
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from ..config import Settings
 from ..embedding import cap_threads
 from ..encoder_identity import identity_for
 from ..lake import CURRENT_KEY, INDEX_PREFIX, Lake
-from ..store import NotFound, ObjectStore
+from ..store import COPY_CHUNK_BYTES, NotFound, ObjectStore
 from .artifacts import (
     CHUNK_COLUMNS,
     MANIFEST_FILE,
@@ -104,7 +103,7 @@ def publish_dir(store: ObjectStore, local_dir) -> str:
     if store.exists(prefix + MANIFEST_FILE):
         raise ValueError(f"index version {version} is already published; versions are immutable")
     for name in manifest["files"]:
-        store.put(prefix + name, (local_dir / name).read_bytes())
+        _upload(store, prefix + name, local_dir / name)
     store.put(prefix + MANIFEST_FILE, (local_dir / MANIFEST_FILE).read_bytes())  # marks the version complete
     store.put(CURRENT_KEY, version.encode())  # last: readers switch only now
     log.info("published index %s (%s vectors) to %s", version, manifest["vector_count"], store.url(prefix))
@@ -140,24 +139,15 @@ def download_version(store: ObjectStore, version: str, dest_dir) -> Path:
         if manifest.get("version") != version:
             raise IndexRejected(f"manifest under index/{version}/ names another version; republish the index")
         check_listed(tmp, manifest)
-        # Each file is written and hashed from the downloaded bytes in a thread while the next one
-        # downloads (at most two files in memory), not read back from disk afterwards.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            hashed, previous = {}, None
-            for name in manifest["files"]:
-                if "/" in name or name in {"", ".", "..", MANIFEST_FILE}:
-                    raise IndexRejected(f"manifest of {version} lists an invalid file name {name!r}")
-                data = _fetch(store, prefix + name,
-                              f"index version {version} lacks {name} in the store: the version is incomplete; roll "
-                              "back or republish (`lakerag pipeline index --full-rebuild`)")
-                if previous is not None:
-                    previous.result()
-                hashed[name] = previous = pool.submit(_write_hashed, tmp / name, data)
-                del data
-            for name, expected in manifest["files"].items():
-                actual = hashed[name].result()
-                if actual != expected:
-                    raise checksum_error(tmp / name, actual, expected)
+        # Each file streams to disk and is hashed on the way (memory: one chunk, whatever the index's size).
+        for name, expected in manifest["files"].items():
+            if "/" in name or name in {"", ".", "..", MANIFEST_FILE}:
+                raise IndexRejected(f"manifest of {version} lists an invalid file name {name!r}")
+            actual = _fetch_to(store, prefix + name, tmp / name,
+                               f"index version {version} lacks {name} in the store: the version is incomplete; roll "
+                               "back or republish (`lakerag pipeline index --full-rebuild`)")
+            if actual != expected:
+                raise checksum_error(tmp / name, actual, expected)
         record_verified(tmp, manifest)
         if dest.exists():
             shutil.rmtree(dest)
@@ -175,9 +165,30 @@ def _fetch(store: ObjectStore, key: str, missing: str) -> bytes:
         raise IndexRejected(missing) from None
 
 
-def _write_hashed(path: Path, data: bytes) -> str:
-    path.write_bytes(data)
-    return hashlib.sha256(data).hexdigest()
+def _fetch_to(store: ObjectStore, key: str, path: Path, missing: str) -> str:
+    """Stream one object into ``path``; the sha256 of what was written."""
+    digest = hashlib.sha256()
+    try:
+        with store.reader(key) as source, path.open("wb") as out:
+            while chunk := source.read(COPY_CHUNK_BYTES):
+                digest.update(chunk)
+                out.write(chunk)
+    except NotFound:
+        raise IndexRejected(missing) from None
+    return digest.hexdigest()
+
+
+def _upload(store: ObjectStore, key: str, path: Path) -> None:
+    """Stream one file to the store (an S3 multipart upload for a large one)."""
+    writer = store.writer(key)
+    try:
+        with path.open("rb") as source:
+            while chunk := source.read(COPY_CHUNK_BYTES):
+                writer.write(chunk)
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
 
 
 def load_current(store: ObjectStore, dest_root, expected_model: str | None = None,
