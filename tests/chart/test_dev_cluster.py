@@ -227,3 +227,44 @@ def test_port_forward_reconnects_when_its_pod_is_replaced_and_stops_cleanly(tmp_
     assert "ended (pod replaced?): reconnecting" in stderr
     time.sleep(0.5)
     assert not [pid for pid in forwarding if _alive(pid)], "Ctrl-C left port-forwards running"
+
+
+FAKE_TOOL = """#!/bin/sh
+# Stands in for docker, kind and helm: logs its arguments; docker image inspect prints the IDs in $IDS.
+echo "$(basename "$0") $*" >> "$LOG"
+if [ "$(basename "$0")" = docker ] && [ "$1 $2" = "image inspect" ]; then cat "$IDS"; fi
+exit 0
+"""
+
+
+def test_deploy_rolls_the_pods_exactly_when_an_image_changed(tmp_path):
+    """Rebuilt images deploy under a new tag (so Kubernetes rolls the pods onto them); an
+    unchanged build deploys under the same tag (nothing rolls)."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make not installed")
+    for tool in ("docker", "kind", "helm"):
+        (tmp_path / tool).write_text(FAKE_TOOL)
+        (tmp_path / tool).chmod(0o755)
+    log, ids = tmp_path / "calls.log", tmp_path / "ids"
+
+    def deploy(image_ids: list[str]) -> str:
+        ids.write_text("\n".join(image_ids) + "\n")
+        log.unlink(missing_ok=True)
+        env = {**os.environ, "LOG": str(log), "IDS": str(ids), "DOCKER": str(tmp_path / "docker"),
+               "HELM": str(tmp_path / "helm"), "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+        subprocess.run([make, "-s", "-C", str(REPO), "-o", "tools", "deploy"], env=env, check=True,
+                       capture_output=True, text=True)
+        calls = log.read_text().splitlines()
+        [upgrade] = [c for c in calls if c.startswith("helm upgrade --install")]
+        tag = upgrade.split("global.imageTag=")[1].split()[0]
+        for image in ("api", "embeddings", "spark", "airflow"):
+            assert f"docker tag lakerag/{image}:0.1.0 lakerag/{image}:{tag}" in calls
+            assert f"kind load docker-image --name lakerag lakerag/{image}:{tag}" in calls
+        return tag
+
+    built = [f"sha256:{c * 64}" for c in "abcd"]
+    first = deploy(built)
+    assert first.startswith("0.1.0-") and first != "0.1.0-"
+    assert deploy(built) == first
+    assert deploy([*built[:3], f"sha256:{'e' * 64}"]) not in {first}
