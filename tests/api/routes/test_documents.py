@@ -95,3 +95,14 @@ def test_documents_on_an_s3_store(s3_settings, start_api):
         assert api.client.get("/documents").json()["documents"] == []
         assert open_store(s3_settings.store_uri, s3_settings.aws_endpoint_url, "us-east-1").exists(
             "raw/report.md") is False
+
+
+@pytest.mark.parametrize("damaged", [b"{not json", b'{"extracted": [["a"]], "documents": []}', b'[1, 2]',
+                                     b'{"quarantined": [1], "documents": {"d": "no object"}}'])
+def test_a_damaged_status_file_is_a_502_that_says_how_it_mends(api, local_settings, damaged):
+    from lakerag.lake import DOCUMENTS_KEY
+
+    open_store(local_settings.store_uri).put(DOCUMENTS_KEY, damaged)
+    response = api.client.get("/documents")
+    assert response.status_code == 502, response.text
+    assert "the next pipeline run" in response.json()["detail"]

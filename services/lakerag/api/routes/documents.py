@@ -129,12 +129,12 @@ def list_documents(state: State) -> DocumentList:
         raise HTTPException(502, detail=f"cannot list {RAW_PREFIX} in the store: {exc}") from None
     try:
         status = state.lake.read_document_status() or {}
-    except (StoreError, ValueError) as exc:
+        landed = {tuple(pair) for pair in status.get("extracted", [])}
+        reasons = {(key, version): reason for key, version, reason in status.get("quarantined", [])}
+        gold = {doc_id: dict(entry) for doc_id, entry in status.get("documents", {}).items()}
+    except (StoreError, ValueError, TypeError, AttributeError) as exc:  # unreadable, or not the shape written
         raise HTTPException(502, detail=f"cannot read the pipeline's document status ({DOCUMENTS_KEY}): {exc}; "
                                         "the next pipeline run (`lakerag pipeline run`) writes it again") from None
-    landed = {tuple(pair) for pair in status.get("extracted", [])}
-    reasons = {(key, version): reason for key, version, reason in status.get("quarantined", [])}
-    gold = status.get("documents", {})
     index = state.index
     indexed = index.chunks_per_document() if index is not None else {}
 
