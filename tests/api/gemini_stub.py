@@ -2,7 +2,7 @@
 
 The real ``google-genai`` client talks to it through ``LAKERAG_GEMINI_BASE_URL``;
 only the transport's far end is fake. ``mode`` picks the behaviour: ``ok``
-(an answer citing [1]), ``error`` (a Google-style 503 body), ``slow`` (answers
+(an answer citing [1]), ``error`` (a Google-style 503 body), ``rate_limited`` (429), ``slow`` (answers
 after ``delay`` seconds, past the client's timeout), ``empty`` (no candidates).
 """
 
@@ -33,6 +33,10 @@ class GeminiStub:
                 if stub.mode == "error":
                     self._send(503, {"error": {"code": 503, "message": "The model is overloaded. Please try "
                                                                        "again later.", "status": "UNAVAILABLE"}})
+                    return
+                if stub.mode == "rate_limited":
+                    self._send(429, {"error": {"code": 429, "message": "Resource has been exhausted (e.g. check "
+                                                                       "quota).", "status": "RESOURCE_EXHAUSTED"}})
                     return
                 if stub.mode == "empty":
                     self._send(200, {"candidates": [{"finishReason": "SAFETY", "content": {"parts": []}}]})

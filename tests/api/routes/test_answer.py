@@ -66,6 +66,11 @@ def test_gemini_failures_are_502_or_504_with_the_reason(local_settings, sample_i
         assert response.status_code == 502
         assert "503" in response.json()["detail"] and "overloaded" in response.json()["detail"]
 
+        gemini.mode = "rate_limited"  # a quota: the client should come back later, and is told when
+        response = api.client.post("/answer", json={"question": QUESTION})
+        assert response.status_code == 503 and response.headers["retry-after"] == "30"
+        assert "429" in response.json()["detail"] and "try again in 30 s" in response.json()["detail"]
+
         gemini.mode = "empty"
         response = api.client.post("/answer", json={"question": QUESTION})
         assert response.status_code == 502 and "no text" in response.json()["detail"]
@@ -78,6 +83,7 @@ def test_gemini_failures_are_502_or_504_with_the_reason(local_settings, sample_i
         metrics = api.client.get("/metrics").text
         assert 'lakerag_llm_errors_total{reason="upstream"} 1.0' in metrics
         assert 'lakerag_llm_errors_total{reason="timeout"} 1.0' in metrics
+        assert 'lakerag_llm_errors_total{reason="rate_limited"} 1.0' in metrics
         assert 'lakerag_http_requests_total{method="POST",route="/answer",status="502"} 2.0' in metrics
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter
 
 from ...search import search
 from .. import replay
@@ -29,7 +29,7 @@ def answer(body: AnswerRequest, state: State, model: Model, served: Index) -> An
     try:
         text = state.writer.answer(body.question, outcome.hits)
     except UpstreamError as exc:
-        raise HTTPException(exc.status_code, detail=exc.reason) from None
+        raise exc.as_http() from None
     return AnswerResponse(matched=True, answer=text, mode=state.writer.mode, question=body.question,
                           index_version=index.version, chunks=outcome.hits,
                           lineage=replay.lineage(index, served))

@@ -50,7 +50,7 @@ def summarize(body: SummarizeRequest, state: State, model: Model, served: Index)
     try:
         text = state.writer.summarize(hits, query=body.query, title=title)
     except UpstreamError as exc:
-        raise HTTPException(exc.status_code, detail=exc.reason) from None
+        raise exc.as_http() from None
     return SummarizeResponse(matched=True, summary=text, mode=state.writer.mode, doc_id=body.doc_id, title=title,
                              query=body.query, index_version=index.version, chunks=hits,
                              lineage=replay.lineage(index, served))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
+from fastapi import HTTPException
 
 from ...config import Settings
 from ...embedding import Embedder
@@ -44,13 +45,22 @@ SYSTEM_SUMMARY = (
 )
 
 
-class UpstreamError(Exception):
-    """The LLM failed; ``status_code`` is 502 (error) or 504 (timeout)."""
+RATE_LIMIT_RETRY_SECONDS = 30  # Gemini's per-minute quotas refill within a minute
 
-    def __init__(self, reason: str, status_code: int = 502):
+
+class UpstreamError(Exception):
+    """The LLM failed; ``status_code`` is 502 (error), 503 (rate-limited: retry after
+    ``retry_after`` seconds) or 504 (timeout)."""
+
+    def __init__(self, reason: str, status_code: int = 502, retry_after: int | None = None):
         super().__init__(reason)
         self.reason = reason
         self.status_code = status_code
+        self.retry_after = retry_after
+
+    def as_http(self) -> HTTPException:
+        headers = {"Retry-After": str(self.retry_after)} if self.retry_after else None
+        return HTTPException(self.status_code, detail=self.reason, headers=headers)
 
 
 class Writer(Protocol):
@@ -120,6 +130,11 @@ class GeminiWriter:
                 model=self.model, contents=prompt,
                 config=self._types.GenerateContentConfig(system_instruction=system, temperature=0.2))
         except errors.APIError as exc:
+            if exc.code == 429:
+                self.metrics.llm_errors.labels("rate_limited").inc()
+                raise UpstreamError(f"Gemini ({self.model}) is rate-limiting this API key (429): try again in "
+                                    f"{RATE_LIMIT_RETRY_SECONDS} s, or raise the key's quota", 503,
+                                    RATE_LIMIT_RETRY_SECONDS) from exc
             self.metrics.llm_errors.labels("upstream").inc()
             raise UpstreamError(f"Gemini ({self.model}) answered {exc.code} {exc.status or ''}: "
                                 f"{exc.message or exc}".strip()) from exc
