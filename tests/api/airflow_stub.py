@@ -17,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 from urllib.parse import parse_qs, urlsplit
 
+from json_http import send_json
+
 ASSET_ID = 7
 EVENT_FIELDS = {"asset_id", "partition_key", "extra", "access_control"}
 
@@ -88,12 +90,7 @@ class AirflowStub:
                                         "extra": {**body.get("extra", {}), "from_rest_api": True}})
 
             def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload)
 
             def log_message(self, *args):
                 pass

@@ -14,6 +14,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 
+from json_http import send_json
+
 
 class GeminiStub:
     def __init__(self):
@@ -49,13 +51,8 @@ class GeminiStub:
                     "modelVersion": "stub"})
 
             def _send(self, status: int, payload: dict) -> None:
-                data = json.dumps(payload).encode()
                 try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
+                    send_json(self, status, payload)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
                     pass
 

@@ -8,12 +8,12 @@ Secrets given. Helm makes the same requests of a real API server.
 
 from __future__ import annotations
 
-import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import yaml
+from json_http import send_json
 
 from .helm import CHART, NAMESPACE, RELEASE, helm, render
 
@@ -55,12 +55,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.documents.get(path)
         if body is None:
             body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}
-        data = json.dumps(body).encode()
-        self.send_response(404 if body.get("kind") == "Status" else 200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, 404 if body.get("kind") == "Status" else 200, body)
 
     def log_message(self, *args):
         pass
