@@ -226,6 +226,10 @@ def test_head_answers_wherever_get_does(served, path):
     assert head.headers["content-type"] == get.headers["content-type"]
     allowed = {m.strip() for m in served.client.options(path).headers["allow"].split(",")}
     assert {"GET", "HEAD"} <= allowed
+    # Both are counted under the route they asked about, not as "unmatched".
+    metrics = served.client.get("/metrics").text
+    for method, status in (("HEAD", 200), ("OPTIONS", 204)):
+        assert f'lakerag_http_requests_total{{method="{method}",route="{path}",status="{status}"}}' in metrics, method
 
 
 def test_a_name_over_255_bytes_is_cut_to_fit_the_store(local_settings, start_api):

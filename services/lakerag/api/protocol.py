@@ -91,35 +91,44 @@ class AllowedMethods:
         self.app = app
         self.routes = routes
 
-    def _allowed(self, scope) -> set[str]:
-        methods: set[str] = set()
+    def _matching(self, scope) -> tuple[set[str], object]:
+        """The methods of every route of the path (HEAD wherever GET), and the first such route."""
+        methods, first = set(), None
         for route in _flatten(self.routes):
-            match, _ = route.matches(scope)
-            if match != Match.NONE:
+            if route.matches(scope)[0] != Match.NONE:
                 methods |= route.methods
-        return methods | {"HEAD"} if "GET" in methods else methods
+                first = first or route
+        return (methods | {"HEAD"} if "GET" in methods else methods), first
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         # Matched against every route only for HEAD, OPTIONS and 405s: not on the path of every request.
-        if scope["method"] == "HEAD" and "GET" in self._allowed({**scope, "method": "GET"}):
+        if scope["method"] == "HEAD" and "GET" in self._matching({**scope, "method": "GET"})[0]:
             # HEAD is GET without the body (RFC 9110), which uvicorn leaves out for the HEAD request
             # it parsed: the routes see a GET in a copy of the scope.
-            scope = {**scope, "method": "GET"}
+            get = {**scope, "method": "GET"}
+            try:
+                await self._answer(get, receive, send)
+            finally:
+                scope["route"] = get.get("route")  # what the request metrics label it by
+            return
         if scope["method"] == "OPTIONS":
-            allowed = self._allowed(scope)
+            allowed, scope["route"] = self._matching(scope)
             if allowed:
                 header = ", ".join(sorted(allowed | {"OPTIONS"})).encode()
                 await send({"type": "http.response.start", "status": 204, "headers": [(b"allow", header)]})
                 await send({"type": "http.response.body", "body": b""})
                 return
+        await self._answer(scope, receive, send)
+
+    async def _answer(self, scope, receive, send):
         request_scope = dict(scope)  # as it came in: routing adds to the scope it is given
 
         async def send_with_allow(message):
             if message["type"] == "http.response.start" and message["status"] == 405:
-                allowed = self._allowed(request_scope)
+                allowed, _ = self._matching(request_scope)
                 if allowed:
                     header = ", ".join(sorted(allowed | {"OPTIONS"})).encode()
                     headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"allow"]
