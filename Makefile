@@ -60,9 +60,10 @@ prometheus: ## Prometheus + promtool for the metrics tests (Debian package, inst
 # Console browser test: Debian's chromium (Playwright drives it; its own browser download cannot
 # work offline) and axe-core from npm, pinned by tests/console/package-lock.json.
 browser: ## headless Chromium + axe-core for the console's browser test (apt-get / npm ci, only when missing)
-	@command -v chromium >/dev/null && command -v npm >/dev/null || { \
-	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium npm; }
+	@# Only what is missing: a machine with NodeSource's nodejs (npm inside) cannot take Debian's npm.
+	@missing="$$(command -v chromium >/dev/null || echo chromium) $$(command -v npm >/dev/null || echo npm)"; \
+	[ -z "$${missing// }" ] || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; }
 	@test -f tests/console/node_modules/axe-core/axe.min.js || npm ci --prefix tests/console --no-audit --no-fund
 
 test: install airflow-env tools prometheus browser ## the whole suite: lint, unit, Spark, S3 (moto), model, API, chart, DAG
