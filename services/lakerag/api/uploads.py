@@ -35,6 +35,7 @@ class _FilePart:
         self.in_file = False
         self.filename: str | None = None
         self.seen_file = False
+        self.second_file = False  # a request stores one file: a second is refused, not dropped
         self.pending: list[bytes] = []
 
     def on_part_begin(self):
@@ -54,9 +55,13 @@ class _FilePart:
 
     def on_headers_finished(self):
         _, options = parse_options_header(self.disposition)
-        if options.get(b"name") == b"file" and not self.seen_file:
-            self.in_file = self.seen_file = True
-            self.filename = options.get(b"filename", b"").decode("utf-8", "replace")
+        if options.get(b"name") != b"file":
+            return
+        if self.seen_file:
+            self.second_file = True
+            return
+        self.in_file = self.seen_file = True
+        self.filename = options.get(b"filename", b"").decode("utf-8", "replace")
 
     def on_part_data(self, data, start, end):
         if self.in_file:
@@ -102,6 +107,9 @@ async def stream_file(chunks: AsyncIterator[bytes], boundary: bytes, limit: int,
                 parser.write(chunk)
             except FormParserError as exc:
                 raise UploadError(400, f"malformed multipart body: {exc}") from None
+            if part.second_file:
+                raise UploadError(400, "one file per request: send each file in its own POST /documents "
+                                       "(nothing of this request was stored)")
             if part.seen_file and writer is None:
                 writer = await run_in_threadpool(open_writer, part.filename or "")
             for data in part.pending:

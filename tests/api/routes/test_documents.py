@@ -51,6 +51,16 @@ def test_upload_refuses_bad_type_size_name_and_missing_or_wrong_key(api):
     assert upload(api, "a.txt", key="wrong").status_code == 403
 
 
+def test_two_files_in_one_request_are_refused_not_half_stored(api, local_settings):
+    store = open_store(local_settings.store_uri)
+    response = api.client.post("/documents", headers={"X-API-Key": "s3cret"},
+                               files=[("file", ("a1.txt", b"first file", "text/plain")),
+                                      ("file", ("b2.txt", b"second file", "text/plain"))])
+    assert response.status_code == 400 and "one file per request" in response.json()["detail"]
+    assert not store.exists("raw/a1.txt") and not store.exists("raw/b2.txt")
+    assert upload(api, "a1.txt").status_code == 201  # one file alone still lands
+
+
 def test_list_and_delete(api):
     upload(api, "first.txt")
     upload(api, "second.md")
