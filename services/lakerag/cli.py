@@ -192,14 +192,27 @@ def _pipeline_watch(settings) -> int:
 
 
 @app.command()
-def run() -> int:
+def run(samples: Annotated[bool, typer.Option(help="first copy the bundled sample documents into raw/ of a store "
+                                                   "that holds nothing yet (make run)")] = False) -> int:
     """Pipeline over the store, then serve it and rerun on every raw/ change (the embedded default)."""
     import signal
 
+    from .api.main import PortUnavailable, listen_socket
+    from .api.main import serve as serve_api
     from .watch import PipelineWatcher
 
     settings = _settings()
+    try:
+        sock = listen_socket(settings)  # a port in use is said now, not after the first pipeline run
+    except PortUnavailable as exc:
+        print(f"lakerag run: {exc}", file=sys.stderr)
+        return 2
     watcher = PipelineWatcher(settings)
+    if samples:
+        from . import sample_docs
+
+        if seeded := sample_docs.seed(watcher.store):
+            print(f"lakerag run: copied {seeded} sample documents into {watcher.store.url('raw/')}")
 
     def interrupt(*_) -> None:
         raise KeyboardInterrupt
@@ -210,7 +223,6 @@ def run() -> int:
         print(format_summary(summary))
         if not summary.get("ok", True):
             return 1
-        from .api.main import serve as serve_api
 
         def start_watching(state) -> None:
             # In-process notify: reload as soon as a run publishes, not at the next index poll.
@@ -218,7 +230,7 @@ def run() -> int:
             watcher.start()
 
         # serve() ends the process when the server stops: stop the watcher first (a run finishes).
-        return serve_api(settings, announce=True, on_ready=start_watching, on_shutdown=watcher.stop)
+        return serve_api(settings, announce=True, on_ready=start_watching, on_shutdown=watcher.stop, sock=sock)
     except KeyboardInterrupt:
         print("lakerag run: stopped", file=sys.stderr)
         return 0

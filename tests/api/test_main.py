@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -77,6 +78,24 @@ def test_first_start_with_an_empty_store(local_settings):
     assert re.search(r"Python 3\.11\.\d+, CPU quota \d+ \(of \d+\), memory limit ", err)
     assert "model sentence-transformers/all-MiniLM-L6-v2 ready (dimension 384" in err
     assert "no index published yet" in err
+
+
+def test_a_port_in_use_is_said_first_with_the_setting_that_moves_it(local_settings):
+    """`lakerag run` says so before its pipeline run, `lakerag serve` before loading anything, and
+    neither announces a server it never started (`make run` printed "serving on" after uvicorn's
+    bind error)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for command in (["run", "--samples"], ["serve"]):
+            result = subprocess.run([LAKERAG, *command], env=env_for(local_settings, LAKERAG_PORT=str(port)),
+                                    capture_output=True, text=True, timeout=120, check=False)
+            assert result.returncode == 2, result.stderr
+            assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "LAKERAG_PORT" in result.stderr
+            assert "serving on" not in result.stdout
+    # Nothing ran: no samples copied, no pipeline output.
+    assert not list(Path(local_settings.store_uri.removeprefix("file://")).glob("*"))
 
 
 def test_serve_announces_curl_commands_that_work(local_settings, sample_index):

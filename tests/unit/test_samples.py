@@ -122,3 +122,19 @@ def test_questions_have_exactly_one_right_document():
         assert q["expected_source"] in texts, f"no sample for {q['expected_source']}"
         holders = [key for key, text in texts.items() if q["answer_contains"] in text]
         assert holders == [q["expected_source"]], f"{q['answer_contains']!r} found in {holders}"
+
+
+def test_the_samples_seed_only_a_store_that_holds_nothing(tmp_path):
+    from lakerag import sample_docs
+    from lakerag.store import LocalStore
+
+    store = LocalStore(tmp_path / "lake")
+    assert sample_docs.seed(store) == len(doc_paths())
+    assert sorted(info.key for info in store.list()) == [f"raw/{p.name}" for p in doc_paths()]
+    # A sample deleted (through the API) stays deleted: the store is not new any more.
+    store.delete("raw/glossary.txt")
+    assert sample_docs.seed(store) == 0 and not store.exists("raw/glossary.txt")
+    # Nor is a store whose every document went, while its tables stay.
+    emptied = LocalStore(tmp_path / "emptied")
+    emptied.put("silver/_delta_log/00000000000000000000.json", b"{}")
+    assert sample_docs.seed(emptied) == 0 and not list(emptied.list("raw/"))

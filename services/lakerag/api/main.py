@@ -13,6 +13,7 @@ import logging
 import os
 import shlex
 import signal
+import socket
 import sys
 import threading
 from contextlib import asynccontextmanager
@@ -193,13 +194,33 @@ def server_config(app: FastAPI, settings: Settings, **overrides) -> uvicorn.Conf
     return uvicorn.Config(app, **{**options, **overrides})
 
 
-def serve(settings: Settings, announce: bool = False, on_ready=None, on_shutdown=None) -> int:
+class PortUnavailable(Exception):
+    pass
+
+
+def listen_socket(settings: Settings) -> socket.socket:
+    """The API's socket, bound now, so a port in use is said before anything else runs (``lakerag
+    run`` binds it before its first pipeline run; uvicorn would only find out after it)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        sock.close()
+        raise PortUnavailable(f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}): stop what "
+                              "holds the port, or choose another with LAKERAG_PORT (make run PORT=8123)") from None
+    return sock
+
+
+def serve(settings: Settings, announce: bool = False, on_ready=None, on_shutdown=None,
+          sock: socket.socket | None = None) -> int:
     """Run the API in this process with one uvicorn worker until SIGTERM/SIGINT, then end the process.
     ``on_ready(state)`` runs once the model is loaded, ``on_shutdown()`` once the server has stopped
-    (``lakerag run`` starts and stops its pipeline watcher with them)."""
+    (``lakerag run`` starts and stops its pipeline watcher with them); ``sock`` from ``listen_socket``."""
     try:
         startup.check(settings)
-    except startup.StartupError as exc:
+        sock = sock or listen_socket(settings)
+    except (startup.StartupError, PortUnavailable) as exc:
         print(f"lakerag serve: {exc}", file=sys.stderr)
         return 2
     startup.log_environment(settings)
@@ -225,7 +246,7 @@ def serve(settings: Settings, announce: bool = False, on_ready=None, on_shutdown
     # of a KeyboardInterrupt trace (Ctrl-C in `make run`) or death by SIGTERM.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        server.run()
+        server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     if on_shutdown:
