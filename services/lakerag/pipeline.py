@@ -52,12 +52,18 @@ def _flat(summary: dict) -> dict:
 
 
 def status(settings: Settings) -> dict:
-    """Last summary of each stage, as written by the stages themselves; unhealthy when a
-    stage failed, a stage started and never finished (killed, or still running), or the
-    last ETL quarantined files. ``ok`` equals ``healthy``: the exit status says the same
-    with and without --json."""
+    """``lakerag pipeline status``: the last summary of each stage and whether it is healthy
+    (``health``). ``ok`` equals ``healthy``: the exit status says the same with and without --json."""
     lake = Lake.open(settings)
     stages = {name: lake.read_run_summary(name) for name in STAGES}
+    verdict = health(lake, stages)
+    return {"title": "pipeline status", "ok": verdict["healthy"], **verdict, "stages": stages}
+
+
+def health(lake: Lake, stages: dict[str, dict | None]) -> dict:
+    """The one rule the CLI, the DAG's health task and the API's /pipeline share: unhealthy when
+    a stage failed, a stage started and never finished (killed, or still running), or the last
+    ETL quarantined files."""
     problems = [f"{name} failed: {s.get('error') or s.get('reason') or 'see its summary'}"
                 for name, s in stages.items() if s is not None and not s.get("ok", True)]
     unfinished = {name: marker for name in STAGES if (marker := lake.read_run_started(name))}
@@ -69,6 +75,5 @@ def status(settings: Settings) -> dict:
     if quarantined:
         problems.append(f"the last ETL quarantined {quarantined} file(s): GET /documents or the etl summary "
                         "says why")
-    healthy = not problems
-    return {"title": "pipeline status", "ok": healthy, "healthy": healthy, "problems": problems,
-            "quarantined": quarantined, "unfinished": sorted(unfinished), "stages": stages}
+    return {"healthy": not problems, "problems": problems, "quarantined": quarantined,
+            "unfinished": sorted(unfinished)}

@@ -87,6 +87,21 @@ def test_pipeline_summaries_become_gauges_and_the_last_success_survives_a_failur
     assert gauge(text, "lakerag_pipeline_last_success_timestamp_seconds", "etl") > 1.7e9
 
 
+def test_the_api_and_the_cli_give_one_verdict_on_quarantined_files(local_settings, start_api):
+    """GET /pipeline said healthy where `lakerag pipeline status` said unhealthy and exited 1."""
+    from lakerag.pipeline import status
+
+    lake = Lake.open(local_settings)
+    for stage in ("etl", "embed", "index"):
+        lake.write_run_summary(stage, {"title": stage, "ok": True, "files": {"quarantined": 4} if stage == "etl" else {}})
+    cli = status(local_settings)
+    with start_api(local_settings) as api:
+        api_view = api.client.get("/pipeline").json()
+    assert cli["healthy"] is False and api_view["healthy"] is False
+    assert api_view["problems"] == cli["problems"] and "quarantined 4 file(s)" in cli["problems"][0]
+    assert api_view["quarantined"] == 4 and all(stage["ok"] for stage in api_view["stages"])
+
+
 def test_unreadable_summaries_are_a_gauge_not_a_broken_scrape(local_settings, start_api):
     lake = Lake.open(local_settings)
     lake.store.put("lake/_runs/etl.json", b"{not json")

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from prometheus_client.core import GaugeMetricFamily
 
 from ..lake import Lake
-from ..pipeline import STAGES
+from ..pipeline import STAGES, health
 
 log = logging.getLogger(__name__)
 CACHE_SECONDS = 15.0
@@ -55,14 +55,15 @@ class PipelineStatus:
                 return self._cached
             try:
                 lake: Lake = self._lake_of()
-                stages = [stage_view(name, lake.read_run_summary(name)) for name in STAGES]
-                view = {"readable": True, "stages": stages}
+                summaries = {name: lake.read_run_summary(name) for name in STAGES}
+                # healthy, problems, quarantined, unfinished: as `lakerag pipeline status` says them
+                view = {"readable": True, **health(lake, summaries),
+                        "stages": [stage_view(name, summary) for name, summary in summaries.items()]}
             except Exception as exc:  # noqa: BLE001 - an unreachable store must not break /metrics
                 log.warning("cannot read the pipeline summaries: %s", exc)
-                view = {"readable": False, "error": f"{type(exc).__name__}: {exc}", "stages": []}
-            ran = [s for s in view["stages"] if s["ran"]]
-            view["healthy"] = view["readable"] and all(s["ok"] for s in ran)
-            view["quarantined"] = sum(s["quarantined"] or 0 for s in ran)
+                view = {"readable": False, "error": f"{type(exc).__name__}: {exc}", "stages": [], "healthy": False,
+                        "problems": [f"cannot read the pipeline summaries: {exc}"], "quarantined": 0,
+                        "unfinished": []}
             self._cached, self._read_at = view, time.monotonic()
             return view
 

@@ -116,10 +116,14 @@ async function refreshStatus() {
     else {
       const failed = ran.filter((s) => !s.ok).map((s) => s.stage);
       const last = ran.map((s) => s.finished_at).filter(Boolean).sort().pop();
-      const parts = [failed.length ? `failed: ${failed.join(", ")}` : "healthy"];
+      // p.healthy is `lakerag pipeline status`'s verdict: quarantined files or a stage that
+      // never finished count against it too.
+      const unfinished = p.unfinished || [];
+      const parts = [failed.length ? `failed: ${failed.join(", ")}`
+        : unfinished.length ? `unfinished: ${unfinished.join(", ")}` : p.healthy ? "healthy" : "needs attention"];
       if (p.quarantined) parts.push(`${p.quarantined} quarantined`);
       if (last) parts.push(`last run ${last}`);
-      mark("status-pipeline", parts.join(" · "), failed.length ? "bad" : p.quarantined ? "warn" : "good");
+      mark("status-pipeline", parts.join(" · "), failed.length ? "bad" : p.healthy ? "good" : "warn");
     }
   } else {
     mark("status-pipeline", "unknown", "warn");
