@@ -225,6 +225,7 @@ def run(samples: Annotated[bool, typer.Option(help="first copy the bundled sampl
             return 1
 
         def start_watching(state) -> None:
+            state.raw_watched = True  # upload/delete replies say the watcher indexes them, not a manual run
             # In-process notify: reload as soon as a run publishes, not at the next index poll.
             watcher.on_published = lambda _summary: state.watcher and state.watcher.check()
             watcher.start()

@@ -84,9 +84,11 @@ def test_lakerag_run_serves_an_upload_and_forgets_a_delete(local_settings, tmp_p
         assert DOC[0] not in hit_sources()
         upload = httpx.post(f"{base}/documents", files={"file": ("glacier.txt", DOC[1].encode())}, timeout=10)
         assert upload.status_code == 201
+        # Not "the next pipeline run (`lakerag pipeline run`)": a second, manual run would only repeat the work.
+        assert upload.json()["note"] == "stored; this server's pipeline watcher (`lakerag run`) indexes it within seconds"
         wait_until(lambda: DOC[0] in (hit_sources() or set()))
         deleted = httpx.delete(f"{base}/documents/{doc_id_for(DOC[0])}", timeout=10)
-        assert deleted.status_code == 200
+        assert deleted.status_code == 200 and "pipeline watcher (`lakerag run`)" in deleted.json()["note"]
         # gone: a 200 whose hits lack it (no hits at all once nothing relevant is left)
         wait_until(lambda: (sources := hit_sources()) is not None and DOC[0] not in sources)
     finally:

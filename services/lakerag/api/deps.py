@@ -40,6 +40,7 @@ class AppState:
     reranker: Reranker | None = None  # LAKERAG_RERANK_MODEL, loaded in warm-up
     watcher: IndexWatcher | None = None
     trigger: PipelineTrigger | None = None  # LAKERAG_AIRFLOW_API_URL: uploads/deletes ask Airflow for a run
+    raw_watched: bool = False  # `lakerag run`: its own watcher reruns the pipeline on every raw/ change
     ready: threading.Event = field(default_factory=threading.Event)
     on_ready: Callable[[AppState], None] | None = None
     on_fatal: Callable[[str], None] | None = None

@@ -27,6 +27,7 @@ def test_upload_lands_in_raw_with_a_safe_key(api, local_settings):
                     "size": 38}
     assert store.get("raw/notes.txt") == b"Some text about forklifts and pallets."
     assert upload(api, "notes.txt").json()["replaced"] is True
+    assert response.json()["note"] == "stored; the next pipeline run (`lakerag pipeline run`) indexes it"
 
     for hostile, expected in (("../../etc/passwd.txt", "raw/passwd.txt"), ("..\\..\\win.md", "raw/win.md"),
                               ("/abs/path/ok.json", "raw/ok.json"), ("..hidden.html", "raw/hidden.html"),

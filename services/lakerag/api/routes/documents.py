@@ -115,8 +115,7 @@ async def upload(request: Request, state: State) -> DocumentUploaded:
     state.metrics.upload_bytes.inc(size)
     log.info("uploaded %s (%d bytes%s)", key, size, ", replacing the previous file" if replaced else "")
     return DocumentUploaded(key=key, doc_id=doc_id_for(key), size=size, replaced=replaced,
-                            note=_ask_for_run(state, f"uploaded {key}",
-                                             "stored; the next pipeline run (`lakerag pipeline run`) indexes it"))
+                            note="stored; {runner} indexes it{when}".format(**_ask_for_run(state, f"uploaded {key}")))
 
 
 @router.get("/documents", response_model=DocumentList)
@@ -178,14 +177,16 @@ def delete_document(doc_id: str, state: State) -> DocumentDeleted:
         raise HTTPException(502, detail=f"could not delete from the store: {exc}") from None
     log.info("deleted %s", ", ".join(keys))
     return DocumentDeleted(key=keys[0], doc_id=doc_id, deleted=True,
-                           note=_ask_for_run(state, f"deleted {', '.join(keys)}",
-                                             "removed from raw/; the next pipeline run removes its chunks and vectors"))
+                           note="removed from raw/; {runner} removes its chunks and vectors{when}".format(
+                               **_ask_for_run(state, f"deleted {', '.join(keys)}")))
 
 
-def _ask_for_run(state, change: str, note: str) -> str:
-    """Ask Airflow for a pipeline run (in the background; never fails the request) when configured."""
-    if state.trigger is None:
-        return note
-    state.trigger.notify(change)
-    return note.replace("the next pipeline run (`lakerag pipeline run`)", "the next pipeline run").replace(
-        "the next pipeline run", "the pipeline run requested from Airflow now")
+def _ask_for_run(state, change: str) -> dict[str, str]:
+    """Ask Airflow for a pipeline run (in the background; never fails the request) when configured;
+    who will act on the change, for the response's note."""
+    if state.trigger is not None:
+        state.trigger.notify(change)
+        return {"runner": "the pipeline run requested from Airflow now", "when": ""}
+    if state.raw_watched:
+        return {"runner": "this server's pipeline watcher (`lakerag run`)", "when": " within seconds"}
+    return {"runner": "the next pipeline run (`lakerag pipeline run`)", "when": ""}
