@@ -16,12 +16,12 @@ from lakerag_spark.writes import FILE_ACTIONS, added_rows, commit_files, conform
 
 def run_silver(spark, lake: Lake, updated_at: datetime, full_rebuild: bool = False) -> dict:
     bronze = read_table(spark, lake, "bronze")
-    flagged = dedup_by_content(bronze.select("doc_id", "key", "content_hash")).cache()
+    current = read_table(spark, lake, "silver", ["doc_id", "content_hash"])
+    flagged = dedup_by_content(bronze.select("doc_id", "key", "content_hash"), current).cache()
     try:
         duplicates = flagged.filter(F.col("duplicate_of").isNotNull()).count()
         kept = flagged.filter(F.col("duplicate_of").isNull())
-        plan = plan_documents(kept, read_table(spark, lake, "silver", ["doc_id", "content_hash"]),
-                              full_rebuild).toArrow()
+        plan = plan_documents(kept, current, full_rebuild).toArrow()
     finally:
         flagged.unpersist()
     upsert_ids = [d for d, a in zip(plan.column("doc_id").to_pylist(), plan.column("action").to_pylist())

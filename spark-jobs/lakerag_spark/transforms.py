@@ -124,12 +124,20 @@ def too_many_chunks(pages: list[str], file_type: str, settings: Settings) -> str
 
 # --- silver -------------------------------------------------------------------------------
 
-def dedup_by_content(bronze: DataFrame) -> DataFrame:
-    """Adds ``duplicate_of``: null for the kept row of each content hash (the smallest key),
-    else the key that is kept."""
-    by_hash = Window.partitionBy("content_hash").orderBy("key")
-    return bronze.withColumn("_kept", F.first("key").over(by_hash)).withColumn(
-        "duplicate_of", F.when(F.col("_kept") != F.col("key"), F.col("_kept"))).drop("_kept")
+def dedup_by_content(bronze: DataFrame, kept_before: DataFrame | None = None) -> DataFrame:
+    """Adds ``duplicate_of``: null for the kept row of each content hash, else the key that is kept.
+
+    The kept row is the one ``kept_before`` (doc_id: silver's documents) already holds, so a copy
+    uploaded under another name never takes the original's place (its doc_id, summaries and
+    citations); among new rows, the smallest key."""
+    if kept_before is None:
+        flagged = bronze.withColumn("_before", F.lit(False))
+    else:
+        before = kept_before.select("doc_id").distinct().withColumn("_before", F.lit(True))
+        flagged = bronze.join(before, "doc_id", "left").fillna(False, ["_before"])
+    by_hash = Window.partitionBy("content_hash").orderBy(F.col("_before").desc(), "key")
+    return flagged.withColumn("_kept", F.first("key").over(by_hash)).withColumn(
+        "duplicate_of", F.when(F.col("_kept") != F.col("key"), F.col("_kept"))).drop("_kept", "_before")
 
 
 def plan_documents(wanted: DataFrame, current: DataFrame, full_rebuild: bool = False) -> DataFrame:

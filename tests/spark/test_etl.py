@@ -148,6 +148,20 @@ def test_lifecycle_on_a_local_store(spark, local_settings):
         == extracted_before
     assert [r for r in snapshot(lake, "gold") if r["source"] != "raw/added.md"] == gold_before
 
+    # A copy of an indexed document under a smaller name: the original keeps its place (its doc_id,
+    # chunks and citations), the copy is set aside and GET /documents' status names the original.
+    gold_before, silver_version = snapshot(lake, "gold"), tables.version(lake, "silver")
+    put(lake, "0-added-copy.md", lake.store.get("raw/added.md"))
+    summary = run_etl(settings)
+    assert summary["files"]["duplicates"] == 2 and summary["changes"]["silver_upserted"] == 0  # + zz-notes-copy
+    assert "raw/0-added-copy.md" not in {r["key"] for r in snapshot(lake, "silver")}
+    assert snapshot(lake, "gold") == gold_before and tables.version(lake, "silver") == silver_version
+    assert lake.read_document_status()["duplicates"] == {"raw/0-added-copy.md": "raw/added.md",
+                                                         "raw/zz-notes-copy.txt": "raw/notes.txt"}
+    lake.store.delete("raw/0-added-copy.md")
+    assert run_etl(settings)["files"]["deleted"] == 1 and snapshot(lake, "gold") == gold_before
+    assert lake.read_document_status()["duplicates"] == {"raw/zz-notes-copy.txt": "raw/notes.txt"}
+
     # A changed document: its old chunks are deleted, its new ones merged, nothing else moves.
     readme = doc_id_for("raw/readme.md")
     old_chunks = {r["chunk_id"] for r in snapshot(lake, "gold") if r["doc_id"] == readme}

@@ -57,6 +57,18 @@ def test_dedup_keeps_the_smallest_key(spark):
     assertDataFrameEqual(dedup_by_content(bronze), expected)
 
 
+def test_dedup_keeps_the_copy_already_in_silver_over_a_smaller_new_key(spark):
+    # quokka.txt is indexed; the same bytes uploaded as NOTES.TXT took its place (smaller key).
+    bronze = spark.createDataFrame([("q", "raw/quokka.txt", "h"), ("n", "raw/NOTES.TXT", "h"),
+                                    ("z", "raw/zebra.txt", "z"), ("a", "raw/a.txt", "z")],
+                                   "doc_id string, key string, content_hash string")
+    silver = spark.createDataFrame([("q", "h")], "doc_id string, content_hash string")
+    expected = spark.createDataFrame([("q", "raw/quokka.txt", "h", None), ("n", "raw/NOTES.TXT", "h", "raw/quokka.txt"),
+                                      ("z", "raw/zebra.txt", "z", "raw/a.txt"), ("a", "raw/a.txt", "z", None)],
+                                     "doc_id string, key string, content_hash string, duplicate_of string")
+    assertDataFrameEqual(dedup_by_content(bronze, silver), expected)
+
+
 def test_plan_documents_upserts_changed_and_deletes_gone(spark):
     wanted = spark.createDataFrame([("a", "h1"), ("b", "h2"), ("c", "h3")], "doc_id string, content_hash string")
     # b changed (old hash), d is gone; a appears twice (one row per chunk downstream).

@@ -258,6 +258,15 @@ def model_chunk_ids(embeddings: Snapshot | None, model: str) -> set[str]:
     return set(model_rows(embeddings, model, ["chunk_id"]).column("chunk_id").to_pylist())
 
 
+def _duplicates(bronze: pa.Table, documents: dict[str, dict]) -> dict[str, str]:
+    """{key: the key of the same content that silver kept}, for the raw files set aside as copies."""
+    kept = {h: k for k, d, h in zip(bronze.column("key").to_pylist(), bronze.column("doc_id").to_pylist(),
+                                   bronze.column("content_hash").to_pylist()) if d in documents}
+    return {k: kept[h] for k, d, h in zip(bronze.column("key").to_pylist(), bronze.column("doc_id").to_pylist(),
+                                         bronze.column("content_hash").to_pylist())
+            if d not in documents and h in kept}
+
+
 def write_document_status(lake: Lake) -> dict:
     """Where each raw file stands in the lake, as the JSON ``GET /documents`` reads
     (``DOCUMENTS_KEY``): the API serves it without reading Delta (no deltalake or pyarrow
@@ -268,7 +277,7 @@ def write_document_status(lake: Lake) -> dict:
     def rows(name: str, columns: list[str]) -> pa.Table | None:
         return snapshots[name].arrow(columns) if snapshots[name] is not None else None
 
-    bronze = rows("bronze", ["key", "source_version"])
+    bronze = rows("bronze", ["key", "source_version", "doc_id", "content_hash"])
     quarantine = rows("quarantine", ["key", "source_version", "reason", "quarantined_at"])
     gold = rows("gold", ["doc_id", "title"])
     documents: dict[str, dict] = {}
@@ -286,6 +295,7 @@ def write_document_status(lake: Lake) -> dict:
         "quarantined": [[row["key"], row["source_version"], row["reason"]]
                         for row in quarantine.sort_by("quarantined_at").to_pylist()] if quarantine is not None else [],
         "documents": documents,
+        "duplicates": _duplicates(bronze, documents) if bronze is not None else {},
     }
     lake.store.put(DOCUMENTS_KEY, json.dumps(status, default=str).encode())
     return status

@@ -117,3 +117,21 @@ def test_a_damaged_status_file_is_a_502_that_says_how_it_mends(api, local_settin
     response = api.client.get("/documents")
     assert response.status_code == 502, response.text
     assert "the next pipeline run" in response.json()["detail"]
+
+
+def test_a_copy_set_aside_names_the_file_indexed_in_its_place(api, local_settings):
+    import json
+
+    from lakerag.lake import DOCUMENTS_KEY
+
+    store = open_store(local_settings.store_uri)
+    for name in ("quokka.txt", "NOTES.TXT"):
+        store.put(f"raw/{name}", b"Quokkas live on Rottnest Island.")
+    listed = {o.key: o.version for o in store.list("raw/")}
+    store.put(DOCUMENTS_KEY, json.dumps({
+        "extracted": [[key, version] for key, version in listed.items()],
+        "documents": {doc_id_for("raw/quokka.txt"): {"chunks": 1, "title": "quokka"}},
+        "duplicates": {"raw/NOTES.TXT": "raw/quokka.txt"}}).encode())
+    states = {d["key"]: d for d in api.client.get("/documents").json()["documents"]}
+    assert states["raw/NOTES.TXT"]["state"] == "processed"
+    assert states["raw/NOTES.TXT"]["reason"] == "the same content as raw/quokka.txt, which is indexed in its place"

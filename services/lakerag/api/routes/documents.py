@@ -131,6 +131,7 @@ def list_documents(state: State) -> DocumentList:
         landed = {tuple(pair) for pair in status.get("extracted", [])}
         reasons = {(key, version): reason for key, version, reason in status.get("quarantined", [])}
         gold = {doc_id: dict(entry) for doc_id, entry in status.get("documents", {}).items()}
+        copies = dict(status.get("duplicates", {}))  # key -> the key of the same content that is kept
     except (StoreError, ValueError, TypeError, AttributeError) as exc:  # unreadable, or not the shape written
         raise HTTPException(502, detail=f"cannot read the pipeline's document status ({DOCUMENTS_KEY}): {exc}; "
                                         "the next pipeline run (`lakerag pipeline run`) writes it again") from None
@@ -150,6 +151,9 @@ def list_documents(state: State) -> DocumentList:
             entry.update(state="landed", reason="waiting for the next pipeline run")
         elif doc_id in indexed:
             entry.update(state="indexed", chunks=int(indexed[doc_id]))
+        elif obj.key in copies:
+            entry.update(state="processed", chunks=0,
+                         reason=f"the same content as {copies[obj.key]}, which is indexed in its place")
         else:
             chunks = int(gold.get(doc_id, {}).get("chunks", 0))
             entry.update(state="processed", chunks=chunks,
