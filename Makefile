@@ -116,6 +116,10 @@ IMAGE_TAG    ?= 0.1.0
 DEPLOY_IMAGES = api embeddings spark airflow
 DOCKER       ?= docker
 HELM         ?= helm
+KUBECTL      ?= kubectl
+# Every helm and kubectl call goes to this context, never to whichever one is current (a
+# production cluster, say); set it to deploy elsewhere.
+KUBE_CONTEXT ?= kind-$(KIND_CLUSTER)
 REGISTRY     ?=
 # Object names are "<release>-<component>" when the release name says lakerag.
 PREFIX       := $(if $(findstring lakerag,$(RELEASE)),$(RELEASE),$(RELEASE)-lakerag)
@@ -142,21 +146,20 @@ deploy: tools ## build the images, load them into kind, install the chart with t
 	for image in $(DEPLOY_IMAGES); do \
 	  $(DOCKER) tag $(REGISTRY)lakerag/$$image:$(IMAGE_TAG) $(REGISTRY)lakerag/$$image:$$tag && \
 	  kind load docker-image --name $(KIND_CLUSTER) $(REGISTRY)lakerag/$$image:$$tag || exit 1; done && \
-	$(HELM) upgrade --install $(RELEASE) charts/lakerag --namespace $(NAMESPACE) --create-namespace \
+	$(HELM) upgrade --install $(RELEASE) charts/lakerag --kube-context $(KUBE_CONTEXT) --namespace $(NAMESPACE) --create-namespace \
 	  $(addprefix -f ,$(HELM_VALUES)) --set global.imageRegistry=$(REGISTRY) --set global.imageTag=$$tag \
 	  --wait --timeout 20m
-	$(HELM) test $(RELEASE) --namespace $(NAMESPACE) --logs
+	$(HELM) test $(RELEASE) --kube-context $(KUBE_CONTEXT) --namespace $(NAMESPACE) --logs
 
 dev: tools ## skaffold dev on the kind cluster: rebuild, redeploy and sync DAGs on every change
 	$(call need,skaffold,install it from https://skaffold.dev/docs/install/)
-	skaffold dev --namespace $(NAMESPACE) --port-forward=user --kube-context kind-$(KIND_CLUSTER)
+	skaffold dev --namespace $(NAMESPACE) --port-forward=user --kube-context $(KUBE_CONTEXT)
 
-KUBECTL ?= kubectl
 # kubectl port-forward follows the one pod it picked and exits when that pod goes (an
 # upgrade, a restart): each forward is a loop that starts it again on the Service's new pod.
 # The loop ends its kubectl when stopped, so Ctrl-C leaves no forward behind.
 forward = ( trap 'kill $$pid 2>/dev/null; exit 0' TERM; \
-	while :; do $(KUBECTL) -n $(NAMESPACE) port-forward svc/$(1) $(2):$(2) & pid=$$!; wait $$pid; \
+	while :; do $(KUBECTL) --context $(KUBE_CONTEXT) -n $(NAMESPACE) port-forward svc/$(1) $(2):$(2) & pid=$$!; wait $$pid; \
 	  echo "port-forward svc/$(1) ended (pod replaced?): reconnecting" >&2; sleep 1; done ) &
 
 port-forward: tools ## the API on :8000, Airflow on :8080, Prometheus on :9090; reconnects after upgrades (Ctrl-C stops)
@@ -168,7 +171,7 @@ port-forward: tools ## the API on :8000, Airflow on :8080, Prometheus on :9090; 
 	wait
 
 undeploy: tools ## uninstall the release; data PVCs and generated Secrets stay (docs/kubernetes.md: Uninstall and reinstall)
-	$(HELM) uninstall $(RELEASE) --namespace $(NAMESPACE) --wait
+	$(HELM) uninstall $(RELEASE) --kube-context $(KUBE_CONTEXT) --namespace $(NAMESPACE) --wait
 
 clean: ## remove local data, venvs and caches
 	rm -rf local_data .lakerag $(VENV) $(AF_VENV) $(TOOLS) .pytest_cache

@@ -162,7 +162,7 @@ def test_makefile_kubernetes_targets_exist_and_use_the_chart():
         assert result.returncode == 0, result.stderr
     dry = subprocess.run([make, "-n", "-C", str(REPO), "--always-make", "deploy"], capture_output=True,
                          text=True, check=True).stdout
-    assert "helm upgrade --install lakerag charts/lakerag" in dry
+    assert "helm upgrade --install lakerag charts/lakerag --kube-context kind-lakerag" in dry
     assert "-f charts/lakerag/values-kind.yaml" in dry
     assert "kind load docker-image --name lakerag" in dry
     forward = subprocess.run([make, "-n", "-C", str(REPO), "port-forward"], capture_output=True, text=True, check=False).stdout
@@ -171,10 +171,31 @@ def test_makefile_kubernetes_targets_exist_and_use_the_chart():
         assert f"port-forward svc/{service} {port}:{port}" in forward
 
 
+@pytest.mark.parametrize("override", [None, "prod"])
+def test_every_cluster_call_names_the_kube_context(override):
+    """Never whichever context is current (a production cluster, say): kind's, or KUBE_CONTEXT."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make not installed")
+    context = override or "kind-lakerag"
+    calls = []
+    for target in ("deploy", "undeploy", "port-forward", "dev"):
+        dry = subprocess.run([make, "-n", "-s", "-C", str(REPO), "-o", "tools", target,
+                              *([f"KUBE_CONTEXT={override}"] if override else [])],
+                             capture_output=True, text=True, check=True).stdout
+        lines = [line for line in dry.splitlines() if not line.lstrip().startswith("#")]
+        calls += re.findall(r"\b(?:helm (?:upgrade|test|uninstall)|kubectl|skaffold dev)\b[^;&\n]*", "\n".join(lines))
+    assert len(calls) == 7, calls  # upgrade, test, uninstall, three forwards, skaffold dev
+    for call in calls:
+        flag = "--kube-context" if call.startswith(("helm", "skaffold")) else "--context"
+        assert f"{flag} {context} " in call + " ", call
+
+
 FAKE_KUBECTL = """#!/bin/sh
 # Stands in for kubectl port-forward: the first forward of each Service loses its pod at
 # once (an upgrade replaced it); later ones keep forwarding until stopped.
-marker="$LOG.$(echo "$4" | tr / _)"
+for arg in "$@"; do case "$arg" in svc/*) service="$arg" ;; esac; done
+marker="$LOG.$(echo "$service" | tr / _)"
 echo "$$ $*" >> "$LOG"
 if [ ! -e "$marker" ]; then touch "$marker"; exit 1; fi
 exec sleep 300
@@ -216,6 +237,7 @@ def test_port_forward_reconnects_when_its_pod_is_replaced_and_stops_cleanly(tmp_
         assert process.poll() is None, "make port-forward ended while forwarding"
         forwarding = [pids[-1] for pids in starts.values()]
         assert all(_alive(pid) for pid in forwarding), "the reconnected forwards are not running"
+        assert all(" --context kind-lakerag " in line for line in lines), lines
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in the terminal
@@ -257,6 +279,8 @@ def test_deploy_rolls_the_pods_exactly_when_an_image_changed(tmp_path):
                        capture_output=True, text=True)
         calls = log.read_text().splitlines()
         [upgrade] = [c for c in calls if c.startswith("helm upgrade --install")]
+        assert "--kube-context kind-lakerag " in upgrade
+        assert "helm test lakerag --kube-context kind-lakerag --namespace lakerag --logs" in calls
         tag = upgrade.split("global.imageTag=")[1].split()[0]
         for image in ("api", "embeddings", "spark", "airflow"):
             assert f"docker tag lakerag/{image}:0.1.0 lakerag/{image}:{tag}" in calls
