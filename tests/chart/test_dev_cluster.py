@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .helm import KIND_VALUES, PRODUCTION_VALUES, REPO, find, pod_spec, render
+from .helm import KIND_VALUES, PRODUCTION_VALUES, REPO, find, helm_binary, pod_spec, render
+from .kind_nodes import stand_in_kubectl
 
 SKAFFOLD_SCHEMA = REPO.parent / "shared" / "schemas" / "skaffold-v4beta13.json"
 KIND_CONFIG = yaml.safe_load((REPO / "kind-config.yaml").read_text())
@@ -252,32 +253,45 @@ def test_port_forward_reconnects_when_its_pod_is_replaced_and_stops_cleanly(tmp_
 
 
 FAKE_TOOL = """#!/bin/sh
-# Stands in for docker, kind and helm: logs its arguments; docker image inspect prints the IDs in $IDS.
+# Stands in for docker, kind and helm: logs its arguments; docker image inspect prints the IDs in $IDS;
+# helm template (the preflight's render) is the real helm's.
 echo "$(basename "$0") $*" >> "$LOG"
 if [ "$(basename "$0")" = docker ] && [ "$1 $2" = "image inspect" ]; then cat "$IDS"; fi
+if [ "$(basename "$0")" = helm ] && [ "$1" = template ]; then exec "$REAL_HELM" "$@"; fi
 exit 0
 """
 
 
-def test_deploy_rolls_the_pods_exactly_when_an_image_changed(tmp_path):
-    """Rebuilt images deploy under a new tag (so Kubernetes rolls the pods onto them); an
-    unchanged build deploys under the same tag (nothing rolls)."""
+def make_deploy(tmp_path: Path, node: tuple[str, str] = ("8", "12Gi"), *args: str) -> tuple[subprocess.CompletedProcess,
+                                                                                              list[str]]:
+    """`make deploy` with stand-ins for docker, kind, helm and kubectl (a kind cluster of `node`
+    CPU / memory); returns the run and the tools' calls."""
     make = shutil.which("make")
     if make is None:
         pytest.skip("make not installed")
     for tool in ("docker", "kind", "helm"):
         (tmp_path / tool).write_text(FAKE_TOOL)
         (tmp_path / tool).chmod(0o755)
-    log, ids = tmp_path / "calls.log", tmp_path / "ids"
+    log = tmp_path / "calls.log"
+    log.unlink(missing_ok=True)
+    env = {**os.environ, "LOG": str(log), "IDS": str(tmp_path / "ids"), "DOCKER": str(tmp_path / "docker"),
+           "HELM": str(tmp_path / "helm"), "REAL_HELM": str(helm_binary()),
+           "KUBECTL": str(stand_in_kubectl(tmp_path, *node)), "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    result = subprocess.run([make, "-s", "-C", str(REPO), "-o", "tools", "deploy", *args], env=env,
+                            capture_output=True, text=True, check=False)
+    return result, log.read_text().splitlines() if log.exists() else []
+
+
+def test_deploy_rolls_the_pods_exactly_when_an_image_changed(tmp_path):
+    """Rebuilt images deploy under a new tag (so Kubernetes rolls the pods onto them); an
+    unchanged build deploys under the same tag (nothing rolls)."""
+    ids = tmp_path / "ids"
 
     def deploy(image_ids: list[str]) -> str:
         ids.write_text("\n".join(image_ids) + "\n")
-        log.unlink(missing_ok=True)
-        env = {**os.environ, "LOG": str(log), "IDS": str(ids), "DOCKER": str(tmp_path / "docker"),
-               "HELM": str(tmp_path / "helm"), "PATH": f"{tmp_path}:{os.environ['PATH']}"}
-        subprocess.run([make, "-s", "-C", str(REPO), "-o", "tools", "deploy"], env=env, check=True,
-                       capture_output=True, text=True)
-        calls = log.read_text().splitlines()
+        result, calls = make_deploy(tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "kubectl --context kind-lakerag get nodes -o json" in calls  # the preflight ran, on kind
         [upgrade] = [c for c in calls if c.startswith("helm upgrade --install")]
         assert "--kube-context kind-lakerag " in upgrade
         assert "helm test lakerag --kube-context kind-lakerag --namespace lakerag --logs" in calls
@@ -292,3 +306,21 @@ def test_deploy_rolls_the_pods_exactly_when_an_image_changed(tmp_path):
     assert first.startswith("0.1.0-") and first != "0.1.0-"
     assert deploy(built) == first
     assert deploy([*built[:3], f"sha256:{'e' * 64}"]) not in {first}
+
+
+def test_deploy_stops_before_building_when_the_profile_cannot_fit_the_node(tmp_path):
+    """The kind profile on a 2-CPU Docker: pods would stay Pending for helm --wait's 20 minutes."""
+    result, calls = make_deploy(tmp_path, ("2", "8Gi"))
+    assert result.returncode != 0
+    assert "requests 2.80 CPU / 9.00 GiB" in result.stderr and "have 1.80 CPU / 7.88 GiB free" in result.stderr
+    assert 'make deploy HELM_VALUES="charts/lakerag/values-kind.yaml charts/lakerag/values-small.yaml"' \
+        in result.stderr
+    assert not [c for c in calls if not c.startswith(("kubectl", "helm template"))], "it built or deployed"
+    # The small profile fits that node; PREFLIGHT=0 skips the check for those who know better.
+    small = "HELM_VALUES=charts/lakerag/values-kind.yaml charts/lakerag/values-small.yaml"
+    (tmp_path / "ids").write_text("sha256:a\n")
+    for args in ((small,), ("PREFLIGHT=0",)):
+        result, calls = make_deploy(tmp_path, ("2", "8Gi"), *args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert any(c.startswith("helm upgrade --install") for c in calls)
+        assert any(c.startswith("kubectl") for c in calls) == (args != ("PREFLIGHT=0",))
