@@ -122,6 +122,9 @@ KUBECTL      ?= kubectl
 KUBE_CONTEXT ?= kind-$(KIND_CLUSTER)
 # 0 skips deploy's check that the profile's requests fit the nodes (charts/preflight.py).
 PREFLIGHT    ?= 1
+# make dev runs Helm 4 (.tools/helm is first on PATH): older skaffold passes Helm a
+# --post-renderer executable, which Helm 4 rejects.
+SKAFFOLD_MIN := v2.19.0
 REGISTRY     ?=
 # Object names are "<release>-<component>" when the release name says lakerag.
 PREFIX       := $(if $(findstring lakerag,$(RELEASE)),$(RELEASE),$(RELEASE)-lakerag)
@@ -159,6 +162,9 @@ deploy: tools ## build the images, load them into kind, install the chart with t
 
 dev: tools ## skaffold dev on the kind cluster: rebuild, redeploy and sync DAGs on every change
 	$(call need,skaffold,install it from https://skaffold.dev/docs/install/)
+	@v=$$(skaffold version) && [ "$$(printf '%s\n' $(SKAFFOLD_MIN) "$$v" | sort -V | head -n1)" = $(SKAFFOLD_MIN) ] || { \
+	  echo "skaffold $$v is too old: make dev needs skaffold $(SKAFFOLD_MIN) or newer with Helm 4" \
+	    "(older ones pass --post-renderer, which Helm 4 rejects): https://skaffold.dev/docs/install/"; exit 1; }
 	skaffold dev --namespace $(NAMESPACE) --port-forward=user --kube-context $(KUBE_CONTEXT)
 
 # kubectl port-forward follows the one pod it picked and exits when that pod goes (an

@@ -324,3 +324,31 @@ def test_deploy_stops_before_building_when_the_profile_cannot_fit_the_node(tmp_p
         assert result.returncode == 0, result.stdout + result.stderr
         assert any(c.startswith("helm upgrade --install") for c in calls)
         assert any(c.startswith("kubectl") for c in calls) == (args != ("PREFLIGHT=0",))
+
+
+FAKE_SKAFFOLD = """#!/bin/sh
+# Stands in for skaffold: `version` prints $VERSION, anything else is logged.
+if [ "$1" = version ]; then echo "$VERSION"; exit 0; fi
+echo "skaffold $*" >> "$LOG"
+"""
+
+
+@pytest.mark.parametrize(("version", "runs"), [("v2.16.1", False), ("v2.9.0", False), ("v2.19.0", True),
+                                               ("v2.20.3", True)])
+def test_dev_needs_a_skaffold_that_works_with_helm_4(tmp_path, version, runs):
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make not installed")
+    (tmp_path / "skaffold").write_text(FAKE_SKAFFOLD)
+    (tmp_path / "skaffold").chmod(0o755)
+    log = tmp_path / "calls.log"
+    env = {**os.environ, "LOG": str(log), "VERSION": version, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    result = subprocess.run([make, "-s", "-C", str(REPO), "-o", "tools", "dev"], env=env,
+                            capture_output=True, text=True, check=False)
+    assert (result.returncode == 0) == runs, result.stdout + result.stderr
+    if runs:
+        assert log.read_text().split() == ["skaffold", "dev", "--namespace", "lakerag", "--port-forward=user",
+                                           "--kube-context", "kind-lakerag"]
+    else:
+        assert f"skaffold {version} is too old: make dev needs skaffold v2.19.0 or newer" in result.stdout
+        assert not log.exists()
