@@ -49,6 +49,14 @@ def template_text(values_files=(), sets: tuple[str, ...] = (), api_versions: tup
     return helm(*args, check=check)
 
 
+def notes(values_files=()) -> str:
+    """NOTES.txt as `helm install` prints it (a client-side dry run: no cluster)."""
+    args = ["install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client"]
+    for path in values_files:
+        args += ["-f", str(path)]
+    return helm(*args).stdout.split("NOTES:\n", 1)[1]
+
+
 @functools.cache
 def _render(values_files: tuple, sets: tuple, api_versions: tuple, release: str) -> tuple:
     result = template_text(values_files, sets, api_versions, release, check=False)

@@ -13,9 +13,11 @@ from .helm import (
     KIND_VALUES,
     PRODUCTION_VALUES,
     PROFILES,
+    REPO,
     SERVICE_MONITOR_API,
     find,
     helm,
+    notes,
     render,
     render_profile,
     template_text,
@@ -111,3 +113,20 @@ def test_kind_and_production_profiles_render_differently_where_it_matters():
     assert "AWS_ENDPOINT_URL" not in prod_config  # real S3
     assert prod_config["LAKERAG_EMBEDDING_MODEL"] == "BAAI/bge-large-en-v1.5"
     assert template_text((PRODUCTION_VALUES,)).returncode == 0
+
+
+def test_notes_upload_command_copies_the_samples_from_where_they_are():
+    text = notes((KIND_VALUES,))
+    [copy_line] = [line for line in text.splitlines() if " s3 cp " in line]
+    source = copy_line.split(" s3 cp ")[1].split()[0]
+    assert (REPO / source).is_dir() and any((REPO / source).iterdir()), source
+    assert "needs the aws CLI" in text
+
+
+@pytest.mark.parametrize("profile", ["default", "production"])
+def test_notes_say_a_store_without_minio_must_be_reachable(profile):
+    """Otherwise the API pods sit in their index-sync init container with no hint why."""
+    text = " ".join(notes(PROFILES[profile]).split())
+    assert "must be reachable from the pods, with credentials" in text and "IRSA" in text
+    assert "index-sync init container" in text
+    assert "must be reachable" not in notes((KIND_VALUES,))  # MinIO is in the release
