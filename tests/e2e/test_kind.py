@@ -103,11 +103,16 @@ def loaded_images(kubeconfig, images):
 
 
 @pytest.fixture(scope="module")
-def release(kubeconfig, loaded_images, build_env):
+def release(kubeconfig, loaded_images, build_env, kube):
+    """Installed as `make deploy` does, with --wait: an install that never gets ready fails here."""
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
-    run(HELM, "install", RELEASE, CHART, "--namespace", NAMESPACE, "--create-namespace",
-        "-f", CHART / "values-kind.yaml", "--set", f"global.imageTag={build_env['IMAGE_TAG']}",
-        "--set", f"global.imageRegistry={build_env['REGISTRY']}", env=env, timeout=300)
+    try:
+        run(HELM, "install", RELEASE, CHART, "--namespace", NAMESPACE, "--create-namespace",
+            "-f", CHART / "values-kind.yaml", "--set", f"global.imageTag={build_env['IMAGE_TAG']}",
+            "--set", f"global.imageRegistry={build_env['REGISTRY']}", "--wait", "--timeout", f"{READY_TIMEOUT}s",
+            env=env, timeout=READY_TIMEOUT + 120)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{_diagnose(kube[1], NAMESPACE)}") from None
     return env
 
 
