@@ -42,6 +42,7 @@ app.add_typer(documents_app, name="documents")
 app.add_typer(model_app, name="model")
 
 ETL_STAGES = ("bronze", "silver", "gold")
+QUIET_LOGGERS = ("faiss.loader", "bm25s")
 
 
 class Stage(str, Enum):
@@ -94,6 +95,11 @@ def _check_bool(value: str) -> str:
 def root(verbose: Annotated[bool, typer.Option("-v", "--verbose", help="debug logging")] = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        # Their INFO is noise for a user: faiss's loader logs each optional AVX build it looks for
+        # and does not find, with the exception; bm25s logs each index it builds.
+        for noisy in QUIET_LOGGERS:
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @config_app.command("check")

@@ -70,3 +70,19 @@ def test_config_check_reports_source_and_exit_code():
     assert "LAKERAG_CHUNK_TOKENS" in result.output and "64" in result.output and "(set)" in result.output
     result = runner.invoke(cli.app, ["config", "check"], env={"LAKERAG_STORE_URI": "s3://bucket", "AWS_REGION": ""})
     assert result.exit_code == 1 and "MISSING AWS_REGION" in result.output
+
+
+def test_libraries_info_chatter_stays_out_of_a_command_s_output():
+    """faiss's loader logged six INFO lines with a ModuleNotFoundError in every index command."""
+    import subprocess
+    import sys
+
+    def stderr_of(verbose: bool) -> str:
+        code = (f"import logging; from lakerag.cli import root; root({verbose}); import faiss; "
+                "logging.getLogger('lakerag.x').info('own line')")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                              check=True).stderr
+
+    quiet = stderr_of(False)
+    assert "faiss.loader" not in quiet and "INFO lakerag.x: own line" in quiet  # the project's INFO stays
+    assert "faiss.loader" in stderr_of(True)  # -v shows everything
