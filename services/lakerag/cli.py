@@ -108,7 +108,12 @@ def config_check(role: Annotated[Role, typer.Option(help="which entry point's ne
     lines, ok = config.report(role=role)
     print("LakeRAG configuration:")
     print("\n".join(lines))
-    print("OK" if ok else "configuration is incomplete: set the variables marked MISSING")
+    if ok:
+        print("OK")
+    elif lines and lines[0].startswith("ERROR"):
+        print("configuration is invalid: correct the value named above")
+    else:
+        print("configuration is incomplete: set the variables marked MISSING")
     return 0 if ok else 1
 
 
