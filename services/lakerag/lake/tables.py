@@ -260,11 +260,10 @@ def model_chunk_ids(embeddings: Snapshot | None, model: str) -> set[str]:
 
 def _duplicates(bronze: pa.Table, documents: dict[str, dict]) -> dict[str, str]:
     """{key: the key of the same content that silver kept}, for the raw files set aside as copies."""
-    kept = {h: k for k, d, h in zip(bronze.column("key").to_pylist(), bronze.column("doc_id").to_pylist(),
-                                   bronze.column("content_hash").to_pylist()) if d in documents}
-    return {k: kept[h] for k, d, h in zip(bronze.column("key").to_pylist(), bronze.column("doc_id").to_pylist(),
-                                         bronze.column("content_hash").to_pylist())
-            if d not in documents and h in kept}
+    rows = bronze.select(["key", "doc_id", "content_hash"]).to_pylist()
+    kept = {row["content_hash"]: row["key"] for row in rows if row["doc_id"] in documents}
+    return {row["key"]: kept[row["content_hash"]] for row in rows
+            if row["doc_id"] not in documents and row["content_hash"] in kept}
 
 
 def write_document_status(lake: Lake) -> dict:
