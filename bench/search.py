@@ -28,13 +28,17 @@ Processes, not only requests, are sampled: on this VM two identical processes ru
 the same encode + FAISS up to ~10% apart (six fresh processes, steady state: p50
 8.6-9.5 ms), as much as the HTTP overhead being measured, so one server against
 one in-process side measured mostly where each landed. The requests are therefore
-split over ``--servers`` (3) server processes, each started afresh (as a new pod:
+split over ``--servers`` (10) server processes, each started afresh (as a new pod:
 empty index dir) and paired with a fresh in-process process (``--pair``, loading
 the model and index as the API does), and the ratio is taken on the pooled
-requests. The concurrent measurement runs against the last server.
+requests. Single pairs' ratios spanned 0.95-1.27 within one run; the more pairs,
+the less a run's ratio depends on where they landed (2026-12-01, runs alternating
+on this VM: sd of a run's ratio 0.046 with 3 pairs, 0.017-0.027 with 6, 0.015
+with 10, the medians alike). The concurrent measurement runs against the last server.
+Each side's encode and FAISS search are printed apart, and each pair's ratio.
 Bounded: a fixed number of requests, loopback only.
 
-    .venv/bin/python bench/search.py [--chunks 100000] [--requests 300] [--servers 3] [--k 5] [--block 10]
+    .venv/bin/python bench/search.py [--chunks 100000] [--requests 300] [--servers 10] [--k 5] [--block 10]
 """
 
 from __future__ import annotations
@@ -220,16 +224,17 @@ class HttpClient:
             self.sock = None
 
 
-def over_http(client: HttpClient, query: str, k: int, mode: str) -> tuple[float, float]:
-    """(latency, overhead) of one POST /search: the overhead is the latency minus the server's own
-    encode + FAISS time, as its response reports them."""
+def over_http(client: HttpClient, query: str, k: int, mode: str) -> tuple[float, float, float, float]:
+    """(latency, overhead, the server's encode, the server's FAISS search) of one POST /search: the
+    overhead is the latency minus the server's own encode + FAISS time, as its response reports them."""
     begin = time.perf_counter()
     status, data = client.post_json("/search", {"query": query, "k": k, "mode": mode})
     elapsed = time.perf_counter() - begin
     body = json.loads(data)
     if status != 200 or len(body["hits"]) != k:
         raise SystemExit(f"unexpected response {status}: {data[:300]!r}")
-    return elapsed, elapsed - (body["encode_ms"] + body["search_ms"]) / 1000
+    encode, search = body["encode_ms"] / 1000, body["search_ms"] / 1000
+    return elapsed, elapsed - encode - search, encode, search
 
 
 def measure_pair(spec: dict) -> dict:
@@ -245,13 +250,17 @@ def measure_pair(spec: dict) -> dict:
     cap_search_threads(embedder)  # the API's own settings (without torch, as the API with ONNX)
     index = load_index_dir(Path(spec["index"]), embedder.name, embedder.dimension)
 
-    def in_process(query: str) -> float:
+    def in_process(query: str) -> tuple[float, float]:
+        """(encode, FAISS search) seconds of one query."""
         begin = time.perf_counter()
-        index.search(embedder.encode_queries([query]), k)
-        return time.perf_counter() - begin
+        vectors = embedder.encode_queries([query])
+        encoded = time.perf_counter()
+        index.search(vectors, k)
+        return encoded - begin, time.perf_counter() - encoded
 
     client = HttpClient("127.0.0.1", spec["port"])
     local, single, overheads = [], [], []
+    steps = {"local_encode": [], "local_faiss": [], "server_encode": [], "server_faiss": []}
     try:
         for i in range(10):  # warm both sides (allocator, connection, JIT paths)
             in_process(queries[i % len(queries)])
@@ -261,14 +270,19 @@ def measure_pair(spec: dict) -> dict:
         first, count = spec["first"], spec["requests"]
         for start in range(first, first + count, block):
             queries_of_block = [queries[i % len(queries)] for i in range(start, min(start + block, first + count))]
-            local += [in_process(query) for query in queries_of_block]
+            for encode, search in [in_process(query) for query in queries_of_block]:
+                local.append(encode + search)
+                steps["local_encode"].append(encode)
+                steps["local_faiss"].append(search)
             for query in queries_of_block:
-                latency, overhead = over_http(client, query, k, spec["mode"])
+                latency, overhead, encode, search = over_http(client, query, k, spec["mode"])
                 single.append(latency)
                 overheads.append(overhead)
+                steps["server_encode"].append(encode)
+                steps["server_faiss"].append(search)
     finally:
         client.close()
-    return {"local": local, "single": single, "overheads": overheads}
+    return {"local": local, "single": single, "overheads": overheads, **steps}
 
 
 def run_pair(spec: dict) -> dict:
@@ -308,7 +322,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=300, help="per path, over all servers")
-    parser.add_argument("--servers", type=int, default=3,
+    parser.add_argument("--servers", type=int, default=10,
                         help="server processes started one after another, each paired with a fresh in-process "
                              "process; the ratio pools their requests")
     parser.add_argument("--rounds", type=int, default=4, help="of the concurrent measurement")
@@ -335,7 +349,8 @@ def main() -> int:
     from lakerag.store import LocalStore
 
     settings = config.from_env({})
-    local, single, overheads, starts = [], [], [], []
+    local, single, overheads, starts, pair_ratios = [], [], [], [], []
+    steps = {"local_encode": [], "local_faiss": [], "server_encode": [], "server_faiss": []}
     server_metrics: list[str] = []  # each server's /metrics, read before it stops
     per_server = args.requests // args.servers  # >= one block each (checked above)
     with tempfile.TemporaryDirectory(prefix="lakerag-bench-search-") as tmp:
@@ -359,6 +374,9 @@ def main() -> int:
                 local += pair["local"]
                 single += pair["single"]
                 overheads += pair["overheads"]
+                for step, values in steps.items():
+                    values += pair[step]
+                pair_ratios.append(statistics.median(pair["single"]) / statistics.median(pair["local"]))
                 if server_no == args.servers - 1:
                     concurrent, concurrent_wall = measure_concurrent(port, args)
                 server_metrics.append(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
@@ -393,6 +411,10 @@ def main() -> int:
           f"p50 {ms(statistics.median(overheads))}")
     print(f"  server encode + search, 1 client: p50 {ms(server_compute)} "
           f"({(server_compute - statistics.median(local)) * 1000:+.3f} ms against in-process)")
+    step_p50 = {step: statistics.median(values) for step, values in steps.items()}
+    print(f"  encode / FAISS p50, 1 client: in-process {ms(step_p50['local_encode'])} / "
+          f"{ms(step_p50['local_faiss'])}, server {ms(step_p50['server_encode'])} / {ms(step_p50['server_faiss'])}")
+    print(f"  ratio of each pair: {', '.join(f'{pair:.3f}' for pair in pair_ratios)}")
     print(f"  ratio HTTP p50 / in-process p50: {ratio:.3f}  (target <= {TARGET_RATIO}: "
           f"{'met' if ratio <= TARGET_RATIO else 'NOT met'})")
     print(f"  process start -> ready (model loaded): {ready_s:.2f} s; -> index loaded ({args.chunks} vectors "
@@ -407,6 +429,8 @@ def main() -> int:
                       "http_concurrent_p50_ms": round(statistics.median(concurrent) * 1000, 3),
                       "http_overhead_p50_ms": round(statistics.median(overheads) * 1000, 3),
                       "server_compute_p50_ms": round(server_compute * 1000, 3),
+                      "step_p50_ms": {step: round(value * 1000, 3) for step, value in step_p50.items()},
+                      "ratio_each_pair": [round(pair, 3) for pair in pair_ratios],
                       "ratio_http_in_process": round(ratio, 3), "ratio_target": TARGET_RATIO,
                       "start_to_ready_s": round(ready_s, 2), "start_to_index_loaded_s": round(index_s, 2),
                       "start_to_index_loaded_each_s": [round(loaded, 2) for _, loaded in starts],

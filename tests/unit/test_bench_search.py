@@ -38,6 +38,13 @@ def test_the_ratio_pools_every_pair_and_the_slowest_start_is_judged(tmp_path):
     # The server's own encode + search, as its responses report it: below the latency, above the overhead.
     assert figures["http_overhead_p50_ms"] < figures["server_compute_p50_ms"] < figures["http_p50_ms"]
     assert any(line.strip().startswith("server encode + search, 1 client: p50") for line in lines)
+    # Each side's encode and FAISS search apart (which one moves when a run's ratio does), and each pair's ratio.
+    steps = figures["step_p50_ms"]
+    assert set(steps) == {"local_encode", "local_faiss", "server_encode", "server_faiss"}
+    assert steps["server_encode"] + steps["server_faiss"] < figures["http_p50_ms"]
+    assert 0 < steps["local_encode"] + steps["local_faiss"] < 2 * figures["in_process_p50_ms"]
+    assert len(figures["ratio_each_pair"]) == 2
+    assert all(pair > 0.5 for pair in figures["ratio_each_pair"])
 
 
 @pytest.mark.parametrize("arguments", [["--servers", "0"], ["--requests", "20", "--servers", "3"]])
