@@ -8,7 +8,8 @@
    processes' load on a shared machine disturbs far less.
    The job encodes with ONNX Runtime when an export is there (LAKERAG_ENCODER=auto);
    raw passes of the same texts through sentence-transformers/torch give the
-   ONNX-vs-torch throughput ratio (>= 1.0: the job can drop torch).
+   ONNX-vs-torch throughput ratio (>= 1.0: the job can drop torch) and the job's
+   rate against torch's raw encode (issue 11's "job / raw", target >= 1.0).
 2. Incremental cost: embed + index after adding 1% new documents to a
    2,000-document corpus, against the full embed + index run. Target <= 10%.
 
@@ -227,7 +228,7 @@ def main() -> int:
     raw_rate = len(texts) * len(raw) / sum(r[0] for r in raw)
     job_rate = len(texts) * len(jobs) / sum(job[0] for job in jobs)
     # The same texts through sentence-transformers (torch), alternating with ONNX passes.
-    onnx_vs_torch = []
+    onnx_vs_torch, torch_walls = [], []
     if embedder.encoder.get("runtime") == "onnx":
         torch_embedder = load_embedder(settings.replace(encoder="torch"))
         torch_embedder.model.encode(texts[:64], batch_size=settings.embed_batch_size)  # warm-up
@@ -235,6 +236,9 @@ def main() -> int:
             torch_wall, _ = raw_encode(torch_embedder, texts, settings.embed_batch_size)
             onnx_wall, _ = raw_encode(embedder, texts, settings.embed_batch_size)
             onnx_vs_torch.append(torch_wall / onnx_wall)
+            torch_walls.append(torch_wall)
+    # Issue 11's "job / raw": the whole job on ONNX against the raw torch encode it replaces.
+    job_vs_raw_torch = job_rate / (len(texts) * len(torch_walls) / sum(torch_walls)) if torch_walls else None
     full_embed = jobs[0][2]
     full_index = run_index(settings)
     assert full_index["published"]
@@ -251,6 +255,7 @@ def main() -> int:
         "encoder": embedder.encoder.get("runtime"),
         "onnx_vs_torch_rate_ratios": [round(r, 3) for r in onnx_vs_torch],
         "onnx_vs_torch_rate_ratio": round(statistics.median(onnx_vs_torch), 3) if onnx_vs_torch else None,
+        "job_vs_raw_torch_rate_ratio": round(job_vs_raw_torch, 3) if torch_walls else None,
         "raw_encode_rate_per_s": round(raw_rate, 1),
         "raw_encode_wall_seconds": [round(r[0], 2) for r in raw],
         "raw_encode_cpu_seconds": [round(r[1], 2) for r in raw],
@@ -279,10 +284,13 @@ def main() -> int:
     if onnx_vs_torch:
         print(f"encoder      ONNX Runtime vs sentence-transformers/torch throughput: "
               f"{results['onnx_vs_torch_rate_ratio']:.3f}x  (>= 1.0: the embeddings image drops torch)")
+        print(f"             embeddings job (ONNX) vs raw sentence-transformers/torch model.encode: "
+              f"{results['job_vs_raw_torch_rate_ratio']:.3f}x  (target >= 1.0)")
     print(f"incremental  +{new_docs} docs ({incremental_embed['embedded']} chunks): embed+index {incremental:.2f}s vs "
           f"full {full:.2f}s   ratio {results['incremental_ratio']:.3f}  (target <= 0.10)")
     print(json.dumps(results))
-    ok = results["rate_ratio_wall"] >= 0.9 and results["incremental_ratio"] <= 0.10
+    ok = results["rate_ratio_wall"] >= 0.9 and results["incremental_ratio"] <= 0.10 and \
+        (job_vs_raw_torch is None or job_vs_raw_torch >= 1.0)
     if not ok and results["rate_ratio_cpu"] >= 0.9 and results["incremental_ratio"] <= 0.10:
         print("wall-clock rate ratio below target but CPU-time ratio meets it: other processes' load "
               "(see the spread of raw passes) dominates the wall-clock comparison")
