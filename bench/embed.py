@@ -255,7 +255,7 @@ def main() -> int:
         "encoder": embedder.encoder.get("runtime"),
         "onnx_vs_torch_rate_ratios": [round(r, 3) for r in onnx_vs_torch],
         "onnx_vs_torch_rate_ratio": round(statistics.median(onnx_vs_torch), 3) if onnx_vs_torch else None,
-        "job_vs_raw_torch_rate_ratio": round(job_vs_raw_torch, 3) if torch_walls else None,
+        "job_vs_raw_torch_rate_ratio": round(job_vs_raw_torch, 3) if job_vs_raw_torch is not None else None,
         "raw_encode_rate_per_s": round(raw_rate, 1),
         "raw_encode_wall_seconds": [round(r[0], 2) for r in raw],
         "raw_encode_cpu_seconds": [round(r[1], 2) for r in raw],

@@ -65,6 +65,9 @@ FALLBACK_QUERIES = ["how long is personal data kept", "who approves travel over 
                     "incident commander for the outage", "hotel cap per night", "on-call escalation steps"]
 TARGET_RATIO = 1.1
 TARGET_START_SECONDS = 3.0  # process start -> the 100k index served
+# Per request, each side's two steps (seconds): the in-process side times them itself, the server's
+# responses report its own (encode_ms, search_ms).
+STEPS = ("local_encode", "local_faiss", "server_encode", "server_faiss")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -224,17 +227,16 @@ class HttpClient:
             self.sock = None
 
 
-def over_http(client: HttpClient, query: str, k: int, mode: str) -> tuple[float, float, float, float]:
-    """(latency, overhead, the server's encode, the server's FAISS search) of one POST /search: the
-    overhead is the latency minus the server's own encode + FAISS time, as its response reports them."""
+def over_http(client: HttpClient, query: str, k: int, mode: str) -> tuple[float, float, float]:
+    """(latency, the server's encode, the server's FAISS search) of one POST /search, the last two as
+    its response reports them."""
     begin = time.perf_counter()
     status, data = client.post_json("/search", {"query": query, "k": k, "mode": mode})
     elapsed = time.perf_counter() - begin
     body = json.loads(data)
     if status != 200 or len(body["hits"]) != k:
         raise SystemExit(f"unexpected response {status}: {data[:300]!r}")
-    encode, search = body["encode_ms"] / 1000, body["search_ms"] / 1000
-    return elapsed, elapsed - encode - search, encode, search
+    return elapsed, body["encode_ms"] / 1000, body["search_ms"] / 1000
 
 
 def measure_pair(spec: dict) -> dict:
@@ -259,8 +261,8 @@ def measure_pair(spec: dict) -> dict:
         return encoded - begin, time.perf_counter() - encoded
 
     client = HttpClient("127.0.0.1", spec["port"])
-    local, single, overheads = [], [], []
-    steps = {"local_encode": [], "local_faiss": [], "server_encode": [], "server_faiss": []}
+    single: list[float] = []
+    steps: dict[str, list[float]] = {step: [] for step in STEPS}
     try:
         for i in range(10):  # warm both sides (allocator, connection, JIT paths)
             in_process(queries[i % len(queries)])
@@ -271,18 +273,21 @@ def measure_pair(spec: dict) -> dict:
         for start in range(first, first + count, block):
             queries_of_block = [queries[i % len(queries)] for i in range(start, min(start + block, first + count))]
             for encode, search in [in_process(query) for query in queries_of_block]:
-                local.append(encode + search)
                 steps["local_encode"].append(encode)
                 steps["local_faiss"].append(search)
             for query in queries_of_block:
-                latency, overhead, encode, search = over_http(client, query, k, spec["mode"])
+                latency, encode, search = over_http(client, query, k, spec["mode"])
                 single.append(latency)
-                overheads.append(overhead)
                 steps["server_encode"].append(encode)
                 steps["server_faiss"].append(search)
     finally:
         client.close()
-    return {"local": local, "single": single, "overheads": overheads, **steps}
+    return {"single": single, **steps}
+
+
+def in_process_times(measured: dict) -> list[float]:
+    """Each in-process request's encode + FAISS search."""
+    return [encode + search for encode, search in zip(measured["local_encode"], measured["local_faiss"])]
 
 
 def run_pair(spec: dict) -> dict:
@@ -349,8 +354,8 @@ def main() -> int:
     from lakerag.store import LocalStore
 
     settings = config.from_env({})
-    local, single, overheads, starts, pair_ratios = [], [], [], [], []
-    steps = {"local_encode": [], "local_faiss": [], "server_encode": [], "server_faiss": []}
+    starts, pair_ratios = [], []
+    pooled: dict[str, list[float]] = {name: [] for name in ("single", *STEPS)}  # every pair's requests
     server_metrics: list[str] = []  # each server's /metrics, read before it stops
     per_server = args.requests // args.servers  # >= one block each (checked above)
     with tempfile.TemporaryDirectory(prefix="lakerag-bench-search-") as tmp:
@@ -371,12 +376,9 @@ def main() -> int:
             try:
                 pair = run_pair({"port": port, "index": str(tmp / "built"), "first": server_no * per_server,
                                  "requests": per_server, "block": args.block, "k": args.k, "mode": args.mode})
-                local += pair["local"]
-                single += pair["single"]
-                overheads += pair["overheads"]
-                for step, values in steps.items():
-                    values += pair[step]
-                pair_ratios.append(statistics.median(pair["single"]) / statistics.median(pair["local"]))
+                for name, values in pooled.items():
+                    values += pair[name]
+                pair_ratios.append(statistics.median(pair["single"]) / statistics.median(in_process_times(pair)))
                 if server_no == args.servers - 1:
                     concurrent, concurrent_wall = measure_concurrent(port, args)
                 server_metrics.append(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
@@ -390,11 +392,14 @@ def main() -> int:
         return f"  {name:34} p50 {ms(statistics.median(values))}   p99 {ms(percentile(values, 99))}   " \
                f"n={len(values)}"
 
+    single, local = pooled["single"], in_process_times(pooled)
     ratio = statistics.median(single) / statistics.median(local)
-    # The server's own encode + FAISS per request (latency - overhead): its difference from the
-    # in-process side is not HTTP but how fast each process's model load encodes (images/README.md),
-    # -0.28..+0.23 ms here, up to ~3 points of a single run's ratio.
-    server_compute = statistics.median([latency - overhead for latency, overhead in zip(single, overheads)])
+    # The server's own encode + FAISS per request: its difference from the in-process side is not
+    # HTTP but how fast each process's model load encodes (images/README.md), -0.28..+0.23 ms here,
+    # up to ~3 points of a single run's ratio. The rest of a request's latency is the overhead.
+    server_each = [encode + search for encode, search in zip(pooled["server_encode"], pooled["server_faiss"])]
+    server_compute = statistics.median(server_each)
+    overheads = [latency - server for latency, server in zip(single, server_each)]
     ready_s, index_s = max(starts, key=lambda start: start[1])  # the slowest start is the one judged
     server_encode = _histogram_mean(server_metrics, "lakerag_search_encode_seconds")
     server_search = _histogram_mean(server_metrics, "lakerag_search_index_seconds")
@@ -411,7 +416,7 @@ def main() -> int:
           f"p50 {ms(statistics.median(overheads))}")
     print(f"  server encode + search, 1 client: p50 {ms(server_compute)} "
           f"({(server_compute - statistics.median(local)) * 1000:+.3f} ms against in-process)")
-    step_p50 = {step: statistics.median(values) for step, values in steps.items()}
+    step_p50 = {step: statistics.median(pooled[step]) for step in STEPS}
     print(f"  encode / FAISS p50, 1 client: in-process {ms(step_p50['local_encode'])} / "
           f"{ms(step_p50['local_faiss'])}, server {ms(step_p50['server_encode'])} / {ms(step_p50['server_faiss'])}")
     print(f"  ratio of each pair: {', '.join(f'{pair:.3f}' for pair in pair_ratios)}")
