@@ -8,6 +8,10 @@
   client, so the harness's own HTTP parsing is not counted).
 * Ratio: HTTP p50 (1 client) / in-process p50; target <= 1.1 (issue 11). Both use the
   API's thread settings (FAISS: one thread per query; ONNX Runtime: the CPU quota).
+* The floor: a bare server (``serve_bare``: one uvloop protocol, no framework) answers the
+  same search in the same blocks. Its overhead is what any Python HTTP server pays on this
+  machine; the server's overhead beyond it is LakeRAG's HTTP stack; its ratio shows how much
+  of the 1.1 the machine leaves to any server in this run.
 * Process start -> ready (model loaded) and -> index loaded (100k vectors synced
   from the store, verified and loaded), for every server started; target <= 3 s
   to index loaded, judged on the slowest start. On a fresh machine the model's ONNX
@@ -139,6 +143,74 @@ def check_start_loaded_the_export(log: Path, server_no: int) -> None:
                          "its model cache differs from this process's (XDG_CACHE_HOME?)")
 
 
+def serve_bare(spec: dict) -> None:
+    """``--bare``: the same search behind the least HTTP a Python server can do, this machine's floor.
+
+    One uvloop protocol, no framework: it reads a request (the bench client's: one Content-Length
+    body), runs the engine's search (encode, FAISS, the hits' rows) with the API's thread settings
+    and writes one response. What its latency adds to its own encode + FAISS is what any Python
+    HTTP server pays here (two process wake-ups, one exchange on loopback, the hits' rows and JSON
+    on caches the scan has just flushed); what ``lakerag serve`` adds beyond it is LakeRAG's own
+    HTTP stack. Its ratio to the in-process side moves with its process's placement as the server's does."""
+    import asyncio
+
+    import uvloop
+    from lakerag import config
+    from lakerag.api.main import cap_search_threads
+    from lakerag.embedding import load_embedder
+    from lakerag.index.artifacts import load_index_dir
+    from lakerag.search import search
+    from lakerag.search.cutoff import Cutoffs
+    from pydantic_core import to_json
+
+    embedder = load_embedder(config.from_env({}))
+    cap_search_threads(embedder)
+    index = load_index_dir(Path(spec["index"]), embedder.name, embedder.dimension)
+    no_cutoffs = Cutoffs(min_score=0.0, relative=0.0)  # as the server's LAKERAG_MIN_SCORE/RELATIVE_SCORE=0
+
+    class BareSearch(asyncio.Protocol):
+        def connection_made(self, transport) -> None:
+            self.transport, self.buffer = transport, b""
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            while (end := self.buffer.find(b"\r\n\r\n")) >= 0:
+                length = _content_length(self.buffer[:end])
+                if len(self.buffer) < end + 4 + length:
+                    return
+                body, self.buffer = self.buffer[end + 4:end + 4 + length], self.buffer[end + 4 + length:]
+                request = json.loads(body)
+                outcome = search(index, embedder, request["query"], request["k"], no_cutoffs)
+                payload = to_json({"hits": outcome.hits, "encode_ms": outcome.encode_seconds * 1000,
+                                   "search_ms": outcome.search_seconds * 1000})
+                self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                                     b"content-length: %d\r\n\r\n%b" % (len(payload), payload))
+
+    async def serve() -> None:
+        server = await asyncio.get_running_loop().create_server(BareSearch, "127.0.0.1", spec["port"])
+        print("ready", flush=True)
+        async with server:
+            await server.serve_forever()
+
+    uvloop.run(serve())
+
+
+def start_bare(index: Path, port: int) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, __file__, "--bare", json.dumps({"index": str(index), "port": port})],
+                            stdout=subprocess.PIPE, text=True)
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        raise SystemExit(f"the bare server did not start ({proc.wait()})")
+    return proc
+
+
+def _content_length(head: bytes) -> int:
+    head = head.lower()
+    start = head.index(b"\r\ncontent-length:") + len(b"\r\ncontent-length:")
+    stop = head.find(b"\r\n", start)
+    return int(head[start:stop if stop >= 0 else None])
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -206,10 +278,7 @@ class HttpClient:
         data = self._recv()
         while (end := data.find(b"\r\n\r\n")) < 0:
             data += self._recv()
-        head = data[:end].lower()
-        start = head.index(b"\r\ncontent-length:") + len(b"\r\ncontent-length:")
-        stop = head.find(b"\r\n", start)
-        length = int(head[start:stop if stop >= 0 else None])
+        length = _content_length(data[:end])
         body = data[end + 4:]
         while len(body) < length:
             body += self._recv()
@@ -260,12 +329,15 @@ def measure_pair(spec: dict) -> dict:
         index.search(vectors, k)
         return encoded - begin, time.perf_counter() - encoded
 
-    client = HttpClient("127.0.0.1", spec["port"])
+    client, bare_client = HttpClient("127.0.0.1", spec["port"]), HttpClient("127.0.0.1", spec["bare_port"])
     single: list[float] = []
+    bare: list[float] = []
+    bare_compute: list[float] = []  # the bare server's own encode + FAISS search per request
     steps: dict[str, list[float]] = {step: [] for step in STEPS}
     try:
-        for i in range(10):  # warm both sides (allocator, connection, JIT paths)
+        for i in range(10):  # warm every side (allocator, connections, JIT paths)
             in_process(queries[i % len(queries)])
+            over_http(bare_client, queries[i % len(queries)], k, "dense")
             over_http(client, queries[i % len(queries)], k, spec["mode"])
         # The same queries in process, then over HTTP, so both see the same background; within a
         # block each path runs back to back, as one client's requests do.
@@ -276,13 +348,18 @@ def measure_pair(spec: dict) -> dict:
                 steps["local_encode"].append(encode)
                 steps["local_faiss"].append(search)
             for query in queries_of_block:
+                latency, encode, search = over_http(bare_client, query, k, "dense")
+                bare.append(latency)
+                bare_compute.append(encode + search)
+            for query in queries_of_block:
                 latency, encode, search = over_http(client, query, k, spec["mode"])
                 single.append(latency)
                 steps["server_encode"].append(encode)
                 steps["server_faiss"].append(search)
     finally:
         client.close()
-    return {"single": single, **steps}
+        bare_client.close()
+    return {"single": single, "bare": bare, "bare_compute": bare_compute, **steps}
 
 
 def in_process_times(measured: dict) -> list[float]:
@@ -338,10 +415,14 @@ def main() -> int:
     parser.add_argument("--mode", default="dense", help="search mode sent with each request: the limit measured "
                                                          "in process is encode + FAISS, i.e. dense search")
     parser.add_argument("--pair", help=argparse.SUPPRESS)  # internal: one paired measurement (measure_pair)
+    parser.add_argument("--bare", help=argparse.SUPPRESS)  # internal: the bare reference server (serve_bare)
     args = parser.parse_args()
     if args.servers < 1 or args.requests < args.servers * args.block:
         parser.error(f"--requests must be at least --servers x --block ({args.servers} x {args.block}), "
                      "with --servers >= 1: every server gets at least one block of each path")
+    if args.bare:
+        serve_bare(json.loads(args.bare))
+        return 0
     if args.pair:
         print(json.dumps(measure_pair(json.loads(args.pair))))
         return 0
@@ -355,7 +436,7 @@ def main() -> int:
 
     settings = config.from_env({})
     starts, pair_ratios = [], []
-    pooled: dict[str, list[float]] = {name: [] for name in ("single", *STEPS)}  # every pair's requests
+    pooled: dict[str, list[float]] = {name: [] for name in ("single", "bare", "bare_compute", *STEPS)}  # all pairs'
     server_metrics: list[str] = []  # each server's /metrics, read before it stops
     per_server = args.requests // args.servers  # >= one block each (checked above)
     with tempfile.TemporaryDirectory(prefix="lakerag-bench-search-") as tmp:
@@ -369,12 +450,14 @@ def main() -> int:
         ensure_model_export(settings)
 
         for server_no in range(args.servers):
-            port = free_port()
+            port, bare_port = free_port(), free_port()
             serving = tmp / f"serving-{server_no}"  # a new pod's empty index dir: each start syncs the index
             proc, ready_s, index_s = start_server(tmp / "store", serving, port)
             starts.append((ready_s, index_s))
+            bare = start_bare(tmp / "built", bare_port)
             try:
-                pair = run_pair({"port": port, "index": str(tmp / "built"), "first": server_no * per_server,
+                pair = run_pair({"port": port, "bare_port": bare_port, "index": str(tmp / "built"),
+                                 "first": server_no * per_server,
                                  "requests": per_server, "block": args.block, "k": args.k, "mode": args.mode})
                 for name, values in pooled.items():
                     values += pair[name]
@@ -383,6 +466,8 @@ def main() -> int:
                     concurrent, concurrent_wall = measure_concurrent(port, args)
                 server_metrics.append(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
             finally:
+                bare.kill()
+                bare.wait()
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=60)
             check_start_loaded_the_export(tmp / f"serving-{server_no}.log", server_no)
@@ -394,6 +479,8 @@ def main() -> int:
 
     single, local = pooled["single"], in_process_times(pooled)
     ratio = statistics.median(single) / statistics.median(local)
+    bare_ratio = statistics.median(pooled["bare"]) / statistics.median(local)
+    bare_overheads = [latency - compute for latency, compute in zip(pooled["bare"], pooled["bare_compute"])]
     # The server's own encode + FAISS per request: its difference from the in-process side is not
     # HTTP but how fast each process's model load encodes (images/README.md), -0.28..+0.23 ms here,
     # up to ~3 points of a single run's ratio. The rest of a request's latency is the overhead.
@@ -408,12 +495,13 @@ def main() -> int:
           f"side; in-process and HTTP alternate in blocks of {args.block})")
     print(stat_line("in-process encode+search (limit)", local))
     print(stat_line("HTTP /search, 1 client", single))
+    print(stat_line("bare HTTP server, same search", pooled["bare"]))
     print(stat_line(f"HTTP /search, {args.concurrency} concurrent clients", concurrent))
     print(f"  {args.concurrency}-client throughput: {len(concurrent) / concurrent_wall:.1f} req/s "
           f"(1 client: {1 / statistics.mean(single):.1f} req/s, in-process {1 / statistics.mean(local):.1f}/s)")
     print(f"  server-side means (all requests): encode {ms(server_encode)}, FAISS search {ms(server_search)}")
     print(f"  HTTP + framework overhead, 1 client (latency - server encode - server search): "
-          f"p50 {ms(statistics.median(overheads))}")
+          f"p50 {ms(statistics.median(overheads))}; the bare server's {ms(statistics.median(bare_overheads))}")
     print(f"  server encode + search, 1 client: p50 {ms(server_compute)} "
           f"({(server_compute - statistics.median(local)) * 1000:+.3f} ms against in-process)")
     step_p50 = {step: statistics.median(pooled[step]) for step in STEPS}
@@ -421,7 +509,7 @@ def main() -> int:
           f"{ms(step_p50['local_faiss'])}, server {ms(step_p50['server_encode'])} / {ms(step_p50['server_faiss'])}")
     print(f"  ratio of each pair: {', '.join(f'{pair:.3f}' for pair in pair_ratios)}")
     print(f"  ratio HTTP p50 / in-process p50: {ratio:.3f}  (target <= {TARGET_RATIO}: "
-          f"{'met' if ratio <= TARGET_RATIO else 'NOT met'})")
+          f"{'met' if ratio <= TARGET_RATIO else 'NOT met'}); the bare server's: {bare_ratio:.3f}")
     print(f"  process start -> ready (model loaded): {ready_s:.2f} s; -> index loaded ({args.chunks} vectors "
           f"synced and verified): {index_s:.2f} s, the slowest of {len(starts)} starts "
           f"({', '.join(f'{loaded:.2f}' for _, loaded in starts)} s)  (target <= {TARGET_START_SECONDS} s: "
@@ -431,12 +519,15 @@ def main() -> int:
                       "load_average_1m": round(os.getloadavg()[0], 2),
                       "in_process_p50_ms": round(statistics.median(local) * 1000, 3),
                       "http_p50_ms": round(statistics.median(single) * 1000, 3),
+                      "bare_http_p50_ms": round(statistics.median(pooled["bare"]) * 1000, 3),
                       "http_concurrent_p50_ms": round(statistics.median(concurrent) * 1000, 3),
                       "http_overhead_p50_ms": round(statistics.median(overheads) * 1000, 3),
+                      "bare_http_overhead_p50_ms": round(statistics.median(bare_overheads) * 1000, 3),
                       "server_compute_p50_ms": round(server_compute * 1000, 3),
                       "step_p50_ms": {step: round(value * 1000, 3) for step, value in step_p50.items()},
                       "ratio_each_pair": [round(pair, 3) for pair in pair_ratios],
                       "ratio_http_in_process": round(ratio, 3), "ratio_target": TARGET_RATIO,
+                      "ratio_bare_http_in_process": round(bare_ratio, 3),
                       "start_to_ready_s": round(ready_s, 2), "start_to_index_loaded_s": round(index_s, 2),
                       "start_to_index_loaded_each_s": [round(loaded, 2) for _, loaded in starts],
                       "start_target_s": TARGET_START_SECONDS,

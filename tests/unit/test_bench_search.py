@@ -33,6 +33,12 @@ def test_the_ratio_pools_every_pair_and_the_slowest_start_is_judged(tmp_path):
     # 20 requests per pair, both pairs pooled, on each path.
     assert any(line.strip().startswith("in-process encode+search") and line.endswith("n=40") for line in lines)
     assert any(line.strip().startswith("HTTP /search, 1 client") and line.endswith("n=40") for line in lines)
+    # The bare server answered the same requests: its overhead is part of its latency, and its ratio
+    # is taken against the same in-process side.
+    assert any(line.strip().startswith("bare HTTP server, same search") and line.endswith("n=40") for line in lines)
+    assert 0 < figures["bare_http_overhead_p50_ms"] < figures["bare_http_p50_ms"]
+    assert figures["ratio_bare_http_in_process"] == pytest.approx(
+        figures["bare_http_p50_ms"] / figures["in_process_p50_ms"], abs=0.002)
     assert figures["ratio_http_in_process"] == pytest.approx(figures["http_p50_ms"] / figures["in_process_p50_ms"],
                                                              abs=0.002)
     # The server's own encode + search, as its responses report it: below the latency, above the overhead.
