@@ -347,12 +347,10 @@ def measure_pair(spec: dict) -> dict:
             for encode, search in [in_process(query) for query in queries_of_block]:
                 steps["local_encode"].append(encode)
                 steps["local_faiss"].append(search)
-            for query in queries_of_block:
-                latency, encode, search = over_http(bare_client, query, k, "dense")
+            for latency, encode, search in [over_http(bare_client, query, k, "dense") for query in queries_of_block]:
                 bare.append(latency)
                 bare_compute.append(encode + search)
-            for query in queries_of_block:
-                latency, encode, search = over_http(client, query, k, spec["mode"])
+            for latency, encode, search in [over_http(client, query, k, spec["mode"]) for query in queries_of_block]:
                 single.append(latency)
                 steps["server_encode"].append(encode)
                 steps["server_faiss"].append(search)
@@ -454,7 +452,7 @@ def main() -> int:
             serving = tmp / f"serving-{server_no}"  # a new pod's empty index dir: each start syncs the index
             proc, ready_s, index_s = start_server(tmp / "store", serving, port)
             starts.append((ready_s, index_s))
-            bare = start_bare(tmp / "built", bare_port)
+            bare_proc = start_bare(tmp / "built", bare_port)
             try:
                 pair = run_pair({"port": port, "bare_port": bare_port, "index": str(tmp / "built"),
                                  "first": server_no * per_server,
@@ -466,8 +464,8 @@ def main() -> int:
                     concurrent, concurrent_wall = measure_concurrent(port, args)
                 server_metrics.append(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
             finally:
-                bare.kill()
-                bare.wait()
+                bare_proc.kill()
+                bare_proc.wait()
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(timeout=60)
             check_start_loaded_the_export(tmp / f"serving-{server_no}.log", server_no)

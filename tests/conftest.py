@@ -37,6 +37,16 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+def wait_until(condition, timeout: float = 30.0) -> bool:
+    """Whether ``condition()`` came true within ``timeout`` seconds (checked every 20 ms)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """A moto S3 server on a free loopback port for the whole session."""

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 from lakerag import config
 from lakerag.api.airflow_trigger import AirflowClient, PipelineTrigger
 from lakerag.lake import doc_id_for
@@ -39,15 +40,6 @@ def trigger_count(api, outcome: str) -> float:
     match = re.search(rf'^lakerag_airflow_triggers_total{{outcome="{outcome}"}} (\S+)$', text, re.MULTILINE)
     assert match, text
     return float(match.group(1))
-
-
-def wait_until(condition, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_upload_and_delete_each_record_an_event_on_the_asset(local_settings, start_api, airflow):

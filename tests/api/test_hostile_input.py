@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
+from conftest import wait_until
 from lakerag.store import open_store
 
 JSON = {"content-type": "application/json"}
@@ -233,10 +232,8 @@ def test_head_answers_wherever_get_does(served, path):
     # its file in a worker thread first, and on a loaded machine the next requests overtake that.
     wanted = [f'lakerag_http_requests_total{{method="{method}",route="{path}",status="{status}"}}'
               for method, status in (("HEAD", 200), ("OPTIONS", 204))]
-    deadline = time.monotonic() + 10
-    while not all(sample in (metrics := served.client.get("/metrics").text) for sample in wanted) \
-            and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: all(sample in served.client.get("/metrics").text for sample in wanted), timeout=10)
+    metrics = served.client.get("/metrics").text
     for sample in wanted:
         assert sample in metrics, sample
 
