@@ -1,6 +1,6 @@
 """The API's HTTP protocol (api/http_protocol.py): a response's header block and body leave in
 one send, and nothing is held back: HEAD answers, streamed bodies and "100 Continue" all arrive.
-Each request's access line is written once, after its response has left."""
+Each request's access line is written once, after its response has left, off the event loop."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import asyncio
 import logging
 
 import uvicorn
+from conftest import wait_until
+from lakerag.api.access_log import AccessLog
 from lakerag.api.http_protocol import CoalescingHttpToolsProtocol
 from lakerag.api.metrics import Metrics, RequestMetricsMiddleware
 from starlette.applications import Starlette
@@ -146,15 +148,23 @@ class EventLog(RecordingTransport, logging.Handler):
 
     def emit(self, record):
         self.events.append(("log", record.getMessage()))
+        self.threads.append(record.threadName)
+
+    threads: list[str]
 
 
-def _logged_exchange(log_level: str, *requests: bytes) -> EventLog:
-    """Requests through the API's request middleware, served with uvicorn's ``log_level``."""
-    config = _config(RequestMetricsMiddleware(APP, Metrics()), log_level)
+def _logged_exchange(log_level: str, *requests: bytes, wait_for_lines: int = 0) -> EventLog:
+    """Requests through the API's request middleware, served with uvicorn's ``log_level``; then
+    ``wait_for_lines`` lines awaited from the access log's writer before it is closed."""
+    access_log = AccessLog()
+    config = _config(RequestMetricsMiddleware(APP, Metrics(), access_log), log_level)
     access, log = logging.getLogger("uvicorn.access"), EventLog()
+    log.threads = []
     access.addHandler(log)
     try:
         asyncio.run(_exchange(*requests, config=config, transport=log))
+        assert wait_until(lambda: len(log.threads) >= wait_for_lines, timeout=10)
+        access_log.close()
     finally:
         access.removeHandler(log)
         _config()  # uvicorn's loggers back as the other tests configure them
@@ -164,11 +174,39 @@ def _logged_exchange(log_level: str, *requests: bytes) -> EventLog:
 def test_each_access_line_is_written_once_after_its_response_left():
     """uvicorn writes the line before the response: at INFO every request waited for it."""
     log = _logged_exchange("info", b"GET /json?x=1 HTTP/1.1\r\nHost: x\r\n\r\n",
-                           b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n")
+                           b"GET /missing HTTP/1.1\r\nHost: x\r\n\r\n", wait_for_lines=2)
     kinds = [kind for kind, _ in log.events]
-    assert kinds == ["write", "log", "write", "log"]
+    assert sorted(kinds) == ["log", "log", "write", "write"]
+    for n in (1, 2):  # the n-th line after the n-th response
+        assert _position(kinds, "log", n) > _position(kinds, "write", n)
     assert [message for kind, message in log.events if kind == "log"] == [
         '127.0.0.1:50000 - "GET /json?x=1 HTTP/1.1" 200', '127.0.0.1:50000 - "GET /missing HTTP/1.1" 404']
+    # Written by the access log's thread, not on the event loop (where the requests ran).
+    assert log.threads == ["access-log", "access-log"]
+
+
+def _position(kinds: list[str], kind: str, n: int) -> int:
+    return [i for i, each in enumerate(kinds) if each == kind][n - 1]
+
+
+def test_lines_still_queued_are_written_at_close():
+    """Shutdown loses no line: close() writes what the writer has not yet."""
+    access, log = logging.getLogger("uvicorn.access"), EventLog()
+    log.threads = []
+    access.addHandler(log)
+    access.setLevel(logging.INFO)
+    access_log = AccessLog()
+    scope = {"type": "http", "method": "GET", "path": "/health", "query_string": b"", "http_version": "1.1",
+             "client": ("10.0.0.7", 41000), "root_path": ""}
+    try:
+        for status in (200, 503, 200):
+            access_log.add(scope, status)
+        access_log.close()  # the writer is still gathering the burst
+        written = [message for _, message in log.events]
+    finally:
+        access.removeHandler(log)
+        _config()
+    assert written == [f'10.0.0.7:41000 - "GET /health HTTP/1.1" {status}' for status in (200, 503, 200)]
 
 
 def test_no_access_line_above_info():

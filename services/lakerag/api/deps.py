@@ -21,6 +21,7 @@ from ..index.loaded import LoadedIndex
 from ..index.sync import IndexWatcher
 from ..lake import Lake
 from ..search import NO_INDEX, Cutoffs, Fusion, Reranker
+from .access_log import AccessLog
 from .airflow_trigger import PipelineTrigger
 from .metrics import Metrics
 from .services.llm import Writer
@@ -32,6 +33,7 @@ class AppState:
 
     settings: Settings
     metrics: Metrics
+    access_log: AccessLog = field(default_factory=AccessLog)  # each request's line, off the event loop
     started: float = field(default_factory=time.monotonic)
     embedder: Embedder | None = None
     model_error: str | None = None

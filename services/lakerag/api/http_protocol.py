@@ -8,7 +8,8 @@ next write, the end of the response or the next turn of the event loop, whicheve
 comes first, and sends the two as one.
 
 uvicorn also writes each request's access line before the response; here it does
-not, and the app's request middleware writes the same line after the response.
+not, and the app's request middleware has the same line written after the response
+(``api.access_log``).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class _CoalescingTransport:
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        # No access line before the response: RequestMetricsMiddleware writes it after (api/metrics.py).
+        # No access line before the response: RequestMetricsMiddleware queues it after (api/access_log.py).
         self.access_log = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]

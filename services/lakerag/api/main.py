@@ -134,6 +134,7 @@ def create_app(settings: Settings, embedder: Embedder | None = None, watch: bool
             state.watcher.stop()
         if state.trigger is not None:
             state.trigger.stop()
+        state.access_log.close()  # every response has been sent: its line is written before the process ends
 
     # FastAPI's native OpenTelemetry needs an SDK the api image does not ship (its metrics are
     # Prometheus, below): off, so no request pays for looking for one.
@@ -149,7 +150,7 @@ def create_app(settings: Settings, embedder: Embedder | None = None, watch: bool
     console.install(app)  # / (the web console), /docs and /redoc with their assets served offline
     protocol.install(app, streamed={("POST", "/documents")})  # uploads stream under LAKERAG_MAX_UPLOAD_BYTES
     app.add_middleware(SearchFastPath, state=state)
-    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics)
+    app.add_middleware(RequestMetricsMiddleware, metrics=state.metrics, access_log=state.access_log)
     return app
 
 

@@ -1,14 +1,13 @@
 """Prometheus metrics of one API instance (the metric set in docs/architecture.md, "Metrics").
 
 Each app gets its own CollectorRegistry, so tests can run several apps in one
-process. Request metrics, and each request's access line, are recorded by a plain
-ASGI middleware (no BaseHTTPMiddleware: it costs a task and a queue per request on
-the hot path).
+process. Request metrics are recorded, and each request's access line queued, by a
+plain ASGI middleware (no BaseHTTPMiddleware: it costs a task and a queue per request
+on the hot path).
 """
 
 from __future__ import annotations
 
-import logging
 import time
 
 from prometheus_client import (
@@ -20,7 +19,8 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+
+from .access_log import AccessLog
 
 # `*_created` series double the exposition and no dashboard here uses them.
 disable_created_metrics()
@@ -29,8 +29,6 @@ disable_created_metrics()
 FAST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0,
                 2.5)
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-# uvicorn's access logger: its handler, format and level (LAKERAG_LOG_LEVEL) stay as uvicorn sets them.
-ACCESS_LOG = logging.getLogger("uvicorn.access")
 
 
 class Metrics:
@@ -122,16 +120,17 @@ class _Held:
 
 class RequestMetricsMiddleware:
     """Count and time every HTTP request by the matched route template (bounded cardinality), and
-    write its access line once the response is sent.
+    queue its access line once the response is sent (``api.access_log`` writes it).
 
     uvicorn writes the line before it sends the response, so at INFO every request waited for it:
     0.13-0.17 ms of a ~10 ms search (bench/search.py). The API's protocol turns uvicorn's off
     (``api.http_protocol``); the line and its format are the same.
     """
 
-    def __init__(self, app, metrics: Metrics):
+    def __init__(self, app, metrics: Metrics, access_log: AccessLog):
         self.app = app
         self.metrics = metrics
+        self.access_log = access_log
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -154,6 +153,4 @@ class RequestMetricsMiddleware:
             method = scope["method"]
             self.metrics.requests.labels(route, method, str(status[0])).inc()
             self.metrics.request_seconds.labels(route, method).observe(time.perf_counter() - started)
-            if ACCESS_LOG.isEnabledFor(logging.INFO):
-                ACCESS_LOG.info('%s - "%s %s HTTP/%s" %d', get_client_addr(scope), method,
-                                get_path_with_query_string(scope), scope["http_version"], status[0])
+            self.access_log.add(scope, status[0])
