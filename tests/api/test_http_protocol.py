@@ -141,6 +141,7 @@ class EventLog(RecordingTransport, logging.Handler):
         RecordingTransport.__init__(self)
         logging.Handler.__init__(self)
         self.events: list[tuple[str, object]] = []
+        self.threads: list[str] = []  # the thread that wrote each access line
 
     def write(self, data):
         super().write(data)
@@ -150,8 +151,6 @@ class EventLog(RecordingTransport, logging.Handler):
         self.events.append(("log", record.getMessage()))
         self.threads.append(record.threadName)
 
-    threads: list[str]
-
 
 def _logged_exchange(log_level: str, *requests: bytes, wait_for_lines: int = 0) -> EventLog:
     """Requests through the API's request middleware, served with uvicorn's ``log_level``; then
@@ -159,7 +158,6 @@ def _logged_exchange(log_level: str, *requests: bytes, wait_for_lines: int = 0) 
     access_log = AccessLog()
     config = _config(RequestMetricsMiddleware(APP, Metrics(), access_log), log_level)
     access, log = logging.getLogger("uvicorn.access"), EventLog()
-    log.threads = []
     access.addHandler(log)
     try:
         asyncio.run(_exchange(*requests, config=config, transport=log))
@@ -192,7 +190,6 @@ def _position(kinds: list[str], kind: str, n: int) -> int:
 def test_lines_still_queued_are_written_at_close():
     """Shutdown loses no line: close() writes what the writer has not yet."""
     access, log = logging.getLogger("uvicorn.access"), EventLog()
-    log.threads = []
     access.addHandler(log)
     access.setLevel(logging.INFO)
     access_log = AccessLog()

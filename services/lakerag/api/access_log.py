@@ -3,7 +3,7 @@
 Writing a line (a LogRecord, uvicorn's AccessFormatter, a write to stdout) took
 ~0.1 ms of the loop's time per request on a 2-vCPU VM, right after each
 response: 13% of the loop's time outside the search itself (py-spy, POST
-/search), and bench/search.py measured ~0.08 ms more HTTP overhead with it than
+/search), and bench/search.py measured 0.06-0.08 ms more HTTP overhead with it than
 without. Here the loop only queues the line's fields; a thread logs them through
 ``uvicorn.access`` within ``FLUSH_SECONDS`` of the response, in the order the
 responses left, like nginx's ``access_log ... buffer= flush=``. The logger's
@@ -30,8 +30,7 @@ class AccessLog:
         self._pending: deque[tuple] = deque()
         self._wake = threading.Event()
         self._closed = threading.Event()
-        self._writer: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        self._writer: threading.Thread | None = None  # started with the first line
 
     def add(self, scope, status: int) -> None:
         """Queue the line of a request whose response has been sent (event loop, cheap)."""
@@ -39,8 +38,9 @@ class AccessLog:
             return
         self._pending.append((get_client_addr(scope), scope["method"], get_path_with_query_string(scope),
                               scope["http_version"], status))
-        if self._writer is None:
-            self._start()
+        if self._writer is None:  # add() runs on the event loop only: no race to start two
+            self._writer = threading.Thread(target=self._write, name="access-log", daemon=True)
+            self._writer.start()
         if not self._wake.is_set():
             self._wake.set()
 
@@ -60,12 +60,6 @@ class AccessLog:
         if self._writer is not None:
             self._writer.join(timeout=5)
         self.flush()
-
-    def _start(self) -> None:
-        with self._start_lock:
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._write, name="access-log", daemon=True)
-                self._writer.start()
 
     def _write(self) -> None:
         while not self._closed.is_set():
