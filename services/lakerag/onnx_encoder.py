@@ -27,6 +27,7 @@ ONNX_FILE = "model.onnx"
 ENCODER_FILE = "encoder.json"
 POOLING_MODES = ("cls_token", "mean_tokens", "max_tokens", "lasttoken")
 BAKED_ROOT = Path("/opt/lakerag/models")
+SPIN_MICROSECONDS = 50  # how long an idle ONNX Runtime worker spins before it sleeps (OnnxEncoder)
 
 
 class EncoderUnavailable(RuntimeError):
@@ -102,10 +103,13 @@ class OnnxEncoder:
         self.tokenizer.enable_truncation(max_length=self.max_length)
         self.tokenizer.enable_padding(pad_id=int(identity.get("pad_id", 0)), pad_token=identity.get("pad_token", "[PAD]"))
         options = onnxruntime.SessionOptions()
-        # Idle intra-op threads sleep instead of spinning: a spinning pool holds a core after each
-        # run, which in the API slowed the FAISS search and the event loop that follow it (and the
-        # pod's neighbours); batch throughput is the same either way (measured).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Idle intra-op threads spin at most SPIN_MICROSECONDS, then sleep. Not sleeping at once: one
+        # query's encode hands its worker a piece of work every ~50-100 us, and waking a sleeping
+        # thread took 20-35 us each time on a 2-vCPU VM. Not ORT's default spin either: that held a
+        # core after each run, slowing the FAISS search and event loop that follow it (and the pod's
+        # neighbours). Measured in images/README.md.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        options.add_session_config_entry("session.intra_op.spin_duration_us", str(SPIN_MICROSECONDS))
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
