@@ -1,17 +1,20 @@
 """The API's HTTP protocol (api/http_protocol.py): a response's header block and body leave in
 one send, and nothing is held back: HEAD answers, streamed bodies and "100 Continue" all arrive.
-Each request's access line is written once, after its response has left, off the event loop."""
+Each request's access line is written once, after its response has left, off the event loop.
+A lone search is answered from the parser's callbacks; every other request reaches the app whole."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+import pytest
 import uvicorn
 from conftest import wait_until
 from lakerag.api.access_log import AccessLog
-from lakerag.api.http_protocol import CoalescingHttpToolsProtocol
+from lakerag.api.http_protocol import CoalescingHttpToolsProtocol, protocol_for
 from lakerag.api.metrics import Metrics, RequestMetricsMiddleware
+from lakerag.api.protocol import MAX_BODY_BYTES
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
@@ -209,3 +212,148 @@ def test_lines_still_queued_are_written_at_close():
 def test_no_access_line_above_info():
     log = _logged_exchange("warning", b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n")
     assert [kind for kind, _ in log.events] == ["write"]
+
+
+# A lone search (api/http_protocol.LoneSearchProtocol): answered from the parser's callbacks by
+# the app's answer_alone, or passed on to the app exactly as uvicorn would have.
+
+SEARCH_APP = Starlette(routes=[Route(path, _json, methods=["GET", "POST"]) for path in ("/search", "/search/")])
+LONE_BODY = b'{"query": "hotel cap"}'
+
+
+def _search(body: bytes = LONE_BODY, head: bytes = b"POST /search HTTP/1.1", extra: bytes = b"") -> bytes:
+    return head + b"\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n%b\r\n%b" % (
+        len(body), extra, body)
+
+
+class LoneAnswers:
+    """An answer_alone that records what it was given and when each answer was recorded as sent."""
+
+    def __init__(self, decline: bool = False, fail: bool = False):
+        self.decline, self.fail = decline, fail
+        self.calls: list[tuple[object, list, bytes]] = []
+        self.sent: list[int] = []  # the number of socket writes when each answer's sent() ran
+        self.transport: RecordingTransport | None = None
+
+    def __call__(self, client, headers, body):
+        self.calls.append((client, list(headers), body))
+        if self.fail:
+            raise RuntimeError("the search failed")
+        if self.decline:
+            return None
+        return b'{"alone":%d}' % len(body), lambda: self.sent.append(len(self.transport.writes))
+
+
+def _lone_exchange(*chunks: bytes, answers: LoneAnswers | None = None, server_state: ServerState | None = None,
+                   before_close=None) -> tuple[RecordingTransport, LoneAnswers]:
+    answers = answers or LoneAnswers()
+    server_state = server_state or ServerState()
+    protocol_class = protocol_for(answers)
+
+    async def exchange() -> RecordingTransport:
+        protocol = protocol_class(_config(SEARCH_APP), server_state, app_state={})
+        answers.transport = transport = RecordingTransport()
+        protocol.connection_made(transport)
+        for chunk in chunks:
+            protocol.data_received(chunk)
+            for _ in range(50):
+                await asyncio.sleep(0)
+        if before_close:
+            before_close(protocol)
+            for _ in range(50):
+                await asyncio.sleep(0)
+        protocol.connection_lost(None)
+        return transport
+
+    return asyncio.run(exchange()), answers
+
+
+def test_a_lone_search_is_answered_by_the_app_s_answer_alone_in_one_write():
+    state = ServerState()
+    state.default_headers = [(b"date", b"Tue, 01 Dec 2026 15:00:00 GMT")]
+    transport, answers = _lone_exchange(_search(), server_state=state)
+    assert transport.writes == [b"HTTP/1.1 200 OK\r\ndate: Tue, 01 Dec 2026 15:00:00 GMT\r\ncontent-length: 12\r\n"
+                                b"content-type: application/json\r\n\r\n" + b'{"alone":%d}' % len(LONE_BODY)]
+    client, headers, body = answers.calls[0]
+    assert client == ("127.0.0.1", 50000) and body == LONE_BODY
+    assert (b"content-type", b"application/json") in headers
+    assert answers.sent == [1]  # recorded once the response had left
+    assert state.total_requests == 1  # counted as uvicorn counts a response (--limit-max-requests)
+
+
+def test_a_body_in_pieces_and_pipelined_searches_are_each_answered_whole_in_order():
+    first, second = _search(b'{"query": "a"}'), _search(b'{"query": "bb"}')
+    transport, answers = _lone_exchange(first[:-5], first[-5:] + second)
+    assert [body for _, _, body in answers.calls] == [b'{"query": "a"}', b'{"query": "bb"}']
+    assert [write.rpartition(b"\r\n\r\n")[2] for write in transport.writes] == [b'{"alone":14}', b'{"alone":15}']
+
+
+@pytest.mark.parametrize("request_bytes, why", [
+    (_search(head=b"POST /search?k=2 HTTP/1.1"), "a query string"),
+    (_search(head=b"POST /search/ HTTP/1.1"), "another path"),
+    (_search(head=b"GET /search HTTP/1.1"), "another method"),
+    (_search(head=b"POST /search HTTP/1.0"), "HTTP/1.0"),
+    (_search(extra=b"Connection: close\r\n"), "the client closes after it"),
+    (_search(extra=b"X-Forwarded-For: 10.1.2.3\r\n"), "proxy headers uvicorn applies to the scope"),
+    (_search(b'{"pad": "%b"}' % (b"y" * MAX_BODY_BYTES)), "a body over the limit (the app's 413)"),
+])
+def test_anything_but_a_plain_search_reaches_the_app_with_its_body(request_bytes, why):
+    transport, answers = _lone_exchange(request_bytes[:100], request_bytes[100:])
+    body = request_bytes.partition(b"\r\n\r\n")[2]
+    assert answers.calls == [], why
+    assert transport.writes[-1].endswith(b'{"received":%d}' % len(body)), why
+
+
+def test_a_search_the_app_declines_or_fails_is_answered_by_the_app():
+    for answers in (LoneAnswers(decline=True), LoneAnswers(fail=True)):
+        transport, answers = _lone_exchange(_search(), answers=answers)
+        assert len(answers.calls) == 1
+        assert transport.writes[-1].endswith(b'{"received":%d}' % len(LONE_BODY))
+
+
+def test_a_search_waits_for_the_thread_pool_while_other_requests_are_in_flight():
+    """Searches that arrive together share the cores (the app's thread pool), not the event loop."""
+    state = ServerState()
+    state.tasks.add(object())  # another request's task
+    transport, answers = _lone_exchange(_search(), server_state=state)
+    assert answers.calls == [] and transport.writes[-1].endswith(b'{"received":%d}' % len(LONE_BODY))
+
+
+class OtherConnection:
+    def __init__(self, sock):
+        self.transport = RecordingTransport()
+        self.transport.get_extra_info = lambda name, default=None: sock if name == "socket" else default
+
+
+def test_a_search_is_not_answered_alone_while_another_connection_has_bytes_waiting():
+    import socket
+
+    waiting, sender = socket.socketpair()
+    try:
+        state = ServerState()
+        state.connections.add(OtherConnection(waiting))
+        _, answers = _lone_exchange(_search(), server_state=state)
+        assert len(answers.calls) == 1  # the other connection is idle
+        sender.sendall(b"POST /search HTTP/1.1\r\n")
+        transport, answers = _lone_exchange(_search(), server_state=state)
+        assert answers.calls == [] and transport.writes[-1].endswith(b'{"received":%d}' % len(LONE_BODY))
+        waiting.close()  # a connection closing: no socket to ask, so the app's pool answers
+        transport, answers = _lone_exchange(_search(), server_state=state)
+        assert answers.calls == [] and transport.writes[-1].endswith(b'{"received":%d}' % len(LONE_BODY))
+    finally:
+        waiting.close()
+        sender.close()
+
+
+def test_a_search_whose_body_is_still_arriving_at_shutdown_is_answered_by_the_app():
+    request = _search()
+    transport, answers = _lone_exchange(request[:-3], before_close=lambda protocol: (
+        protocol.shutdown(), protocol.data_received(request[-3:])))
+    assert answers.calls == []
+    assert transport.writes[-1].endswith(b'{"received":%d}' % len(LONE_BODY))
+    assert b"connection: close" in transport.writes[-1] and transport.closed
+
+
+def test_a_connection_that_has_sent_nothing_yet_closes_at_shutdown():
+    transport, answers = _lone_exchange(before_close=lambda protocol: protocol.shutdown())
+    assert transport.closed and transport.writes == [] and answers.calls == []

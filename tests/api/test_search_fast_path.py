@@ -8,6 +8,7 @@ import asyncio
 import json
 
 import pytest
+from conftest import wait_until
 from lakerag.api.search_fast_path import MAX_BODY_BYTES, SearchFastPath
 
 TIMINGS = ("encode_ms", "search_ms", "rerank_ms")
@@ -167,3 +168,48 @@ def test_the_app_answers_json_searches_on_the_fast_path(served):
         assert route.status_code == 418
     finally:
         served.app.dependency_overrides.clear()
+
+
+def test_over_http_a_lone_search_is_answered_before_the_app(served, monkeypatch):
+    """A lone search never reaches the ASGI app (api/http_protocol.py); one with a query string does."""
+
+    async def app_reached(self, scope, receive, send):
+        raise RuntimeError("the ASGI app was reached")
+
+    monkeypatch.setattr(SearchFastPath, "__call__", app_reached)
+    request = {"query": "hotel cap per night", "k": 2}
+    answer = served.client.post("/search", json=request)
+    assert answer.status_code == 200 and len(answer.json()["hits"]) == 2
+    assert answer.headers["content-type"] == "application/json" and "date" in answer.headers
+    assert served.client.post("/search?via=app", json=request).status_code == 500
+
+
+def test_a_lone_search_records_its_metrics_and_access_line_once_sent(served):
+    import logging
+
+    from lakerag.api.search_fast_path import answer_alone
+
+    metrics = served.state.metrics.registry.get_sample_value
+    encodes = metrics("lakerag_search_encode_seconds_count")
+    requests = metrics("lakerag_http_requests_total", {"route": "/search", "method": "POST", "status": "200"}) or 0
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    access = logging.getLogger("uvicorn.access")
+    level = access.level
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    try:
+        content, sent = answer_alone(served.state, ("10.0.0.9", 4000), [(b"content-type", b"application/json")],
+                                     json.dumps({"query": "hotel cap per night", "k": 1}).encode())
+        assert len(json.loads(content)["hits"]) == 1
+        assert metrics("lakerag_search_encode_seconds_count") == encodes  # not before the response is sent
+        sent()
+        assert wait_until(lambda: lines, timeout=10)  # written by the access log's thread
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+    assert metrics("lakerag_search_encode_seconds_count") == encodes + 1
+    assert metrics("lakerag_http_requests_total", {"route": "/search", "method": "POST", "status": "200"}) == \
+        requests + 1
+    assert lines == ['10.0.0.9:4000 - "POST /search HTTP/1.1" 200']

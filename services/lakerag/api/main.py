@@ -18,6 +18,7 @@ import sys
 import threading
 from contextlib import asynccontextmanager
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import uvicorn
@@ -31,10 +32,10 @@ from ..search import cutoffs_for, load_reranker
 from . import pipeline_status, protocol
 from .airflow_trigger import PipelineTrigger
 from .deps import AppState
-from .http_protocol import CoalescingHttpToolsProtocol
+from .http_protocol import protocol_for
 from .metrics import Metrics, RequestMetricsMiddleware
 from .routes import answer, console, document_files, documents, health, index, search, summarize
-from .search_fast_path import SearchFastPath
+from .search_fast_path import SearchFastPath, answer_alone
 from .services import startup
 from .services.llm import make_writer
 
@@ -187,7 +188,8 @@ def _interrupt(*_) -> None:
 def server_config(app: FastAPI, settings: Settings, **overrides) -> uvicorn.Config:
     """The uvicorn server the API runs under (``serve`` and the tests)."""
     options = {"host": settings.host, "port": settings.port, "workers": 1,
-               "http": CoalescingHttpToolsProtocol,  # each response's headers and body in one send
+               # Each response's headers and body in one send; a lone search answered before any ASGI task.
+               "http": protocol_for(partial(answer_alone, app.state.lakerag)),
                "log_level": settings.log_level.lower(), "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
                # Longer than load balancers' usual idle timeout (60 s): the balancer closes
                # idle connections first, so it never reuses one the API just closed.

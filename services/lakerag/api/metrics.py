@@ -88,6 +88,10 @@ class Metrics:
     def count_reload_failure(self, reason: str) -> None:
         (self.store_unreachable if reason == "store_unreachable" else self.reload_failures).inc()
 
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.request_seconds.labels(route, method).observe(seconds)
+
     def count_trigger(self, ok: bool) -> None:
         self.airflow_triggers.labels("sent" if ok else "failed").inc()
 
@@ -105,9 +109,12 @@ class AfterResponse:
         self.encode_seconds = _Held(self._held, metrics.encode_seconds)
         self.index_seconds = _Held(self._held, metrics.index_seconds)
 
-    async def record(self) -> None:  # async: a Starlette background task, run on the loop (no thread hop)
+    def record_now(self) -> None:
         for histogram, seconds in self._held:
             histogram.observe(seconds)
+
+    async def record(self) -> None:  # async: awaited after the response on the loop (no thread hop)
+        self.record_now()
 
 
 class _Held:
@@ -150,7 +157,5 @@ class RequestMetricsMiddleware:
         finally:
             self.metrics.in_flight -= 1
             route = getattr(scope.get("route"), "path", None) or "unmatched"
-            method = scope["method"]
-            self.metrics.requests.labels(route, method, str(status[0])).inc()
-            self.metrics.request_seconds.labels(route, method).observe(time.perf_counter() - started)
+            self.metrics.observe_request(route, scope["method"], status[0], time.perf_counter() - started)
             self.access_log.add(scope, status[0])

@@ -27,10 +27,11 @@ def _encodable(value: str) -> str:
 
 
 WORD_PATTERN = r"[^\W_]"  # a letter or digit of any script; documented in the schema as `pattern`
+_WORD = re.compile(WORD_PATTERN)
 
 
 def _has_words(value: str) -> str:
-    if not re.search(WORD_PATTERN, _encodable(value)):
+    if not _WORD.search(_encodable(value)):
         raise ValueError("has no words (only whitespace, punctuation or control characters); ask in words")
     return value
 
