@@ -56,6 +56,11 @@ class _CoalescingTransport:
     def writelines(self, chunks) -> None:
         self.write(b"".join(chunks))
 
+    def write_whole(self, response: bytes) -> None:
+        """A whole response, sent now (nothing to coalesce it with)."""
+        self.flush()
+        self._transport.write(response)
+
     def flush(self) -> None:
         if self._held is not None:
             held, self._held = self._held, None
@@ -131,8 +136,7 @@ class LoneSearchProtocol(CoalescingHttpToolsProtocol):
         for name, value in self.server_state.default_headers:  # e.g. date, as uvicorn sends
             head += [name, b": ", value, b"\r\n"]
         head.append(b"content-length: %d\r\ncontent-type: application/json\r\n\r\n" % len(body))
-        self.transport.write(b"".join(head) + body)
-        self.transport.flush()
+        self.transport.write_whole(b"".join(head) + body)
         sent()
         self.on_response_complete()
 
