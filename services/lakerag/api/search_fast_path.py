@@ -8,6 +8,8 @@ middleware answers a JSON search of the served index with the route's own code
 unchanged, which answers it as documented: a body that does not parse or
 validate, another content type, a model still loading, no index yet, ``as_of``
 another version. The route stays the one definition in the OpenAPI schema.
+``answer_alone`` answers the same searches for the API's HTTP protocol when one
+arrives alone, before any ASGI task (``api.http_protocol``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class SearchFastPath:
             await self.app(scope, receive, send)
             return
         received, body = await _read_body(receive)
-        request = self._request(scope, body)
+        request = _request(scope["headers"], body)
         state = self.state
         served = state.index
         if request is None or state.embedder is None or served is None or \
@@ -54,10 +56,6 @@ class SearchFastPath:
         if not scope.get("root_path"):
             return scope["path"] == self.route.path
         return self.route.matches(scope)[0] is Match.FULL
-
-    @staticmethod
-    def _request(scope, body: bytes | None) -> SearchRequest | None:
-        return _request(scope["headers"], body)
 
 
 def answer_alone(state: AppState, client: tuple[str, int] | None, headers: list[tuple[bytes, bytes]],
