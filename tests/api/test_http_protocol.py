@@ -357,3 +357,10 @@ def test_a_search_whose_body_is_still_arriving_at_shutdown_is_answered_by_the_ap
 def test_a_connection_that_has_sent_nothing_yet_closes_at_shutdown():
     transport, answers = _lone_exchange(before_close=lambda protocol: protocol.shutdown())
     assert transport.closed and transport.writes == [] and answers.calls == []
+
+
+def test_a_request_pipelined_behind_a_lone_search_is_not_timed_out_as_an_idle_connection():
+    armed = []
+    _lone_exchange(_search() + b"GET /json HTTP/1.1\r\nHo",  # the next request still arriving
+                   before_close=lambda protocol: armed.append(protocol.timeout_keep_alive_task))
+    assert armed == [None]

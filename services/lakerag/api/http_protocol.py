@@ -101,6 +101,9 @@ class LoneSearchProtocol(CoalescingHttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.held = None
+        # A lone search's response arms the keep-alive timeout from inside the parser; a request
+        # pipelined behind it is no idle connection (uvicorn disarms it only as bytes arrive).
+        self._unset_keepalive_if_required()
 
     def on_headers_complete(self) -> None:
         if self._may_be_alone():
