@@ -248,7 +248,7 @@ def _lone_exchange(*chunks: bytes, answers: LoneAnswers | None = None, server_st
                    before_close=None) -> tuple[RecordingTransport, LoneAnswers]:
     answers = answers or LoneAnswers()
     server_state = server_state or ServerState()
-    protocol_class = protocol_for(answers)
+    protocol_class = protocol_for("/search", answers)
 
     async def exchange() -> RecordingTransport:
         protocol = protocol_class(_config(SEARCH_APP), server_state, app_state={})

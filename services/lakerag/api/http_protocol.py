@@ -89,12 +89,15 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().on_response_complete()
 
 
-def protocol_for(answer_alone: LoneSearch) -> type[CoalescingHttpToolsProtocol]:
-    """The API's protocol class with its lone-search answer (uvicorn's ``http`` setting)."""
-    return type("LakeRAGHttpProtocol", (LoneSearchProtocol,), {"answer_alone": staticmethod(answer_alone)})
+def protocol_for(path: str, answer_alone: LoneSearch) -> type[CoalescingHttpToolsProtocol]:
+    """The API's protocol class (uvicorn's ``http`` setting): a lone POST to ``path`` is answered
+    by ``answer_alone``."""
+    return type("LakeRAGHttpProtocol", (LoneSearchProtocol,),
+                {"lone_path": path.encode("ascii"), "answer_alone": staticmethod(answer_alone)})
 
 
 class LoneSearchProtocol(CoalescingHttpToolsProtocol):
+    lone_path: bytes
     answer_alone: LoneSearch
     held: bytearray | None = None  # a lone search's body so far, while it is held back
 
@@ -149,10 +152,10 @@ class LoneSearchProtocol(CoalescingHttpToolsProtocol):
         super().shutdown()
 
     def _may_be_alone(self) -> bool:
-        """A keep-alive HTTP/1.1 POST /search the app would see exactly as sent: no query, no root
+        """A keep-alive HTTP/1.1 POST to ``lone_path`` the app would see exactly as sent: no query, no root
         path, no 100-continue, no proxy headers to apply, no response of this connection pending."""
         parser = self.parser
-        return (self.url == b"/search" and parser.get_method() == b"POST" and not self.root_path
+        return (self.url == self.lone_path and parser.get_method() == b"POST" and not self.root_path
                 and parser.get_http_version() == "1.1" and parser.should_keep_alive()
                 and not parser.should_upgrade() and not self.expect_100_continue
                 and self.limit_concurrency is None and not self.pipeline

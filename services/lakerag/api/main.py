@@ -189,7 +189,7 @@ def server_config(app: FastAPI, settings: Settings, **overrides) -> uvicorn.Conf
     """The uvicorn server the API runs under (``serve`` and the tests)."""
     options = {"host": settings.host, "port": settings.port, "workers": 1,
                # Each response's headers and body in one send; a lone search answered before any ASGI task.
-               "http": protocol_for(partial(answer_alone, app.state.lakerag)),
+               "http": protocol_for(search.PATH, partial(answer_alone, app.state.lakerag)),
                "log_level": settings.log_level.lower(), "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
                # Longer than load balancers' usual idle timeout (60 s): the balancer closes
                # idle connections first, so it never reuses one the API just closed.

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pydantic import ValidationError
 from starlette.routing import Match
 
+from ..index.loaded import LoadedIndex
 from . import replay
 from .deps import AppState
 from .protocol import MAX_BODY_BYTES  # larger: protocol.BodyLimit answers 413
@@ -39,15 +40,13 @@ class SearchFastPath:
             await self.app(scope, receive, send)
             return
         received, body = await _read_body(receive)
-        request = _request(scope["headers"], body)
-        state = self.state
-        served = state.index
-        if request is None or state.embedder is None or served is None or \
-                replay.names_another_version(request.as_of, served):
+        answerable = _answerable(self.state, scope["headers"], body)
+        if answerable is None:
             await self.app(scope, _replay(received, receive), send)
             return
         scope["route"] = self.route
-        response = await search_route.answer(request, state, state.embedder, served)
+        request, served = answerable
+        response = await search_route.answer(request, self.state, self.state.embedder, served)
         await response(scope, receive, send)
 
     def _is_search(self, scope) -> bool:
@@ -64,20 +63,29 @@ def answer_alone(state: AppState, client: tuple[str, int] | None, headers: list[
     (``api.http_protocol``): the response body and what to record once it is sent, or None for
     every case the middleware above or the route decides on."""
     started = time.perf_counter()
-    served = state.index
-    request = _request(headers, body)
-    if request is None or state.embedder is None or served is None or \
-            replay.names_another_version(request.as_of, served):
+    answerable = _answerable(state, headers, body)
+    if answerable is None:
         return None
+    request, served = answerable
     content, timings = search_route.search_json(request, state, state.embedder, served)
-    scope = {"client": client, "method": "POST", "path": "/search", "query_string": b"", "http_version": "1.1"}
 
     def sent() -> None:  # what RequestMetricsMiddleware and the route's response record
         timings.record_now()
-        state.metrics.observe_request("/search", "POST", 200, time.perf_counter() - started)
-        state.access_log.add(scope, 200)
+        state.metrics.observe_request(search_route.PATH, "POST", 200, time.perf_counter() - started)
+        state.access_log.add({"client": client, "method": "POST", "path": search_route.PATH, "query_string": b"",
+                              "http_version": "1.1"}, 200)
 
     return content, sent
+
+
+def _answerable(state: AppState, headers: list[tuple[bytes, bytes]], body: bytes | None) \
+        -> tuple[SearchRequest, LoadedIndex] | None:
+    """The request and the index it searches, when the fast path answers it; None: the route decides."""
+    request, served = _request(headers, body), state.index
+    if request is None or state.embedder is None or served is None or \
+            replay.names_another_version(request.as_of, served):
+        return None
+    return request, served
 
 
 def _request(headers: list[tuple[bytes, bytes]], body: bytes | None) -> SearchRequest | None:
