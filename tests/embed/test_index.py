@@ -181,9 +181,9 @@ def test_searches_in_other_threads_keep_the_thread_cap(tmp_path):
     assert seen == [1]
 
 
-def test_rows_are_read_through_a_memory_map_and_outlive_a_pruned_version(tmp_path):
-    """A request still holding a version reads its hits after the version's directory is pruned;
-    the rows come through a memory map (no read() per page on the caches a FAISS scan flushed)."""
+def test_rows_outlive_a_pruned_version(tmp_path):
+    """A request still holding a version reads its hits after the version's directory is pruned
+    (the open SQLite file keeps them readable)."""
     import shutil
 
     vectors, chunks = random_chunks(30)
@@ -191,7 +191,6 @@ def test_rows_are_read_through_a_memory_map_and_outlive_a_pruned_version(tmp_pat
     loaded = load_index_dir(tmp_path / "v1")
     shutil.rmtree(tmp_path / "v1")
     assert [row["chunk_id"] for row in loaded.rows([29, 0, 7])] == ["c0029", "c0000", "c0007"]
-    assert loaded.chunk_rows._connection.execute("PRAGMA mmap_size").fetchone()[0] > 0
 
 
 def test_model_mismatch_is_rejected_with_both_names_and_the_fix(tmp_path):

@@ -32,10 +32,6 @@ _INDEXES = ("CREATE INDEX chunks_by_doc ON chunks (doc_id, chunk_index)",
             "CREATE INDEX chunks_by_source ON chunks (source)")
 _BATCH = 500  # ids per IN (...) query: well under SQLite's variable limit
 _LOOKUPS = 20  # up to this many ids, one primary-key lookup each
-# Rows are read through a memory map (up to SQLite's default ceiling, ~2 GB; beyond it, read()
-# as before). A search looks its hits up on caches its FAISS scan has just flushed, where a read()
-# per page into SQLite's page cache cost ~40 of ~140 us for 5 hits (100k rows, 2-vCPU VM).
-MMAP_BYTES = 0x7FFF0000
 
 
 def _fill(connection: sqlite3.Connection, columns: Mapping[str, Sequence], count: int) -> None:
@@ -78,9 +74,7 @@ class ChunkRows:
     @classmethod
     def open(cls, path) -> ChunkRows:
         uri = f"{Path(path).resolve().as_uri()}?mode=ro&immutable=1"  # versions never change: no locking
-        connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        connection.execute(f"PRAGMA mmap_size = {MMAP_BYTES}")
-        return cls(connection)
+        return cls(sqlite3.connect(uri, uri=True, check_same_thread=False))
 
     @classmethod
     def in_memory(cls, columns: Mapping[str, Sequence]) -> ChunkRows:
