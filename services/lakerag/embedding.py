@@ -263,6 +263,7 @@ def _load_encoder(name: str, settings: Settings, threads: int):
         return model, source, {"runtime": "torch", "name": name}
     encoder = OnnxEncoder(where, threads=threads)
     identity = encoder.identity
-    source = f"{identity.get('exported_from') or identity['name']}, as the ONNX export in {where}"
+    # Loaded from the export; where the export was made from is provenance (that path may be gone).
+    source = f"the ONNX export in {where} (exported from {identity.get('exported_from') or identity['name']})"
     return encoder, source, {"runtime": "onnx", "name": identity["name"],
                                                "sha256": identity["sha256"]}

