@@ -44,6 +44,9 @@ def test_dense_ranks_by_cosine_and_honours_allowed_rows(index):
     assert ranked.ids.tolist()[:2] == [0, 4] and ranked.scores[:2] == pytest.approx([1.0, 0.6])
     only = retrieve.dense(index, QUERY, 3, allowed=np.array([1, 4]))
     assert only.ids.tolist()[0] == 4 and set(only.ids.tolist()) <= {1, 4}
+    # More rows asked for than the index holds: FAISS pads with -1, which never reaches a caller.
+    everything = retrieve.dense(index, QUERY, 10)
+    assert sorted(everything.ids.tolist()) == [0, 1, 2, 3, 4] and len(everything.scores) == 5
 
 
 def test_lexical_keeps_only_rows_holding_a_query_term(index):
@@ -70,6 +73,8 @@ def test_cutoff_drops_weak_rows_keeps_exact_ones_and_flags_out_of_context():
     assert cutoff.apply(candidates, dense_of, 0.9, none_exact, limits).ids.tolist() == [0]  # floor 0.54
     assert cutoff.apply(candidates, dense_of, 0.9, np.array([False, False, True]), limits).ids.tolist() == [0, 2]
     assert cutoff.apply(candidates, {0: 0.2, 1: 0.1, 2: 0.1}, 0.2, none_exact, limits) is None
+    everyone_clears = cutoff.apply(candidates, dense_of, 0.9, None, cutoff.Cutoffs(min_score=0.0, relative=0.0))
+    assert everyone_clears.ids.tolist() == candidates.ids.tolist()
     assert "below the relevance cut-off 0.30" in cutoff.out_of_context_reason(0.2, limits, "m", hybrid=False)
 
 

@@ -49,7 +49,10 @@ def apply(candidates: Ranked, dense_of: dict[int, float], best: float, exact: np
     if best < cutoffs.min_score and (exact is None or not exact.any()):
         return None
     floor = max(cutoffs.min_score, best * cutoffs.relative)
-    keep = np.array([dense_of[i] >= floor for i in candidates.ids.tolist()], dtype=bool)
+    keep = [dense_of[i] >= floor for i in candidates.ids.tolist()]
+    if all(keep):  # the common case: no arrays to build on the caches the FAISS scan has just flushed
+        return candidates
+    keep = np.array(keep, dtype=bool)
     return candidates.where(keep if exact is None else keep | exact)
 
 

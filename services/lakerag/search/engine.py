@@ -69,8 +69,8 @@ def candidate_depth(k: int) -> int:
 
 def hits_for(index: LoadedIndex, ranked: Ranked) -> list[dict]:
     """Ranked rows as response hits: rank, score and the chunk's fields."""
-    return [{"rank": rank, "score": round(float(score), 4), **row}
-            for rank, (score, row) in enumerate(zip(ranked.scores, index.rows(ranked.ids)), start=1)]
+    return [{"rank": rank, "score": round(score, 4), **row}
+            for rank, (score, row) in enumerate(zip(ranked.scores.tolist(), index.rows(ranked.ids)), start=1)]
 
 
 def search(index: LoadedIndex | None, embedder: Embedder, query: str, k: int, cutoffs: Cutoffs,

@@ -18,7 +18,7 @@ class Ranked:
 
     @classmethod
     def empty(cls) -> Ranked:
-        return cls.of([], [])
+        return _EMPTY  # one shared instance: nothing in it to change
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -32,3 +32,6 @@ class Ranked:
     def ranks(self) -> dict[int, int]:
         """row id -> 1-based rank."""
         return {i: r for r, i in enumerate(self.ids.tolist(), start=1)}
+
+
+_EMPTY = Ranked(np.empty(0, np.int64), np.empty(0, np.float32))
