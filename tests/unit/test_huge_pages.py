@@ -8,7 +8,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 import pytest
-from lakerag.index.huge_pages import use_huge_pages
+from lakerag.index.huge_pages import use_huge_pages, use_huge_pages_soon
 
 THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
@@ -55,6 +55,25 @@ def test_flat_vectors_are_collapsed_into_huge_pages_and_search_is_unchanged():
     assert done is True  # MADV_COLLAPSE succeeds only when the whole range is collapsed
     # All but the partial 2 MiB pages at both ends. An absolute figure, not a difference from before: the
     # mapping holding the vectors may already hold huge pages (a clean-clone CI run found 18 MiB there).
+    assert _huge_kib(address, index.codes.size()) >= 56 * 1024
+
+
+def test_the_collapse_can_run_while_the_index_serves():
+    vectors = _vectors(40_000)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    address = faiss.rev_swig_ptr(index.codes.data(), index.codes.size()).ctypes.data
+    before = index.search(vectors[:5], 10)
+    collapsing = use_huge_pages_soon(index)
+    during = index.search(vectors[:5], 10)  # the API serves while the kernel collapses
+    collapsing.join(timeout=60)
+    assert not collapsing.is_alive()
+    after = index.search(vectors[:5], 10)
+    for answer in (during, after):
+        np.testing.assert_array_equal(before[1], answer[1])
+        np.testing.assert_array_equal(before[0], answer[0])
+    if not _kernel_collapses():
+        pytest.skip("this kernel keeps 4 KiB pages (THP off or no MADV_COLLAPSE): nothing to check")
     assert _huge_kib(address, index.codes.size()) >= 56 * 1024
 
 

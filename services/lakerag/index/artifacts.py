@@ -26,7 +26,7 @@ import faiss
 import numpy as np
 
 from .errors import IndexRejected
-from .huge_pages import use_huge_pages
+from .huge_pages import use_huge_pages, use_huge_pages_soon
 from .lexical import load_lexical, write_lexical
 from .loaded import LoadedIndex
 from .rows import ROW_FIELDS, ROWS_FILE, ChunkRows, write_rows
@@ -363,8 +363,10 @@ def read_rows(path: Path, manifest: dict) -> ChunkRows:
     return ChunkRows.in_memory(plain_columns(pq.read_table(path / CHUNKS_FILE).to_pandas()))
 
 
-def load_index_dir(path, expected_model: str | None = None, expected_dimension: int | None = None) -> LoadedIndex:
-    """Verify (``verified_manifest``) and load one version directory; IndexRejected when it must not be served."""
+def load_index_dir(path, expected_model: str | None = None, expected_dimension: int | None = None,
+                   huge_pages_later: bool = False) -> LoadedIndex:
+    """Verify (``verified_manifest``) and load one version directory; IndexRejected when it must not be served.
+    ``huge_pages_later``: return before the vectors are collapsed into huge pages (``use_huge_pages_soon``)."""
     path = Path(path)
     manifest = verified_manifest(path)
     check_model(manifest, expected_model, expected_dimension)
@@ -377,9 +379,12 @@ def load_index_dir(path, expected_model: str | None = None, expected_dimension: 
         raise IndexRejected(f"{path}: index holds {index.ntotal} vectors of dimension {index.d} and "
                             f"{chunks.count} chunk rows, manifest says {count} of dimension {manifest['dimension']}; "
                             "republish the index (`lakerag pipeline index --full-rebuild`)")
-    use_huge_pages(index)
     lexical = None
     if manifest.get("lexical"):
         lexical = load_lexical(path, manifest["lexical"], count)
+    if huge_pages_later:  # last: the collapse slows the page faults of anything loading beside it
+        use_huge_pages_soon(index)
+    else:
+        use_huge_pages(index)
     return LoadedIndex(version=manifest["version"], manifest=manifest, index=index, chunk_rows=chunks, path=path,
                        lexical=lexical)

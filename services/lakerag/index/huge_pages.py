@@ -5,8 +5,11 @@ scan took 6.0-9.5 ms here depending on where its allocation landed; collapsed
 into 2 MiB pages it took 4.9-5.0 ms every time (bench/search.py's index,
 measured in one process). FAISS allocates the vectors itself, so this asks the
 kernel to collapse that allocation once it is loaded (``MADV_COLLAPSE``, Linux
-6.1+; ~0.1-0.4 s for 150 MB). Elsewhere, or with THP set to ``never``, nothing
-changes.
+6.1+; ~0.05 s for 150 MB, but ~0.4 s in a process started right after ~0.5 GB of
+files were written, as a pod's first start after its index sync).
+The API does it in the background (``use_huge_pages_soon``): the index serves at
+once and its scans speed up when the collapse is done. Elsewhere, or with THP set
+to ``never``, nothing changes.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import ctypes
 import logging
 import sys
+import threading
+import time
 
 import faiss
 
@@ -50,3 +55,16 @@ def use_huge_pages(index) -> bool:
                       ctypes.get_errno())
             return False
     return True
+
+
+def use_huge_pages_soon(index) -> threading.Thread:
+    """``use_huge_pages`` in a daemon thread (madvise runs without the GIL); searches meanwhile read
+    the same vectors on 4 KiB pages. The thread holds the index until it is done."""
+    def collapse() -> None:
+        started = time.perf_counter()
+        if use_huge_pages(index):
+            log.debug("index vectors collapsed into huge pages in %.2fs", time.perf_counter() - started)
+
+    thread = threading.Thread(target=collapse, name="index-huge-pages", daemon=True)
+    thread.start()
+    return thread

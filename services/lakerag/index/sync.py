@@ -290,8 +290,10 @@ class IndexWatcher:
                 return False, f"{version} was rejected: {self.last_error}"
             started = time.perf_counter()
             try:
+                # Served before its vectors are on huge pages: a start or swap does not wait for the
+                # kernel to compact memory for them (up to ~0.4 s; index/huge_pages.py).
                 loaded = load_index_dir(path, expected_model=self.expected_model,
-                                        expected_dimension=self.expected_dimension)
+                                        expected_dimension=self.expected_dimension, huge_pages_later=True)
                 if self.check_version:
                     self.check_version(loaded)
             except (IndexRejected, OSError, RuntimeError, ValueError) as exc:
