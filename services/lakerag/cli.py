@@ -97,9 +97,15 @@ def root(verbose: Annotated[bool, typer.Option("-v", "--verbose", help="debug lo
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not verbose:
         # Their INFO is noise for a user: faiss's loader logs each optional AVX build it looks for
-        # and does not find, with the exception; bm25s logs each index it builds.
-        for noisy in QUIET_LOGGERS:
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+        # and does not find, with the exception; bm25s logs each index it builds. A filter on the
+        # handlers, not the loggers' levels: bm25s sets its logger to DEBUG whenever it is first imported.
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_warnings_only_from_quiet_loggers)
+
+
+def _warnings_only_from_quiet_loggers(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING or not any(
+        record.name == noisy or record.name.startswith(noisy + ".") for noisy in QUIET_LOGGERS)
 
 
 @config_app.command("check")

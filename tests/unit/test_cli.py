@@ -89,3 +89,17 @@ def test_libraries_info_chatter_stays_out_of_a_command_s_output():
     quiet = stderr_of(False)
     assert "faiss.loader" not in quiet and "INFO lakerag.x: own line" in quiet  # the project's INFO stays
     assert "faiss.loader" in stderr_of(True)  # -v shows everything
+
+
+def test_the_cli_keeps_bm25s_quiet_after_bm25s_is_imported():
+    """bm25s sets its logger to DEBUG when first imported, after the CLI had quieted it: each
+    `lakerag run` logged "DEBUG bm25s: Building index from tokens" at the default level."""
+    import subprocess
+    import sys
+
+    code = ("import logging; from lakerag import cli; cli.root(verbose=False); from lakerag.index import lexical; "
+            "log = logging.getLogger('bm25s'); log.debug('debug line'); log.info('info line'); "
+            "log.warning('warning line'); logging.getLogger('lakerag.x').info('our info line')")
+    logged = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
+    assert "warning line" in logged and "our info line" in logged
+    assert "debug line" not in logged and "info line" not in logged.replace("our info line", "")
