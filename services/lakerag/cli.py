@@ -178,6 +178,8 @@ def pipeline(
         if as_json:
             print(json.dumps(summary, indent=2, default=str))
             return 0 if summary["healthy"] else 1
+        print(format_summary(summary, verdicts=("healthy", "UNHEALTHY")))  # nothing failed for files in quarantine
+        return 0 if summary["healthy"] else 1
     print(format_summary(summary))
     return 0 if summary.get("ok", True) else 1
 

@@ -62,8 +62,8 @@ def status(settings: Settings) -> dict:
 
 def health(lake: Lake, stages: dict[str, dict | None]) -> dict:
     """The one rule the CLI, the DAG's health task and the API's /pipeline share: unhealthy when
-    a stage failed, a stage started and never finished (killed, or still running), or the last
-    ETL quarantined files."""
+    a stage failed, a stage started and never finished (killed, or still running), or files
+    are in quarantine (as of the last ETL)."""
     problems = [f"{name} failed: {s.get('error') or s.get('reason') or 'see its summary'}"
                 for name, s in stages.items() if s is not None and not s.get("ok", True)]
     unfinished = {name: marker for name in STAGES if (marker := lake.read_run_started(name))}
@@ -73,7 +73,7 @@ def health(lake: Lake, stages: dict[str, dict | None]) -> dict:
     etl = stages.get("etl") or {}
     quarantined = (etl.get("files") or {}).get("quarantined", 0)
     if quarantined:
-        problems.append(f"the last ETL quarantined {quarantined} file(s): GET /documents or the etl summary "
-                        "says why")
+        problems.append(f"{quarantined} file(s) in quarantine: GET /documents or the etl summary says why; "
+                        "fix or delete them in raw/ and the next run clears them")
     return {"healthy": not problems, "problems": problems, "quarantined": quarantined,
             "unfinished": sorted(unfinished)}

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 
-def format_summary(summary: dict) -> str:
-    """Render a summary dict as aligned lines: scalars first, then one block per section."""
-    lines = ["=" * 64, f"LakeRAG {summary.get('title', 'run')}: {'OK' if summary.get('ok', True) else 'FAILED'}"]
+def format_summary(summary: dict, verdicts: tuple[str, str] = ("OK", "FAILED")) -> str:
+    """Render a summary dict as aligned lines: scalars first, then one block per section.
+    ``verdicts``: the headline's word when ``ok`` is true and when it is false."""
+    lines = ["=" * 64, f"LakeRAG {summary.get('title', 'run')}: {verdicts[0] if summary.get('ok', True) else verdicts[1]}"]
     for key, value in summary.items():
         if key in {"title", "ok"} or isinstance(value, (dict, list)):
             continue
@@ -25,9 +26,14 @@ def format_summary(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def _short(value) -> str:
+def _short(value, nested: bool = False) -> str:
+    """One value on one line: a dict's items as k=v (a nested dict in parentheses), a nested list of
+    records as its length (the records have their own section or command)."""
     if isinstance(value, float):
         return f"{value:.2f}"
     if isinstance(value, dict):
-        return ", ".join(f"{k}={_short(v)}" for k, v in value.items())
+        items = ", ".join(f"{k}={_short(v, nested=True)}" for k, v in value.items() if k != "title")
+        return f"({items})" if nested else items
+    if nested and isinstance(value, list) and any(isinstance(item, (dict, list)) for item in value):
+        return f"[{len(value)} entries]"
     return str(value)

@@ -98,7 +98,7 @@ def test_the_api_and_the_cli_give_one_verdict_on_quarantined_files(local_setting
     with start_api(local_settings) as api:
         api_view = api.client.get("/pipeline").json()
     assert cli["healthy"] is False and api_view["healthy"] is False
-    assert api_view["problems"] == cli["problems"] and "quarantined 4 file(s)" in cli["problems"][0]
+    assert api_view["problems"] == cli["problems"] and "4 file(s) in quarantine" in cli["problems"][0]
     assert api_view["quarantined"] == 4 and all(stage["ok"] for stage in api_view["stages"])
 
 

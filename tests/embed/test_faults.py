@@ -64,6 +64,7 @@ def test_status_exit_codes_agree_when_a_stage_failed(local_settings, monkeypatch
     lake.write_run_summary("etl", {"ok": True, "files": {"quarantined": 0}})
     lake.write_run_summary("index", {"ok": False, "reason": "3 of 9 gold chunks have no vector"})
     assert _status_cli(monkeypatch, local_settings) == 1
+    assert "pipeline status: UNHEALTHY" in capsys.readouterr().out
     assert _status_cli(monkeypatch, local_settings, "--json") == 1
     assert "3 of 9 gold chunks" in capsys.readouterr().out
 
