@@ -93,6 +93,7 @@ def test_a_port_in_use_is_said_first_with_the_setting_that_moves_it(local_settin
                                     capture_output=True, text=True, timeout=120, check=False)
             assert result.returncode == 2, result.stderr
             assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "LAKERAG_PORT" in result.stderr
+            assert f"PORT={port + 1})" in result.stderr  # another port, not the one in use (it said 8123 for any)
             assert "serving on" not in result.stdout
     # Nothing ran: no samples copied, no pipeline output.
     assert not list(Path(local_settings.store_uri.removeprefix("file://")).glob("*"))

@@ -210,8 +210,9 @@ def listen_socket(settings: Settings) -> socket.socket:
         sock.bind((settings.host, settings.port))
     except OSError as exc:
         sock.close()
+        other = settings.port + 1 if settings.port < 65535 else 8000
         raise PortUnavailable(f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}): stop what "
-                              "holds the port, or choose another with LAKERAG_PORT (make run PORT=8123)") from None
+                              f"holds the port, or choose another with LAKERAG_PORT (make run PORT={other})") from None
     return sock
 
 

@@ -41,12 +41,23 @@ Words = Annotated[str, AfterValidator(_has_words), Field(json_schema_extra={"pat
 
 
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+_VERSION = re.compile(VERSION_PATTERN)
+
+
+def _version_name(value: str) -> str:
+    if not _VERSION.match(value):
+        raise ValueError("must name an index version, such as 20261127T090000Z-1a2b3c4d: the index_version of the "
+                         "answer to replay (`lakerag index list` shows the retained ones), not a time or a path")
+    return value
 
 
 def as_of_field():
-    return Field(default=None, pattern=VERSION_PATTERN, examples=["20261127T090000Z-1a2b3c4d"],
+    return Field(default=None, examples=["20261127T090000Z-1a2b3c4d"],
                  description="answer from this retained index version instead of the served one (replay); "
                              "404 when it was pruned (`lakerag index list` shows the retained ones)")
+
+
+VersionName = Annotated[str, AfterValidator(_version_name), Field(json_schema_extra={"pattern": VERSION_PATTERN})]
 
 
 class Lineage(BaseModel):
@@ -67,7 +78,7 @@ class SearchRequest(BaseModel):
     source_prefix: Text | None = Field(default=None, description="only chunks whose raw key starts with this, "
                                                                  "e.g. raw/policies/")
     mode: SearchMode | None = mode_field()
-    as_of: str | None = as_of_field()
+    as_of: VersionName | None = as_of_field()
 
 
 class Hit(BaseModel):
@@ -118,7 +129,7 @@ class AnswerRequest(BaseModel):
     question: Words = Field(min_length=1, max_length=2000, examples=["Who approves travel over budget?"])
     k: int = Field(default=5, ge=1, le=20)
     mode: SearchMode | None = mode_field()
-    as_of: str | None = as_of_field()
+    as_of: VersionName | None = as_of_field()
 
 
 class AnswerResponse(BaseModel):
@@ -137,7 +148,7 @@ class SummarizeRequest(BaseModel):
     query: Words | None = Field(default=None, min_length=1, max_length=2000)
     k: int = Field(default=8, ge=1, le=20, description="chunks retrieved for a query-focused summary")
     mode: SearchMode | None = mode_field()
-    as_of: str | None = as_of_field()
+    as_of: VersionName | None = as_of_field()
 
     model_config = {"json_schema_extra": {"oneOf": [
         {"required": ["doc_id"], "properties": {"doc_id": {"type": "string"}, "query": {"type": "null"}}},
