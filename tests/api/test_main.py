@@ -46,7 +46,7 @@ def test_bad_configuration_fails_fast_naming_the_variable(local_settings):
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read()
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else f"exited {proc.returncode}"
         try:
             response = httpx.get(url + "/ready", timeout=2)
             if response.status_code == 200:
@@ -128,6 +128,29 @@ def test_serve_announces_curl_commands_that_work(local_settings, sample_index):
         proc.communicate(timeout=60)
     assert proc.returncode == 0
 
+
+
+def test_run_serves_the_published_index_while_the_pipeline_catches_up(local_settings, sample_index, tmp_path):
+    """A second `make run` served nothing until a pipeline run that found nothing new had finished
+    (~25 s of Spark start): a store with an index is served at once, the run going on behind it."""
+    version = publish(local_settings, sample_index)
+    port = free_port()
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([LAKERAG, "run"], env=env_for(local_settings, LAKERAG_PORT=str(port)), stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        body = httpx.post(f"http://127.0.0.1:{port}/search", json={"query": "incident commander", "k": 2},
+                          timeout=30).json()
+        assert body["index_version"] == version and body["matched"] is True
+        started = log.read_text()
+        assert f"serving index {version} now" in started and "serving on" in started
+        assert "pipeline run 1" not in started  # the first run is still going (Spark alone takes seconds)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=120)
+    assert proc.returncode == 0, log.read_text()[-3000:]
 
 def test_a_model_that_cannot_load_stops_the_process(local_settings, tmp_path):
     port = free_port()
