@@ -27,12 +27,14 @@ def format_summary(summary: dict, verdicts: tuple[str, str] = ("OK", "FAILED")) 
 
 
 def _short(value, nested: bool = False) -> str:
-    """One value on one line: a dict's items as k=v (a nested dict in parentheses), a nested list of
-    records as its length (the records have their own section or command)."""
+    """One value on one line: a dict's items as k=v (a nested dict in parentheses; a stage summary
+    without its title, the name it is listed under), a nested list of records as its length (the
+    records have their own section or command)."""
     if isinstance(value, float):
         return f"{value:.2f}"
     if isinstance(value, dict):
-        items = ", ".join(f"{k}={_short(v, nested=True)}" for k, v in value.items() if k != "title")
+        shown = {k: v for k, v in value.items() if not (k == "title" and "ok" in value)}
+        items = ", ".join(f"{k}={_short(v, nested=True)}" for k, v in shown.items())
         return f"({items})" if nested else items
     if nested and isinstance(value, list) and any(isinstance(item, (dict, list)) for item in value):
         return f"[{len(value)} entries]"
