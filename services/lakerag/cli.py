@@ -239,7 +239,7 @@ def run(samples: Annotated[bool, typer.Option(help="first copy the bundled sampl
 
     signal.signal(signal.SIGTERM, interrupt)  # a stop during the first run ends it like Ctrl-C, with a status
     try:
-        if published := _published_index(watcher.store):
+        if published := servable_index(settings, watcher.store):
             # A run that finds nothing new still costs Spark's start (~25 s here): serve the last index now;
             # the watcher's first poll runs the pipeline and the API swaps to what it publishes.
             print(f"lakerag run: serving index {published} now; the pipeline catches up with raw/ in the background")
@@ -264,14 +264,18 @@ def run(samples: Annotated[bool, typer.Option(help="first copy the bundled sampl
         watcher.stop()
 
 
-def _published_index(store) -> str | None:
-    from .index.publish import read_current
+def servable_index(settings, store) -> str | None:
+    """The published version ``lakerag run`` serves before its first pipeline run: one built with the
+    configured model (another model's index would be refused; the run first says what is wrong)."""
+    from .index.publish import read_current, read_store_manifest
     from .store import StoreError
 
     try:
-        return read_current(store)
-    except StoreError:  # the first run says what is wrong with the store
+        version = read_current(store)
+        manifest = read_store_manifest(store, version) if version else None
+    except (StoreError, ValueError):  # the first run says what is wrong with the store
         return None
+    return version if manifest and manifest.get("model") == settings.embedding_model else None
 
 
 @index_app.command("sync")

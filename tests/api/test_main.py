@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 from conftest import free_port
+from lakerag.cli import servable_index
+from lakerag.lake import Lake
 
 from .conftest import publish
 
@@ -151,6 +153,10 @@ def test_run_serves_the_published_index_while_the_pipeline_catches_up(local_sett
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=120)
     assert proc.returncode == 0, log.read_text()[-3000:]
+    # Another model's index is not served first (the API would refuse it): the pipeline runs first and says why.
+    store = Lake.open(local_settings).store
+    assert servable_index(local_settings, store) == version
+    assert servable_index(local_settings.replace(embedding_model="BAAI/bge-large-en-v1.5"), store) is None
 
 def test_a_model_that_cannot_load_stops_the_process(local_settings, tmp_path):
     port = free_port()
