@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from .config import Settings
 from .embedding import ModelUnavailable, load_embedder
-from .lake import Lake, tables
+from .lake import Lake, summarises_a_crash, tables
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ class EmbedPlan:
         return self.summary
 
 
+@summarises_a_crash("embed")
 def run_embed(settings: Settings, full_rebuild: bool = False) -> dict:
     """Encode gold chunks that have no vector of the configured model yet, drop
     vectors of chunks gone from gold; ``full_rebuild`` re-encodes every chunk."""

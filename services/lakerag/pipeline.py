@@ -7,6 +7,7 @@ import time
 
 from .config import Settings
 from .lake import Lake
+from .lake.run_marker import marker_state
 
 STAGES = ("etl", "embed", "index")
 
@@ -62,18 +63,26 @@ def status(settings: Settings) -> dict:
 
 def health(lake: Lake, stages: dict[str, dict | None]) -> dict:
     """The one rule the CLI, the DAG's health task and the API's /pipeline share: unhealthy when
-    a stage failed, a stage started and never finished (killed, or still running), or files
-    are in quarantine (as of the last ETL)."""
+    a stage failed, a stage started and never finished (killed, or still running where that cannot
+    be told from here: another host), or files are in quarantine (as of the last ETL). A stage whose
+    run is in flight on this host is ``running``, not a problem."""
     problems = [f"{name} failed: {s.get('error') or s.get('reason') or 'see its summary'}"
                 for name, s in stages.items() if s is not None and not s.get("ok", True)]
-    unfinished = {name: marker for name in STAGES if (marker := lake.read_run_started(name))}
-    problems += [f"{name} started at {m.get('started_at')} (pid {m.get('pid')} on {m.get('host')}) and has not "
-                 "finished: still running, or killed; the next complete run clears this"
-                 for name, m in unfinished.items()]
+    markers = {name: marker for name in STAGES if (marker := lake.read_run_started(name))}
+    states = {name: marker_state(marker) for name, marker in markers.items()}
+    for name, m in markers.items():
+        started = f"{name} started at {m.get('started_at')} (pid {m.get('pid')} on {m.get('host')})"
+        if states[name] == "gone":
+            problems.append(f"{started} and did not finish: that process no longer runs (killed, or out of "
+                            "memory); the next complete run clears this")
+        elif states[name] == "elsewhere":
+            problems.append(f"{started} and has not finished: still running, or killed; the next complete "
+                            "run clears this")
     etl = stages.get("etl") or {}
     quarantined = (etl.get("files") or {}).get("quarantined", 0)
     if quarantined:
         problems.append(f"{quarantined} file(s) in quarantine: GET /documents or the etl summary says why; "
                         "fix or delete them in raw/ and the next run clears them")
     return {"healthy": not problems, "problems": problems, "quarantined": quarantined,
-            "unfinished": sorted(unfinished)}
+            "unfinished": sorted(name for name, state in states.items() if state != "running"),
+            "running": sorted(name for name, state in states.items() if state == "running")}

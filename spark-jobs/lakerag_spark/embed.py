@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import pyarrow as pa
 from lakerag.config import Settings
 from lakerag.embed_job import EmbedPlan
-from lakerag.lake import Lake, tables
+from lakerag.lake import Lake, summarises_a_crash, tables
 from lakerag.lake.files import FileWriter
 
 from lakerag_spark.frames import read_table
@@ -62,6 +62,7 @@ def encode_and_write(settings: Settings, gold_version: int):
     return run
 
 
+@summarises_a_crash("embed")
 def run_embed_spark(spark, settings: Settings, full_rebuild: bool = False) -> dict:
     lake = Lake.open(settings)
     model = settings.embedding_model

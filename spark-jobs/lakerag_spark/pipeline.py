@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from lakerag import config
 from lakerag.config import Settings
-from lakerag.lake import Lake, tables
+from lakerag.lake import Lake, summarises_a_crash, tables
 from lakerag.summary import format_summary
 from pyspark.sql import SparkSession
 
@@ -23,6 +23,7 @@ LAKE_TABLES = ("bronze", "quarantine", "silver", "gold")
 log = logging.getLogger(__name__)
 
 
+@summarises_a_crash("etl", title="etl")
 def run_etl(settings: Settings, stages=STAGES, full_rebuild: bool = False, spark=None) -> dict:
     """Run the given stages (in pipeline order) and return the run summary, also written to
     lake/_runs/etl.json. Incremental unless ``full_rebuild``; a run over an unchanged store

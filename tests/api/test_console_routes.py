@@ -102,6 +102,17 @@ def test_the_api_and_the_cli_give_one_verdict_on_quarantined_files(local_setting
     assert api_view["quarantined"] == 4 and all(stage["ok"] for stage in api_view["stages"])
 
 
+def test_a_stage_in_flight_is_running_for_the_api_too(local_settings, start_api):
+    """The console showed "unfinished: etl" while a run was in flight (a second `make run`)."""
+    lake = Lake.open(local_settings)
+    for stage in ("etl", "embed", "index"):
+        lake.write_run_summary(stage, {"title": stage, "ok": True, "files": {"quarantined": 0}})
+    lake.mark_run_started("etl")  # this test's process: alive, on the API's host
+    with start_api(local_settings) as api:
+        view = api.client.get("/pipeline").json()
+    assert view["healthy"] is True and view["running"] == ["etl"] and view["unfinished"] == [], view
+
+
 def test_unreadable_summaries_are_a_gauge_not_a_broken_scrape(local_settings, start_api):
     lake = Lake.open(local_settings)
     lake.store.put("lake/_runs/etl.json", b"{not json")

@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
+import pytest
 from lakerag import cli
 from lakerag.embed_job import run_embed
 from lakerag.index.publish import read_current, run_index
@@ -35,6 +39,13 @@ def test_publisher_republishes_when_current_does_not_verify(settings, embedder):
     assert run_index(settings)["published"] is False  # healed: the next run has nothing to do
 
 
+def _marker_of_an_ended_process(settings, stage: str) -> None:
+    """A started-marker written by a process that then ended without a summary (as a killed one does)."""
+    command = f"from lakerag.lake import Lake; from lakerag.config import from_env; " \
+              f"Lake.open(from_env({{}}, store_uri={settings.store_uri!r})).mark_run_started({stage!r})"
+    subprocess.run([sys.executable, "-c", command], check=True, timeout=120)
+
+
 def _status_cli(monkeypatch, settings, *flags) -> int:
     monkeypatch.setenv("LAKERAG_STORE_URI", settings.store_uri)
     return cli.main(["pipeline", "status", *flags])
@@ -46,10 +57,10 @@ def test_a_started_never_finished_stage_is_unhealthy_until_a_run_completes(local
     assert status(local_settings)["healthy"]
     assert _status_cli(monkeypatch, local_settings) == 0 and _status_cli(monkeypatch, local_settings, "--json") == 0
 
-    Lake.open(local_settings).mark_run_started("embed")  # what a kill -9 mid-embed leaves behind
+    _marker_of_an_ended_process(local_settings, "embed")  # what a kill -9 mid-embed leaves behind
     report = status(local_settings)
-    assert not report["healthy"] and report["unfinished"] == ["embed"]
-    assert any("embed started" in p and "not finished" in p for p in report["problems"])
+    assert not report["healthy"] and report["unfinished"] == ["embed"] and report["running"] == []
+    assert any("embed started" in p and "no longer runs" in p for p in report["problems"])
     assert _status_cli(monkeypatch, local_settings) == 1  # text and JSON agree
     capsys.readouterr()
     assert _status_cli(monkeypatch, local_settings, "--json") == 1
@@ -57,6 +68,62 @@ def test_a_started_never_finished_stage_is_unhealthy_until_a_run_completes(local
 
     assert run_embed(local_settings)["ok"]  # a later complete run clears it
     assert status(local_settings)["healthy"]
+
+
+def test_a_stage_in_flight_on_this_host_is_running_not_unhealthy(local_settings, embedder, monkeypatch, capsys):
+    """While a second `make run` ran its pipeline behind the API, status said UNHEALTHY ("etl
+    started ... has not finished") and the console "unfinished: etl": a marker could not tell a
+    run in flight from a killed one. On the host that wrote it, its process tells."""
+    _pipeline(local_settings, synthetic_docs(2))
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lake = Lake.open(local_settings)
+        lake.mark_run_started("etl")
+        marker = lake.read_run_started("etl")
+        lake.store.put("lake/_runs/etl.started.json", json.dumps(
+            {**marker, "pid": sleeper.pid, "process_started": _ticks(sleeper.pid)}).encode())
+        report = status(local_settings)
+        assert report["healthy"] and report["running"] == ["etl"] and report["unfinished"] == [], report
+        assert _status_cli(monkeypatch, local_settings) == 0
+        assert "running (1):" in capsys.readouterr().out
+
+        lake.store.put("lake/_runs/etl.started.json", json.dumps({**marker, "host": "another-pod"}).encode())
+        report = status(local_settings)  # written elsewhere: cannot be checked, still a problem
+        assert not report["healthy"] and report["unfinished"] == ["etl"]
+        assert any("still running, or killed" in p for p in report["problems"])
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    lake.store.put("lake/_runs/etl.started.json", json.dumps(
+        {**marker, "pid": sleeper.pid, "process_started": _ticks(os.getpid())}).encode())
+    report = status(local_settings)  # the pid ended (or is reused by another process): gone
+    assert not report["healthy"] and report["unfinished"] == ["etl"] and report["running"] == []
+
+
+def _ticks(pid: int) -> int:
+    from lakerag.lake.run_marker import _start_ticks
+
+    ticks = _start_ticks(pid)
+    assert ticks is not None
+    return ticks
+
+
+def test_a_stage_that_raises_records_a_failed_summary(local_settings, embedder, monkeypatch):
+    """An exception escaping a stage left its marker behind; in a process that goes on (the
+    watcher, `lakerag run`) that marker would read as a run still in flight."""
+    _pipeline(local_settings, synthetic_docs(2))
+    from lakerag.index import publish
+
+    def unreachable(store):
+        raise OSError("store unreachable")
+
+    monkeypatch.setattr(publish, "read_current", unreachable)
+    with pytest.raises(OSError):
+        run_index(local_settings, force=True)
+    report = status(local_settings)
+    assert report["running"] == [] and report["unfinished"] == [], report
+    assert "index failed: OSError: store unreachable" in report["problems"]
+    assert Lake.open(local_settings).read_run_summary("index")["last_success_at"]  # carried over
 
 
 def test_status_exit_codes_agree_when_a_stage_failed(local_settings, monkeypatch, capsys):

@@ -56,14 +56,14 @@ class PipelineStatus:
             try:
                 lake: Lake = self._lake_of()
                 summaries = {name: lake.read_run_summary(name) for name in STAGES}
-                # healthy, problems, quarantined, unfinished: as `lakerag pipeline status` says them
+                # healthy, problems, quarantined, unfinished, running: as `lakerag pipeline status` says them
                 view = {"readable": True, **health(lake, summaries),
                         "stages": [stage_view(name, summary) for name, summary in summaries.items()]}
             except Exception as exc:  # noqa: BLE001 - an unreachable store must not break /metrics
                 log.warning("cannot read the pipeline summaries: %s", exc)
                 view = {"readable": False, "error": f"{type(exc).__name__}: {exc}", "stages": [], "healthy": False,
                         "problems": [f"cannot read the pipeline summaries: {exc}"], "quarantined": 0,
-                        "unfinished": []}
+                        "unfinished": [], "running": []}
             self._cached, self._read_at = view, time.monotonic()
             return view
 

@@ -25,7 +25,7 @@ import numpy as np
 from ..config import Settings
 from ..embedding import cap_threads
 from ..encoder_identity import identity_for
-from ..lake import CURRENT_KEY, INDEX_PREFIX, Lake
+from ..lake import CURRENT_KEY, INDEX_PREFIX, Lake, summarises_a_crash
 from ..store import COPY_CHUNK_BYTES, NotFound, ObjectStore
 from .artifacts import (
     CHUNK_COLUMNS,
@@ -316,6 +316,7 @@ def _verified_manifest(store: ObjectStore, version: str) -> dict | None:
         return None
 
 
+@summarises_a_crash("index")
 def run_index(settings: Settings, force: bool = False) -> dict:
     """Build an index of the current model's vectors over gold and publish it, unless
     CURRENT already serves exactly that (then say so and publish nothing)."""

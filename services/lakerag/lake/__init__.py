@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -23,6 +25,9 @@ from datetime import UTC, datetime
 
 from ..config import Settings
 from ..store import NotFound, ObjectStore, S3Access, StoreError, store_for
+from .run_marker import this_process
+
+log = logging.getLogger(__name__)
 
 RAW_PREFIX = "raw/"
 INDEX_PREFIX = "index/"
@@ -49,8 +54,7 @@ class Lake:
 
     def mark_run_started(self, stage: str) -> None:
         """A marker the stage's summary removes: left behind, it says a run started and never finished."""
-        marker = {"stage": stage, "started_at": datetime.now(UTC).isoformat(), "pid": os.getpid(),
-                  "host": socket.gethostname()}
+        marker = {"stage": stage, "started_at": datetime.now(UTC).isoformat(), **this_process()}
         self.store.put(f"lake/_runs/{stage}.started.json", json.dumps(marker).encode())
 
     def read_run_started(self, stage: str) -> dict | None:
@@ -102,3 +106,34 @@ def chunk_id_for(doc_id: str, position: int, text: str) -> str:
     """Stable chunk id from the document, the chunk's position and its text."""
     digest = hashlib.sha256(f"{doc_id}\x1f{position}\x1f{text}".encode()).hexdigest()
     return digest[:24]
+
+
+def summarises_a_crash(stage: str, title: str | None = None):
+    """For a stage's entry point: an exception that escapes it writes a failed summary (which also
+    removes the marker) before it propagates, so a marker whose process still runs always means
+    the stage is in flight, also in a long-lived process (the watcher, `lakerag run`) that goes on."""
+
+    def wrap(run):
+        @functools.wraps(run)
+        def guarded(*args, **kwargs):
+            try:
+                return run(*args, **kwargs)
+            except Exception as exc:
+                settings = next(a for a in (*args, *kwargs.values()) if isinstance(a, Settings))
+                _record_crash(settings, stage, title or f"pipeline {stage}", exc)
+                raise
+
+        return guarded
+
+    return wrap
+
+
+def _record_crash(settings: Settings, stage: str, title: str, exc: Exception) -> None:
+    try:
+        lake = Lake.open(settings)
+        marker = lake.read_run_started(stage)
+        if marker and marker.get("pid") == os.getpid() and marker.get("host") == socket.gethostname():
+            lake.write_run_summary(stage, {"title": title, "ok": False,
+                                           "error": f"{type(exc).__name__}: {exc}"})
+    except Exception as inner:  # noqa: BLE001 - the stage's own error is the one to raise
+        log.warning("could not record that %s failed: %s", stage, inner)

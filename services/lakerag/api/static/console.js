@@ -117,10 +117,12 @@ async function refreshStatus() {
       const failed = ran.filter((s) => !s.ok).map((s) => s.stage);
       const last = ran.map((s) => s.finished_at).filter(Boolean).sort().pop();
       // p.healthy is `lakerag pipeline status`'s verdict: quarantined files or a stage that
-      // never finished count against it too.
+      // never finished count against it too; a stage in flight on the API's host does not.
       const unfinished = p.unfinished || [];
+      const running = p.running || [];
       const parts = [failed.length ? `failed: ${failed.join(", ")}`
-        : unfinished.length ? `unfinished: ${unfinished.join(", ")}` : p.healthy ? "healthy" : "needs attention"];
+        : unfinished.length ? `unfinished: ${unfinished.join(", ")}`
+        : running.length ? `running: ${running.join(", ")}` : p.healthy ? "healthy" : "needs attention"];
       if (p.quarantined) parts.push(`${p.quarantined} quarantined`);
       if (last) parts.push(`last run ${last}`);
       mark("status-pipeline", parts.join(" · "), failed.length ? "bad" : p.healthy ? "good" : "warn");
