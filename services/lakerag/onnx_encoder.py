@@ -26,6 +26,7 @@ import numpy as np
 ONNX_FILE = "model.onnx"
 ENCODER_FILE = "encoder.json"
 POOLING_MODES = ("cls_token", "mean_tokens", "max_tokens", "lasttoken")
+NEW_POOLING_NAMES = {"cls": "cls_token", "mean": "mean_tokens", "max": "max_tokens"}  # sentence-transformers 6
 BAKED_ROOT = Path("/opt/lakerag/models")
 SPIN_MICROSECONDS = 50  # how long an idle ONNX Runtime worker spins before it sleeps (OnnxEncoder)
 
@@ -72,13 +73,23 @@ def read_pooling(path: Path) -> tuple[str, bool]:
     if len(pooling) != 1:
         raise EncoderUnavailable(f"{path / 'modules.json'} names {len(pooling)} Pooling modules; need exactly one")
     config = json.loads((path / pooling[0].get("path", "") / "config.json").read_text())
-    modes = [m for m in POOLING_MODES if config.get(f"pooling_mode_{m}")]
-    others = [k for k, v in config.items() if k.startswith("pooling_mode_") and v and k[13:] not in POOLING_MODES]
-    if len(modes) != 1 or others:
+    modes = _pooling_modes(config)
+    # include_prompt false: the prompt's tokens are left out of the pooling, which this encoder does not do.
+    if len(modes) != 1 or modes[0] not in POOLING_MODES or config.get("include_prompt") is False:
         raise EncoderUnavailable(f"pooling {config} is not supported by the ONNX encoder (one of "
-                                 f"{', '.join(POOLING_MODES)}); use LAKERAG_ENCODER=torch for this model")
+                                 f"{', '.join(POOLING_MODES)}, prompt included); use LAKERAG_ENCODER=torch for "
+                                 "this model")
     normalize = any(m.get("type", "").endswith(".Normalize") for m in modules)
     return modes[0], normalize
+
+
+def _pooling_modes(config: dict) -> list[str]:
+    """The pooling modes a Pooling config turns on, in the legacy names (``pooling_mode_<name>``
+    flags); sentence-transformers 6 saves one ``pooling_mode`` key (a name or a list) instead."""
+    if "pooling_mode" in config:
+        mode = config["pooling_mode"]
+        return [NEW_POOLING_NAMES.get(m, m) for m in ([mode] if isinstance(mode, str) else mode)]
+    return [key.removeprefix("pooling_mode_") for key, on in config.items() if key.startswith("pooling_mode_") and on]
 
 
 class OnnxEncoder:

@@ -140,6 +140,29 @@ def test_pooling_and_normalisation_come_from_the_model_config(tmp_path):
         read_pooling(tmp_path)
 
 
+@pytest.mark.parametrize(("saved", "expected"), [
+    ({"embedding_dimension": 384, "pooling_mode": "mean", "include_prompt": True}, "mean_tokens"),
+    ({"pooling_mode": "cls"}, "cls_token"), ({"pooling_mode": ["max"]}, "max_tokens"),
+    ({"pooling_mode": "lasttoken"}, "lasttoken"), ({"pooling_mode": "weightedmean"}, None),
+    ({"pooling_mode": ["cls", "mean"]}, None), ({"pooling_mode": "mean", "include_prompt": False}, None),
+    ({"pooling_mode_mean_tokens": True, "include_prompt": False}, None),
+])
+def test_pooling_configs_as_sentence_transformers_6_saves_them(tmp_path, saved, expected):
+    """A model saved by sentence-transformers 6 (a fine-tuned one, say) writes one `pooling_mode`
+    key: its ONNX export failed with "pooling ... is not supported" even for plain mean pooling."""
+    (tmp_path / "pool").mkdir()
+    (tmp_path / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "pool", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    (tmp_path / "pool" / "config.json").write_text(json.dumps(saved))
+    if expected is None:
+        with pytest.raises(EncoderUnavailable, match="LAKERAG_ENCODER=torch"):
+            read_pooling(tmp_path)
+    else:
+        assert read_pooling(tmp_path) == (expected, True)
+
+
 def _threads() -> set[str]:
     return set(os.listdir("/proc/self/task"))
 
