@@ -231,7 +231,8 @@ def resolve_encoder(settings: Settings) -> tuple[str, Path]:
     folder, exporting the model first when ONNX is chosen, none exists yet and torch can make
     one. The index job calls this too, so its manifest names the encoder the embeddings job
     used even when each runs in a fresh pod with an empty cache (the export is deterministic)."""
-    from .onnx_encoder import find_export, read_identity
+    from .model_files import changed_since_export
+    from .onnx_encoder import export_dir, find_export, read_identity
 
     name = settings.embedding_model
     choice = settings.encoder
@@ -239,7 +240,14 @@ def resolve_encoder(settings: Settings) -> tuple[str, Path]:
     if choice == "auto":
         onnx_ready = importlib.util.find_spec("onnxruntime") is not None
         choice = "onnx" if onnx_ready and (read_identity(where) or _torch_available()) else "torch"
-    if choice == "onnx" and read_identity(where) is None:
+    identity = read_identity(where)
+    # A model in a local directory may have changed in place (fine-tuned again) since its export.
+    stale = changed_since_export(name, identity) if choice == "onnx" and identity else ""
+    if choice == "onnx" and (identity is None or stale):
+        if not _torch_available() and stale:
+            raise ModelUnavailable(
+                f"the model in {name} changed since its ONNX export in {where} was made ({stale}): run `lakerag "
+                f"model export {name}` where torch is installed to export it again, or set LAKERAG_ENCODER=torch")
         if not _torch_available():
             raise ModelUnavailable(
                 f"no ONNX export of {name!r} in {where} and no torch here to make one: run `lakerag model export "
@@ -247,7 +255,10 @@ def resolve_encoder(settings: Settings) -> tuple[str, Path]:
                 "installed (`pip install 'lakerag[torch]'` or a dev venv), or set LAKERAG_ENCODER=torch")
         from .onnx_export import export
 
-        log.info("no ONNX export of %s in %s yet: exporting it now (once per model cache)", name, where)
+        if stale:  # exported again into the cache (a baked export is read-only); export() says why
+            where = export_dir(name, settings.model_cache_dir)
+        else:
+            log.info("no ONNX export of %s in %s yet: exporting it now (once per model cache)", name, where)
         export(name, settings, where)
     return choice, where
 

