@@ -135,15 +135,22 @@ _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "vs", "e.g"
 _LAST_WORD = re.compile(r"([\w.]+)\.*$")
 # Longer than any abbreviation ("e.g", "U.S.A") with its closing quotes and brackets.
 _ABBREVIATION_TAIL = 32
+# A line at least this long that does not end a sentence was wrapped (text files, PDF); shorter: a heading.
+_WRAPPED_LINE = 60
+_LINE_ENDS = frozenset(".!?:;\u2026\u3002\uff01\uff1f")
+_LIST_ITEM = re.compile(r"[ \t]*(?:[-*\u2022\u2013]|\d{1,3}[.)]|[a-zA-Z][.)])\s")
+_FIELD = re.compile(r"[ \t]*[\w.\[\]-]+:\s")
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
-    """(start, end) offsets of the sentences in ``text``, whitespace excluded."""
+    """(start, end) offsets of the sentences in ``text``, whitespace excluded. A line break ends a
+    sentence (headings, list items) unless the next line goes on in lower case: hard-wrapped prose
+    (plain text, PDF) breaks lines mid-sentence, and a chunk must not start there."""
     spans = []
-    for line in re.finditer(r"[^\n]+", text):
-        start = line.start()
-        for end_match in _SENTENCE_END.finditer(line.group(0)):
-            end = line.start() + end_match.end()
+    for line_start, line_end in _lines(text):
+        start = line_start
+        for end_match in _SENTENCE_END.finditer(text, line_start, line_end):
+            end = end_match.end()
             # Only the sentence's last word decides, so look at a bounded tail: a line whose dots are
             # all abbreviations or lower-case continuations ("... elit. lorem ...", repeated for a
             # megabyte) never ends a sentence, and passing it whole made chunking quadratic.
@@ -152,7 +159,7 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
                 continue
             spans.append((start, end))
             start = end
-        spans.append((start, line.end()))
+        spans.append((start, line_end))
     result = []
     for start, end in spans:
         chunk = text[start:end]
@@ -161,6 +168,31 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
         if stripped_end > stripped_start:
             result.append((stripped_start, stripped_end))
     return result
+
+
+def _lines(text: str):
+    """(start, end) of each line, a line joined to the one before when that one was wrapped."""
+    start = end = None
+    for line in re.finditer(r"[^\n]+", text):
+        continues = start is not None and line.start() == end + 1 and _wrapped(text[start:end], line.group(0))
+        if start is not None and not continues:
+            yield start, end
+        start = line.start() if not continues else start
+        end = line.end()
+    if start is not None:
+        yield start, end
+
+
+def _wrapped(before: str, line: str) -> bool:
+    """Whether ``line`` goes on with the sentence of the text ``before`` it: it is no list item or
+    ``key: value`` field (as JSON documents are flattened), and it starts in lower case or
+    ``before`` ends in a long line without a sentence's end (a wrapped paragraph, not a heading)."""
+    if _LIST_ITEM.match(line) or _FIELD.match(line):
+        return False
+    if line.lstrip()[:1].islower():
+        return True
+    last = before[before.rfind("\n") + 1:].rstrip()
+    return len(last) >= _WRAPPED_LINE and last[-1] not in _LINE_ENDS
 
 
 def _is_abbreviation(sentence: str, following: str) -> bool:

@@ -86,7 +86,7 @@ def test_serve_without_pyarrow_pandas_deltalake(local_settings, sample_index, sa
                 pass
             time.sleep(0.1)
         with httpx.Client(base_url=base, timeout=30) as client:
-            body = client.post("/search", json={"query": "How many days of annual leave do employees get?",
+            body = client.post("/search", json={"query": "What is the hotel limit per night on business travel?",
                                                 "k": 3}).json()
             assert body["matched"] and body["index_version"] == version and len(body["hits"]) == 3, body
             hit = body["hits"][0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import unicodedata
+from pathlib import Path
 
 import pytest
 from lakerag.text import chunk_pages, count_tokens, guess_title, normalise, split_sentences
@@ -36,6 +37,43 @@ def test_split_sentences_respects_abbreviations_and_lines():
     sentences = [text[a:b] for a, b in split_sentences(text)]
     assert sentences == ["Dr. Smith arrived at 3.30 today.", "Was he late?", "Yes!", "A heading",
                          "The U.S. Army, e.g. a unit.", "End."]
+
+
+def test_a_sentence_wrapped_over_lines_is_one_sentence():
+    """Hard-wrapped text (plain text files, PDF) breaks lines mid-sentence: each line was taken for
+    a sentence, so chunks started mid-sentence ("fired, what you did, ...": 27 of the 58 sample
+    chunks started in lower case)."""
+    text = ("4. AFTER THE PAGE\n\nWrite a short note in the shift log for every page, even false alarms: what\n"
+            "fired, what you did, and whether the alert should be tuned. Any SEV1 or SEV2\n"
+            "needs a postmortem draft within five working days.\n"
+            "A heading without a full stop\nThe next paragraph starts here.\n"
+            "- a list item\n- another item that is long enough to look like a wrapped line of prose\n"
+            "1) numbered\nreleases.version: 2.4.0\nreleases.date: 2026-05-04")
+    sentences = [text[a:b] for a, b in split_sentences(text)]
+    assert sentences == [
+        "4.", "AFTER THE PAGE",
+        ("Write a short note in the shift log for every page, even false alarms: what\nfired, what you did, "
+        "and whether the alert should be tuned."),
+        "Any SEV1 or SEV2\nneeds a postmortem draft within five working days.",
+        "A heading without a full stop", "The next paragraph starts here.",
+        "- a list item", "- another item that is long enough to look like a wrapped line of prose", "1) numbered",
+        "releases.version: 2.4.0", "releases.date: 2026-05-04"]
+
+
+def test_sample_chunks_start_where_a_sentence_does():
+    from lakerag.extract import extract
+    from lakerag.text import normalise_pages
+
+    docs = Path(__file__).resolve().parents[2] / "services" / "lakerag" / "samples" / "docs"
+    starts = {}
+    for path in sorted(docs.iterdir()):
+        extraction = extract(f"raw/{path.name}", path.read_bytes())
+        if extraction.ok and extraction.file_type != "json":  # JSON: "key: value" lines start in lower case
+            pages = normalise_pages(extraction.pages, extraction.file_type)
+            for chunk in chunk_pages(pages, 200, 40, paged=extraction.page_count is not None):
+                starts[f"{path.name}#{chunk.index}"] = chunk.text[:40]
+    assert len(starts) > 30
+    assert {name: start for name, start in starts.items() if start[:1].islower()} == {}
 
 
 def _sentences(n: int) -> str:
