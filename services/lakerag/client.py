@@ -122,7 +122,7 @@ def format_documents(body: dict) -> str:
         return "no documents yet: `lakerag upload FILE...` adds some"
     lines = []
     for doc in body["documents"]:
-        chunks = f"{doc['chunks']} chunks" if doc.get("chunks") is not None else ""
+        chunks = f"{doc['chunks']} chunk{'' if doc['chunks'] == 1 else 's'}" if doc.get("chunks") is not None else ""
         detail = "; ".join(x for x in (chunks, doc.get("reason") or "") if x)
         lines.append(f"{doc['doc_id']}  {doc['state']:11}  {doc['key']}" + (f"  ({detail})" if detail else ""))
     counts = ", ".join(f"{n} {state}" for state, n in sorted(body["counts"].items()))

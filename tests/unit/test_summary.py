@@ -1,4 +1,4 @@
-"""The one-screen summaries the CLI prints (``lakerag.summary``)."""
+"""The one-screen summaries the CLI prints (``lakerag.summary``, ``lakerag.client``'s listings)."""
 
 from __future__ import annotations
 
@@ -28,3 +28,15 @@ def test_a_status_shows_each_stage_on_one_readable_line():
     assert etl_line.split(None, 1)[1] == ("ok=True, files=(seen=23, read=3, quarantined=2), quarantined=[2 entries], "
                                          "seconds=(total=5.91)")
     assert "{" not in text and "    embed                  None" in text
+
+
+def test_documents_listing_says_one_chunk_and_why_a_file_waits():
+    from lakerag.client import format_documents
+
+    listing = format_documents({"documents": [
+        {"doc_id": "a1", "state": "indexed", "key": "raw/ok.md", "chunks": 1},
+        {"doc_id": "b2", "state": "indexed", "key": "raw/long.pdf", "chunks": 12},
+        {"doc_id": "c3", "state": "quarantined", "key": "raw/bad.json", "reason": "invalid JSON at line 1"}],
+        "counts": {"indexed": 2, "quarantined": 1}, "index_version": "v1"})
+    assert "raw/ok.md  (1 chunk)" in listing and "raw/long.pdf  (12 chunks)" in listing
+    assert "raw/bad.json  (invalid JSON at line 1)" in listing and listing.endswith("2 indexed, 1 quarantined; index v1")
