@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
-from lakerag.lake import doc_id_for
+from lakerag.lake import Lake, doc_id_for
 
 CHROMIUM = os.environ.get("LAKERAG_CHROMIUM", "/usr/bin/chromium")
 AXE = REPO / "tests" / "console" / "node_modules" / "axe-core" / "axe.min.js"
@@ -184,6 +184,12 @@ def test_console_search_ask_upload_pipeline_delete(local_settings, start_api, br
         page.wait_for_function(f"() => !document.getElementById('doc-{doc_id_for('raw/volcano.txt')}')")
         assert "raw/volcano.txt" not in {d["key"] for d in api.client.get("/documents").json()["documents"]}
         shots.take(page, "06-deleted")
+
+        # A pipeline run in flight on the API's host (a second `make run`): running, not "unfinished".
+        Lake.open(local_settings).mark_run_started("etl")
+        api.app.state.pipeline_status._read_at = float("-inf")  # past the 15 s cache, as a later refresh is
+        page.locator("#documents-refresh").click()
+        page.wait_for_function("() => document.getElementById('status-pipeline').textContent.startsWith('running: etl')")
 
         page.set_viewport_size({"width": 390, "height": 844})  # a phone
         assert page.evaluate("document.documentElement.scrollWidth") <= 390  # nothing forces sideways scrolling
