@@ -31,6 +31,10 @@ def test_a_fresh_api_serves_the_newest_version_that_verifies(local_settings, sam
         assert status["sync_state"] == "fallback" and status["rejected_version"] == V2
         assert V2 in status["last_error"] and "checksum" in status["last_error"]
         assert metric(api, "lakerag_index_fallback") == 1
+        # /ready (and the console's status bar) said only "serving index V1", as if it were current.
+        ready = api.client.get("/ready").json()["message"]
+        assert ready.startswith(f"serving index {V1}, not {V2}") and "refuses" in ready, ready
+        assert status["message"] == ready
         assert metric(api, "lakerag_index_reload_failures_total") == 1
         reload = api.client.post("/admin/reload").json()
         assert reload["version"] == V1 and V2 in reload["message"] and "does not verify" in reload["message"]
@@ -66,6 +70,7 @@ def test_store_down_then_up_is_reported_as_such_and_recovers(s3_settings, sample
         assert status["version"] == V1 and status["sync_state"] == "store_unreachable"
         assert status["store_errors"] == 1 and status["reload_failures"] == 0 and status["last_error"]
         assert metric(api, "lakerag_index_store_unreachable_total") == 1
+        assert "the store is unreachable" in api.client.get("/ready").json()["message"]
         assert metric(api, "lakerag_index_reload_failures_total") == 0
         assert api.client.post("/search", json={"query": "hotel cap per night"}).status_code == 200
 
@@ -75,4 +80,5 @@ def test_store_down_then_up_is_reported_as_such_and_recovers(s3_settings, sample
         assert response.status_code == 200 and response.json()["version"] == V2
         status = api.client.get("/index").json()
         assert status["sync_state"] == "ok" and status["last_error"] is None  # not stale
+        assert api.client.get("/ready").json()["message"] == f"serving index {V2}"
         assert api.client.post("/admin/reload", headers=KEY).json()["message"].endswith("(unchanged)")

@@ -18,7 +18,7 @@ from fastapi import Depends, Header, HTTPException, Request
 from ..config import Settings
 from ..embedding import Embedder
 from ..index.loaded import LoadedIndex
-from ..index.sync import IndexWatcher
+from ..index.sync import STORE_UNREACHABLE, IndexWatcher
 from ..lake import Lake
 from ..search import NO_INDEX, Cutoffs, Fusion, Reranker
 from .access_log import AccessLog
@@ -71,6 +71,14 @@ class AppState:
     def index_message(self) -> str:
         index = self.index
         if index is not None:
+            # Serving, but not what the store says is current: say so where people look (/ready, console).
+            sync_state = self.watcher.sync_state if self.watcher else "ok"
+            if sync_state in {"fallback", "rejected"} and self.watcher.rejected_version:
+                return (f"serving index {index.version}, not {self.watcher.rejected_version} that index/CURRENT "
+                        "names: this API refuses it (GET /index: last_error)")
+            if sync_state == STORE_UNREACHABLE:
+                return f"serving index {index.version}; the store is unreachable, so a newer version cannot be " \
+                       "synced (GET /index: last_error)"
             return f"serving index {index.version}"
         error = self.watcher.last_error if self.watcher else None
         return NO_INDEX + (f" (last error: {error})" if error else "")

@@ -100,7 +100,9 @@ async function refreshStatus() {
 
   if (index.ok && index.data.loaded) {
     const d = index.data;
-    mark("status-index", `${d.version} · ${d.vectors} vectors · ${d.search_modes.join("/")}`, "good");
+    // Serving, but not the version the store names current (refused, or the store unreachable).
+    if (d.sync_state && d.sync_state !== "ok") mark("status-index", `${d.vectors} vectors · ${d.message}`, "warn");
+    else mark("status-index", `${d.version} · ${d.vectors} vectors · ${d.search_modes.join("/")}`, "good");
     const age = d.age_seconds;
     mark("status-age", `${ago(age)}${d.created_at ? ` (${d.created_at})` : ""}`, age > 86400 ? "warn" : "good");
   } else {
