@@ -237,14 +237,17 @@ class IndexWatcher:
         self._thread: threading.Thread | None = None
         self._store: ObjectStore | None = None
 
-    def _fail(self, message: str, reason: str = REJECTED) -> None:
+    def _fail(self, message: str, reason: str = REJECTED, logged: bool = False) -> None:
+        """Count a failed sync or load; ``logged``: its message was logged already (a fallback says
+        what it serves instead, which "still serving nothing" would contradict)."""
         if reason == STORE_UNREACHABLE:
             self.store_errors += 1
         else:
             self.failures += 1
         self.last_error = message
-        log.error("index reload failed (%s), still serving %s: %s", reason,
-                  self.current.version if self.current else "nothing", message)
+        if not logged:
+            log.error("index reload failed (%s), still serving %s: %s", reason,
+                      self.current.version if self.current else "nothing", message)
         if self.on_failure:
             self.on_failure(message, reason)
 
@@ -262,7 +265,7 @@ class IndexWatcher:
                                   skip=self._rejected)
                     if result.status == "fallback":
                         if result.rejected not in self._rejected or self.sync_state != "fallback":
-                            self._fail(result.message)  # counted once per rejected version, not every poll
+                            self._fail(result.message, logged=True)  # counted once per rejected version
                         self._rejected.add(result.rejected)
                         self.sync_state, self.rejected_version = "fallback", result.rejected
                         self.last_error = result.message
