@@ -172,27 +172,27 @@ def split_sentences(text: str) -> list[tuple[int, int]]:
 
 def _lines(text: str):
     """(start, end) of each line, a line joined to the one before when that one was wrapped."""
-    start = end = None
+    start = end = previous = None
     for line in re.finditer(r"[^\n]+", text):
-        continues = start is not None and line.start() == end + 1 and _wrapped(text[start:end], line.group(0))
+        continues = start is not None and line.start() == end + 1 and _wrapped(previous, line.group(0))
         if start is not None and not continues:
             yield start, end
         start = line.start() if not continues else start
-        end = line.end()
+        end, previous = line.end(), line.group(0)
     if start is not None:
         yield start, end
 
 
 def _wrapped(before: str, line: str) -> bool:
-    """Whether ``line`` goes on with the sentence of the text ``before`` it: it is no list item or
+    """Whether ``line`` goes on with the sentence of the line ``before`` it: it is no list item or
     ``key: value`` field (as JSON documents are flattened), and it starts in lower case or
-    ``before`` ends in a long line without a sentence's end (a wrapped paragraph, not a heading)."""
+    ``before`` is long and does not end a sentence (a wrapped paragraph, not a heading)."""
     if _LIST_ITEM.match(line) or _FIELD.match(line):
         return False
     if line.lstrip()[:1].islower():
         return True
-    last = before[before.rfind("\n") + 1:].rstrip()
-    return len(last) >= _WRAPPED_LINE and last[-1] not in _LINE_ENDS
+    before = before.rstrip()
+    return len(before) >= _WRAPPED_LINE and before[-1] not in _LINE_ENDS
 
 
 def _is_abbreviation(sentence: str, following: str) -> bool:
