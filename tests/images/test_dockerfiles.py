@@ -188,7 +188,11 @@ def test_model_stage_copies_every_module_the_export_imports(image, tmp_path):
         target = tmp_path / "lakerag" / Path(source).relative_to("services/lakerag")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / source, target)
-    probe = subprocess.run([sys.executable, "-c", "import lakerag.onnx_export, lakerag.config"], cwd=tmp_path,
+    # Without the dev venv's editable-install finder, which would find any module missing here in
+    # services/ (this test passed while the images' export failed on a module the stage lacked).
+    code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]; "
+            "import lakerag.onnx_export, lakerag.config")
+    probe = subprocess.run([sys.executable, "-c", code], cwd=tmp_path,
                            capture_output=True, text=True, timeout=120, env={"PYTHONPATH": str(tmp_path)}, check=False)
     assert probe.returncode == 0, probe.stderr
 
