@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .config import Settings
+from .model_files import changed_since_export
 from .torch_models import ModelUnavailable, _load_torch_model
 
 log = logging.getLogger(__name__)
@@ -231,7 +232,6 @@ def resolve_encoder(settings: Settings) -> tuple[str, Path]:
     folder, exporting the model first when ONNX is chosen, none exists yet and torch can make
     one. The index job calls this too, so its manifest names the encoder the embeddings job
     used even when each runs in a fresh pod with an empty cache (the export is deterministic)."""
-    from .model_files import changed_since_export
     from .onnx_encoder import export_dir, find_export, read_identity
 
     name = settings.embedding_model
