@@ -181,6 +181,49 @@ def test_searches_in_other_threads_keep_the_thread_cap(tmp_path):
     assert seen == [1]
 
 
+@pytest.mark.slow
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="OpenMP's default is one thread here")
+def test_an_index_built_beside_the_api_uses_the_cpu_quota(local_settings, embedder, monkeypatch, tmp_path):
+    """`lakerag run` serves and indexes in one process. The API's one FAISS thread per search, set
+    first (its warm-up), used to become every later index build's: HNSW builds took twice as long
+    on 2 CPUs. The build gets the quota, and searches keep their cap afterwards."""
+    import threading
+
+    import faiss
+    from lakerag.embedding import THREAD_ENV_VARS, cap_threads, cpu_quota
+    from lakerag.index import publish
+
+    for var in THREAD_ENV_VARS:  # cap_threads writes the environment: restored after the test
+        monkeypatch.delenv(var, raising=False)
+    settings = local_settings.replace(ann_threshold=5)
+    cap_threads(1, torch=False)  # as the API's warm-up does (cap_search_threads)
+    build_threads, search_threads = [], []
+    real_write = publish.write_index_dir
+
+    def write_index_dir(*args, **kwargs):
+        build_threads.append(faiss.omp_get_max_threads())
+        return real_write(*args, **kwargs)
+
+    monkeypatch.setattr(publish, "write_index_dir", write_index_dir)
+    results = []
+    watcher = threading.Thread(target=lambda: results.append(pipeline(settings, synthetic_docs(4))))
+    watcher.start()
+    watcher.join()
+    assert results[0]["published"] and results[0]["index_type"] == "hnsw"
+    assert build_threads == [cpu_quota()] and cpu_quota() >= 2
+
+    loaded = load_current(Lake.open(settings).store, tmp_path / "serving")
+
+    def request() -> None:
+        loaded.search(np.ones((1, loaded.dimension), np.float32), k=3)
+        search_threads.append(faiss.omp_get_max_threads())
+
+    worker = threading.Thread(target=request)
+    worker.start()
+    worker.join()
+    assert search_threads == [1]
+
+
 def test_rows_outlive_a_pruned_version(tmp_path):
     """A request still holding a version reads its hits after the version's directory is pruned
     (the open SQLite file keeps them readable)."""

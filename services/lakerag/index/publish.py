@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import Settings
-from ..embedding import cap_threads
+from ..embedding import cap_build_threads
 from ..encoder_identity import identity_for
 from ..lake import CURRENT_KEY, INDEX_PREFIX, Lake, summarises_a_crash
 from ..store import COPY_CHUNK_BYTES, NotFound, ObjectStore
@@ -374,7 +374,7 @@ def run_index(settings: Settings, force: bool = False) -> dict:
                              f"{current_manifest.get('gold_version')}); nothing to publish", current=current,
                       gold_version=gold_version, vector_count=len(chunks))
 
-    cap_threads(torch=False)
+    cap_build_threads()
     index_type = choose_index_type(len(vectors), settings)
     with tempfile.TemporaryDirectory(prefix="lakerag-index-") as tmp:
         manifest = write_index_dir(tmp, vectors, chunks, model, gold_version, index_type=index_type,
