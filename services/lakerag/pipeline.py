@@ -13,7 +13,8 @@ STAGES = ("etl", "embed", "index")
 
 
 def run_all(settings: Settings, full_rebuild: bool = False, spark=None) -> dict:
-    """``spark``: a session kept by the caller (the watcher), else one is started and stopped."""
+    """``spark``: a session kept by the caller, or a function returning one (the watcher's), else one is
+    started and stopped."""
     # Here, not at the top: `lakerag pipeline status` and the API (its /pipeline route) need
     # none of them, and the API image has no Spark, Delta or pyarrow (docs/architecture.md).
     from lakerag_spark.pipeline import run_etl

@@ -63,14 +63,19 @@ class PipelineWatcher:
 
     # --- one run -------------------------------------------------------------------------------------
 
-    def _run_pipeline(self) -> dict:
+    def _session(self):
+        """The watcher's Spark session, started by the first run that needs it: inside that run,
+        so its summary counts the start (~25 s here) and status shows the run meanwhile."""
         from lakerag_spark.session import spark_session
-
-        from .pipeline import run_all
 
         if self._spark is None:
             self._spark = spark_session(self.settings, app_name="lakerag-watch")
-        return run_all(self.settings, spark=self._spark)
+        return self._spark
+
+    def _run_pipeline(self) -> dict:
+        from .pipeline import run_all
+
+        return run_all(self.settings, spark=self._session)
 
     def run_once(self) -> dict:
         """Run the pipeline over the store as it is now; remember the listing it started from."""

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 def run_etl(settings: Settings, stages=STAGES, full_rebuild: bool = False, spark=None) -> dict:
     """Run the given stages (in pipeline order) and return the run summary, also written to
     lake/_runs/etl.json. Incremental unless ``full_rebuild``; a run over an unchanged store
-    commits nothing. ``spark``: a session the caller keeps (the watcher's long-lived one)."""
+    commits nothing. ``spark``: a session the caller keeps, or a function returning one (the
+    watcher's long-lived session, started by its first run and timed in it as ``spark_start``)."""
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise ValueError(f"unknown ETL stage(s) {sorted(unknown)}: choose from {', '.join(STAGES)}")
@@ -50,7 +51,7 @@ def run_etl(settings: Settings, stages=STAGES, full_rebuild: bool = False, spark
     # A session this run starts is stopped at the end (`lakerag run` goes on to serve the API
     # in the same process); one that already existed (tests, notebooks) is left running.
     owned = spark is None and SparkSession.getActiveSession() is None
-    spark = spark or spark_session(settings)
+    spark = spark() if callable(spark) else spark or spark_session(settings)
     summary["seconds"]["spark_start"] = round(time.perf_counter() - started, 2)
     run_at = datetime.now(UTC)
     try:

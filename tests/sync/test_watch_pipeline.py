@@ -59,6 +59,35 @@ def test_watcher_indexes_new_and_deleted_raw_objects_on_one_spark_session(settin
         watcher.stop()
 
 
+def test_a_run_that_starts_spark_counts_the_start_and_shows_as_running_meanwhile(local_settings, embedder,
+                                                                                   monkeypatch):
+    """The watcher used to start its Spark session before the run: `make run`'s first summary said
+    26 s with spark_start 0.00 for a run of 50 s, and status showed no run during the start."""
+    import lakerag_spark.session
+
+    lake = Lake.open(local_settings)
+    lake.store.put(OTHER[0], OTHER[1].encode())
+    real_start = lakerag_spark.session.spark_session
+    marker_during_start = []
+
+    def slow_start(settings, app_name):
+        marker_during_start.append(lake.read_run_started("etl"))
+        time.sleep(1.5)  # Spark's own start is ~25 s here; this test's session may exist already
+        return real_start(settings, app_name=app_name)
+
+    monkeypatch.setattr(lakerag_spark.session, "spark_session", slow_start)
+    watcher = PipelineWatcher(local_settings)
+    try:
+        summary = watcher.run_once()
+        assert summary["ok"], summary
+        assert summary["etl"]["seconds.spark_start"] >= 1.5
+        assert summary["seconds"] >= 1.5 + summary["embed"]["seconds"]
+        assert marker_during_start[0] is not None and marker_during_start[0]["stage"] == "etl"
+        assert watcher.run_once()["etl"]["seconds.spark_start"] < 1.0  # the next run reuses the session
+    finally:
+        watcher.stop()
+
+
 def test_lakerag_run_serves_an_upload_and_forgets_a_delete(local_settings, tmp_path):
     port = free_port()
     env = {**os.environ, "LAKERAG_STORE_URI": local_settings.store_uri, "LAKERAG_INDEX_DIR": str(tmp_path / "idx"),
