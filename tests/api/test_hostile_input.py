@@ -218,6 +218,24 @@ def test_json_sent_as_a_form_says_which_content_type_to_use(served):
         assert "Content-Type: application/json" in response.text, response.text
 
 
+@pytest.mark.parametrize("path,body,field,takes", [
+    ("/search", {"query": "travel approvals", "top_k": 1}, "top_k", "query, k, doc_id, source_prefix, mode, as_of"),
+    ("/search", {"query": "travel approvals", "mdoe": "lexical"}, "mdoe", "mode"),
+    ("/answer", {"question": "who approves travel?", "asOf": "20260101T000000Z-0a1b2c3d"}, "asOf", "as_of"),
+    ("/summarize", {"query": "travel", "document_id": "abc"}, "document_id", "doc_id"),
+])
+def test_an_unknown_field_is_refused_naming_the_fields_the_request_takes(served, path, body, field, takes):
+    """A typo of an optional field used to be ignored: the default k, the default mode, the served
+    index version instead of as_of's, every document instead of one, and a 200 that looked right."""
+    response = served.client.post(path, json=body)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", field] and error["type"] == "extra_forbidden"
+    assert error["msg"].startswith(f"unknown field {field!r}: this request takes ") and takes in error["msg"]
+    schema = served.client.get("/openapi.json").json()["components"]["schemas"]
+    assert schema[path.strip("/").capitalize() + "Request"]["additionalProperties"] is False
+
+
 @pytest.mark.parametrize("path", ["/health", "/ready", "/metrics", "/documents", "/index", "/"])
 def test_head_answers_wherever_get_does(served, path):
     get, head = served.client.get(path), served.client.head(path)

@@ -60,7 +60,21 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
         if error.get("type") == "model_attributes_type" and list(error.get("loc", [])) == ["body"] and \
                 not _is_json(request.headers.get("content-type")):
             error["msg"] = NOT_JSON
+        elif error.get("type") == "extra_forbidden":
+            fields = _body_fields(request)
+            error["msg"] = f"unknown field {error['loc'][-1]!r}" + (f": this request takes {', '.join(fields)}"
+                                                                   if fields else "; see /docs")
     return JSONResponse({"detail": errors}, status_code=422)
+
+
+def _body_fields(request: Request) -> list[str]:
+    """The fields of the route's JSON body model (empty where the route has none)."""
+    dependant = getattr(request.scope.get("route"), "dependant", None)
+    for param in getattr(dependant, "body_params", ()):
+        model = getattr(param.field_info, "annotation", None)
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            return list(model.model_fields)
+    return []
 
 
 def _is_json(content_type: str | None) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from ..config import SearchMode
 
@@ -71,7 +71,15 @@ class Lineage(BaseModel):
     replayed: bool = Field(default=False, description="true when as_of picked a version other than the served one")
 
 
-class SearchRequest(BaseModel):
+class RequestBody(BaseModel):
+    """A request's JSON body. An unknown field is refused (422, naming the fields the request
+    takes), not ignored: a typo such as ``top_k``, ``asOf`` or ``document_id`` would otherwise
+    answer with the default k, from the served index version or from every document."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchRequest(RequestBody):
     query: Words = Field(min_length=1, max_length=2000, examples=["How long are incident postmortems kept?"])
     k: int = Field(default=5, ge=1, le=MAX_K)
     doc_id: Text | None = Field(default=None, description="only chunks of this document")
@@ -125,7 +133,7 @@ class SearchResponse(BaseModel):
     lineage: Lineage | None = None
 
 
-class AnswerRequest(BaseModel):
+class AnswerRequest(RequestBody):
     question: Words = Field(min_length=1, max_length=2000, examples=["Who approves travel over budget?"])
     k: int = Field(default=5, ge=1, le=20)
     mode: SearchMode | None = mode_field()
@@ -143,7 +151,7 @@ class AnswerResponse(BaseModel):
     lineage: Lineage | None = None
 
 
-class SummarizeRequest(BaseModel):
+class SummarizeRequest(RequestBody):
     doc_id: Text | None = Field(default=None, min_length=1)
     query: Words | None = Field(default=None, min_length=1, max_length=2000)
     k: int = Field(default=8, ge=1, le=20, description="chunks retrieved for a query-focused summary")
