@@ -78,6 +78,16 @@ def test_covering_lists_exactly_the_chunks_holding_every_query_term(version_dir)
     assert index.lexical.covering("cost quarter").tolist() == [4]
 
 
+def test_covering_does_not_require_the_question_word(version_dir):
+    """A question word is rarely in the answer: "Who approves travel above the per-diem budget?"
+    found no chunk holding every term, so the hybrid cut-off called such a question out of
+    context whenever its dense score was low."""
+    index = load_index_dir(version_dir)
+    assert index.lexical.covering("Who approves travel above the per-diem budget?").tolist() == [2]
+    assert index.lexical.covering("Which ticket tracks CC-0419?").tolist() == [1]
+    assert index.lexical.covering("Which ticket tracks the volcano?").tolist() == []  # the other terms still count
+
+
 def test_tampered_bm25_file_is_rejected(version_dir):
     vocab = version_dir / "bm25.vocab.json"
     words = json.loads(vocab.read_text())

@@ -26,6 +26,8 @@ from ..terms import terms as _terms
 from .errors import IndexRejected
 
 LIBRARY = "bm25s"
+# English question words, which bm25s's stopwords keep; they frame a question, its answer rarely holds them.
+QUESTION_WORDS = frozenset({"who", "whom", "whose", "what", "which", "when", "where", "why", "how"})
 # bm25s file name arguments -> names inside the version directory.
 FILE_NAMES = {
     "data_name": "bm25.data.npy",
@@ -86,8 +88,12 @@ class LexicalIndex:
 
     def covering(self, query: str) -> np.ndarray:
         """Row ids of the chunks that contain every term of ``query`` (an exact name or code
-        lookup), read from the index's postings; empty when the query has no terms."""
+        lookup), read from the index's postings; empty when the query has no terms. A question
+        word is not required: the passage that answers "who was the scribe of INC-2291?" says
+        "Scribe: Priya Ramaswamy", not "who"."""
         wanted = set(self.terms(query))
+        if wanted - QUESTION_WORDS:
+            wanted -= QUESTION_WORDS
         if self.retriever is None or not wanted:
             return np.zeros(0, dtype=np.int64)
         vocab, postings = self.retriever.vocab_dict, self.retriever.scores
