@@ -59,7 +59,13 @@ def status(settings: Settings) -> dict:
     lake = Lake.open(settings)
     stages = {name: lake.read_run_summary(name) for name in STAGES}
     verdict = health(lake, stages)
-    return {"title": "pipeline status", "ok": verdict["healthy"], **verdict, "stages": stages}
+    report = {"title": "pipeline status", "ok": verdict["healthy"], **verdict}
+    if not any(stages.values()) and not verdict["running"] and not verdict["unfinished"]:
+        # Nothing wrong, and nothing to show: say so rather than a bare "healthy" over empty stages
+        # (a mistyped LAKERAG_STORE_URI reads exactly like this).
+        report["note"] = (f"no stage has finished a run in {settings.store_uri} yet: `lakerag pipeline run` runs "
+                          "them (`make run` too); check LAKERAG_STORE_URI if runs were expected here")
+    return {**report, "stages": stages}
 
 
 def health(lake: Lake, stages: dict[str, dict | None]) -> dict:

@@ -136,6 +136,17 @@ def test_status_exit_codes_agree_when_a_stage_failed(local_settings, monkeypatch
     assert "3 of 9 gold chunks" in capsys.readouterr().out
 
 
+def test_status_of_a_store_where_nothing_ran_says_so(local_settings, monkeypatch, capsys):
+    """It used to print a bare "healthy" over three empty stages, as for a mistyped store URI."""
+    assert _status_cli(monkeypatch, local_settings) == 0
+    out = capsys.readouterr().out
+    assert "pipeline status: healthy" in out
+    assert f"no stage has finished a run in {local_settings.store_uri} yet" in out and "LAKERAG_STORE_URI" in out
+    lake = Lake.open(local_settings)
+    lake.write_run_summary("etl", {"ok": True, "files": {"quarantined": 0}})
+    assert "note" not in status(local_settings)
+
+
 def test_kill_9_mid_embed_then_rerun_converges(local_settings, embedder):
     """A real SIGKILL while `lakerag pipeline embed` runs: status says unfinished, a rerun converges."""
     import os
