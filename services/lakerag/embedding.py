@@ -104,6 +104,8 @@ def cap_threads(n: int | None = None, torch: bool = True) -> int:
     for var in THREAD_ENV_VARS:
         current = os.environ.get(var, "")
         if not (current.isdigit() and 0 < int(current) <= n):
+            if current != _written.get(var):
+                _users[var] = current  # what the user asked for ("": nothing), before this process's cap
             os.environ[var] = _written[var] = str(n)
     if torch:
         try:
@@ -124,6 +126,8 @@ def cap_threads(n: int | None = None, torch: bool = True) -> int:
 
 _thread_cap: int | None = None  # the last cap_threads(n)
 _written: dict[str, str] = {}  # the environment values cap_threads set: this process's caps, not the user's
+_users: dict[str, str] = {}  # the user's values cap_threads replaced
+_capped = threading.local()
 
 
 def cap_build_threads() -> int:
@@ -137,12 +141,13 @@ def cap_build_threads() -> int:
 
     n = cpu_quota()
     user = os.environ.get("OMP_NUM_THREADS", "")
-    if user.isdigit() and user != _written.get("OMP_NUM_THREADS") and 0 < int(user) < n:
+    if user == _written.get("OMP_NUM_THREADS"):
+        user = _users.get("OMP_NUM_THREADS", "")
+    if user.isdigit() and 0 < int(user) < n:
         n = int(user)
     faiss.omp_set_num_threads(n)
     _capped.n = None  # a search in this thread later applies the search cap again
     return n
-_capped = threading.local()
 
 
 def cap_this_thread() -> None:

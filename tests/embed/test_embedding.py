@@ -9,7 +9,15 @@ import socket
 import numpy as np
 import pytest
 from lakerag import config
-from lakerag.embedding import Embedder, ModelUnavailable, cap_threads, cpu_quota, load_embedder, prefixes_for
+from lakerag.embedding import (
+    THREAD_ENV_VARS,
+    Embedder,
+    ModelUnavailable,
+    cap_threads,
+    cpu_quota,
+    load_embedder,
+    prefixes_for,
+)
 
 AVAILABLE = len(os.sched_getaffinity(0))
 
@@ -74,6 +82,35 @@ def test_cap_threads_respects_a_lower_omp_num_threads(monkeypatch):
         assert cap_threads() == 2 and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_index_build_after_the_search_cap_keeps_the_users_thread_count(monkeypatch):
+    """The API's cap of one thread per search overwrites OMP_NUM_THREADS; an index build in the same
+    process (`lakerag run`) goes back to what the user set, or to the quota."""
+    import threading
+
+    import faiss
+    from lakerag.embedding import cap_build_threads
+
+    def build_threads() -> tuple[int, int]:
+        """(cap_build_threads(), OpenMP's count after it) in a new thread, as the watcher's build."""
+        seen = []
+        build = threading.Thread(target=lambda: seen.append((cap_build_threads(), faiss.omp_get_max_threads())))
+        build.start()
+        build.join()
+        return seen[0]
+
+    monkeypatch.setattr("lakerag.embedding.cpu_quota", lambda: 4)
+    for user, expected in (("2", 2), (None, 4)):
+        for var in THREAD_ENV_VARS:
+            monkeypatch.delenv(var, raising=False)
+        if user:
+            monkeypatch.setenv("OMP_NUM_THREADS", user)
+        monkeypatch.setattr("lakerag.embedding._written", {})  # a fresh process: no earlier test's caps
+        monkeypatch.setattr("lakerag.embedding._users", {})
+        cap_threads(1, torch=False)  # the API's warm-up
+        assert os.environ["OMP_NUM_THREADS"] == "1"
+        assert build_threads() == (expected, expected), user
 
 
 def test_query_instruction_follows_the_model_family():

@@ -195,6 +195,8 @@ def test_an_index_built_beside_the_api_uses_the_cpu_quota(local_settings, embedd
 
     for var in THREAD_ENV_VARS:  # cap_threads writes the environment: restored after the test
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr("lakerag.embedding._written", {})  # a fresh process: no earlier test's caps
+    monkeypatch.setattr("lakerag.embedding._users", {})
     settings = local_settings.replace(ann_threshold=5)
     cap_threads(1, torch=False)  # as the API's warm-up does (cap_search_threads)
     build_threads, search_threads = [], []
