@@ -74,6 +74,8 @@ def _client():
 
 
 def _settings() -> config.Settings:
+    for warning in config.misspelt():
+        print(f"lakerag: WARNING {warning}", file=sys.stderr)
     try:
         return config.from_env()
     except config.ConfigError as exc:

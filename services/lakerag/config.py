@@ -12,6 +12,7 @@ environment (``os.environ`` unless given).
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
@@ -236,6 +237,22 @@ ENV_VARS: dict[str, tuple[str, type]] = {env_var(name): (name, _kind(field.annot
                                          for name, field in Settings.model_fields.items()}
 
 
+def misspelt(env: Mapping[str, str] | None = None) -> list[str]:
+    """Warnings for ``LAKERAG_*`` variables that no setting reads but that look like one that does:
+    a typo (``LAKERAG_STORE_URL``) would otherwise leave the default in place without a word. Other
+    names (the DAG's ``LAKERAG_NAMESPACE``, ``LAKERAG_IMAGE_TAG``…) are not this close to a setting."""
+    env = os.environ if env is None else env
+    warnings = []
+    for name in sorted(env):
+        if not name.startswith("LAKERAG_") or name in ENV_VARS:
+            continue
+        unprefixed = name.removeprefix("LAKERAG_")  # LAKERAG_GEMINI_API_KEY for GEMINI_API_KEY
+        close = [unprefixed] if unprefixed in ENV_VARS else difflib.get_close_matches(name, ENV_VARS, n=1, cutoff=0.9)
+        if close:
+            warnings.append(f"{name} is not a setting and is ignored: did you mean {close[0]}?")
+    return warnings
+
+
 def from_env(env: Mapping[str, str] | None = None, **overrides) -> Settings:
     """Settings from ``env`` (default ``os.environ``), ``overrides`` winning; ConfigError naming
     each bad variable."""
@@ -284,6 +301,7 @@ def report(env: Mapping[str, str] | None = None, role: Role = "all") -> tuple[li
         if not (has_keys or has_chain):
             lines.append("  WARN  s3 store but no AWS credentials in the environment: set AWS_ACCESS_KEY_ID and "
                          "AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or run with an IAM role (IRSA)")
+    lines += [f"  WARN  {warning}" for warning in misspelt(env)]
     missing = settings.missing(role)
     lines += [f"  MISSING {problem}" for problem in missing]
     if role in {"api", "all"}:

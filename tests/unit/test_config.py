@@ -71,3 +71,21 @@ def test_config_check_exit_codes(monkeypatch, capsys):
     monkeypatch.setenv("LAKERAG_STORE_URI", "s3://bucket")
     assert cli.main(["config", "check", "--role", "batch"]) == 1
     assert "MISSING AWS_REGION" in capsys.readouterr().out
+
+
+def test_a_misspelt_variable_is_named_with_the_setting_it_resembles(monkeypatch, capsys, tmp_path):
+    """A typo used to leave the default without a word: LAKERAG_STORE_URL served ./local_data."""
+    env = {"LAKERAG_STORE_URL": "s3://bucket", "LAKERAG_SERACH_MODE": "dense", "LAKERAG_GEMINI_API_KEY": "k",
+           "LAKERAG_NAMESPACE": "lakerag", "LAKERAG_MODEL_CACHE_CLAIM": "models"}  # the last two: the DAG's
+    assert config.misspelt(env) == [
+        "LAKERAG_GEMINI_API_KEY is not a setting and is ignored: did you mean GEMINI_API_KEY?",
+        "LAKERAG_SERACH_MODE is not a setting and is ignored: did you mean LAKERAG_SEARCH_MODE?",
+        "LAKERAG_STORE_URL is not a setting and is ignored: did you mean LAKERAG_STORE_URI?"]
+    assert config.misspelt({"LAKERAG_STORE_URI": "file:///x", "LAKERAG_IMAGE_TAG": "dev"}) == []
+    lines, usable = report(env)
+    assert usable and "  WARN  LAKERAG_STORE_URL is not a setting and is ignored: did you mean LAKERAG_STORE_URI?" in lines
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LAKERAG_STORE_URI", f"file://{tmp_path}")
+    assert cli.main(["pipeline", "status"]) == 0
+    assert "lakerag: WARNING LAKERAG_STORE_URL is not a setting" in capsys.readouterr().err
