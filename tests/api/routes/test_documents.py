@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import lakerag.api
 import pytest
+from lakerag.extract import FILE_TYPES
 from lakerag.lake import doc_id_for
 from lakerag.store import open_store
+
+STATIC = Path(lakerag.api.__file__).parent / "static"
 
 
 @pytest.fixture
@@ -50,6 +57,20 @@ def test_upload_refuses_bad_type_size_name_and_missing_or_wrong_key(api):
     response = upload(api, "a.txt", key=None)
     assert response.status_code == 401 and "X-API-Key" in response.json()["detail"]
     assert upload(api, "a.txt", key="wrong").status_code == 403
+
+
+def test_every_type_the_pipeline_extracts_is_accepted_offered_and_served(api):
+    """Upload, the console's file picker and the content route take their types from extract.FILE_TYPES:
+    a `.text` file, which the pipeline reads from raw/, was refused by upload with 415."""
+    for extension, kind in FILE_TYPES.items():
+        response = upload(api, f"doc{extension}", b"{}" if kind == "json" else b"Some text about pallets.")
+        assert response.status_code == 201, (extension, response.text)
+        served = api.client.get(f"/documents/{response.json()['doc_id']}/content")
+        assert served.status_code == 200
+        expected = {"pdf": "application/pdf", "json": "application/json"}.get(kind, "text/plain")
+        assert served.headers["content-type"].split(";")[0] == expected, extension
+    picker = re.search(r'accept="([^"]+)"', (STATIC / "index.html").read_text()).group(1)
+    assert sorted(picker.split(",")) == sorted(FILE_TYPES)
 
 
 def test_two_files_in_one_request_are_refused_not_half_stored(api, local_settings):

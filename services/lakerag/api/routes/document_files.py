@@ -11,15 +11,16 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Response
 
+from ...extract import FILE_TYPES
 from ...lake import RAW_PREFIX, doc_id_for
 from ...store import NotFound, StoreError
 from ..deps import State
 
 router = APIRouter(tags=["documents"])
 
-MEDIA_TYPES = {".pdf": "application/pdf", ".txt": "text/plain; charset=utf-8", ".md": "text/plain; charset=utf-8",
-               ".markdown": "text/plain; charset=utf-8", ".json": "application/json",
-               ".html": "text/plain; charset=utf-8", ".htm": "text/plain; charset=utf-8"}
+# HTML and Markdown as text: shown as written, nothing rendered in the API's origin.
+MEDIA_TYPES = {ext: {"pdf": "application/pdf", "json": "application/json"}.get(kind, "text/plain; charset=utf-8")
+               for ext, kind in FILE_TYPES.items()}
 
 
 @router.get("/documents/{doc_id}/content", response_class=Response,

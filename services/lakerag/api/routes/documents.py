@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from ...extract import FILE_TYPES
 from ...lake import DOCUMENTS_KEY, RAW_PREFIX, doc_id_for
 from ...store import StoreError
 from ..deps import ApiKey, State
@@ -20,7 +21,7 @@ from ..uploads import UploadError, boundary_of, check_declared_length, stream_fi
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["documents"])
 
-ALLOWED_EXTENSIONS = (".pdf", ".txt", ".json", ".md", ".markdown", ".html", ".htm")
+ALLOWED_EXTENSIONS = tuple(FILE_TYPES)  # what the pipeline extracts, no more
 MAX_NAME_BYTES = 200  # UTF-8: file systems cap a name at 255 bytes, not characters
 QUOTES = set("\"'`")
 
