@@ -10,6 +10,8 @@ from pathlib import Path
 
 import httpx
 
+from .extract import FILE_TYPES
+
 WIDTH = 100
 logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request would clutter the output
 
@@ -101,8 +103,40 @@ def summarize(url: str, query: str = "", doc_id: str = "", k: int = 8, api_key: 
     return _query(url, "/summarize", payload, api_key, mode if not doc_id else "", format_summary)
 
 
+def documents_to_upload(paths: list[Path]) -> list[Path]:
+    """The files named, and under each directory named the documents the pipeline reads
+    (extract.FILE_TYPES; hidden files and other types skipped). Raises ValueError when a
+    directory holds none, or when two files would land on one key (raw/ keys are file names)."""
+    files = []
+    for path in paths:
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = [f for f in sorted(path.rglob("*")) if f.is_file()
+                 and not any(part.startswith(".") for part in f.relative_to(path).parts)]
+        documents = [f for f in found if f.suffix.lower() in FILE_TYPES]
+        if not documents:
+            raise ValueError(f"{path} holds no {', '.join(FILE_TYPES)} files")
+        if len(documents) < len(found):
+            print(f"{path}: skipping {len(found) - len(documents)} file(s) of other types", file=sys.stderr)
+        files += documents
+    by_name: dict[str, Path] = {}
+    for file in files:
+        if file.name in by_name and by_name[file.name].resolve() != file.resolve():
+            raise ValueError(f"{by_name[file.name]} and {file} would both be stored as raw/{file.name} "
+                             "(raw/ keys are file names): rename one, or upload them apart")
+        by_name[file.name] = file
+    return list(by_name.values())
+
+
 def upload(url: str, paths: list[Path], api_key: str = "") -> int:
-    """POST each file to /documents; go on after a failure, exit 1 if any failed."""
+    """POST each file (each document under a directory) to /documents; go on after a failure,
+    exit 1 if any failed."""
+    try:
+        paths = documents_to_upload(paths)
+    except ValueError as exc:
+        print(f"lakerag: {exc}; nothing uploaded", file=sys.stderr)
+        return 1
     failed = 0
     for path in paths:
         with open(path, "rb") as handle:

@@ -57,6 +57,39 @@ def test_upload_documents_and_delete_through_the_cli(served, tmp_path):
     assert result.exit_code == 1 and "answered 404" in result.stderr
 
 
+def test_upload_a_directory_sends_the_documents_under_it(served, tmp_path):
+    """`lakerag upload DIR` was refused ("is a directory"): it now sends the documents the pipeline
+    reads, skips hidden files and other types, and refuses before sending anything when two files
+    would land on the same raw/ key."""
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    docs = tmp_path / "docs"
+    (docs / "2026" / ".drafts").mkdir(parents=True)
+    (docs / "handbook.md").write_text("# Handbook\n\nBadges are collected at reception.")
+    (docs / "2026" / "minutes.TXT").write_text("The board met on 3 March.")
+    (docs / "2026" / "photo.png").write_bytes(b"\x89PNG")
+    (docs / "2026" / ".drafts" / "secret.txt").write_text("not for upload")
+    (docs / ".DS_Store").write_bytes(b"\0")
+    result = runner.invoke(cli.app, ["upload", str(docs), "--url", served.url])
+    assert result.exit_code == 0, result.output
+    assert "raw/handbook.md" in result.stdout and "raw/minutes.TXT" in result.stdout
+    assert "skipping 1 file(s) of other types" in result.stderr
+    store = served.state.lake.store
+    assert store.get("raw/minutes.TXT") == b"The board met on 3 March."
+    assert not store.exists("raw/secret.txt") and not store.exists("raw/photo.png")
+
+    (docs / "2026" / "handbook.md").write_text("an older handbook")
+    result = runner.invoke(cli.app, ["upload", str(docs), "--url", served.url])
+    assert result.exit_code == 1 and "would both be stored as raw/handbook.md" in result.stderr
+    assert "nothing uploaded" in result.stderr
+    assert store.get("raw/handbook.md") == (docs / "handbook.md").read_bytes()  # the first upload's file stands
+
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(cli.app, ["upload", str(tmp_path / "empty"), "--url", served.url])
+    assert result.exit_code == 1 and "holds no .pdf" in result.stderr
+
+
 def test_summarize_a_document_or_a_query_through_the_cli(served):
     from lakerag.lake import doc_id_for
     from typer.testing import CliRunner
