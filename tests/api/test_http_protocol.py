@@ -11,7 +11,7 @@ import logging
 import pytest
 import uvicorn
 from conftest import wait_until
-from lakerag.api.access_log import AccessLog
+from lakerag.api.access_log import AccessLog, client_addr, path_with_query
 from lakerag.api.http_protocol import CoalescingHttpToolsProtocol, protocol_for
 from lakerag.api.metrics import Metrics, RequestMetricsMiddleware
 from lakerag.api.protocol import MAX_BODY_BYTES
@@ -207,6 +207,17 @@ def test_lines_still_queued_are_written_at_close():
         access.removeHandler(log)
         _config()
     assert written == [f'10.0.0.7:41000 - "GET /health HTTP/1.1" {status}' for status in (200, 503, 200)]
+
+
+def test_the_access_line_names_the_target_with_or_without_raw_path():
+    """uvicorn 0.55's helper read scope["raw_path"], which ASGI leaves optional and the fast path's
+    scope lacked: every access line raised KeyError in the writer thread and was lost."""
+    bare = {"path": "/documents/a b", "query_string": b"", "root_path": "/api"}
+    assert path_with_query(bare) == "/api/documents/a%20b"
+    assert path_with_query({**bare, "raw_path": b"/api/documents/a%20b", "query_string": b"k=5"}) == \
+        "/api/documents/a%20b?k=5"
+    assert path_with_query({"path": '/x"y', "query_string": b""}) == "/x%22y"
+    assert client_addr({"client": ["10.0.0.7", 41000]}) == "10.0.0.7:41000" and client_addr({}) == ""
 
 
 def test_no_access_line_above_info():

@@ -16,12 +16,26 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-
-from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+from urllib.parse import quote
 
 # uvicorn's access logger: its handler, format and level stay as uvicorn sets them.
 ACCESS_LOG = logging.getLogger("uvicorn.access")
 FLUSH_SECONDS = 0.05  # a burst's lines are written together; a lone request's line appears this late
+
+
+def client_addr(scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else ""
+
+
+def path_with_query(scope) -> str:
+    """The request target as the client sent it: ``raw_path`` (optional in ASGI) or the quoted path.
+    Ours, not uvicorn's helper: uvicorn 0.55 made that one require ``raw_path``."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin1") if raw else quote(scope.get("root_path", "") + scope["path"])
+    if scope.get("query_string"):
+        path += "?" + scope["query_string"].decode("ascii")
+    return path.replace('"', "%22")
 
 
 class AccessLog:
@@ -36,8 +50,8 @@ class AccessLog:
         """Queue the line of a request whose response has been sent (event loop, cheap)."""
         if not self._logger.isEnabledFor(logging.INFO):
             return
-        self._pending.append((get_client_addr(scope), scope["method"], get_path_with_query_string(scope),
-                              scope["http_version"], status))
+        self._pending.append((client_addr(scope), scope["method"], path_with_query(scope), scope["http_version"],
+                              status))
         if self._writer is None:  # add() runs on the event loop only: no race to start two
             self._writer = threading.Thread(target=self._write, name="access-log", daemon=True)
             self._writer.start()
