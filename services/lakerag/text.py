@@ -139,7 +139,7 @@ _ABBREVIATION_TAIL = 32
 _WRAPPED_LINE = 60
 _LINE_ENDS = frozenset(".!?:;\u2026\u3002\uff01\uff1f")
 _LIST_ITEM = re.compile(r"[ \t]*(?:[-*\u2022\u2013]|\d{1,3}[.)]|[a-zA-Z][.)])\s")
-_FIELD = re.compile(r"[ \t]*[\w.\[\]-]+:\s")
+FIELD_LINE = re.compile(r"[ \t]*[\w.\[\]-]+:\s")  # "key.path: value", as JSON documents are flattened
 
 
 def split_sentences(text: str) -> list[tuple[int, int]]:
@@ -184,15 +184,17 @@ def _lines(text: str):
 
 
 def _wrapped(before: str, line: str) -> bool:
-    """Whether ``line`` goes on with the sentence of the line ``before`` it: it is no list item or
-    ``key: value`` field (as JSON documents are flattened), and it starts in lower case or
-    ``before`` is long and does not end a sentence (a wrapped paragraph, not a heading)."""
-    if _LIST_ITEM.match(line) or _FIELD.match(line):
-        return False
-    if line.lstrip()[:1].islower():
-        return True
+    """Whether ``line`` goes on with the sentence of the line ``before`` it: it is no list item, and
+    it starts in lower case, or ``before`` ends with a comma, or ``before`` is long and does not end
+    a sentence (a wrapped paragraph, not a heading). A ``key: value`` line (as JSON documents are
+    flattened) stands alone unless it follows such a wrapped line: prose may go on "once: ..."."""
     before = before.rstrip()
-    return len(before) >= _WRAPPED_LINE and before[-1] not in _LINE_ENDS
+    cut_short = len(before) >= _WRAPPED_LINE and before[-1] not in _LINE_ENDS
+    if _LIST_ITEM.match(line):
+        return False
+    if FIELD_LINE.match(line):
+        return cut_short and not FIELD_LINE.match(before)
+    return line.lstrip()[:1].islower() or before.endswith(",") or cut_short
 
 
 def _is_abbreviation(sentence: str, following: str) -> bool:

@@ -39,6 +39,18 @@ def test_split_sentences_respects_abbreviations_and_lines():
                          "The U.S. Army, e.g. a unit.", "End."]
 
 
+def test_a_line_after_a_comma_or_a_wrapped_line_goes_on_even_when_it_reads_like_a_field():
+    """Four sample sentences were cut in two: a short line ending in a comma before a capitalised
+    name, and prose going on "once: branch, ..." or "pipeline: Leopoldine ..." read as a JSON field."""
+    text = ("For Restricted data the Data Protection Officer,\nMarguerite Oyelaran-Fitzgibbon, must approve.\n"
+            "The goal is to go through the whole path of a change from start to end\n"
+            "once: branch, review, CI and deploy.\nowner: Platform team\nchat: #lake-ops")
+    assert [text[a:b] for a, b in split_sentences(text)] == [
+        "For Restricted data the Data Protection Officer,\nMarguerite Oyelaran-Fitzgibbon, must approve.",
+        "The goal is to go through the whole path of a change from start to end\nonce: branch, review, CI and deploy.",
+        "owner: Platform team", "chat: #lake-ops"]
+
+
 def test_a_sentence_wrapped_over_lines_is_one_sentence():
     """Hard-wrapped text (plain text files, PDF) breaks lines mid-sentence: each line was taken for
     a sentence, so chunks started mid-sentence ("fired, what you did, ...": 27 of the 58 sample

@@ -25,6 +25,7 @@ from fastapi import HTTPException
 
 from ...config import Settings
 from ...embedding import Embedder
+from ...text import FIELD_LINE
 from ...text import split_sentences as text_sentences
 from ..metrics import Metrics
 
@@ -157,15 +158,51 @@ class GeminiWriter:
         return text
 
 
-_LINE_BREAK = re.compile(r"(?<!\n)\n(?!\n)")
+_CLOSED = re.compile(r"[.!?:;\u2026\u3002\uff01\uff1f][\"'\u201d\u2019)\]]*$")  # a unit that ends a sentence
+_LIST_MARKER = re.compile(r"(?:[-*\u2022\u2013]|\d{1,3}[.)])\s+(?:\[[ xX]\]\s+)?")
+_EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1")
+HEADING_WORDS = 10  # an unclosed line of at most this many words reads as a heading, not a sentence
+RECORD_FIELDS = 4  # short fields of a record (name, ticket, type) kept to lead its next long field
 
 
-def split_sentences(text: str) -> list[str]:
-    """Sentences of a chunk; short fragments (headings, list bullets) are dropped. Single line
-    breaks are joined first: PDF text breaks lines mid-sentence."""
-    text = _LINE_BREAK.sub(" ", text)
-    parts = (" ".join(text[a:b].split()) for a, b in text_sentences(text))
-    return [p for p in parts if len(p) >= 25 and len(p.split()) >= 4]
+def _record_root(field: str) -> str:
+    return field.split(":", 1)[0].split(".", 1)[0]
+
+
+def split_sentences(text: str, title: str = "") -> list[str]:
+    """The sentences of a chunk worth quoting, as text.split_sentences reads its lines (a wrapped
+    line goes on; a heading, list item or field line stands alone). A heading (a short capitalised
+    line that closes no sentence) is not quoted alone but leads the sentence under it ("Hotels: The
+    hotel cap is ..."), which then names its subject. The short fields of a flattened JSON record
+    (its name, ticket, version) lead the record's next long field the same way. The document's
+    title, table cells and fragments under 4 words are dropped."""
+    out, heading, fields = [], "", []
+    for start, end in text_sentences(text):
+        unit = _EMPHASIS.sub(r"\2", " ".join(text[start:end].split()))
+        if title and unit.startswith(title):  # the title line (shown with the sources anyway) ...
+            rest = unit[len(title):].strip(" -\u2013|:")
+            if not rest or (not _CLOSED.search(rest) and len(rest.split()) <= HEADING_WORDS):
+                unit = rest  # ... or run into a heading under it
+        marker = _LIST_MARKER.match(unit)
+        if marker:
+            unit = unit[marker.end():]
+        closed, words = bool(_CLOSED.search(unit)), len(unit.split())
+        if FIELD_LINE.match(unit):
+            heading = ""
+            if words < 4:
+                fields = [*fields, unit][-RECORD_FIELDS:]
+                continue
+            unit = "; ".join([f for f in fields if _record_root(f) == _record_root(unit)] + [unit])
+            fields = []
+        elif not closed and not marker and words <= HEADING_WORDS:
+            heading = unit if unit[:1].isupper() or unit[:1].isdigit() else ""
+            continue
+        elif len(unit) >= 25 and words >= 4 and heading:
+            unit = f"{heading}: {unit}"
+        heading = ""
+        if len(unit) >= 25 and len(unit.split()) >= 4:
+            out.append(unit)
+    return out
 
 
 @dataclass
@@ -186,7 +223,7 @@ class ExtractiveWriter:
         seen: set[str] = set()
         out = []
         for number, hit in enumerate(hits, start=1):
-            for sentence in split_sentences(hit["text"]):
+            for sentence in split_sentences(hit["text"], hit.get("title") or ""):
                 key = sentence.lower()
                 if key not in seen:  # overlapping chunks repeat sentences
                     seen.add(key)
