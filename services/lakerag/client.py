@@ -137,17 +137,18 @@ def upload(url: str, paths: list[Path], api_key: str = "") -> int:
     except ValueError as exc:
         print(f"lakerag: {exc}; nothing uploaded", file=sys.stderr)
         return 1
-    failed = 0
+    failed, note = 0, ""
     for path in paths:
         with open(path, "rb") as handle:
             body = _call("POST", url, "/documents", api_key, files={"file": (path.name, handle)})
         if body is None:
             failed += 1
             continue
+        note = body["note"]  # the server knows what indexes them: Airflow, its own watcher or a manual run
         print(f"{body['key']}  doc_id {body['doc_id']}  {body['size']} bytes"
               f"{'  (replaced)' if body.get('replaced') else ''}")
-    if not failed and paths:
-        print("stored; the next pipeline run (`lakerag pipeline run`) indexes them")
+    if not failed and note:
+        print(note if len(paths) == 1 else note.replace(" indexes it", " indexes them"))
     return 1 if failed else 0
 
 

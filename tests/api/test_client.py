@@ -78,6 +78,16 @@ def test_upload_a_directory_sends_the_documents_under_it(served, tmp_path):
     store = served.state.lake.store
     assert store.get("raw/minutes.TXT") == b"The board met on 3 March."
     assert not store.exists("raw/secret.txt") and not store.exists("raw/photo.png")
+    assert result.stdout.endswith("stored; the next pipeline run (`lakerag pipeline run`) indexes them\n")
+
+    # Under `lakerag run` the server's own watcher indexes them: the CLI said "the next pipeline run".
+    served.state.raw_watched = True
+    try:
+        result = runner.invoke(cli.app, ["upload", str(docs / "handbook.md"), "--url", served.url])
+    finally:
+        served.state.raw_watched = False
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith("stored; this server's pipeline watcher (`lakerag run`) indexes it within seconds\n")
 
     (docs / "2026" / "handbook.md").write_text("an older handbook")
     result = runner.invoke(cli.app, ["upload", str(docs), "--url", served.url])
