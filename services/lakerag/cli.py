@@ -386,7 +386,7 @@ def summarize(query: Annotated[str, typer.Argument(help="what to summarise acros
 def upload(files: Annotated[list[Path], typer.Argument(help="files to add to raw/; a directory adds the documents "
                                                             "under it", exists=True)],
            url: Url = DEFAULT_URL, api_key: ApiKeyOption = "") -> int:
-    """Upload files, or the documents under directories, to a running API (the next pipeline run indexes them)."""
+    """Upload files, or the documents under directories, to a running API (its reply says what indexes them)."""
     return _client().upload(url, files, api_key=api_key)
 
 

@@ -186,7 +186,7 @@ def split_sentences(text: str, title: str = "") -> list[str]:
         marker = _LIST_MARKER.match(unit)
         if marker:
             unit = unit[marker.end():]
-        closed, words = bool(_CLOSED.search(unit)), len(unit.split())
+        words = len(unit.split())
         if FIELD_LINE.match(unit):
             heading = ""
             if words < 4:
@@ -194,14 +194,12 @@ def split_sentences(text: str, title: str = "") -> list[str]:
                 continue
             unit = "; ".join([f for f in fields if _record_root(f) == _record_root(unit)] + [unit])
             fields = []
-        elif not closed and not marker and words <= HEADING_WORDS:
+        elif not _CLOSED.search(unit) and not marker and words <= HEADING_WORDS:
             heading = unit if unit[:1].isupper() or unit[:1].isdigit() else ""
             continue
-        elif len(unit) >= 25 and words >= 4 and heading:
-            unit = f"{heading}: {unit}"
+        if len(unit) >= 25 and words >= 4:
+            out.append(f"{heading}: {unit}" if heading else unit)
         heading = ""
-        if len(unit) >= 25 and len(unit.split()) >= 4:
-            out.append(unit)
     return out
 
 
