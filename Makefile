@@ -24,12 +24,15 @@ export PATH                  := $(abspath $(TOOLS)):$(abspath $(BIN)):$(PATH)
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(BIN)/.installed: pyproject.toml
+# The versions the images ship: constraints from their committed locks (images/constraints.py),
+# so a clean clone tests what the last commit tested.
+$(BIN)/.installed: pyproject.toml $(wildcard images/locks/*.txt)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(PYTHON) images/constraints.py $(VENV)/constraints.txt
 	# torch first and pinned: the CPU wheel, never the multi-GB CUDA build.
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c $(VENV)/constraints.txt torch==2.13.0
+	$(BIN)/pip install --quiet -c $(VENV)/constraints.txt -e '.[dev]'
 	touch $@
 
 install: $(BIN)/.installed ## create .venv with everything the pipeline, API and tests need

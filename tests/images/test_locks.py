@@ -5,7 +5,6 @@ edited in pyproject.toml without re-locking fails here, in seconds."""
 
 from __future__ import annotations
 
-import re
 import sys
 import tomllib
 from pathlib import Path
@@ -18,24 +17,11 @@ from packaging.version import Version
 REPO = Path(__file__).resolve().parents[2]
 LOCKS = REPO / "images" / "locks"
 sys.path.insert(0, str(REPO / "images"))
+from constraints import DEV_LOCKS, constraints, dev_constraints, read_lock
 from pyproject_deps import requirement_sets
 
 SETS = requirement_sets(tomllib.loads((REPO / "pyproject.toml").read_text()))
 TORCH = {"torch", "transformers", "sentence-transformers"}
-
-
-def read_lock(path: Path) -> dict[str, tuple[str, list[str]]]:
-    """name -> (version, hashes) of a pip-compile --generate-hashes file."""
-    pins: dict[str, tuple[str, list[str]]] = {}
-    text = re.sub(r"\\\n\s*", " ", path.read_text())
-    for line in text.splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        match = re.match(r"^([A-Za-z0-9_.\-]+)==(\S+)\s*(.*)$", line)
-        assert match, f"{path.name}: not an exact pin: {line}"
-        pins[canonicalize_name(match[1])] = (match[2], re.findall(r"--hash=sha256:([0-9a-f]{64})", match[3]))
-    return pins
 
 
 @pytest.mark.parametrize("lock", sorted(SETS))
@@ -83,3 +69,36 @@ def test_the_torch_variant_can_stack_the_export_lock_on_the_api_lock():
               if api[name][0] != export[name][0]}
     assert not differ, f"api.txt and export.txt pin these differently (api, export): {differ}; " \
                        "re-lock both with images/lock.sh api export"
+
+
+def test_the_dev_constraints_agree_across_their_locks():
+    """`make install` installs with constraints from these locks: a package two of them pin
+    differently would make pip refuse the install."""
+    pins = dev_constraints()
+    assert pins and all("+" not in version for version in pins.values())
+    for lock in DEV_LOCKS:
+        for name, (version, _) in read_lock(LOCKS / lock).items():
+            assert pins[name] == version.split("+")[0], (lock, name)
+
+
+def test_constraints_refuse_two_versions_of_one_package(tmp_path):
+    for name, version in (("a.txt", "2.4.6"), ("b.txt", "2.5.0")):
+        (tmp_path / name).write_text(f"numpy=={version} \\\n    --hash=sha256:{'a' * 64}\n")
+    with pytest.raises(ValueError, match=r"a\.txt pins numpy==2\.4\.6 but b\.txt pins numpy==2\.5\.0"):
+        constraints([tmp_path / "a.txt", tmp_path / "b.txt"])
+
+
+def test_this_venv_runs_the_versions_the_images_ship():
+    """The tests and benches run on the images' versions (`make install` installs with
+    constraints from their locks), not on whatever PyPI released since the last re-lock."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    differ = {}
+    for name, pinned in dev_constraints().items():
+        try:
+            installed = version(name).split("+")[0]
+        except PackageNotFoundError:
+            installed = None
+        if installed != pinned:
+            differ[name] = (installed, pinned)
+    assert not differ, f"installed vs locked: {differ}; recreate the venv: rm -rf .venv && make install"
