@@ -29,7 +29,7 @@ help: ## list targets
 $(BIN)/.installed: pyproject.toml $(wildcard images/locks/*.txt)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(PYTHON) images/constraints.py $(VENV)/constraints.txt
+	$(PYTHON) images/constraints.py dev $(VENV)/constraints.txt
 	# torch first and pinned: the CPU wheel, never the multi-GB CUDA build.
 	$(BIN)/pip install --quiet -c $(VENV)/constraints.txt torch==2.13.0
 	$(BIN)/pip install --quiet -c $(VENV)/constraints.txt -e '.[dev]'
@@ -39,10 +39,11 @@ install: $(BIN)/.installed ## create .venv with everything the pipeline, API and
 
 # The DAG tests check the lake's Delta tables after a local run, hence the lake extra here
 # (the Airflow image itself installs only the airflow extra).
-$(AF_VENV)/.installed: pyproject.toml
+$(AF_VENV)/.installed: pyproject.toml images/locks/airflow.txt
 	$(PYTHON) -m venv $(AF_VENV)
 	$(AF_VENV)/bin/pip install --quiet --upgrade pip
-	$(AF_VENV)/bin/pip install --quiet -e '.[airflow,lake]' pytest pytest-timeout
+	$(PYTHON) images/constraints.py airflow $(AF_VENV)/constraints.txt
+	$(AF_VENV)/bin/pip install --quiet -c $(AF_VENV)/constraints.txt -e '.[airflow,lake]' pytest pytest-timeout
 	touch $@
 
 airflow-env: $(AF_VENV)/.installed ## Airflow 3 in its own venv (its pins clash with the API's)

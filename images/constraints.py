@@ -1,18 +1,18 @@
 """Write pip constraints for a development venv from the images' committed locks.
 
-usage: python constraints.py OUT
+usage: python constraints.py dev|airflow OUT
 
 ``make install`` installs the project into .venv with ``-c OUT``, built from the locks of the
-images that venv stands in for (DEV_LOCKS). The tests and benches then run on the versions the
+images that venv stands in for (VENVS). The tests and benches then run on the versions the
 images ship, and a clean clone tests what the last commit tested, not whatever PyPI released
 since (a fresh install once resolved uvicorn 0.55 while the images kept 0.54, and failed
 ``make test``). Packages no lock names (pytest, ruff, ...) stay unconstrained. Only versions
 are kept: the images check the hashes when they install (``--require-hashes``), and a local
 label is dropped, so ``torch==2.13.0`` matches the CPU wheel here and the plain one elsewhere.
 Standard library only: it runs before the venv exists. Two locks pinning one package to
-different versions is an error that says which.
-.venv-airflow (the DAG tests) is not constrained: it adds the lake and the core's boto3 to
-Airflow, and botocore refuses the python-dateutil 4 that the airflow image's lock pins.
+different versions is an error that says which. .venv-airflow (``make airflow-env``, the DAG
+tests) takes only Airflow's own packages from the airflow image's lock: it adds the lake and
+the core's boto3 to Airflow, and botocore refuses the python-dateutil 4 that lock pins.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ import sys
 from pathlib import Path
 
 LOCKS = Path(__file__).resolve().parent / "locks"
-# The images .venv stands in for: it runs the API, the jobs and the ONNX export.
-DEV_LOCKS = ("api.txt", "embeddings.txt", "export.txt", "spark.txt")
+# venv -> (the locks of the images it stands in for, the distributions taken from them: a name prefix).
+# .venv runs the API, the jobs and the ONNX export; .venv-airflow the DAG.
+VENVS = {"dev": (("api.txt", "embeddings.txt", "export.txt", "spark.txt"), ""),
+         "airflow": (("airflow.txt",), "apache-airflow")}
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9_.\-]*)==(\S+)")
 
 
@@ -59,20 +61,22 @@ def constraints(locks: list[Path]) -> dict[str, str]:
     return {name: version for name, (version, _) in sorted(chosen.items())}
 
 
-def dev_constraints() -> dict[str, str]:
-    return constraints([LOCKS / lock for lock in DEV_LOCKS])
+def venv_constraints(venv: str) -> dict[str, str]:
+    locks, prefix = VENVS[venv]
+    pins = constraints([LOCKS / lock for lock in locks])
+    return {name: version for name, version in pins.items() if name.startswith(prefix)}
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1:
+    if len(argv) != 2 or argv[0] not in VENVS:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
     try:
-        pins = dev_constraints()
+        pins = venv_constraints(argv[0])
     except (OSError, ValueError) as error:
         print(f"constraints.py: {error}", file=sys.stderr)
         return 1
-    Path(argv[0]).write_text("".join(f"{name}=={version}\n" for name, version in pins.items()))
+    Path(argv[1]).write_text("".join(f"{name}=={version}\n" for name, version in pins.items()))
     return 0
 
 

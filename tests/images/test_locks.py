@@ -17,7 +17,7 @@ from packaging.version import Version
 REPO = Path(__file__).resolve().parents[2]
 LOCKS = REPO / "images" / "locks"
 sys.path.insert(0, str(REPO / "images"))
-from constraints import DEV_LOCKS, constraints, dev_constraints, read_lock
+from constraints import VENVS, constraints, read_lock, venv_constraints
 from pyproject_deps import requirement_sets
 
 SETS = requirement_sets(tomllib.loads((REPO / "pyproject.toml").read_text()))
@@ -71,14 +71,20 @@ def test_the_torch_variant_can_stack_the_export_lock_on_the_api_lock():
                        "re-lock both with images/lock.sh api export"
 
 
-def test_the_dev_constraints_agree_across_their_locks():
-    """`make install` installs with constraints from these locks: a package two of them pin
-    differently would make pip refuse the install."""
-    pins = dev_constraints()
+@pytest.mark.parametrize("venv", sorted(VENVS))
+def test_the_venvs_constraints_agree_with_their_locks(venv):
+    """`make install` and `make airflow-env` install with constraints from these locks: a package
+    two of them pin differently would make pip refuse the install."""
+    pins = venv_constraints(venv)
     assert pins and all("+" not in version for version in pins.values())
-    for lock in DEV_LOCKS:
+    locks, prefix = VENVS[venv]
+    for lock in locks:
         for name, (version, _) in read_lock(LOCKS / lock).items():
-            assert pins[name] == version.split("+")[0], (lock, name)
+            if name.startswith(prefix):
+                assert pins[name] == version.split("+")[0], (lock, name)
+    if venv == "airflow":  # Airflow's own packages only (botocore refuses the lock's python-dateutil)
+        assert {"apache-airflow", "apache-airflow-providers-cncf-kubernetes"} <= set(pins)
+        assert "python-dateutil" not in pins
 
 
 def test_constraints_refuse_two_versions_of_one_package(tmp_path):
@@ -94,7 +100,7 @@ def test_this_venv_runs_the_versions_the_images_ship():
     from importlib.metadata import PackageNotFoundError, version
 
     differ = {}
-    for name, pinned in dev_constraints().items():
+    for name, pinned in venv_constraints("dev").items():
         try:
             installed = version(name).split("+")[0]
         except PackageNotFoundError:
