@@ -67,6 +67,22 @@ def venv_constraints(venv: str) -> dict[str, str]:
     return {name: version for name, version in pins.items() if name.startswith(prefix)}
 
 
+def drift(venv: str) -> dict[str, tuple[str | None, str]]:
+    """name -> (installed here or None, locked) for each of ``venv``'s constraints this Python
+    does not have at the locked version (the tests call it inside the venv)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    differ = {}
+    for name, locked in venv_constraints(venv).items():
+        try:
+            installed = version(name).split("+", 1)[0]
+        except PackageNotFoundError:
+            installed = None
+        if installed != locked:
+            differ[name] = (installed, locked)
+    return differ
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] not in VENVS:
         print(__doc__.split("\n\n")[1], file=sys.stderr)

@@ -17,7 +17,7 @@ from packaging.version import Version
 REPO = Path(__file__).resolve().parents[2]
 LOCKS = REPO / "images" / "locks"
 sys.path.insert(0, str(REPO / "images"))
-from constraints import VENVS, constraints, read_lock, venv_constraints
+from constraints import VENVS, constraints, drift, read_lock, venv_constraints
 from pyproject_deps import requirement_sets
 
 SETS = requirement_sets(tomllib.loads((REPO / "pyproject.toml").read_text()))
@@ -97,14 +97,5 @@ def test_constraints_refuse_two_versions_of_one_package(tmp_path):
 def test_this_venv_runs_the_versions_the_images_ship():
     """The tests and benches run on the images' versions (`make install` installs with
     constraints from their locks), not on whatever PyPI released since the last re-lock."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    differ = {}
-    for name, pinned in venv_constraints("dev").items():
-        try:
-            installed = version(name).split("+")[0]
-        except PackageNotFoundError:
-            installed = None
-        if installed != pinned:
-            differ[name] = (installed, pinned)
+    differ = drift("dev")
     assert not differ, f"installed vs locked: {differ}; recreate the venv: rm -rf .venv && make install"
