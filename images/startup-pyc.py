@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Bytecode for exactly what an image's entry point imports at start-up (build stages only).
 
-    startup-pyc.py IMAGE DEST
+    startup-pyc.py IMAGE DEST [--cache DIR]
 
 runs IMAGE's start-up in a fresh interpreter (bytecode writing off), takes the source
 files of every module it imported, and compiles each into DEST, mirroring its absolute
@@ -21,6 +21,13 @@ imports nothing new, ``DEST/deps`` is unchanged and BuildKit reuses the layer th
 copies it (its cache key is the content, not the mtimes). Nothing outside the modules
 the start-up imports is compiled: bulk ``compileall`` would add ~58 MB to the api
 image for modules no process loads at start (images/README.md has the measurement).
+
+``--cache DIR`` (a BuildKit cache mount in the Dockerfiles) keeps work between builds, so a
+code change rebuilds faster: the start-up run reads and writes ordinary bytecode under
+``DIR/prefix`` (``PYTHONPYCACHEPREFIX``), and each compiled pyc is kept in ``DIR/compiled``
+under the hash of its inputs (interpreter, mode, path, source bytes) and copied from there
+next time. A file compiled alone in a fresh interpreter gives the same bytes as in a batch,
+so the output equals a run without the cache, byte for byte.
 """
 
 from __future__ import annotations
@@ -123,37 +130,45 @@ def _import(*names: str) -> None:
 STARTS = {"api": start_api, "embeddings": start_embeddings}
 
 
-def imported_files(image: str) -> list[str]:
+def imported_files(image: str, cache: str | None = None) -> list[str]:
     """Source files of the modules IMAGE's start-up imports (run in a fresh interpreter)."""
     import json
     import os
     import subprocess
 
+    env = {**os.environ, **RUNTIME_ENV}
+    if cache:  # the start-up's own imports: ordinary bytecode kept under the cache, not in the tree
+        env.pop("PYTHONDONTWRITEBYTECODE")
+        env["PYTHONPYCACHEPREFIX"] = os.path.join(cache, "prefix")
     probe = subprocess.run([sys.executable, __file__, "--start", image], capture_output=True, text=True,
-                           env={**os.environ, **RUNTIME_ENV}, check=False, timeout=300)
+                           env=env, check=False, timeout=300)
     if probe.returncode != 0:
         raise SystemExit(f"the start-up of {image} failed:\n{probe.stderr[-4000:]}")
     return json.loads(probe.stdout.splitlines()[-1])
 
 
-def compile_files(files: list[str], dest: str, mode: str) -> int:
+def compile_files(files: list[str], dest: str, mode: str, cache: str | None = None) -> int:
     """Compile ``files`` (sorted, in a fresh interpreter) to DEST + their cache path; returns bytes written."""
     import os
     import subprocess
 
     if not files:
         return 0
-    result = subprocess.run([sys.executable, __file__, "--compile", mode, dest], check=False, text=True,
-                            input="\n".join(sorted(files)), capture_output=True,
-                            env={**os.environ, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"})
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+    env.pop("PYTHONPYCACHEPREFIX", None)  # it would move cache_from_source's paths
+    result = subprocess.run([sys.executable, __file__, "--compile", mode, dest, *([cache] if cache else [])],
+                            check=False, text=True, input="\n".join(sorted(files)), capture_output=True, env=env)
     if result.returncode != 0:
         raise SystemExit(f"compiling {len(files)} files failed:\n{result.stderr[-4000:]}")
     return int(result.stdout.strip() or 0)
 
 
-def _compile_stdin(mode: str, dest: str) -> None:
+def _compile_stdin(mode: str, dest: str, cache: str | None) -> None:
+    import hashlib
+    import os
     import py_compile
-    from importlib.util import cache_from_source
+    import shutil
+    from importlib.util import MAGIC_NUMBER, cache_from_source
     from pathlib import Path
 
     invalidation = py_compile.PycInvalidationMode[mode.upper().replace("-", "_")]
@@ -162,8 +177,21 @@ def _compile_stdin(mode: str, dest: str) -> None:
         source = Path(line)
         target = Path(dest) / cache_from_source(str(source)).lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
-        py_compile.compile(str(source), cfile=str(target), dfile=str(source), doraise=True,
-                           invalidation_mode=invalidation)
+        kept = None
+        if cache:  # everything the pyc's bytes depend on
+            key = hashlib.sha256(b"\0".join([MAGIC_NUMBER, sys.version.encode(), mode.encode(),
+                                              line.encode(), source.read_bytes()])).hexdigest()
+            kept = Path(cache) / "compiled" / key[:2] / f"{key}.pyc"
+        if kept is not None and kept.is_file():
+            shutil.copyfile(kept, target)
+        else:
+            py_compile.compile(str(source), cfile=str(target), dfile=str(source), doraise=True,
+                               invalidation_mode=invalidation)
+            if kept is not None:  # written whole, then renamed: a concurrent build never reads half a file
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                partial = kept.with_suffix(f".{os.getpid()}.tmp")
+                shutil.copyfile(target, partial)
+                os.replace(partial, kept)
         total += target.stat().st_size
     print(total)
 
@@ -203,23 +231,26 @@ def main(argv: list[str]) -> int:
 
         os._exit(0)  # as `lakerag serve` ends: no teardown under the threads the start-up left
     if argv[:1] == ["--compile"]:
-        _compile_stdin(argv[1], argv[2])
+        _compile_stdin(argv[1], argv[2], argv[3] if len(argv) > 3 else None)
         return 0
     import sysconfig
     from pathlib import Path
 
+    if len(argv) not in (2, 4) or (len(argv) == 4 and argv[2] != "--cache"):
+        raise SystemExit("usage: startup-pyc.py IMAGE DEST [--cache DIR]")
     image, dest = argv[0], Path(argv[1])
+    cache = argv[3] if len(argv) == 4 else None
     site = Path(sysconfig.get_paths()["purelib"])
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     project, deps = [], []
-    for name in imported_files(image):
+    for name in imported_files(image, cache):
         path = Path(name)
         if path.is_relative_to(site):
             (project if path.relative_to(site).parts[0] in PROJECT else deps).append(name)
         elif path.is_relative_to(stdlib):
             deps.append(name)
-    deps_bytes = compile_files(deps, str(dest / "deps"), "unchecked-hash")
-    project_bytes = compile_files(project, str(dest / "project"), "checked-hash")
+    deps_bytes = compile_files(deps, str(dest / "deps"), "unchecked-hash", cache)
+    project_bytes = compile_files(project, str(dest / "project"), "checked-hash", cache)
     print(f"{image}: start-up imports {len(deps)} dependency/stdlib modules ({deps_bytes} bytes of pyc) "
           f"and {len(project)} project modules ({project_bytes} bytes)")
     return 0

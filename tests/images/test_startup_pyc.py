@@ -18,18 +18,28 @@ SCRIPT = Path(__file__).resolve().parents[2] / "images" / "startup-pyc.py"
 SITE = Path(sysconfig.get_paths()["purelib"])
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
-pytestmark = pytest.mark.slow  # two start-ups of the API, ~10 s
+pytestmark = pytest.mark.slow  # three start-ups of the API, ~15 s
+
+
+def _run(dest: Path, *extra: str) -> None:
+    result = subprocess.run([sys.executable, str(SCRIPT), "api", str(dest), *extra], capture_output=True, text=True,
+                            timeout=600, check=False, env={**os.environ})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "api: start-up imports" in result.stdout
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> list[Path]:
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, cache) -> list[Path]:
+    """Without a cache, then with an empty cache (as a first build), then with it filled (a rebuild)."""
     found = []
-    for name in ("first", "second"):
+    for name, extra in (("plain", ()), ("cache-empty", ("--cache", str(cache))), ("cache-filled", ("--cache", str(cache)))):
         dest = tmp_path_factory.mktemp(name)
-        result = subprocess.run([sys.executable, str(SCRIPT), "api", str(dest)], capture_output=True, text=True,
-                                timeout=600, check=False, env={**os.environ})
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert "api: start-up imports" in result.stdout
+        _run(dest, *extra)
         found.append(dest)
     return found
 
@@ -38,11 +48,32 @@ def _pyc(dest: Path, source: Path) -> Path:
     return dest / "deps" / importlib.util.cache_from_source(str(source)).lstrip("/")
 
 
-def test_two_runs_write_byte_identical_pycs(runs):
-    first, second = ({p.relative_to(run): p.read_bytes() for p in run.rglob("*.pyc")} for run in runs)
-    assert len(first) > 300, len(first)
-    assert first.keys() == second.keys()
-    assert [name for name in first if first[name] != second[name]] == []
+def test_runs_write_byte_identical_pycs_with_or_without_the_cache(runs, cache):
+    plain, *cached = ({p.relative_to(run): p.read_bytes() for p in run.rglob("*.pyc")} for run in runs)
+    assert len(plain) > 300, len(plain)
+    for other in cached:
+        assert plain.keys() == other.keys()
+        assert [name for name in plain if plain[name] != other[name]] == []
+    # the cache holds what the next build reuses: every pyc compiled, the start-up's own bytecode
+    assert sum(1 for _ in (cache / "compiled").rglob("*.pyc")) == len(plain)
+    assert any((cache / "prefix").rglob("*.pyc"))
+
+
+def test_a_cached_pyc_is_used_only_for_the_same_source(tmp_path, cache):
+    """An edited file is compiled again, not served from the cache (its key holds the source)."""
+    source = tmp_path / "module.py"
+    compiled = tmp_path / "out" / importlib.util.cache_from_source(str(source)).lstrip("/")
+
+    def compile_with_cache(text: str) -> bytes:
+        source.write_text(text)
+        subprocess.run([sys.executable, str(SCRIPT), "--compile", "checked-hash", str(tmp_path / "out"), str(cache)],
+                       input=str(source), text=True, check=True, capture_output=True)
+        return compiled.read_bytes()
+
+    first = compile_with_cache("ANSWER = 41\n")
+    assert compile_with_cache("ANSWER = 41\n") == first
+    edited = compile_with_cache("ANSWER = 42\n")
+    assert edited[8:16] == importlib.util.source_hash(b"ANSWER = 42\n") and edited != first
 
 
 def test_what_the_start_up_imports_is_compiled_and_nothing_else(runs):
