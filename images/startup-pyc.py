@@ -3,7 +3,7 @@
 
     startup-pyc.py IMAGE DEST [--cache DIR]
 
-runs IMAGE's start-up in a fresh interpreter (bytecode writing off), takes the source
+runs IMAGE's start-up in a fresh interpreter (bytecode writing off but for ``--cache``), takes the source
 files of every module it imported, and compiles each into DEST, mirroring its absolute
 path (``DEST/opt/venv/.../__pycache__/x.cpython-311.pyc``):
 
