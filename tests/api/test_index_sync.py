@@ -123,3 +123,50 @@ def test_watch_loop_follows_current_until_sigterm(local_settings, sample_index, 
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert f"index {V1} synced" in out and f"index {V2} synced" in out
+
+
+def test_stop_while_the_poller_is_starting_stops_it(local_settings, monkeypatch):
+    """A pod told to stop as it turns ready: the lifespan's ``stop()`` ran while the warm-up thread
+    was still inside ``start()``, joined the unstarted poller and raised ("cannot join thread before
+    it is started"); uvicorn then reported "Application shutdown failed" and skipped the rest of the
+    shutdown (the access log's last lines). Seen on a bench server stopped right after /ready."""
+    import threading
+    import time
+
+    from lakerag.index import sync as sync_module
+
+    plain_thread = threading.Thread
+    starting, release = threading.Event(), threading.Event()
+
+    class SlowToStart(plain_thread):
+        def start(self):
+            if self.name == "index-watcher":  # hold the poller inside start(), as a busy machine does
+                starting.set()
+                release.wait(10)
+            super().start()
+
+    monkeypatch.setattr(sync_module.threading, "Thread", SlowToStart)
+    watcher = sync_module.IndexWatcher(local_settings, expected_model="m", expected_dimension=None,
+                                       sync_from_store=False)
+    starter = plain_thread(target=watcher.start)
+    starter.start()
+    assert starting.wait(10)
+    errors: list[BaseException] = []
+
+    def stop() -> None:
+        try:
+            watcher.stop()
+        except BaseException as exc:  # noqa: BLE001 - the failure under test
+            errors.append(exc)
+
+    stopper = plain_thread(target=stop)
+    stopper.start()
+    time.sleep(0.3)  # stop() reaches the poller while start() is still holding it
+    release.set()
+    starter.join(10)
+    stopper.join(10)
+    assert errors == []
+    assert not stopper.is_alive()
+    assert not any(thread.name == "index-watcher" and thread.is_alive() for thread in threading.enumerate())
+    watcher.start()  # after stop(), start() starts nothing
+    assert not any(thread.name == "index-watcher" for thread in threading.enumerate())

@@ -235,6 +235,7 @@ class IndexWatcher:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()  # start() and stop() run on different threads
         self._store: ObjectStore | None = None
 
     def _fail(self, message: str, reason: str = REJECTED, logged: bool = False) -> None:
@@ -332,11 +333,12 @@ class IndexWatcher:
             log.info("index prefetch did not finish (check reports it): %s", exc)
 
     def start(self) -> None:
-        """Poll in a daemon thread every LAKERAG_INDEX_POLL_SECONDS."""
-        if self._thread is not None:
-            return
-        self._thread = threading.Thread(target=self._run, name="index-watcher", daemon=True)
-        self._thread.start()
+        """Poll in a daemon thread every LAKERAG_INDEX_POLL_SECONDS; nothing once ``stop()`` ran."""
+        with self._thread_lock:
+            if self._thread is not None or self._stop.is_set():
+                return
+            self._thread = threading.Thread(target=self._run, name="index-watcher", daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(self.settings.index_poll_seconds):
@@ -347,5 +349,7 @@ class IndexWatcher:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        with self._thread_lock:  # a start() under way finishes first: its thread can be joined
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=10)
