@@ -30,6 +30,11 @@ def test_the_ratio_pools_every_pair_and_the_slowest_start_is_judged(tmp_path):
     assert (tmp_path / "cache" / "lakerag" / "onnx").is_dir()
     starts = figures["start_to_index_loaded_each_s"]
     assert len(starts) == 2 and figures["start_to_index_loaded_s"] == max(starts)
+    # Each start's index sync and load, as its server logged them: which phase made a slow start slow.
+    for phase in ("index_sync_each_s", "index_load_each_s"):
+        assert len(figures[phase]) == 2
+        assert all(seconds is not None and 0 <= seconds < start for seconds, start in zip(figures[phase], starts))
+    assert any(line.strip().startswith("of which the index's sync") for line in lines)
     # 20 requests per pair, both pairs pooled, on each path.
     assert any(line.strip().startswith("in-process encode+search") and line.endswith("n=40") for line in lines)
     assert any(line.strip().startswith("HTTP /search, 1 client") and line.endswith("n=40") for line in lines)
