@@ -85,6 +85,22 @@ def test_quotes_and_line_breaks_never_reach_a_key(local_settings, start_api, raw
             assert keys == [response.json()["key"]]
 
 
+@pytest.mark.parametrize("cut_at", [b"half", b"\r\n--lakeragboundary--"])
+def test_a_body_cut_short_inside_the_file_stores_nothing(local_settings, start_api, cut_at):
+    """A proxy or client that stops sending mid-file, with a Content-Length that matches what it sent."""
+    body, headers = _multipart(b"cut.txt", b"the first half of a report, " * 100 + b"half and the rest")
+    with start_api(local_settings) as api:
+        response = api.client.post("/documents", content=body[:body.index(cut_at)], headers=headers)
+        assert response.status_code == 400, response.text
+        assert "cut short" in response.json()["detail"]
+        assert list(open_store(local_settings.store_uri).list("")) == []
+        whole = api.client.post("/documents", content=body, headers=headers)
+        assert whole.status_code == 201, whole.text
+        cut_again = api.client.post("/documents", content=body[:body.index(cut_at)], headers=headers)
+        assert cut_again.status_code == 400, cut_again.text
+        assert open_store(local_settings.store_uri).get(whole.json()["key"]).endswith(b"half and the rest")
+
+
 def _send_and_count(url: str, head: bytes, total: int) -> tuple[int, bytes]:
     """Send ``head`` then zeros until the server answers or closes; (bytes sent, first response bytes)."""
     import socket

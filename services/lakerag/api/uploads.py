@@ -35,6 +35,7 @@ class _FilePart:
         self.in_file = False
         self.filename: str | None = None
         self.seen_file = False
+        self.file_ended = False  # its closing boundary arrived: the body was not cut short inside it
         self.second_file = False  # a request stores one file: a second is refused, not dropped
         self.pending: list[bytes] = []
 
@@ -68,6 +69,7 @@ class _FilePart:
             self.pending.append(bytes(data[start:end]))
 
     def on_part_end(self):
+        self.file_ended = self.file_ended or self.in_file
         self.in_file = False
 
     def callbacks(self) -> dict:
@@ -129,6 +131,9 @@ async def stream_file(chunks: AsyncIterator[bytes], boundary: bytes, limit: int,
             raise UploadError(400, f"malformed multipart body: {exc}") from None
         if writer is None:
             raise UploadError(422, "the form has no field named 'file' with a file in it")
+        if not part.file_ended:  # python-multipart's finalize() does not check that the body is complete
+            raise UploadError(400, "the body ended inside the file part, before its closing boundary: the "
+                                   "upload was cut short, and nothing was stored; send the file again")
         if block:
             await run_in_threadpool(writer.write, b"".join(block))
         return writer, size
