@@ -137,8 +137,9 @@ def pipeline(
                                             "for backfills")] = False,
     dry_run: Annotated[bool, typer.Option(help="vacuum: list what would be removed")] = False,
 ) -> int:
-    """Batch stages: bronze, silver, gold, etl, embed, index, run, status; watch: run whenever raw/
-    changes; vacuum: Delta vacuum that keeps what retained index versions need."""
+    """Batch stages: bronze, silver, gold, etl, embed, index, run, status, watch, vacuum.
+
+    watch: run whenever raw/ changes; vacuum: Delta vacuum that keeps what retained index versions need."""
     rebuild = config.parse_bool(full_rebuild)
     settings = _settings()
     if stage.value in {*ETL_STAGES, "etl"}:
@@ -216,6 +217,7 @@ def _pipeline_watch(settings) -> int:
 def run(samples: Annotated[bool, typer.Option(help="first copy the bundled sample documents into raw/ of a store "
                                                    "that holds nothing yet (make run)")] = False) -> int:
     """Pipeline over the store, then serve it and rerun on every raw/ change (the embedded default).
+
     A store that has an index already is served at once, the pipeline catching up in the background."""
     import signal
 
@@ -333,8 +335,9 @@ def index_diff(old: str, new: str,
 
 @app.command()
 def backup(dest_uri: Annotated[str, typer.Argument(metavar="DEST_URI", help="file://DIR or s3://BUCKET/PREFIX")]) -> int:
-    """Copy raw/, the Delta tables and the retained index versions to another store
-    (checksum-verified; incremental on later runs)."""
+    """Copy raw/, the Delta tables and the retained index versions to another store, checksum-verified.
+
+    Incremental: a later backup to the same place copies only what changed."""
     return _backup_or_restore("backup", dest_uri)
 
 
@@ -434,8 +437,9 @@ def model_export(
     int8: Annotated[bool, typer.Option(help="dynamic int8 quantisation: 4x smaller, lower quality "
                                             "(see docs/architecture.md)")] = False,
 ) -> int:
-    """Export a sentence-transformers model to ONNX in the model cache (needs torch; the export then
-    serves without it)."""
+    """Export a sentence-transformers model to ONNX in the model cache (needs torch).
+
+    The export then serves without torch."""
     from .embedding import ModelUnavailable, _torch_available
 
     settings = _settings()

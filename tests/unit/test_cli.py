@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 import typer
 from lakerag import cli
@@ -51,6 +53,18 @@ def test_every_command_parses_to_its_own_function():
     assert cli.parse(["upload", __file__, __file__]).params["files"][1].name == "test_cli.py"
     with pytest.raises(typer.TyperException):
         cli.parse(["search", "text", "--mode", "semantic"])  # modes come from config.SearchMode
+
+
+def test_each_command_s_summary_is_one_line():
+    """`lakerag --help` lists a command's first paragraph with its line breaks kept (Typer's rich
+    mode), so a summary wrapped in the docstring showed as a sentence broken mid-row."""
+    def summaries(command, path=()):
+        for name, sub in getattr(command, "commands", {}).items():
+            yield (*path, name), inspect.cleandoc(sub.help or "").split("\n\n")[0]
+            yield from summaries(sub, (*path, name))
+
+    broken = {path: text for path, text in summaries(typer.main.get_command(cli.app)) if "\n" in text}
+    assert broken == {}
 
 
 def test_summarize_needs_exactly_one_of_query_or_doc_id():
