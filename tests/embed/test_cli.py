@@ -53,3 +53,11 @@ def test_embed_and_index_from_the_command_line(tmp_path):
     refused = lakerag(store_uri, "index", "rollback", "20990101T000000Z-00000000")
     assert refused.returncode == 1 and "no published index version" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_index_list_of_an_empty_store_names_the_store_it_read(tmp_path):
+    """A shell without the server's LAKERAG_STORE_URI lists another store: the reply says which."""
+    listing = lakerag(f"file://{tmp_path / 'elsewhere'}", "index", "list")
+    assert listing.returncode == 0
+    assert f"no index versions published yet in {tmp_path / 'elsewhere' / 'index'}" in listing.stdout
+    assert "LAKERAG_STORE_URI" in listing.stdout

@@ -86,7 +86,9 @@ def describe_versions(settings: Settings) -> list[str]:
         lines.append(f"{'*' if version == current else ' '} {version}  {manifest.get('vector_count', '?'):>8} vectors  "
                      f"{manifest.get('index_type', '?'):5} gold v{manifest.get('gold_version', '?')}  "
                      f"{manifest.get('model', '?')}")
-    return lines or ["no index versions published yet: run `lakerag pipeline run`"]
+    # Empty: name the store, since a shell without LAKERAG_STORE_URI looks at the default one.
+    empty = f"no index versions published yet in {store.url(INDEX_PREFIX)} (LAKERAG_STORE_URI): run `lakerag pipeline run`"
+    return lines or [empty]
 
 
 def published_versions(store: ObjectStore) -> list[str]:
