@@ -64,3 +64,42 @@ def test_too_few_servers_or_requests_is_a_clear_error(arguments):
                           check=False)
     assert done.returncode == 2
     assert "--requests must be at least --servers x --block" in done.stderr
+
+
+def test_a_start_whose_index_loads_before_its_model_waits_for_both(tmp_path):
+    """/ready answers 503 with the index already loaded while the model still loads: the start is
+    timed when both are there (a bench run once crashed on the missing ready time)."""
+    import importlib.util
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    spec = importlib.util.spec_from_file_location("bench_search", BENCH)
+    bench_search = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_search)
+    answers = [(503, {"ready": False, "index_loaded": False})] + [(503, {"ready": False, "index_loaded": True})] * 4
+
+    class Ready(BaseHTTPRequestHandler):
+        def do_GET(self):
+            status, body = answers.pop(0) if answers else (200, {"ready": True, "index_loaded": True})
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Ready)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    log = tmp_path / "serve.log"
+    log.write_text("")
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        start = bench_search.wait_until_serving(proc, server.server_address[1], bench_search.time.perf_counter(), log)
+    finally:
+        proc.kill()
+        server.shutdown()
+    assert answers == []  # it kept polling through the 503s that had the index but no model
+    assert start.ready_s is not None and start.index_s == start.ready_s
+    assert (start.sync_s, start.load_s) == (None, None)
