@@ -16,10 +16,10 @@
   of the 1.1 the machine leaves to any server in this run.
 * Process start -> ready (model loaded) and -> index loaded (100k vectors synced
   from the store, verified and loaded; timed once the server is ready too), for every
-  server started; target <= 3 s to index loaded, judged on the slowest start. On a fresh machine the model's ONNX
-  export is made first, untimed: a deployment has it before its API starts. Each start's
-  index sync (download + verify, beside the model's load) and load are printed from its
-  server's log: on this VM memory the guest has not used lately costs ~1.5 s per 250 MB
+  server started; target <= 3 s to index loaded, judged on the slowest start. On a
+  fresh machine the model's ONNX export is made first, untimed: a deployment has it
+  before its API starts. Each start's index sync (download + verify, beside the model's
+  load) and load are printed from its server's log: on this VM memory the guest has not used lately costs ~1.5 s per 250 MB
   to first touch (2026-12-03), and the first start after the index is built pays it for
   its 240 MB copy.
 

@@ -86,9 +86,10 @@ def describe_versions(settings: Settings) -> list[str]:
         lines.append(f"{'*' if version == current else ' '} {version}  {manifest.get('vector_count', '?'):>8} vectors  "
                      f"{manifest.get('index_type', '?'):5} gold v{manifest.get('gold_version', '?')}  "
                      f"{manifest.get('model', '?')}")
-    # Empty: name the store, since a shell without LAKERAG_STORE_URI looks at the default one.
-    empty = f"no index versions published yet in {store.url(INDEX_PREFIX)} (LAKERAG_STORE_URI): run `lakerag pipeline run`"
-    return lines or [empty]
+    if not lines:  # name the store: a shell without LAKERAG_STORE_URI looks at the default one
+        where = f"{store.url(INDEX_PREFIX)} (LAKERAG_STORE_URI)"
+        return [f"no index versions published yet in {where}: run `lakerag pipeline run`"]
+    return lines
 
 
 def published_versions(store: ObjectStore) -> list[str]:
