@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from ..lake import INDEX_PREFIX
-from ..store import NotFound, ObjectStore
+from ..store import NotFound, ObjectStore, write_blocks
 from .artifacts import CHUNKS_FILE, IndexRejected, rows_file
 from .publish import read_store_manifest
 from .rows import ChunkRows
@@ -35,7 +35,8 @@ def read_version_chunks(store: ObjectStore, version: str):
     import pandas as pd
 
     with tempfile.TemporaryDirectory(prefix="lakerag-diff-") as tmp:
-        (Path(tmp) / name).write_bytes(data)
+        with open(Path(tmp) / name, "wb") as out:
+            write_blocks(out, data)
         rows = ChunkRows.open(Path(tmp) / name)
         return pd.DataFrame(rows.columns())
 
