@@ -24,10 +24,11 @@ CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TO
 
 # S3 parts are at least 5 MiB (but the last); one part per streaming upload is held in memory.
 S3_PART_BYTES = 8 * 1024 * 1024
-# Local files are written in blocks of at most 1 MiB. On these machines (Linux 6.18, ext4 with
-# large folios, a VM whose free memory goes back to the host) one write() of 2 MiB or more into
-# the page cache took ~10x as long as the same bytes in 1 MiB writes (240 MB: 2.1-2.8 s against
-# 0.2-0.3 s; 2026-12-03); smaller writes cost nothing measurable anywhere.
+# Local files are written in blocks of at most 1 MiB. On these machines (a VM that hands free
+# memory back to its host) a write() of 2 MiB or more into the page cache took whole free 2 MiB
+# blocks, the ones handed back, which are slow to touch again; 1 MiB writes use partly used blocks
+# first (240 MB: 1.95-2.71 s against 0.06-0.21 s; 2026-12-03, images/README.md). Smaller writes
+# cost nothing measurable elsewhere.
 WRITE_BLOCK_BYTES = 1024 * 1024
 # What a streaming copy holds in memory at once (index files are hundreds of MB): one write block.
 COPY_CHUNK_BYTES = WRITE_BLOCK_BYTES
