@@ -19,9 +19,9 @@
   server started; target <= 3 s to index loaded, judged on the slowest start. On a
   fresh machine the model's ONNX export is made first, untimed: a deployment has it
   before its API starts. Each start's index sync (download + verify, beside the model's
-  load) and load are printed from its server's log: on this VM memory the guest has not used lately costs ~1.5 s per 250 MB
-  to first touch (2026-12-03), and the first start after the index is built pays it for
-  its 240 MB copy.
+  load) and load are printed from its server's log: on this VM the copy's page cache can
+  land in memory the host took back, ~1.5 s per 250 MB to touch again (2026-12-03; writes
+  of at most 1 MiB make that rarer, store.WRITE_BLOCK_BYTES).
 
 The index holds random L2-normalised vectors with synthetic chunk rows
 (``write_index_dir``, published with ``publish_dir``); queries are real text

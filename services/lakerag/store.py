@@ -30,8 +30,6 @@ S3_PART_BYTES = 8 * 1024 * 1024
 # first (240 MB: 1.95-2.71 s against 0.06-0.21 s; 2026-12-03, images/README.md). Smaller writes
 # cost nothing measurable elsewhere.
 WRITE_BLOCK_BYTES = 1024 * 1024
-# What a streaming copy holds in memory at once (index files are hundreds of MB): one write block.
-COPY_CHUNK_BYTES = WRITE_BLOCK_BYTES
 # Objects are read by other processes of the deployment (the chart runs them under one group).
 PUBLISHED_MODE = 0o644
 

@@ -58,6 +58,7 @@ def pipeline(settings, docs) -> dict:
 
 
 # --- artifacts on local disk (no model needed) ------------------------------------------------------------
+
 def _write_calls() -> int:
     """write() system calls this process has made so far (Linux's per-process I/O counters)."""
     with open("/proc/self/io") as counters_file:
@@ -68,7 +69,7 @@ def _write_calls() -> int:
 @pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs Linux's /proc/<pid>/io counters")
 def test_a_version_is_written_published_and_synced_in_blocks_of_at_most_1_mib(tmp_path):
     """One write() of 2 MiB or more took ~10x as long as 1 MiB writes on these machines (240 MB:
-    2.1-2.8 s against 0.2-0.3 s; the first API start's sync paid it). N bytes in blocks of at most
+    1.95-2.71 s against 0.06-0.21 s; the first API start's sync paid it). N bytes in blocks of at most
     1 MiB take at least N / 1 MiB write calls: FAISS's own writer made one, the copies one per 8 MiB."""
     from lakerag.store import WRITE_BLOCK_BYTES, LocalStore
 
@@ -84,14 +85,13 @@ def test_a_version_is_written_published_and_synced_in_blocks_of_at_most_1_mib(tm
 
     before = _write_calls()
     version = publish_dir(LocalStore(tmp_path / "store"), tmp_path / "built")
-    published = [p for p in (tmp_path / "store" / "index" / version).iterdir()]
+    published = list((tmp_path / "store" / "index" / version).iterdir())
     assert _write_calls() - before >= least_calls(*published)
 
     before = _write_calls()
     synced = download_version(LocalStore(tmp_path / "store"), version, tmp_path / "synced")
     assert _write_calls() - before >= least_calls(*synced.iterdir())
     assert (synced / "index.faiss").read_bytes() == (tmp_path / "built" / "index.faiss").read_bytes()
-
 
 
 def test_written_index_loads_and_searches_exactly(tmp_path):
