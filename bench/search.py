@@ -415,9 +415,9 @@ def measure_pair(spec: dict) -> dict:
     return {"single": single, "bare": bare, **steps}
 
 
-def in_process_times(measured: dict) -> list[float]:
-    """Each in-process request's encode + FAISS search."""
-    return [encode + search for encode, search in zip(measured["local_encode"], measured["local_faiss"])]
+def compute_times(measured: dict, side: str) -> list[float]:
+    """Each request's encode + FAISS search on one side: ``local`` (in process), ``server`` or ``bare``."""
+    return [encode + search for encode, search in zip(measured[f"{side}_encode"], measured[f"{side}_faiss"])]
 
 
 def run_pair(spec: dict) -> dict:
@@ -514,7 +514,7 @@ def main() -> int:
                                  "requests": per_server, "block": args.block, "k": args.k, "mode": args.mode})
                 for name, values in pooled.items():
                     values += pair[name]
-                pair_ratios.append(statistics.median(pair["single"]) / statistics.median(in_process_times(pair)))
+                pair_ratios.append(statistics.median(pair["single"]) / statistics.median(compute_times(pair, "local")))
                 if server_no == args.servers - 1:
                     concurrent, concurrent_wall = measure_concurrent(port, args)
                 server_metrics.append(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text)
@@ -530,19 +530,19 @@ def main() -> int:
         return f"  {name:34} p50 {ms(statistics.median(values))}   p99 {ms(percentile(values, 99))}   " \
                f"n={len(values)}"
 
-    single, local = pooled["single"], in_process_times(pooled)
+    single, local = pooled["single"], compute_times(pooled, "local")
     ratio = statistics.median(single) / statistics.median(local)
     bare_ratio = statistics.median(pooled["bare"]) / statistics.median(local)
     # The server's own encode + FAISS per request: its difference from the in-process side is not
     # HTTP but how fast each process encodes and scans while it runs (one process's encode p50 moved
     # 4.7-6.1 ms from one 2.5 s window to the next here; images/README.md), -0.21..+0.63 ms in a
     # run, up to ~5 points of its ratio. The rest of a request's latency is the overhead.
-    server_each = [encode + search for encode, search in zip(pooled["server_encode"], pooled["server_faiss"])]
+    server_each = compute_times(pooled, "server")
     server_compute = statistics.median(server_each)
     overheads = [latency - server for latency, server in zip(single, server_each)]
     # The bare server's the same way: its encode + FAISS against the in-process side's is the
     # machine's share of a gap; what LakeRAG's server has beyond it is its own.
-    bare_each = [encode + search for encode, search in zip(pooled["bare_encode"], pooled["bare_faiss"])]
+    bare_each = compute_times(pooled, "bare")
     bare_compute = statistics.median(bare_each)
     bare_overheads = [latency - bare for latency, bare in zip(pooled["bare"], bare_each)]
     ready_s, index_s, sync_s, load_s = max(starts, key=lambda start: start.index_s)  # the slowest is judged
