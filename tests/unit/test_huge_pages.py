@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import logging
 import platform
 from pathlib import Path
 
 import faiss
 import numpy as np
 import pytest
-from lakerag.index.huge_pages import use_huge_pages, use_huge_pages_soon
+from lakerag.index import huge_pages
+from lakerag.index.huge_pages import MADV_COLLAPSE, MADV_HUGEPAGE, use_huge_pages, use_huge_pages_soon
 
 THP = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
@@ -58,7 +61,8 @@ def test_flat_vectors_are_collapsed_into_huge_pages_and_search_is_unchanged():
     assert _huge_kib(address, index.codes.size()) >= 56 * 1024
 
 
-def test_the_collapse_can_run_while_the_index_serves():
+def test_the_collapse_can_run_while_the_index_serves(caplog):
+    caplog.set_level(logging.DEBUG, logger="lakerag.index.huge_pages")  # the errno if the kernel refuses
     vectors = _vectors(40_000)
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
@@ -74,7 +78,43 @@ def test_the_collapse_can_run_while_the_index_serves():
         np.testing.assert_array_equal(before[0], answer[0])
     if not _kernel_collapses():
         pytest.skip("this kernel keeps 4 KiB pages (THP off or no MADV_COLLAPSE): nothing to check")
-    assert _huge_kib(address, index.codes.size()) >= 56 * 1024
+    assert _huge_kib(address, index.codes.size()) >= 56 * 1024, caplog.text
+
+
+class _Kernel:
+    """madvise answering from a script of errnos per advice (0: done), as the kernel would; the
+    transient refusals it scripts cannot be produced on demand with real pages."""
+
+    def __init__(self, collapse_errors, hugepage_error=0):
+        self.script = {MADV_HUGEPAGE: [hugepage_error], MADV_COLLAPSE: list(collapse_errors)}
+        self.calls = []
+
+    def __call__(self, advice: int) -> int:
+        self.calls.append(advice)
+        return self.script[advice].pop(0)
+
+
+def test_a_transient_refusal_is_retried_and_the_collapse_completes(monkeypatch):
+    monkeypatch.setattr(huge_pages, "COLLAPSE_RETRY_SECONDS", 0)
+    kernel = _Kernel([errno.EAGAIN, errno.EAGAIN, 0])
+    assert huge_pages._advise(kernel, 60 << 20) is True
+    assert kernel.calls == [MADV_HUGEPAGE, MADV_COLLAPSE, MADV_COLLAPSE, MADV_COLLAPSE]
+
+
+def test_a_lasting_refusal_keeps_small_pages_and_says_why(monkeypatch, caplog):
+    monkeypatch.setattr(huge_pages, "COLLAPSE_RETRY_SECONDS", 0)
+    caplog.set_level(logging.INFO, logger="lakerag.index.huge_pages")
+    out_of_huge_pages = _Kernel([errno.ENOMEM])  # not transient: not retried
+    assert huge_pages._advise(out_of_huge_pages, 60 << 20) is False
+    assert out_of_huge_pages.calls == [MADV_HUGEPAGE, MADV_COLLAPSE]
+    assert "ENOMEM" in caplog.text and "60 MiB" in caplog.text and "searches are correct" in caplog.text
+    always_busy = _Kernel([errno.EAGAIN] * huge_pages.COLLAPSE_TRIES)
+    assert huge_pages._advise(always_busy, 60 << 20) is False
+    assert always_busy.calls.count(MADV_COLLAPSE) == huge_pages.COLLAPSE_TRIES
+    no_thp = _Kernel([], hugepage_error=errno.EINVAL)  # nothing to collapse with: not tried, not an INFO line
+    caplog.clear()
+    assert huge_pages._advise(no_thp, 60 << 20) is False
+    assert no_thp.calls == [MADV_HUGEPAGE] and caplog.text == ""
 
 
 def test_hnsw_storage_is_collapsed_too():

@@ -15,7 +15,9 @@ to ``never``, nothing changes.
 from __future__ import annotations
 
 import ctypes
+import errno
 import logging
+import os
 import sys
 import threading
 import time
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 MADV_HUGEPAGE = 14
 MADV_COLLAPSE = 25
 HUGE_PAGE = 1 << 21
+COLLAPSE_TRIES = 3
+COLLAPSE_RETRY_SECONDS = 0.01
 
 
 def _flat_codes(index):
@@ -49,12 +53,31 @@ def use_huge_pages(index) -> bool:
     length = ((address + size) & ~(HUGE_PAGE - 1)) - start
     libc = ctypes.CDLL(None, use_errno=True)  # the process itself: libc's madvise, no library lookup
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    for advice in (MADV_HUGEPAGE, MADV_COLLAPSE):
-        if libc.madvise(start, length, advice) != 0:
-            log.debug("huge pages for the index: madvise(%d) failed with errno %d (kept 4 KiB pages)", advice,
-                      ctypes.get_errno())
-            return False
-    return True
+
+    def madvise(advice: int) -> int:
+        return 0 if libc.madvise(start, length, advice) == 0 else ctypes.get_errno()
+
+    return _advise(madvise, length)
+
+
+def _advise(madvise, length: int, tries: int = COLLAPSE_TRIES) -> bool:
+    """``madvise(advice) -> errno (0: done)``: mark the range huge-page-able, then collapse it.
+    EAGAIN is the kernel's "transient, retry may succeed" (a page locked or busy at that moment);
+    a retry skips the pages already collapsed. Other errors (ENOMEM: no free huge page) keep 4 KiB
+    pages for what is left, which searches read just the same, only slower."""
+    error = madvise(MADV_HUGEPAGE)
+    for attempt in range(tries if error == 0 else 0):
+        if attempt:
+            time.sleep(COLLAPSE_RETRY_SECONDS)
+        error = madvise(MADV_COLLAPSE)
+        if error != errno.EAGAIN:
+            break
+    if error:  # EINVAL: this kernel has no MADV_COLLAPSE or THP is off, nothing unusual to report
+        log.log(logging.DEBUG if error == errno.EINVAL else logging.INFO,
+                "huge pages for the index: madvise failed with %s (%s); the rest of its %d MiB stays on "
+                "4 KiB pages, searches are correct but slower", errno.errorcode.get(error, error),
+                os.strerror(error), length >> 20)
+    return error == 0
 
 
 def use_huge_pages_soon(index) -> threading.Thread:
