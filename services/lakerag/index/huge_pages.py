@@ -60,13 +60,13 @@ def use_huge_pages(index) -> bool:
     return _advise(madvise, length)
 
 
-def _advise(madvise, length: int, tries: int = COLLAPSE_TRIES) -> bool:
+def _advise(madvise, length: int) -> bool:
     """``madvise(advice) -> errno (0: done)``: mark the range huge-page-able, then collapse it.
     EAGAIN is the kernel's "transient, retry may succeed" (a page locked or busy at that moment);
     a retry skips the pages already collapsed. Other errors (ENOMEM: no free huge page) keep 4 KiB
     pages for what is left, which searches read just the same, only slower."""
     error = madvise(MADV_HUGEPAGE)
-    for attempt in range(tries if error == 0 else 0):
+    for attempt in range(COLLAPSE_TRIES if error == 0 else 0):
         if attempt:
             time.sleep(COLLAPSE_RETRY_SECONDS)
         error = madvise(MADV_COLLAPSE)
