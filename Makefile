@@ -70,8 +70,11 @@ browser: ## headless Chromium + axe-core for the console's browser test (apt-get
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; }
 	@test -f tests/console/node_modules/axe-core/axe.min.js || npm ci --prefix tests/console --no-audit --no-fund
 
+# Every folder with Python in it, images/ too (its build scripts run inside every image build).
+LINT_PATHS := services spark-jobs airflow-dags tests bench images
+
 test: install airflow-env tools prometheus browser ## the whole suite: lint, unit, Spark, S3 (moto), model, API, chart, DAG
-	$(BIN)/ruff check services spark-jobs airflow-dags tests bench
+	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/pytest tests --ignore=tests/airflow --ignore=tests/e2e
 	$(AF_VENV)/bin/pytest tests/airflow -p no:cacheprovider
 
@@ -79,7 +82,7 @@ test-fast: install ## unit tests only (no Spark, no model)
 	$(BIN)/pytest tests -m "not slow" --ignore=tests/airflow --ignore=tests/e2e
 
 lint: install ## ruff
-	$(BIN)/ruff check services spark-jobs airflow-dags tests bench
+	$(BIN)/ruff check $(LINT_PATHS)
 
 bench: install ## all benchmarks (ratios measured in one run)
 	$(BIN)/python bench/etl.py
