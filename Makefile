@@ -70,8 +70,9 @@ browser: ## headless Chromium + axe-core for the console's browser test (apt-get
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; }
 	@test -f tests/console/node_modules/axe-core/axe.min.js || npm ci --prefix tests/console --no-audit --no-fund
 
-# Every folder with Python in it, images/ too (its build scripts run inside every image build).
-LINT_PATHS := services spark-jobs airflow-dags tests bench images
+# Every folder with Python in it: images/ (build scripts run in every image build), charts/
+# (preflight.py) and .ci/ (install_tools.py) too.
+LINT_PATHS := services spark-jobs airflow-dags tests bench images charts .ci
 
 test: install airflow-env tools prometheus browser ## the whole suite: lint, unit, Spark, S3 (moto), model, API, chart, DAG
 	$(BIN)/ruff check $(LINT_PATHS)
