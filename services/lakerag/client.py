@@ -31,12 +31,27 @@ def _call(method: str, url: str, path: str, api_key: str, **kwargs) -> dict | No
         return None
     if not response.is_success:
         try:
-            detail = response.json().get("detail", response.text)
-        except ValueError:
+            detail = _readable(response.json().get("detail", response.text))
+        except (ValueError, AttributeError):  # not JSON, or JSON without a detail
             detail = response.text
         print(f"lakerag: {method} {path} answered {response.status_code}: {detail}", file=sys.stderr)
         return None
     return response.json()
+
+
+def _readable(detail: object) -> str:
+    """FastAPI's validation errors (a list of {loc, msg, ...}) as "field: message; ..."."""
+    if not isinstance(detail, list):
+        return str(detail)
+    parts = []
+    for error in detail:
+        if not isinstance(error, dict):
+            parts.append(str(error))
+            continue
+        field = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        parts.append(f"{field}: {message}" if field else message)
+    return "; ".join(parts)
 
 
 def _where(hit: dict) -> str:

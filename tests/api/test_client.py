@@ -27,7 +27,11 @@ def test_search_and_ask_print_results(served, capsys):
 
 def test_errors_exit_non_zero_with_the_reason(served, capsys):
     assert cli.main(["search", "", "--url", served.url]) == 1
-    assert "answered 422" in capsys.readouterr().err
+    assert "answered 422: query: String should have at least 1 character\n" in capsys.readouterr().err
+    # A validator's message reads as the sentence it is, not as Python's repr of FastAPI's error list.
+    assert cli.main(["ask", "  ?! ", "--url", served.url]) == 1
+    err = capsys.readouterr().err
+    assert "answered 422: question: has no words" in err and "{'type'" not in err and "Value error" not in err
     assert cli.main(["ask", "anything", "--url", f"http://127.0.0.1:{free_port()}"]) == 1
     assert "cannot reach the API" in capsys.readouterr().err
 
