@@ -90,12 +90,20 @@ def _open(settings: Settings, uri: str) -> ObjectStore:
     return open_store(uri, access=S3Access.from_settings(settings))
 
 
+def _overlap(first: str, second: str) -> bool:
+    """Whether one store URI is the other or lies inside it (compared on whole path segments)."""
+    first, second = first.rstrip("/") + "/", second.rstrip("/") + "/"
+    return first.startswith(second) or second.startswith(first)
+
+
 def backup(settings: Settings, dest_uri: str) -> dict:
     """Copy the store's raw/, lake/ and index/ to ``dest_uri``; return counts."""
     started = time.perf_counter()
     source, dest = _open(settings, settings.store_uri), _open(settings, dest_uri)
-    if source.uri.rstrip("/") == dest.uri.rstrip("/"):
-        raise BackupError(f"backup destination {dest_uri} is the store itself; choose another bucket or directory")
+    if _overlap(source.uri, dest.uri):
+        raise BackupError(f"backup destination {dest.uri} overlaps the store {source.uri} (the same place, or one "
+                          "inside the other): a backup there is lost with the store, and one under raw/ would be "
+                          "indexed as documents; choose a bucket or directory outside it")
     previous = (read_catalog(dest) or {}).get("objects", {})
     objects, copied, copied_bytes = {}, 0, 0
     for key, info in sorted(_snapshot(source).items(), key=lambda item: _order(item[0])):

@@ -95,3 +95,33 @@ def test_a_damaged_backup_is_refused_and_the_cli_says_why(local_settings, tmp_pa
     missing = cli("restore", f"file://{tmp_path / 'nothing'}",
                   env={**env, "LAKERAG_STORE_URI": f"file://{tmp_path / 'fresh2'}"})
     assert missing.returncode == 1 and "no complete LakeRAG backup" in missing.stderr
+
+
+@pytest.mark.parametrize("where", ["store/backup", "store/raw/backup", "."])
+def test_a_backup_inside_the_store_or_around_it_is_refused_and_writes_nothing(local_settings, tmp_path, where):
+    """Under raw/ the pipeline would index the backup's copies as documents (and each backup
+    would copy the last); anywhere inside the store, losing the store loses the backup too."""
+    store = Lake.open(local_settings).store
+    store.put("raw/a.txt", b"alpha")
+    target = tmp_path / where
+    before = sorted(p for p in tmp_path.rglob("*"))
+    with pytest.raises(BackupError, match="overlaps the store .* choose a bucket or directory outside it"):
+        backup(local_settings, f"file://{target}")
+    assert sorted(p for p in tmp_path.rglob("*")) == before
+
+
+def test_a_backup_beside_the_store_is_allowed(local_settings, tmp_path):
+    """A sibling whose name merely starts like the store's ("store-backup") is not inside it."""
+    Lake.open(local_settings).store.put("raw/a.txt", b"alpha")
+    assert backup(local_settings, f"file://{tmp_path / 'store-backup'}")["copied"] == 1
+    assert open_store(f"file://{tmp_path / 'store-backup'}").get("raw/a.txt") == b"alpha"
+
+
+def test_on_s3_the_stores_bucket_root_is_refused_and_a_sibling_prefix_is_not(s3_settings):
+    bucket = s3_settings.store_uri.removeprefix("s3://").split("/")[0]  # the store is s3://BUCKET/lake-root
+    Lake.open(s3_settings).store.put("raw/a.txt", b"alpha")
+    with pytest.raises(BackupError, match="overlaps the store"):
+        backup(s3_settings, f"s3://{bucket}")
+    with pytest.raises(BackupError, match="overlaps the store"):
+        backup(s3_settings, f"{s3_settings.store_uri}/index/backup")
+    assert backup(s3_settings, f"s3://{bucket}/lake-root-backup")["copied"] == 1

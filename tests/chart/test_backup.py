@@ -64,3 +64,15 @@ def test_with_the_charts_minio_the_backup_bucket_is_made_before_the_backup(moto_
     # Against a real S3 (no chart MinIO) the bucket is the operator's: no init container.
     cron = find(render(sets=ON), "CronJob", "lakerag-backup")
     assert "initContainers" not in cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+
+
+def test_a_destination_inside_the_store_or_around_it_is_refused_at_render():
+    """`lakerag backup` refuses it at run time; the chart says so before anything is installed."""
+    store = render(sets=ON)  # the default store's URI, as rendered into the ConfigMap
+    uri = find(store, "ConfigMap", "lakerag-config")["data"]["LAKERAG_STORE_URI"]
+    bucket = uri.removeprefix("s3://").split("/")[0]
+    for destination in (uri, f"{uri}/raw/backup", f"s3://{bucket}"):
+        done = template_text(sets=("backup.enabled=true", f"backup.destination={destination}"), check=False)
+        assert done.returncode != 0 and "overlaps global.config.LAKERAG_STORE_URI" in done.stderr, destination
+    beside = template_text(sets=("backup.enabled=true", f"backup.destination={uri.rstrip('/')}-backup"), check=False)
+    assert beside.returncode == 0, beside.stderr

@@ -13,6 +13,14 @@ Fail fast on combinations the schema cannot express, with the fix in the message
 {{- if and .Values.minio.enabled (ne .Values.minio.bucket $bucket) -}}
 {{- fail (printf "minio.bucket=%q is not the bucket of global.config.LAKERAG_STORE_URI=%q: make them agree" .Values.minio.bucket $store) -}}
 {{- end -}}
+{{- $destination := toString .Values.backup.destination -}}
+{{- if and .Values.backup.enabled $destination -}}
+{{- $storeDir := printf "%s/" (trimSuffix "/" $store) -}}
+{{- $backupDir := printf "%s/" (trimSuffix "/" $destination) -}}
+{{- if or (hasPrefix $storeDir $backupDir) (hasPrefix $backupDir $storeDir) -}}
+{{- fail (printf "backup.destination=%q overlaps global.config.LAKERAG_STORE_URI=%q: a backup there is lost with the store (and one under raw/ is indexed as documents); choose another bucket" $destination $store) -}}
+{{- end -}}
+{{- end -}}
 {{- $config := include "common.config.data" . | fromYaml -}}
 {{- if and .Values.minio.enabled (not (hasSuffix "-minio:9000" ($config.AWS_ENDPOINT_URL | default ""))) -}}
 {{- fail (printf "minio.enabled: point the store at it with global.config.AWS_ENDPOINT_URL=http://%s-minio:9000" (include "common.names.prefix" .)) -}}
