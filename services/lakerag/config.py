@@ -165,11 +165,17 @@ class Settings(BaseSettings):
         return self
 
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
 def _problems(s: Settings) -> list[str]:
     """Values that make the settings unusable, each naming the variable to fix."""
     problems = []
     if not s.store_uri.startswith(("file://", "s3://")):
         problems.append(f"LAKERAG_STORE_URI={s.store_uri!r}: use file://DIR (local) or s3://BUCKET[/PREFIX]")
+    if s.log_level.lower() not in LOG_LEVELS:  # uvicorn's names; anything else fails deep in its start-up
+        problems.append(f"LAKERAG_LOG_LEVEL={s.log_level!r}: use one of {', '.join(LOG_LEVELS).upper()} "
+                        "(either case)")
     if s.is_s3 and not s.store_uri[5:].strip("/"):
         problems.append("LAKERAG_STORE_URI: s3:// needs a bucket name, e.g. s3://my-bucket/lakerag")
     if s.chunk_tokens < 16:

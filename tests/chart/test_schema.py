@@ -47,6 +47,7 @@ def test_misspelt_keys_are_rejected(misspelt, key, where):
     ("global.config.LAKERAG_INDEX_POLL_SECONDS=soon", "want"),
     ("api.service.nodePort=8000", "want 30,000"),
     ("global.imagePullPolicy=Sometimes", "value must be one of"),
+    ("global.config.LAKERAG_LOG_LEVEL=LOUD", "value must be one of"),  # else the API pod crash-loops
 ])
 def test_wrong_types_and_values_are_rejected(wrong, message):
     error = rejected(wrong)

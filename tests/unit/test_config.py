@@ -35,10 +35,16 @@ def test_environment_values_are_parsed():
     ({"LAKERAG_MAX_FILE_BYTES": "0"}, "LAKERAG_MAX_FILE_BYTES"),
     ({"LAKERAG_MAX_CHUNKS_PER_DOCUMENT": "0"}, "LAKERAG_MAX_CHUNKS_PER_DOCUMENT"),
     ({"LAKERAG_PORT": "70000"}, "LAKERAG_PORT"),
+    ({"LAKERAG_LOG_LEVEL": "LOUD"}, "LAKERAG_LOG_LEVEL='LOUD': use one of CRITICAL, ERROR, WARNING, INFO, DEBUG"),
 ])
 def test_bad_values_name_the_variable(env, names):
     with pytest.raises(ConfigError, match=names):
         from_env(env)
+
+
+def test_log_levels_are_accepted_in_either_case():
+    assert [from_env({"LAKERAG_LOG_LEVEL": level}).log_level for level in ("warning", "DEBUG", "Trace")] == \
+        ["warning", "DEBUG", "Trace"]
 
 
 def test_overrides_win_over_the_environment():
