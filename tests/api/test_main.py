@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import free_port
 from lakerag.cli import servable_index
 from lakerag.lake import Lake
@@ -99,6 +100,17 @@ def test_a_port_in_use_is_said_first_with_the_setting_that_moves_it(local_settin
             assert "serving on" not in result.stdout
     # Nothing ran: no samples copied, no pipeline output.
     assert not list(Path(local_settings.store_uri.removeprefix("file://")).glob("*"))
+
+
+@pytest.mark.parametrize("host", ["999.1.1.1", "192.0.2.1"])  # no such address; an address not on this machine
+def test_a_host_it_cannot_listen_on_names_lakerag_host_not_the_port(local_settings, host):
+    from lakerag.api.main import PortUnavailable, listen_socket
+
+    with pytest.raises(PortUnavailable) as raised:
+        listen_socket(local_settings.model_copy(update={"host": host, "port": free_port()}))
+    message = str(raised.value)
+    assert f"cannot listen on {host}:" in message and "LAKERAG_HOST" in message, message
+    assert "holds the port" not in message
 
 
 def test_serve_announces_curl_commands_that_work(local_settings, sample_index):

@@ -8,6 +8,7 @@ new versions. /ready turns 200 when the model is loaded.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -210,9 +211,13 @@ def listen_socket(settings: Settings) -> socket.socket:
         sock.bind((settings.host, settings.port))
     except OSError as exc:
         sock.close()
+        where = f"cannot listen on {settings.host}:{settings.port} ({exc.strerror})"
+        if exc.errno not in (errno.EADDRINUSE, errno.EACCES):  # the address, not the port: unknown or not here
+            raise PortUnavailable(f"{where}: set LAKERAG_HOST to an address of this machine (0.0.0.0: all "
+                                  "interfaces, 127.0.0.1: this machine only)") from None
         other = settings.port + 1 if settings.port < 65535 else 8000
-        raise PortUnavailable(f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}): stop what "
-                              f"holds the port, or choose another with LAKERAG_PORT (make run PORT={other})") from None
+        raise PortUnavailable(f"{where}: stop what holds the port, or choose another with LAKERAG_PORT "
+                              f"(make run PORT={other})") from None
     return sock
 
 
