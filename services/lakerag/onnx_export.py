@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import model_files
 from .onnx_encoder import ENCODER_FILE, ONNX_FILE, export_dir, read_identity, read_pooling
-from .torch_models import _load_torch_model
+from .torch_models import ModelUnavailable, _load_torch_model
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,14 @@ def export(name: str, settings, dest: Path | None = None, force: bool = False, q
     if existing and not force and not _source_changed(name, existing, log_it=True):
         log.info("ONNX export of %s already in %s", name, dest)
         return existing
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        lock_path(dest).touch()
+    except OSError as exc:
+        raise ModelUnavailable(f"cannot write the ONNX export of {name} into {dest.parent} ({exc.strerror}): point "
+                               f"LAKERAG_MODEL_CACHE_DIR={settings.model_cache_dir or '(unset)'} at a writable "
+                               "directory (the chart's model cache volume), or export it where one is writable "
+                               f"(`lakerag model export {name}`)") from None
     with _exclusive(lock_path(dest)):
         existing = read_identity(dest)
         if existing and not force and not _source_changed(name, existing):

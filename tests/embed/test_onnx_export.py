@@ -150,3 +150,15 @@ def test_a_local_model_changed_in_place_is_exported_again(tmp_path, monkeypatch)
     monkeypatch.setattr(embedding, "_torch_available", lambda: False)  # the API image: no torch
     with pytest.raises(embedding.ModelUnavailable, match=r"changed since its ONNX export .*config\.json.*lakerag model export"):
         fresh_embedder()
+
+
+def test_a_model_cache_it_cannot_write_names_the_setting_and_loads_nothing(tmp_path, monkeypatch):
+    """`lakerag serve` said only "NotADirectoryError: [Errno 20] Not a directory: '…/onnx'"."""
+    from lakerag.torch_models import ModelUnavailable
+
+    loads = _spy_on_model_loads(monkeypatch)
+    (tmp_path / "a-file").write_text("not a directory")
+    settings = config.from_env({}, model_cache_dir=str(tmp_path / "a-file" / "cache"), encoder="onnx")
+    with pytest.raises(ModelUnavailable, match=r"cannot write the ONNX export .* LAKERAG_MODEL_CACHE_DIR="):
+        onnx_export.export(config.PACKAGED_MODEL, settings)
+    assert loads == []
