@@ -506,10 +506,17 @@ def parse(argv: list[str]) -> Parsed:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .store import StoreError  # no boto3: store.py imports it only for an s3:// store
+
     command = typer.main.get_command(app)
     try:
         result = command.main(args=_with_flag_values(sys.argv[1:] if argv is None else argv), prog_name="lakerag",
                               standalone_mode=False)
+    except StoreError as exc:  # the store is unreachable or refuses us: what to check, not botocore's traceback
+        logging.getLogger("lakerag").debug("store error", exc_info=True)  # the traceback with -v
+        print(f"lakerag: {exc}; check LAKERAG_STORE_URI, AWS_ENDPOINT_URL and the credentials, and that the store "
+              "is up", file=sys.stderr)
+        return 1
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:

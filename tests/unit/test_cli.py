@@ -117,3 +117,25 @@ def test_the_cli_keeps_bm25s_quiet_after_bm25s_is_imported():
     logged = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stderr
     assert "warning line" in logged and "our info line" in logged
     assert "debug line" not in logged and "info line" not in logged.replace("our info line", "")
+
+
+@pytest.mark.parametrize("argv", [["index", "list"], ["pipeline", "status"], ["pipeline", "index"]])
+def test_an_unreachable_store_is_one_line_with_what_to_check_not_a_traceback(argv):
+    """Each of these printed ~130 lines of botocore traceback ending in the StoreError."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import free_port
+
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = {**os.environ, "LAKERAG_STORE_URI": "s3://lake/prefix", "AWS_ENDPOINT_URL": endpoint,
+           "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "us-east-1",
+           "AWS_MAX_ATTEMPTS": "1"}
+    done = subprocess.run([sys.executable, "-m", "lakerag.cli", *argv], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"lakerag: S3 unreachable ({endpoint})"), last
+    assert "check LAKERAG_STORE_URI, AWS_ENDPOINT_URL" in last, last
