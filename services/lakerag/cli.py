@@ -59,7 +59,9 @@ class Stage(str, Enum):
 
 
 Url = Annotated[str, typer.Option(help="base URL of the API")]
-ApiKeyOption = Annotated[str, typer.Option("--api-key", help="X-API-Key for writes (the API's LAKERAG_API_KEY)")]
+ApiKeyOption = Annotated[str, typer.Option("--api-key", envvar="LAKERAG_API_KEY", show_envvar=False,
+                                            help="X-API-Key for writes (the API's LAKERAG_API_KEY; default: "
+                                                 "that variable here)")]
 Mode = Annotated[SearchMode | None, typer.Option(help="retrieval mode (default: the server's LAKERAG_SEARCH_MODE)")]
 K = Annotated[int, typer.Option("-k", help="how many chunks")]
 DEFAULT_URL = "http://127.0.0.1:8000"

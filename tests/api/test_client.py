@@ -5,6 +5,8 @@ from __future__ import annotations
 from conftest import free_port
 from lakerag import cli
 
+from .conftest import publish
+
 
 def test_search_and_ask_print_results(served, capsys):
     assert cli.main(["search", "hotel cap per night for business trips", "-k", "2", "--url", served.url]) == 0
@@ -59,6 +61,27 @@ def test_upload_documents_and_delete_through_the_cli(served, tmp_path):
     assert not served.state.lake.store.exists("raw/notes.txt")
     result = runner.invoke(cli.app, ["documents", "delete", "0000000000000000", "--url", served.url])
     assert result.exit_code == 1 and "answered 404" in result.stderr
+
+
+def test_the_api_key_comes_from_lakerag_api_key_when_not_given(local_settings, sample_index, start_api, tmp_path):
+    """On a machine where LAKERAG_API_KEY is set (the server's own, a pod, a shell with the key
+    exported) the CLI sent no key and got 401 "needs the X-API-Key header (LAKERAG_API_KEY is set)"."""
+    from typer.testing import CliRunner
+
+    publish(local_settings, sample_index)
+    note = tmp_path / "note.txt"
+    note.write_text("The archive room opens at nine.")
+    runner = CliRunner()
+    with start_api(local_settings, api_key="k3y-for-the-test") as api:
+        result = runner.invoke(cli.app, ["upload", str(note), "--url", api.url], env={"LAKERAG_API_KEY": ""})
+        assert result.exit_code == 1 and "answered 401" in result.stderr
+        result = runner.invoke(cli.app, ["upload", str(note), "--url", api.url],
+                               env={"LAKERAG_API_KEY": "k3y-for-the-test"})
+        assert result.exit_code == 0, result.output
+        assert api.state.lake.store.get("raw/note.txt") == note.read_bytes()
+        result = runner.invoke(cli.app, ["upload", str(note), "--url", api.url, "--api-key", "wrong"],
+                               env={"LAKERAG_API_KEY": "k3y-for-the-test"})
+        assert result.exit_code == 1 and "answered 403" in result.stderr  # the option wins
 
 
 def test_upload_a_directory_sends_the_documents_under_it(served, tmp_path):
