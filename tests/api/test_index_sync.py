@@ -67,6 +67,19 @@ def test_unreachable_store_keeps_a_valid_local_copy(local_settings, sample_index
     assert "store unreachable" in err and "no local copy" in err and "LAKERAG_STORE_URI" in err
 
 
+def test_a_destination_it_cannot_write_is_named_not_blamed_on_the_store(local_settings, sample_index, tmp_path,
+                                                                        capsys):
+    """It said "the published version is unusable … Check LAKERAG_STORE_URI and the store's
+    credentials": the wrong thing to check when the init container's volume is the problem."""
+    publish(local_settings, sample_index)
+    (tmp_path / "a-file").write_text("not a directory")
+    dest = tmp_path / "a-file" / "index"
+    assert sync_once(local_settings, dest) == 1
+    err = capsys.readouterr().err
+    assert f"the local directory {dest} cannot be used" in err and "LAKERAG_INDEX_DIR" in err, err
+    assert "published version is unusable" not in err and "LAKERAG_STORE_URI" not in err
+
+
 def test_tampered_version_is_refused(local_settings, sample_index, sample_index_v2, tmp_path, capsys):
     dest = tmp_path / "dest"
     publish(local_settings, sample_index)
