@@ -160,14 +160,19 @@ def _open(settings: Settings) -> ObjectStore:
     return store_for(settings)
 
 
+def make_local_dir(path: Path) -> None:
+    """Create the local index directory; OSError when it cannot be created or written."""
+    path.mkdir(parents=True, exist_ok=True)
+    if not os.access(path, os.W_OK):
+        raise PermissionError("not writable")
+
+
 def sync_once(settings: Settings, dest) -> int:
     """``lakerag index sync --once``: exit 0 when ``dest`` holds a servable version or
     nothing is published yet; non-zero when neither the store nor a local copy can serve."""
     dest = Path(dest)
     try:  # the pod's volume, not the store: say so before blaming the published version
-        dest.mkdir(parents=True, exist_ok=True)
-        if not os.access(dest, os.W_OK):
-            raise PermissionError("not writable")
+        make_local_dir(dest)
     except OSError as exc:
         print(f"index sync failed: the local directory {dest} cannot be used ({exc}): point --dest or "
               "LAKERAG_INDEX_DIR at a writable directory (the pod's index volume)", file=sys.stderr)

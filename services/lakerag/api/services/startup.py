@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ...config import Settings
 from ...embedding import cpu_quota
+from ...index.sync import make_local_dir
 
 log = logging.getLogger("lakerag.startup")
 
@@ -25,11 +26,8 @@ def problems(settings: Settings) -> list[str]:
     """What the API needs beyond valid settings (config.Settings checks the values), each
     naming the variable to fix."""
     found = settings.missing("api")
-    index_dir = Path(settings.index_dir)
     try:
-        index_dir.mkdir(parents=True, exist_ok=True)
-        if not os.access(index_dir, os.W_OK):
-            raise PermissionError("not writable")
+        make_local_dir(Path(settings.index_dir))
     except OSError as exc:
         found.append(f"LAKERAG_INDEX_DIR={settings.index_dir!r} cannot be used ({exc}): point it at a writable "
                      "directory (a volume in Kubernetes)")
