@@ -39,6 +39,14 @@ def test_filters_select_rows_by_document_and_source_prefix(index):
     assert filters.no_match_reason("a", None) == "no indexed chunk matches the filter doc_id='a'"
 
 
+def test_a_source_prefix_without_raw_says_sources_start_with_raw():
+    # Sources are raw/ keys: "policies/" matches nothing, and the reason says what would.
+    assert filters.no_match_reason(None, "policies/") == (
+        "no indexed chunk matches the filter source_prefix='policies/'; sources are keys under raw/: "
+        "try source_prefix='raw/policies/'")
+    assert filters.no_match_reason(None, "raw/nope/") == "no indexed chunk matches the filter source_prefix='raw/nope/'"
+
+
 def test_dense_ranks_by_cosine_and_honours_allowed_rows(index):
     ranked = retrieve.dense(index, QUERY, 3)
     assert ranked.ids.tolist()[:2] == [0, 4] and ranked.scores[:2] == pytest.approx([1.0, 0.6])
