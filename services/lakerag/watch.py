@@ -65,9 +65,14 @@ class PipelineWatcher:
 
     def _session(self):
         """The watcher's Spark session, started by the first run that needs it: inside that run,
-        so its summary counts the start (~25 s here) and status shows the run meanwhile."""
-        from lakerag_spark.session import spark_session
+        so its summary counts the start (~25 s here) and status shows the run meanwhile. A session
+        whose JVM died is replaced, else every later run would fail until a restart."""
+        from lakerag_spark.session import session_alive, spark_session, stop_session
 
+        if self._spark is not None and not session_alive(self._spark):
+            log.warning("the Spark session died (its JVM was killed, or ran out of memory); starting a new one")
+            stop_session(self._spark)
+            self._spark = None
         if self._spark is None:
             self._spark = spark_session(self.settings, app_name="lakerag-watch")
         return self._spark
@@ -159,5 +164,7 @@ class PipelineWatcher:
         if self._thread is not None:
             self._thread.join(timeout=timeout)
         if self._spark is not None:
-            self._spark.stop()
+            from lakerag_spark.session import stop_session
+
+            stop_session(self._spark)
             self._spark = None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import tempfile
+import warnings
 
 from lakerag.config import Settings
 
@@ -26,6 +28,7 @@ logger.spark.level = error
 
 
 LOOPBACK = "127.0.0.1"
+log = logging.getLogger(__name__)
 
 
 def _log4j2_file() -> str:
@@ -73,3 +76,37 @@ def spark_session(settings: Settings, app_name: str = "lakerag-etl"):
     spark.sparkContext.setLogLevel("ERROR")
     logging.getLogger("py4j").setLevel(logging.WARNING)
     return spark
+
+
+def session_alive(spark) -> bool:
+    """Whether the session's JVM still answers and its SparkContext has not stopped."""
+    from py4j.protocol import Py4JError
+
+    try:
+        return not spark.sparkContext._jsc.sc().isStopped()
+    except (Py4JError, OSError, AttributeError):  # the JVM is unreachable (killed, out of memory); no _jsc
+        return False
+
+
+def stop_session(spark) -> None:
+    """Stop ``spark``; when its JVM has died, forget it instead, so that the next spark_session()
+    starts a new JVM: PySpark keeps the dead gateway in class attributes and would hand the dead
+    session out again (SPARK-18523)."""
+    from py4j.protocol import Py4JError
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    try:
+        with warnings.catch_warnings():  # "Unable to cleanly shutdown Spark JVM process": said below
+            warnings.simplefilter("ignore", RuntimeWarning)
+            spark.stop()
+        return
+    except (Py4JError, OSError) as exc:  # py4j cannot reach the JVM
+        log.warning("the Spark JVM is gone (%s); forgetting its session", type(exc).__name__)
+    SparkSession._instantiatedSession = SparkSession._activeSession = None
+    with SparkContext._lock:
+        SparkContext._active_spark_context = None
+        gateway, SparkContext._gateway, SparkContext._jvm = SparkContext._gateway, None, None
+    if gateway is not None:
+        with contextlib.suppress(Exception):
+            gateway.shutdown()  # the Python side's sockets and callback server

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -86,6 +87,44 @@ def test_a_run_that_starts_spark_counts_the_start_and_shows_as_running_meanwhile
         assert watcher.run_once()["etl"]["seconds.spark_start"] < 1.0  # the next run reuses the session
     finally:
         watcher.stop()
+
+
+def _children_named(pid: int, name: str) -> list[int]:
+    """The running children of ``pid`` whose command is ``name`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm, fields = text[text.index("(") + 1:text.rindex(")")], text[text.rindex(")") + 2:].split()
+        if comm == name and int(fields[1]) == pid and fields[0] not in {"Z", "X"}:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_the_watcher_starts_a_new_spark_session_after_its_jvm_died(local_settings, embedder, tmp_path):
+    """The kernel's OOM killer (or anyone) ending the Spark JVM left `lakerag run` failing every
+    later run in 0.1 s (ConnectionRefusedError) until it was restarted."""
+    env = {**os.environ, "LAKERAG_STORE_URI": local_settings.store_uri, "LAKERAG_INDEX_DIR": str(tmp_path / "idx"),
+           "LAKERAG_WATCH_POLL_SECONDS": "0.5", "LAKERAG_WATCH_DEBOUNCE_SECONDS": "0.2"}
+    store = Lake.open(local_settings).store
+    store.put(OTHER[0], OTHER[1].encode())
+    log = tmp_path / "watch.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "lakerag.cli", "pipeline", "watch"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: doc_id_for(OTHER[0]) in served_doc_ids(local_settings, tmp_path, embedder))
+        jvms = _children_named(proc.pid, "java")
+        assert len(jvms) == 1, jvms
+        os.kill(jvms[0], 9)
+        store.put(DOC[0], DOC[1].encode())
+        wait_until(lambda: doc_id_for(DOC[0]) in served_doc_ids(local_settings, tmp_path, embedder), timeout=600)
+        assert "starting a new one" in log.read_text()
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
 
 
 def test_lakerag_run_serves_an_upload_and_forgets_a_delete(local_settings, tmp_path):
