@@ -141,8 +141,10 @@ def restore(settings: Settings, src_uri: str) -> dict:
         if existing is not None:
             raise BackupError(f"restore needs an empty store, but {target.url(existing.key)} exists; restore into a "
                               "new bucket or directory (LAKERAG_STORE_URI) so nothing stored is overwritten")
+    # Folder markers ("lake/_staging/") in a backup an older release took from S3: no file system holds them.
+    keys = sorted((key for key in catalog["objects"] if not key.endswith("/")), key=_order)
     total = 0
-    for key in sorted(catalog["objects"], key=_order):
+    for key in keys:
         expected = catalog["objects"][key]["sha256"]
         try:
             _, size = _copy_verified(source, target, key, expected=expected)
@@ -150,7 +152,7 @@ def restore(settings: Settings, src_uri: str) -> dict:
             raise BackupError(f"{source.url(key)} is listed in the backup catalog but missing; the backup is "
                               "damaged; restore from another backup") from None
         total += size
-    log.info("restored %d objects from %s into %s", len(catalog["objects"]), source.uri, target.uri)
+    log.info("restored %d objects from %s into %s", len(keys), source.uri, target.uri)
     return {"title": "restore", "ok": True, "source": source.uri, "store": target.uri,
-            "objects": len(catalog["objects"]), "bytes": total, "backup_created_at": catalog.get("created_at"),
+            "objects": len(keys), "bytes": total, "backup_created_at": catalog.get("created_at"),
             "seconds": round(time.perf_counter() - started, 2)}

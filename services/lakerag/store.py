@@ -318,6 +318,8 @@ class S3Store:
         pages = self._call(lambda: list(paginator.paginate(Bucket=self.bucket, Prefix=full_prefix)))
         for page in pages:
             for obj in page.get("Contents", []):
+                if obj["Key"].endswith("/"):  # a "folder" (S3 console, s3a, pyarrow): no file, no document
+                    continue
                 yield ObjectInfo(self._rel(obj["Key"]), obj["Size"], obj["ETag"].strip('"'))
 
     def get(self, key: str) -> bytes:

@@ -4,6 +4,8 @@ a second backup copies only what changed, and a damaged backup is refused."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -95,6 +97,31 @@ def test_a_damaged_backup_is_refused_and_the_cli_says_why(local_settings, tmp_pa
     missing = cli("restore", f"file://{tmp_path / 'nothing'}",
                   env={**env, "LAKERAG_STORE_URI": f"file://{tmp_path / 'fresh2'}"})
     assert missing.returncode == 1 and "no complete LakeRAG backup" in missing.stderr
+
+
+def test_an_s3_store_with_folder_markers_backs_up_to_a_directory_and_restores(s3_settings, tmp_path):
+    """S3 "folders" (empty objects named "lake/_staging/", as pyarrow and the S3 console make them)
+    have no place in a file system: `lakerag backup file://...` stopped with FileExistsError."""
+    store = Lake.open(s3_settings).store
+    store.put("raw/policies/a.txt", b"alpha")
+    store.put("lake/_staging/gold/part-0.parquet", b"beta")
+    for marker in ("raw/policies/", "lake/_staging/", "lake/_staging/gold/"):
+        store.client.put_object(Bucket=store.bucket, Key=f"{store.prefix}/{marker}", Body=b"")
+    target = f"file://{tmp_path / 'backup'}"
+    assert backup(s3_settings, target)["objects"] == 2
+    restored = s3_settings.replace(store_uri=f"file://{tmp_path / 'restored'}")
+    assert restore(restored, target)["objects"] == 2
+    assert open_store(restored.store_uri).get("lake/_staging/gold/part-0.parquet") == b"beta"
+
+    # A backup to S3 by a release that listed folder markers holds them in its catalog.
+    older = f"{s3_settings.store_uri}-older-backup"
+    backup(s3_settings, older)
+    older_store = open_store(older, endpoint_url=s3_settings.aws_endpoint_url, region="us-east-1")
+    catalog = json.loads(older_store.get(CATALOG_KEY))
+    catalog["objects"]["lake/_staging/"] = {"sha256": hashlib.sha256(b"").hexdigest(), "size": 0, "source_version": "x"}
+    older_store.client.put_object(Bucket=older_store.bucket, Key=f"{older_store.prefix}/lake/_staging/", Body=b"")
+    older_store.put(CATALOG_KEY, json.dumps(catalog).encode())
+    assert restore(s3_settings.replace(store_uri=f"file://{tmp_path / 'from-older'}"), older)["objects"] == 2
 
 
 @pytest.mark.parametrize("where", ["store/backup", "store/raw/backup", "."])

@@ -39,6 +39,17 @@ def test_list_is_relative_and_prefixed(store):
     assert list(store.list("nothing/")) == []
 
 
+def test_s3_folder_markers_are_not_listed(s3_env, moto_endpoint):
+    """A "folder" made in the S3 console (or by s3a/pyarrow) is an empty object named "raw/policies/":
+    it was listed as a document (quarantined as an empty file) and broke backups to file://."""
+    store = open_store(f"s3://{s3_env}/some/prefix", endpoint_url=moto_endpoint, region="us-east-1")
+    store.put("raw/policies/a.txt", b"alpha")
+    for marker in ("raw/", "raw/policies/", "lake/_staging/"):
+        store.client.put_object(Bucket=store.bucket, Key=f"{store.prefix}/{marker}", Body=b"")
+    assert [o.key for o in store.list("raw/")] == ["raw/policies/a.txt"]
+    assert [o.key for o in store.list()] == ["raw/policies/a.txt"]
+
+
 def test_version_changes_when_the_bytes_change(store):
     store.put("raw/v.txt", b"one")
     first = next(iter(store.list("raw/"))).version
