@@ -361,6 +361,11 @@ def _backup_or_restore(command: str, uri: str) -> int:
     except (BackupError, StoreError) as exc:
         print(f"lakerag {command}: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a file:// side this user cannot write (or read): no traceback, what to change
+        where = "DEST_URI" if command == "backup" else "LAKERAG_STORE_URI"
+        print(f"lakerag {command}: {exc.filename or ''}: {exc.strerror or exc}; {where} must be a directory this "
+              "user can write (and the store one it can read)", file=sys.stderr)
+        return 1
     print(format_summary(summary))
     return 0
 

@@ -97,6 +97,14 @@ def test_a_damaged_backup_is_refused_and_the_cli_says_why(local_settings, tmp_pa
     missing = cli("restore", f"file://{tmp_path / 'nothing'}",
                   env={**env, "LAKERAG_STORE_URI": f"file://{tmp_path / 'fresh2'}"})
     assert missing.returncode == 1 and "no complete LakeRAG backup" in missing.stderr
+    (tmp_path / "a-file").write_text("not a directory")
+    unwritable = cli("backup", f"file://{tmp_path / 'a-file' / 'backup'}")  # was a FileExistsError traceback
+    assert unwritable.returncode == 1 and "Traceback" not in unwritable.stderr, unwritable.stderr
+    assert unwritable.stderr.startswith("lakerag backup: ") and "DEST_URI must be a directory" in unwritable.stderr
+    good = f"file://{tmp_path / 'good'}"
+    assert cli("backup", good).returncode == 0
+    cannot_restore = cli("restore", good, env={**env, "LAKERAG_STORE_URI": f"file://{tmp_path / 'a-file' / 'x'}"})
+    assert cannot_restore.returncode == 1 and "LAKERAG_STORE_URI must be a directory" in cannot_restore.stderr
 
 
 def test_an_s3_store_with_folder_markers_backs_up_to_a_directory_and_restores(s3_settings, tmp_path):
