@@ -3,6 +3,7 @@ dataset builder): one record per chunk, with the citation metadata, in document 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -30,8 +31,14 @@ def export_jsonl(settings: Settings, out: str | Path) -> int:
         sys.stdout.write(lines)
     else:
         path = Path(out)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(lines, encoding="utf-8")
-        tmp.replace(path)  # a reader never sees half a dataset
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(lines, encoding="utf-8")
+            tmp.replace(path)  # a reader never sees half a dataset
+        except OSError as exc:
+            with contextlib.suppress(OSError):  # its directory may be what failed
+                tmp.unlink(missing_ok=True)
+            raise ExportError(f"cannot write {path}: {exc.strerror or exc}; choose an OUT this user can write "
+                              "(or - for stdout)") from None
     return len(rows)

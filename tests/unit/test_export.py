@@ -46,3 +46,15 @@ def test_export_command_without_gold_exits_1_with_the_reason(local_settings, mon
     monkeypatch.setenv("LAKERAG_STORE_URI", local_settings.store_uri)
     result = CliRunner().invoke(app, ["export-jsonl", str(tmp_path / "x.jsonl")])
     assert result.exit_code == 1 and "lakerag pipeline etl" in result.stderr
+
+
+def test_an_out_it_cannot_write_says_so_and_leaves_nothing_behind(local_settings, tmp_path):
+    """Was a PermissionError/IsADirectoryError traceback from `lakerag export-jsonl`."""
+    write_gold(Lake.open(local_settings), synthetic_docs(1))
+    (tmp_path / "a-file").write_text("not a directory")
+    (tmp_path / "a-dir").mkdir()
+    for out in (tmp_path / "a-file" / "chunks.jsonl", tmp_path / "a-dir"):
+        with pytest.raises(ExportError, match=r"cannot write .*; choose an OUT this user can write \(or - for stdout\)"):
+            export_jsonl(local_settings, out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-dir", "a-file", "store"]
+    assert list((tmp_path / "a-dir").iterdir()) == []
