@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, WriterProperties
 from deltalake.transaction import AddAction, RemoveAction
+from pyarrow.fs import SubTreeFileSystem
 
 from . import DOCUMENTS_KEY, Lake
 from .files import METRICS_KEY, TableFiles, conform, row_metrics
@@ -68,6 +69,7 @@ class Snapshot:
 
     name: str
     delta: DeltaTable
+    files: TableFiles
 
     @property
     def version(self) -> int:
@@ -76,7 +78,7 @@ class Snapshot:
     def arrow(self, columns: list[str] | None = None) -> pa.Table:
         """The rows, with exactly the schema's types for ``columns`` (all when None)."""
         columns = columns or SCHEMAS[self.name].names
-        return conform(self.delta.to_pyarrow_table(columns=columns), _columns(self.name, columns))
+        return conform(self._dataset().to_table(columns=columns), _columns(self.name, columns))
 
     def pandas(self, columns: list[str] | None = None):
         return self.arrow(columns).to_pandas()
@@ -84,8 +86,15 @@ class Snapshot:
     def batches(self, columns: list[str]) -> Iterator[pa.Table]:
         """The rows batch by batch (bounded memory), as plain-typed Arrow tables."""
         schema = _columns(self.name, columns)
-        for batch in self.delta.to_pyarrow_dataset().to_batches(columns=columns):
+        for batch in self._dataset().to_batches(columns=columns):
             yield conform(pa.Table.from_batches([batch]), schema)
+
+    def _dataset(self):
+        """The snapshot's files read through pyarrow's own file system. delta-rs' default is a
+        Python one that pyarrow's I/O threads call back into: a process exiting just after a
+        read aborted ("terminate called without an active exception", exit 134)."""
+        filesystem, root = self.files.filesystem()
+        return self.delta.to_pyarrow_dataset(filesystem=SubTreeFileSystem(root, filesystem))
 
     def file_uris(self) -> list[str]:
         """The Parquet files of this snapshot, for readers that bring their own engine (Spark)."""
@@ -114,7 +123,7 @@ def snapshot(lake: Lake, name: str, version: int | None = None) -> Snapshot | No
     uri, options = lake.table_uri(name), lake.storage_options()
     if not DeltaTable.is_deltatable(uri, storage_options=options):
         return None
-    return Snapshot(name, DeltaTable(uri, version=version, storage_options=options))
+    return Snapshot(name, DeltaTable(uri, version=version, storage_options=options), table_files(lake, name))
 
 
 def read_arrow(lake: Lake, name: str, columns: list[str] | None = None) -> pa.Table:
