@@ -13,7 +13,7 @@ from lakerag.config import Settings
 from lakerag.extract import extract, file_type_for, size_problem
 from lakerag.lake import chunk_id_for, doc_id_for, sha256_hex
 from lakerag.lake.tables import SCHEMAS
-from lakerag.store import store_for
+from lakerag.store import StoreError, check_key, store_for
 from lakerag.text import chunk_pages, distinct, guess_title, normalise_pages
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
@@ -50,7 +50,8 @@ def plan_raw(listed: DataFrame, bronze: DataFrame, quarantine: DataFrame, full_r
               .when(F.col("source_version").isNull(), "deleted")
               .when(F.col("source_version") != known_version, "changed")
               .otherwise("unchanged"))
-    process = status.isin("new", "changed") | (F.lit(full_rebuild) & (status == "unchanged"))
+    read_failed = F.coalesce(F.col("quarantine_hash").startswith(UNREAD), F.lit(False))  # a store or network error
+    process = status.isin("new", "changed") | ((F.lit(full_rebuild) | read_failed) & (status == "unchanged"))
     return joined.select("key", "size", "source_version", status.alias("status"), process.alias("process"),
                          known_version.alias("known_version"), "bronze_hash", "quarantine_hash")
 
@@ -79,6 +80,11 @@ def extractor(settings: Settings, env: dict[str, str] | None = None):
     return run
 
 
+# content_hash of an object not read: too large, or a key the store refuses (read again once its
+# version changes), or a read that failed (UNREAD: plan_raw reads it again on the next run).
+NOT_READ, UNREAD = "not-read:", "unread:"
+
+
 def extract_object(store, key: str, size: int, source_version: str, settings: Settings) -> dict:
     """Read and extract one raw object; every failure becomes a reason, never an exception."""
     max_bytes = settings.max_file_bytes
@@ -86,15 +92,16 @@ def extract_object(store, key: str, size: int, source_version: str, settings: Se
     row = {"key": key, "doc_id": doc_id_for(key), "size": size, "source_version": source_version,
            "file_type": file_type_for(key), "page_count": None, "pages": None, "reason": None,
            # Not read (too large, unreachable): the version stands in for the hash of the bytes.
-           "content_hash": f"not-read:{source_version}"}
-    row["reason"] = size_problem(size, max_bytes)
+           "content_hash": NOT_READ + source_version}
+    row["reason"] = size_problem(size, max_bytes) or _key_problem(key)
     if size == 0:
         row["content_hash"] = sha256_hex(b"")
     if row["reason"] is None:
         try:
             data = store.get(key)
         except Exception as exc:  # noqa: BLE001 - one unreadable object must not stop the batch
-            row["reason"] = f"could not read the object from the store: {exc}"
+            row["reason"] = f"could not read the object from the store: {exc}; the next pipeline run reads it again"
+            row["content_hash"] = UNREAD + source_version
         else:
             row["size"] = len(data)
             row["content_hash"] = sha256_hex(data)
@@ -107,6 +114,15 @@ def extract_object(store, key: str, size: int, source_version: str, settings: Se
     row["extracted_at"] = datetime.now(UTC)
     row["extract_seconds"] = time.perf_counter() - started
     return row
+
+
+def _key_problem(key: str) -> str | None:
+    """Why the store refuses ``key`` (S3 allows keys no file system can hold), or None."""
+    try:
+        check_key(key)
+    except StoreError as exc:
+        return str(exc)
+    return None
 
 
 def too_many_chunks(pages: list[str], file_type: str, settings: Settings) -> str | None:

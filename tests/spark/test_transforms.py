@@ -48,6 +48,20 @@ def test_plan_raw_classifies_every_key(spark):
                                                                "raw/bad.txt")], "key string"))
 
 
+def test_plan_raw_reads_again_an_object_a_run_could_not_read(spark):
+    """A store or network error while reading quarantined the object for good (its version never
+    changes): the next run now reads it again. A key the store refuses, or a file too large, is
+    not read again until it changes."""
+    listed = spark.createDataFrame([("raw/blip.txt", 5, "v1"), ("raw/big.txt", 9, "v1"), ("raw/../x.txt", 1, "v1")],
+                                   "key string, size long, source_version string")
+    bronze = spark.createDataFrame([], META)
+    quarantine = spark.createDataFrame([("raw/blip.txt", "v1", "unread:v1"), ("raw/big.txt", "v1", "not-read:v1"),
+                                        ("raw/../x.txt", "v1", "not-read:v1")], META)
+    plan = {r.key: r for r in plan_raw(listed, bronze, quarantine).collect()}
+    assert (plan["raw/blip.txt"].status, plan["raw/blip.txt"].process) == ("unchanged", True)
+    assert not plan["raw/big.txt"].process and not plan["raw/../x.txt"].process
+
+
 def test_dedup_keeps_the_smallest_key(spark):
     bronze = spark.createDataFrame([("d1", "raw/b.txt", "h"), ("d2", "raw/a.txt", "h"), ("d3", "raw/c.txt", "x")],
                                    "doc_id string, key string, content_hash string")
@@ -137,7 +151,11 @@ def test_extract_objects_reads_through_the_store(spark, tmp_path):
     assert "invalid JSON" in rows["raw/bad.json"].reason and rows["raw/bad.json"].pages is None
     assert "LAKERAG_MAX_FILE_BYTES" in rows["raw/big.txt"].reason
     assert rows["raw/big.txt"].content_hash == "not-read:v1"
-    assert "could not read" in rows["raw/missing.txt"].reason
+    assert "could not read" in rows["raw/missing.txt"].reason and "the next pipeline run reads it again" in \
+        rows["raw/missing.txt"].reason
+    assert rows["raw/missing.txt"].content_hash == "unread:v1"  # plan_raw reads it again
+    refused = extract_object(store, "raw/../x.txt", 1, "v1", settings)
+    assert "'..' path segments" in refused["reason"] and refused["content_hash"] == "not-read:v1"
     assert len(rows["raw/ok.pdf"].content_hash) == 64 and rows["raw/ok.pdf"].extract_seconds >= 0
 
 
