@@ -205,11 +205,21 @@ def _pipeline_watch(settings) -> int:
 
     watcher = PipelineWatcher(settings, on_published=lambda s: print(
         f"published index {s['index'].get('version')}", flush=True))
+
+    def stop(*_) -> None:
+        if watcher.stopping:  # asked twice: abort the run
+            raise KeyboardInterrupt
+        print("stopping after the current run (Ctrl-C again to abort it)", flush=True)
+        watcher.request_stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: watcher.request_stop())
+        signal.signal(sig, stop)
     print(f"watching {watcher.store.url('raw/')} every {settings.watch_poll_seconds}s; Ctrl-C stops", flush=True)
     try:
         watcher.run_forever()
+    except KeyboardInterrupt:
+        print("lakerag pipeline watch: run aborted; the next run finishes it", file=sys.stderr)
+        return 130
     finally:
         watcher.stop()
     return 0 if (watcher.last_summary or {}).get("ok", True) else 1

@@ -16,6 +16,7 @@ watch) and ``lakerag pipeline watch`` (watch only) use it.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -74,7 +75,11 @@ class PipelineWatcher:
             stop_session(self._spark)
             self._spark = None
         if self._spark is None:
+            previous = signal.getsignal(signal.SIGINT)
             self._spark = spark_session(self.settings, app_name="lakerag-watch")
+            if threading.current_thread() is threading.main_thread():
+                # PySpark installs its own (cancel every job, raise KeyboardInterrupt): the caller's decides.
+                signal.signal(signal.SIGINT, previous)
         return self._spark
 
     def _run_pipeline(self) -> dict:
@@ -157,6 +162,10 @@ class PipelineWatcher:
     def request_stop(self) -> None:
         """Ask the loop to end after the current poll or run (safe from a signal handler)."""
         self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     def stop(self, timeout: float = 120.0) -> None:
         """Stop polling; a run in progress finishes first (its commits are never cut short)."""

@@ -4,6 +4,7 @@ file:// and moto S3, and `lakerag run` over HTTP: upload -> searchable -> delete
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -125,6 +126,29 @@ def test_the_watcher_starts_a_new_spark_session_after_its_jvm_died(local_setting
     finally:
         proc.terminate()
         assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+
+
+def test_ctrl_c_during_a_run_of_pipeline_watch_lets_the_run_finish_then_stops(local_settings, tmp_path):
+    """PySpark replaced the watcher's SIGINT handler with its own (cancel every job, raise
+    KeyboardInterrupt): Ctrl-C cut the run short with screens of py4j tracebacks and exit 130."""
+    env = {**os.environ, "LAKERAG_STORE_URI": local_settings.store_uri, "LAKERAG_INDEX_DIR": str(tmp_path / "idx"),
+           "LAKERAG_WATCH_POLL_SECONDS": "0.5", "LAKERAG_WATCH_DEBOUNCE_SECONDS": "0.2"}
+    lake = Lake.open(local_settings)
+    lake.store.put(OTHER[0], OTHER[1].encode())
+    log = tmp_path / "watch.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "lakerag.cli", "pipeline", "watch"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        bronze_committed = Path(local_settings.store_uri.removeprefix("file://")) / "lake/bronze/_delta_log"
+        wait_until(lambda: bronze_committed.exists() or proc.poll() is not None)  # mid-run, Spark started
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=600) == 0, log.read_text()[-3000:]
+    finally:
+        proc.kill()
+    text = log.read_text()
+    assert "Traceback" not in text and "stopping after the current run" in text, text[-3000:]
+    assert load_current(lake.store, tmp_path / "check", "sentence-transformers/all-MiniLM-L6-v2", 384) is not None
 
 
 def test_lakerag_run_serves_an_upload_and_forgets_a_delete(local_settings, tmp_path):
