@@ -91,7 +91,7 @@ def extract_object(store, key: str, size: int, source_version: str, settings: Se
     started = time.perf_counter()
     row = {"key": key, "doc_id": doc_id_for(key), "size": size, "source_version": source_version,
            "file_type": file_type_for(key), "page_count": None, "pages": None, "reason": None,
-           # Not read (too large, unreachable): the version stands in for the hash of the bytes.
+           # Not read (too large, a key the store refuses, a failed read): the version stands in for the hash.
            "content_hash": NOT_READ + source_version}
     row["reason"] = size_problem(size, max_bytes) or _key_problem(key)
     if size == 0:
