@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 
 from .config import Settings
-from .lake import RAW_PREFIX, Lake
+from .lake import RAW_PREFIX, Lake, raw_documents
 from .store import StoreError
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ MAX_DEBOUNCE_FACTOR = 10  # a store that never settles still runs after 10 debou
 
 def raw_listing(store) -> dict[str, str]:
     """raw key -> source version; equal listings mean nothing to do."""
-    return {info.key: info.version for info in store.list(RAW_PREFIX)}
+    return {info.key: info.version for info in raw_documents(store)}
 
 
 def listing_changes(before: dict[str, str] | None, after: dict[str, str]) -> dict[str, int]:

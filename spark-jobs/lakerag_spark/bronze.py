@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from lakerag.lake import RAW_PREFIX, Lake
+from lakerag.lake import Lake, raw_documents
 from lakerag.lake.tables import SCHEMAS, conform, merge
 from lakerag.store import S3Access
 from pyspark.sql.pandas.types import from_arrow_schema
@@ -26,7 +26,7 @@ LISTING = pa.schema([("key", pa.string()), ("size", pa.int64()), ("source_versio
 
 def run_bronze(spark, lake: Lake, full_rebuild: bool = False) -> dict:
     """Returns the run's file counts and whether bronze/quarantine were committed."""
-    objects = list(lake.store.list(RAW_PREFIX))
+    objects = list(raw_documents(lake.store))
     listing = pa.Table.from_pylist([{"key": o.key, "size": o.size, "source_version": o.version} for o in objects],
                                    schema=LISTING)
     listed = spark.createDataFrame(listing) if objects else spark.createDataFrame([], from_arrow_schema(LISTING))

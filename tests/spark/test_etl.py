@@ -260,6 +260,7 @@ def test_lifecycle_on_s3(spark, s3_settings):
     lake.store.client.put_object(Bucket=lake.store.bucket, Key=f"{lake.store.prefix}/raw/sub/../escape.txt", Body=b"x")
     # A folder made in the S3 console is an empty object "raw/policies/": no document, not quarantined.
     lake.store.client.put_object(Bucket=lake.store.bucket, Key=f"{lake.store.prefix}/raw/policies/", Body=b"")
+    put(lake, ".DS_Store", b"Bud1\x00\x00binary")  # a hidden file synced along: no document either
     summary = run_etl(settings)
     assert summary["ok"] and summary["files"]["new"] == 1
     assert summary["files"]["changed"] == 1 and summary["files"]["deleted"] == 2 and summary["files"]["read"] == 2
@@ -267,7 +268,7 @@ def test_lifecycle_on_s3(spark, s3_settings):
     assert all(r["source"] != "raw/guide.pdf" for r in snapshot(lake, "gold"))
     assert [r["text"] for r in snapshot(lake, "gold") if r["source"] == "raw/readme.md"] == [
         "Changed On S3\n\nNew words in the lake."]
-    assert {"raw/empty.txt", "raw/policies/"}.isdisjoint(r["key"] for r in snapshot(lake, "quarantine"))
+    assert {"raw/empty.txt", "raw/policies/", "raw/.DS_Store"}.isdisjoint(r["key"] for r in snapshot(lake, "quarantine"))
     assert summary["versions"] == {"bronze": 2, "quarantine": 2, "silver": 2, "gold": 2}
 
 

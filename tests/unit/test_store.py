@@ -136,3 +136,14 @@ def test_local_store_needs_no_s3_options(tmp_path):
     from lakerag.lake import Lake
 
     assert Lake.open(config.from_env({"LAKERAG_STORE_URI": f"file://{tmp_path}"})).storage_options() == {}
+
+
+def test_hidden_files_under_raw_are_no_documents(tmp_path):
+    """A .DS_Store or .gitkeep synced into raw/ was quarantined on every run ("empty file: upload the
+    file again", "unsupported file extension"), keeping the pipeline's quarantine count up."""
+    from lakerag.lake import raw_documents
+
+    store = open_store(f"file://{tmp_path / 'root'}")
+    for key in ("raw/a.txt", "raw/.DS_Store", "raw/sub/.gitkeep", "raw/.hidden/b.txt", "raw/sub/c.md"):
+        store.put(key, b"x")
+    assert sorted(o.key for o in raw_documents(store)) == ["raw/a.txt", "raw/sub/c.md"]

@@ -1,6 +1,6 @@
 """Where things live under the store root, and how delta-rs reaches them (``store.S3Access``).
 
-    raw/<key>                 the user's files, never modified by the pipeline
+    raw/<key>                 the user's files, never modified by the pipeline (hidden ones are no documents)
     lake/bronze               extracted text per raw object        (Delta)
     lake/quarantine           raw objects that could not be read   (Delta)
     lake/silver               cleaned, deduplicated documents      (Delta)
@@ -20,11 +20,12 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..config import Settings
-from ..store import NotFound, ObjectStore, S3Access, StoreError, store_for
+from ..store import NotFound, ObjectInfo, ObjectStore, S3Access, StoreError, store_for
 from .run_marker import this_process
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,15 @@ class Lake:
             return json.loads(self.store.get(f"lake/_runs/{stage}.json"))
         except NotFound:
             return None
+
+
+def raw_documents(store: ObjectStore) -> Iterator[ObjectInfo]:
+    """The objects under raw/ that are documents: hidden files (a name or folder starting with ".",
+    e.g. .DS_Store, .gitkeep) are left out, as Hadoop's input formats and `lakerag upload` do; a
+    "." or ".." segment is kept, for bronze to quarantine with the reason."""
+    for info in store.list(RAW_PREFIX):
+        if not any(part.startswith(".") and part not in {".", ".."} for part in info.key.split("/")):
+            yield info
 
 
 def sha256_hex(data: bytes) -> str:

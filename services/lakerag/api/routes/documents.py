@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from ...extract import FILE_TYPES
-from ...lake import DOCUMENTS_KEY, RAW_PREFIX, doc_id_for
+from ...lake import DOCUMENTS_KEY, RAW_PREFIX, doc_id_for, raw_documents
 from ...store import StoreError
 from ..deps import ApiKey, State
 from ..schemas import DocumentDeleted, DocumentList, DocumentState, DocumentUploaded
@@ -124,7 +124,7 @@ def list_documents(state: State) -> DocumentList:
     """Each raw file's state: from the store's listing, the status the last ETL run wrote
     (``lake/_runs/documents.json``; no Delta read here) and the served index."""
     try:
-        raw = list(state.lake.store.list(RAW_PREFIX))
+        raw = list(raw_documents(state.lake.store))
     except StoreError as exc:
         raise HTTPException(502, detail=f"cannot list {RAW_PREFIX} in the store: {exc}") from None
     try:
@@ -172,7 +172,7 @@ def list_documents(state: State) -> DocumentList:
 def delete_document(doc_id: str, state: State) -> DocumentDeleted:
     store = state.lake.store
     try:
-        keys = [obj.key for obj in store.list(RAW_PREFIX) if doc_id_for(obj.key) == doc_id]
+        keys = [obj.key for obj in raw_documents(store) if doc_id_for(obj.key) == doc_id]
         if not keys:
             raise HTTPException(404, detail=f"no document with doc_id {doc_id} in {RAW_PREFIX} (GET /documents "
                                             "lists them)")
