@@ -90,6 +90,17 @@ def test_a_run_that_starts_spark_counts_the_start_and_shows_as_running_meanwhile
         watcher.stop()
 
 
+def start_pipeline_watch(settings, tmp_path) -> tuple[subprocess.Popen, Path]:
+    """`lakerag pipeline watch` on ``settings``' store as a real process, polling fast; its log file."""
+    env = {**os.environ, "LAKERAG_STORE_URI": settings.store_uri, "LAKERAG_INDEX_DIR": str(tmp_path / "idx"),
+           "LAKERAG_WATCH_POLL_SECONDS": "0.5", "LAKERAG_WATCH_DEBOUNCE_SECONDS": "0.2"}
+    log = tmp_path / "watch.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "lakerag.cli", "pipeline", "watch"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    return proc, log
+
+
 def _children_named(pid: int, name: str) -> list[int]:
     """The running children of ``pid`` whose command is ``name`` (from /proc)."""
     found = []
@@ -107,14 +118,9 @@ def _children_named(pid: int, name: str) -> list[int]:
 def test_the_watcher_starts_a_new_spark_session_after_its_jvm_died(local_settings, embedder, tmp_path):
     """The kernel's OOM killer (or anyone) ending the Spark JVM left `lakerag run` failing every
     later run in 0.1 s (ConnectionRefusedError) until it was restarted."""
-    env = {**os.environ, "LAKERAG_STORE_URI": local_settings.store_uri, "LAKERAG_INDEX_DIR": str(tmp_path / "idx"),
-           "LAKERAG_WATCH_POLL_SECONDS": "0.5", "LAKERAG_WATCH_DEBOUNCE_SECONDS": "0.2"}
     store = Lake.open(local_settings).store
     store.put(OTHER[0], OTHER[1].encode())
-    log = tmp_path / "watch.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "lakerag.cli", "pipeline", "watch"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+    proc, log = start_pipeline_watch(local_settings, tmp_path)
     try:
         wait_until(lambda: doc_id_for(OTHER[0]) in served_doc_ids(local_settings, tmp_path, embedder))
         jvms = _children_named(proc.pid, "java")
@@ -131,14 +137,9 @@ def test_the_watcher_starts_a_new_spark_session_after_its_jvm_died(local_setting
 def test_ctrl_c_during_a_run_of_pipeline_watch_lets_the_run_finish_then_stops(local_settings, tmp_path):
     """PySpark replaced the watcher's SIGINT handler with its own (cancel every job, raise
     KeyboardInterrupt): Ctrl-C cut the run short with screens of py4j tracebacks and exit 130."""
-    env = {**os.environ, "LAKERAG_STORE_URI": local_settings.store_uri, "LAKERAG_INDEX_DIR": str(tmp_path / "idx"),
-           "LAKERAG_WATCH_POLL_SECONDS": "0.5", "LAKERAG_WATCH_DEBOUNCE_SECONDS": "0.2"}
     lake = Lake.open(local_settings)
     lake.store.put(OTHER[0], OTHER[1].encode())
-    log = tmp_path / "watch.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "lakerag.cli", "pipeline", "watch"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+    proc, log = start_pipeline_watch(local_settings, tmp_path)
     try:
         bronze_committed = Path(local_settings.store_uri.removeprefix("file://")) / "lake/bronze/_delta_log"
         wait_until(lambda: bronze_committed.exists() or proc.poll() is not None)  # mid-run, Spark started
