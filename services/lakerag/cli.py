@@ -142,8 +142,18 @@ def pipeline(
     """Batch stages: bronze, silver, gold, etl, embed, index, run, status, watch, vacuum.
 
     watch: run whenever raw/ changes; vacuum: Delta vacuum that keeps what retained index versions need."""
+    from .lake import INTERRUPTED
+
     rebuild = config.parse_bool(full_rebuild)
     settings = _settings()
+    try:
+        return _pipeline_stage(stage, settings, rebuild, as_json=as_json, spark=spark, dry_run=dry_run)
+    except KeyboardInterrupt:  # Ctrl-C: one line, not the tracebacks of the call it cut short
+        print(f"lakerag pipeline {stage.value}: {INTERRUPTED}", file=sys.stderr)
+        return 130
+
+
+def _pipeline_stage(stage: Stage, settings, rebuild: bool, as_json: bool, spark: bool, dry_run: bool) -> int:
     if stage.value in {*ETL_STAGES, "etl"}:
         from lakerag_spark.pipeline import run_etl
 

@@ -15,7 +15,7 @@ from pyspark.sql import SparkSession
 
 from lakerag_spark.bronze import run_bronze
 from lakerag_spark.gold import run_gold
-from lakerag_spark.session import spark_session
+from lakerag_spark.session import error_text, interrupted, spark_session
 from lakerag_spark.silver import run_silver
 
 STAGES = ("bronze", "silver", "gold")
@@ -72,9 +72,11 @@ def run_etl(settings: Settings, stages=STAGES, full_rebuild: bool = False, spark
             summary.setdefault("changes", {}).update(result.get("changes", {}))
             summary.setdefault("committed", {}).update(result.get("committed", {}))
     except Exception as exc:
+        if interrupted(exc):  # Ctrl-C cancelled the Spark job that raised this: no failure to record
+            raise KeyboardInterrupt from exc
         log.exception("ETL failed")
         summary["ok"] = False
-        summary["error"] = f"{type(exc).__name__}: {exc}"
+        summary["error"] = error_text(exc)
     quarantine = tables.read_arrow(lake, "quarantine", ["key", "reason"]).sort_by("key")
     summary["quarantined"] = quarantine.to_pylist()
     summary["files"]["quarantined"] = quarantine.num_rows

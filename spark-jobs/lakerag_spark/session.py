@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
 import warnings
 
 from lakerag.config import Settings
@@ -75,7 +77,69 @@ def spark_session(settings: Settings, app_name: str = "lakerag-etl"):
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     logging.getLogger("py4j").setLevel(logging.WARNING)
+    _cancel_jobs_on_ctrl_c(spark)
     return spark
+
+
+# Set by Ctrl-C: a Spark job it cancelled fails with an error that need not chain the KeyboardInterrupt.
+CTRL_C = threading.Event()
+
+
+def _cancel_jobs_on_ctrl_c(spark) -> None:
+    """Ctrl-C cancels the session's jobs and raises KeyboardInterrupt, as PySpark's own handler does,
+    but cancels from another thread: PySpark's, run while this thread waits for a py4j answer,
+    called py4j on that same connection ("reentrant call"), left the jobs running and logged
+    tracebacks. py4j's own tracebacks of the interrupted call are dropped."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers belong to the main thread (and PySpark installed none)
+
+    def cancel_jobs() -> None:
+        with contextlib.suppress(Exception):  # the session may have stopped since
+            spark.sparkContext.cancelAllJobs()
+
+    def ctrl_c(*_) -> None:
+        CTRL_C.set()
+        threading.Thread(target=cancel_jobs, name="cancel-spark-jobs", daemon=True).start()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, ctrl_c)
+    # A logger's filters see only the records logged on it: py4j logs on its own and the root logger.
+    for logger in map(logging.getLogger, ("", "py4j.clientserver", "py4j.java_gateway")):
+        if _drop_py4j_interrupts not in logger.filters:
+            logger.addFilter(_drop_py4j_interrupts)
+
+
+def _drop_py4j_interrupts(record: logging.LogRecord) -> bool:
+    return not (f"{os.sep}py4j{os.sep}" in record.pathname and record.exc_info and interrupted(record.exc_info[1]))
+
+
+def interrupted(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is Ctrl-C or came from it (raised while handling it, or after it cancelled the jobs)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return CTRL_C.is_set()
+
+
+def error_text(exc: BaseException) -> str:
+    """One line for a run summary. A Py4JJavaError's text is the call plus the whole Java stack trace
+    (60 lines and more in `pipeline status`, the DAG's health task and the console): keep the call
+    and the root cause."""
+    from py4j.protocol import Py4JError, Py4JJavaError
+
+    if not isinstance(exc, Py4JJavaError):
+        return f"{type(exc).__name__}: {exc}"
+    call = exc.errmsg.strip().removesuffix(".")
+    try:
+        lines = str(exc).splitlines()
+    except (Py4JError, OSError):  # str() asks the JVM, which may be gone
+        return f"{type(exc).__name__}: {call}"
+    causes = [line for line in lines if line.startswith(("Caused by: ", ": "))]
+    cause = causes[-1].removeprefix("Caused by: ").removeprefix(": ").strip() if causes else ""
+    return f"{type(exc).__name__}: {call}: {cause}" if cause else f"{type(exc).__name__}: {call}"
 
 
 def session_alive(spark) -> bool:

@@ -172,3 +172,56 @@ def test_kill_9_at_each_stage_boundary_then_rerun_converges(spark, tmp_path):
         body = api.client.post("/search", json={"query": "Gold cuts it into overlapping chunks"}).json()
         assert body["matched"] and body["hits"][0]["source"] == "raw/guide.pdf", body
         assert api.client.get("/index").json()["version"] == published["version"]
+
+
+def test_a_java_error_is_one_line_in_the_run_summary(spark, local_settings, monkeypatch):
+    """A Py4JJavaError's text is the whole Java stack trace: it made the etl error, and with it
+    `pipeline status`, the DAG's health task and the console, 60 lines and more."""
+    from lakerag_spark import pipeline as etl
+
+    def failing_silver(*_args):
+        spark._jvm.java.lang.Class.forName("no.such.Klass")  # a Py4JJavaError (PySpark converts some others)
+
+    monkeypatch.setattr(etl, "run_silver", failing_silver)
+    summary = run_etl(local_settings, stages=("silver",), spark=spark)
+    assert not summary["ok"]
+    error = summary["error"]
+    assert "\n" not in error and "ClassNotFoundException: no.such.Klass" in error, error
+    assert f"etl failed: {error}" in status(local_settings)["problems"]
+
+
+def test_ctrl_c_stops_a_pipeline_run_with_one_line(tmp_path):
+    """Ctrl-C in the terminal of `lakerag pipeline run` (SIGINT to its process group): the ETL took
+    the cancelled Spark job for a failure, logged it with screens of Java stack traces, and the run
+    went on to embed and publish."""
+    root = tmp_path / "store"
+    raw = root / "raw"
+    raw.mkdir(parents=True)
+    for name, data in good_documents().items():
+        (raw / name).write_bytes(data)
+    env = {**os.environ, "LAKERAG_STORE_URI": f"file://{root}", "LAKERAG_INDEX_DIR": str(tmp_path / "serving"),
+           "LAKERAG_SPARK_MASTER": "local[2]"}
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "lakerag.cli", "pipeline", "run"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (root / "lake/bronze/_delta_log").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does: PySpark's JVM ignores it
+        code = proc.wait(timeout=300)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    text = log.read_text()
+    assert code == 130, text[-3000:]
+    assert "Traceback" not in text and "\tat " not in text, text[-3000:]
+    assert "lakerag pipeline run: interrupted" in text, text[-3000:]
+    settings = config.from_env({}, store_uri=f"file://{root}", index_dir=str(tmp_path / "serving"))
+    assert read_current(Lake.open(settings).store) is None  # not published after Ctrl-C
+    problems = status(settings)["problems"]
+    assert any(p.endswith("failed: interrupted (Ctrl-C); what it committed stays, the next run does the rest")
+               for p in problems), problems

@@ -118,6 +118,9 @@ def chunk_id_for(doc_id: str, position: int, text: str) -> str:
     return digest[:24]
 
 
+INTERRUPTED = "interrupted (Ctrl-C); what it committed stays, the next run does the rest"
+
+
 def summarises_a_crash(stage: str, title: str | None = None):
     """For a stage's entry point: an exception that escapes it writes a failed summary (which also
     removes the marker) before it propagates, so a marker whose process still runs always means
@@ -128,7 +131,7 @@ def summarises_a_crash(stage: str, title: str | None = None):
         def guarded(*args, **kwargs):
             try:
                 return run(*args, **kwargs)
-            except Exception as exc:
+            except (Exception, KeyboardInterrupt) as exc:
                 settings = next(a for a in (*args, *kwargs.values()) if isinstance(a, Settings))
                 _record_crash(settings, stage, title or f"pipeline {stage}", exc)
                 raise
@@ -138,12 +141,12 @@ def summarises_a_crash(stage: str, title: str | None = None):
     return wrap
 
 
-def _record_crash(settings: Settings, stage: str, title: str, exc: Exception) -> None:
+def _record_crash(settings: Settings, stage: str, title: str, exc: BaseException) -> None:
+    error = INTERRUPTED if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
     try:
         lake = Lake.open(settings)
         marker = lake.read_run_started(stage)
         if marker and marker.get("pid") == os.getpid() and marker.get("host") == socket.gethostname():
-            lake.write_run_summary(stage, {"title": title, "ok": False,
-                                           "error": f"{type(exc).__name__}: {exc}"})
+            lake.write_run_summary(stage, {"title": title, "ok": False, "error": error})
     except Exception as inner:  # noqa: BLE001 - the stage's own error is the one to raise
         log.warning("could not record that %s failed: %s", stage, inner)
