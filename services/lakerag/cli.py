@@ -549,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         return 1
     except typer.TyperException as exc:  # usage errors and bad parameters: said on stderr, exit 2
+        if isinstance(exc, typer.BadParameter):  # typer checks choices with pydantic, which prefixes this
+            exc.message = exc.message.removeprefix("Value error, ")
         exc.show()
         return exc.exit_code
     return result if isinstance(result, int) else 0

@@ -36,6 +36,18 @@ def test_a_bad_flag_value_or_command_is_a_usage_error():
         cli.parse(["nosuch"])
 
 
+@pytest.mark.parametrize(("argv", "said"), [
+    (["config", "check", "--role", "bogus"], "Invalid value for '--role': 'bogus' is not one of 'api', 'batch', 'all'."),
+    (["search", "x", "--mode", "weird"], "Invalid value for '--mode': 'weird' is not one of 'dense', 'lexical', 'hybrid'."),
+    (["pipeline", "bronz"], "Invalid value for 'stage': 'bronz' is not one of 'bronze', "),
+])
+def test_a_value_not_among_the_choices_is_said_plainly(argv, said, capsys):
+    """Typer validates choices with pydantic, whose message began "Value error, "."""
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert said in err and "Value error" not in err, err
+
+
 def test_every_command_parses_to_its_own_function():
     commands = {
         ("config", "check"): ["config", "check", "--role", "api"],
