@@ -119,6 +119,10 @@ _NOT_TEXT_MAGIC = ((b"\x7fELF", "an ELF executable"), (b"PK\x03\x04", "a ZIP arc
 _WORD_EDGES = "\"'()[]{}<>.,;:!?*_`~-"
 
 
+_OTHER_ENCODING = ("or text in another encoding (GB18030, Big5, Shift-JIS, KOI8-R, …); save text as UTF-8 "
+                   "(iconv -f ENCODING -t UTF-8)")
+
+
 def check_plain_text(data: bytes, text: str) -> str:
     """Refuse decoded text that is not text: replacement/control characters, bytes that only
     Latin-1 can decode and come out mostly non-ASCII (random bytes), or no words at all."""
@@ -126,19 +130,22 @@ def check_plain_text(data: bytes, text: str) -> str:
     visible = [ch for ch in sample if not ch.isspace()]
     if not visible:
         return text
-    odd = sum(1 for ch in visible if ch == "\ufffd" or unicodedata.category(ch) in {"Cc", "Co", "Cn", "Cs"})
-    if odd > max(2, len(visible) // 50):
-        raise _Unreadable(f"{odd} of {len(visible)} characters are control or replacement characters: not text; "
-                          "check the file or its encoding")
     try:
         data[:65536].decode("utf-8")
         utf8 = True
     except UnicodeDecodeError as exc:
         utf8 = exc.start > 65530  # only the sample's cut split a character
+    odd = sum(1 for ch in visible if ch == "\ufffd" or unicodedata.category(ch) in {"Cc", "Co", "Cn", "Cs"})
+    if odd > max(2, len(visible) // 50):
+        if not utf8:  # Windows-1252/Latin-1 made them of bytes 0x80-0x9f
+            raise _Unreadable(f"the bytes are not UTF-8, and as Windows-1252 {odd} of {len(visible)} characters are "
+                              f"control characters: binary data, {_OTHER_ENCODING}")
+        raise _Unreadable(f"{odd} of {len(visible)} characters are control or replacement characters: not text; "
+                          "check the file or its encoding")
     # Real Latin-1/Windows-1252 prose is mostly ASCII (a few accents); short texts are not judged.
     if not utf8 and len(visible) >= 64 and sum(1 for ch in visible if ord(ch) > 127) > 0.5 * len(visible):
-        raise _Unreadable("the bytes are not UTF-8 and decode as mostly non-ASCII Latin-1/Windows-1252: random "
-                          "or binary data, not text; save the document as UTF-8 text")
+        raise _Unreadable(f"the bytes are not UTF-8 and as Windows-1252 they are mostly non-ASCII: random or binary "
+                          f"data, {_OTHER_ENCODING}")
     if len(visible) >= 200:
         letters = sum(1 for ch in visible if ch.isalpha())
         in_words = sum(len(t) for t in sample.split() if (w := t.strip(_WORD_EDGES)) and

@@ -11,7 +11,7 @@ RNG = random.Random(13)
 
 
 @pytest.mark.parametrize("name,data,reason", [
-    ("random-high.txt", bytes(RNG.randrange(128, 256) for _ in range(4096)), "control or replacement"),
+    ("random-high.txt", bytes(RNG.randrange(128, 256) for _ in range(4096)), "control characters: binary data"),
     ("random-printable.txt", bytes(RNG.randrange(32, 127) for _ in range(4096)), "no words"),
     ("random-printable.md", bytes(RNG.randrange(32, 127) for _ in range(4096)), "no words"),
     ("digits.txt", " ".join(str(RNG.randrange(10**6)) for _ in range(400)).encode(), "no words"),
@@ -34,6 +34,20 @@ def test_junk_is_quarantined_with_a_reason(name, data, reason):
 ])
 def test_real_text_in_any_script_or_shape_is_kept(text):
     assert extract("raw/doc.txt", text.encode()).ok
+
+
+@pytest.mark.parametrize("text,encoding", [
+    ("Озеро данных хранит все документы компании в исходном виде, а конвейер делает их доступными для поиска. " * 2,
+     "koi8-r"),
+    ("データレイクは、あらゆる規模のすべての構造化データと非構造化データを保存できる一元化されたリポジトリです。" * 2,
+     "shift_jis"),
+])
+def test_text_in_a_legacy_encoding_is_quarantined_with_what_to_do(text, encoding):
+    """Such a file was called "random or binary data, not text"."""
+    extraction = extract("raw/legacy.txt", text.encode(encoding))
+    assert not extraction.ok
+    assert "text in another encoding" in extraction.reason and "iconv -f ENCODING -t UTF-8" in extraction.reason, \
+        extraction.reason
 
 
 def test_windows_1252_text_is_kept():
