@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
+import httpx
 import pytest
 from conftest import free_port
 from lakerag import cli
@@ -13,6 +18,14 @@ from lakerag.store import open_store
 from .conftest import publish
 
 V1, V2 = "20260101T000000Z-samples1", "20260102T000000Z-samples2"
+# `python -c THIS LIMIT COMMAND...`: run COMMAND with writes past LIMIT bytes refused by the kernel
+# (EFBIG; SIGXFSZ ignored, which exec keeps), as a full or size-limited volume refuses them (ENOSPC).
+WITH_FILE_SIZE_LIMIT = """
+import os, resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+os.execv(sys.argv[2], sys.argv[2:])
+"""
 
 
 def run_cli(monkeypatch, settings, dest) -> int:
@@ -183,3 +196,44 @@ def test_stop_while_the_poller_is_starting_stops_it(local_settings, monkeypatch)
     assert not any(thread.name == "index-watcher" and thread.is_alive() for thread in threading.enumerate())
     watcher.start()  # after stop(), start() starts nothing
     assert not any(thread.name == "index-watcher" for thread in threading.enumerate())
+
+
+def test_an_index_volume_too_small_for_the_version_is_said_as_such(local_settings, sample_index, tmp_path):
+    """The store was fine and the pod's index volume could not hold the version (full, or over
+    its size limit), yet the init container said "the published version is unusable … Check
+    LAKERAG_STORE_URI", and the API "no index yet — run the pipeline", sync state store_unreachable."""
+    publish(local_settings, sample_index)
+    limit = max(p.stat().st_size for p in sample_index.iterdir()) // 2
+    limited = [sys.executable, "-c", WITH_FILE_SIZE_LIMIT, str(limit), str(Path(sys.executable).with_name("lakerag"))]
+    dest, port = tmp_path / "idx", free_port()
+    env = {**os.environ, "LAKERAG_STORE_URI": local_settings.store_uri, "LAKERAG_INDEX_DIR": str(dest),
+           "LAKERAG_PORT": str(port)}
+    init = subprocess.run([*limited, "index", "sync", "--once"], env=env, capture_output=True, text=True, check=False,
+                          timeout=120)
+    assert init.returncode == 1, init
+    assert f"the local directory {dest} cannot hold index {V1}" in init.stderr and "LAKERAG_INDEX_DIR" in init.stderr
+    assert "unusable" not in init.stderr and "LAKERAG_STORE_URI" not in init.stderr, init.stderr
+    assert local_current(dest) is None and not [p for p in (dest / "versions").iterdir()]  # nothing half-copied
+
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([*limited, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            try:
+                status = httpx.get(f"http://127.0.0.1:{port}/index", timeout=5).json()
+                if status["last_error"]:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        assert status["sync_state"] == "index_dir_unusable", status
+        assert f"cannot hold index {V1}" in status["last_error"] and "LAKERAG_INDEX_DIR" in status["last_error"]
+        search = httpx.post(f"http://127.0.0.1:{port}/search", json={"query": "travel"}, timeout=30)
+        assert search.status_code == 503 and "run the pipeline" not in search.json()["detail"], search.text
+        assert search.json()["detail"] == status["message"] and "cannot hold" in status["message"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -18,7 +18,7 @@ from fastapi import Depends, Header, HTTPException, Request
 from ..config import Settings
 from ..embedding import Embedder
 from ..index.loaded import LoadedIndex
-from ..index.sync import STORE_UNREACHABLE, IndexWatcher
+from ..index.sync import INDEX_DIR_UNUSABLE, STORE_UNREACHABLE, IndexWatcher
 from ..lake import Lake
 from ..search import NO_INDEX, Cutoffs, Fusion, Reranker
 from .access_log import AccessLog
@@ -79,8 +79,13 @@ class AppState:
             if sync_state == STORE_UNREACHABLE:
                 return f"serving index {index.version}; the store is unreachable, so a newer version cannot be " \
                        "synced (GET /index: last_error)"
+            if sync_state == INDEX_DIR_UNUSABLE:
+                return f"serving index {index.version}; the local index directory cannot hold a newer version " \
+                       "(GET /index: last_error)"
             return f"serving index {index.version}"
         error = self.watcher.last_error if self.watcher else None
+        if error and self.watcher.sync_state == INDEX_DIR_UNUSABLE:  # published, but not copied here
+            return f"no index served: {error}"
         return NO_INDEX + (f" (last error: {error})" if error else "")
 
 

@@ -231,7 +231,8 @@ class IndexStatus(BaseModel):
     reload_failures: int = Field(description="index versions rejected (checksum, model, incomplete)")
     store_errors: int = Field(default=0, description="polls that could not reach the store")
     sync_state: str = Field(default="ok", description="last sync: ok | fallback (CURRENT does not verify; an "
-                                                      "older version is served) | rejected | store_unreachable")
+                                                      "older version is served) | rejected | store_unreachable | "
+                                                      "index_dir_unusable (full, or not writable)")
     rejected_version: str | None = Field(default=None, description="the version CURRENT names when it was rejected")
     last_error: str | None = None
     index_dir: str

@@ -18,6 +18,7 @@ the served reference in one assignment (in-flight requests keep the old one).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -44,7 +45,14 @@ CURRENT_LINK = "current"
 KEEP_LOCAL_VERSIONS = 2  # the served one and the one before it (a quick rollback needs no download)
 NOTHING_PUBLISHED = "no index published yet"
 STORE_UNREACHABLE = "store_unreachable"
+INDEX_DIR_UNUSABLE = "index_dir_unusable"
 REJECTED = "version_rejected"
+# Writing the local directory failed, whatever the file: full, over a quota or size limit, read-only.
+_LOCAL_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
+class IndexDirError(Exception):
+    """The local index directory cannot hold a version: the pod's volume, not the store or the version."""
 
 
 @dataclass
@@ -118,7 +126,7 @@ def sync(store: ObjectStore, dest, expected_model: str | None = None, expected_d
         try:
             # download_version verifies every checksum in a temp dir, then renames into place
             # (and reuses a verified copy, e.g. after a rollback).
-            target = download_version(store, version, dest / VERSIONS_DIR / version)
+            target = _download(store, version, dest)
             check_model(read_manifest(target), expected_model, expected_dimension)
         except IndexRejected as exc:
             exc.version = version  # so a watcher can skip it until CURRENT changes
@@ -130,6 +138,18 @@ def sync(store: ObjectStore, dest, expected_model: str | None = None, expected_d
         return SyncResult("updated", version, f"index {version} synced into {dest}")
 
 
+def _download(store: ObjectStore, version: str, dest: Path) -> Path:
+    try:
+        return download_version(store, version, dest / VERSIONS_DIR / version)
+    except OSError as exc:
+        name = os.fsdecode(exc.filename) if exc.filename else ""
+        if exc.errno not in _LOCAL_WRITE_ERRNOS and not (name and Path(name).is_relative_to(dest)):
+            raise  # reading a file:// store
+        raise IndexDirError(f"the local directory {dest} cannot hold index {version} ({exc.strerror or exc}): free "
+                            "or enlarge it (LAKERAG_INDEX_DIR: the pod's index volume, the chart's "
+                            "api.indexVolumeSizeLimit), or make it writable") from exc
+
+
 def _fall_back(store: ObjectStore, dest: Path, local, rejected: str, why: str, expected_model, expected_dimension,
                skip, error: IndexRejected | None = None) -> SyncResult:
     """CURRENT names a version that does not verify: serve the newest published version that
@@ -139,7 +159,7 @@ def _fall_back(store: ObjectStore, dest: Path, local, rejected: str, why: str, e
         if candidate == rejected or candidate in skip:
             continue
         try:
-            target = download_version(store, candidate, dest / VERSIONS_DIR / candidate)
+            target = _download(store, candidate, dest)
             check_model(read_manifest(target), expected_model, expected_dimension)
         except IndexRejected as exc:
             log.warning("fallback candidate %s does not verify either: %s", candidate, exc)
@@ -179,6 +199,12 @@ def sync_once(settings: Settings, dest) -> int:
         return 1
     try:
         result = sync(_open(settings), dest, expected_model=settings.embedding_model)
+    except IndexDirError as exc:  # the store is fine: no advice about it
+        if local := local_current(dest):
+            print(f"index sync: {exc}; keeping the local copy {local[0]}")
+            return 0
+        print(f"index sync failed: {exc}", file=sys.stderr)
+        return 1
     except (StoreError, IndexRejected, OSError) as exc:
         what = "store unreachable" if isinstance(exc, StoreError) else "the published version is unusable"
         local = local_current(dest)
@@ -207,7 +233,7 @@ def watch(settings: Settings, dest) -> int:
     while not stop.is_set():
         try:
             message = sync(store, dest, expected_model=settings.embedding_model).message
-        except (StoreError, IndexRejected, OSError) as exc:
+        except (StoreError, IndexRejected, IndexDirError, OSError) as exc:
             message = f"sync failed, local copy kept: {exc}"
         if message != last:
             print(message, flush=True)
@@ -242,7 +268,7 @@ class IndexWatcher:
         self.reloads = 0
         self.failures = 0  # versions rejected (checksum, model, incomplete)
         self.store_errors = 0  # polls that could not reach the store (not the index's fault)
-        self.sync_state = "ok"  # ok | fallback | rejected | store_unreachable: the last sync's outcome
+        self.sync_state = "ok"  # ok | fallback | rejected | store_unreachable | index_dir_unusable: the last sync
         self.rejected_version: str | None = None
         self._rejected: set[str] = set()
         self._lock = threading.Lock()
@@ -292,6 +318,9 @@ class IndexWatcher:
                     self._rejected.add(getattr(exc, "version", ""))
                     self.sync_state, self.rejected_version = "rejected", getattr(exc, "version", None)
                     self._fail(str(exc))
+                except IndexDirError as exc:
+                    self.sync_state = INDEX_DIR_UNUSABLE
+                    self._fail(str(exc), INDEX_DIR_UNUSABLE)
                 except (StoreError, OSError) as exc:
                     self.sync_state = STORE_UNREACHABLE
                     self._fail(f"cannot sync from {self.settings.store_uri}: {exc}", STORE_UNREACHABLE)
@@ -300,7 +329,7 @@ class IndexWatcher:
                 return False, f"{NOTHING_PUBLISHED} — run the pipeline"
             version, path = local
             if self.current is not None and self.current.version == version:
-                if self.sync_state in {STORE_UNREACHABLE, "fallback", "rejected"}:
+                if self.sync_state in {STORE_UNREACHABLE, INDEX_DIR_UNUSABLE, "fallback", "rejected"}:
                     return False, f"serving {version}; {self.last_error}"
                 return False, f"serving {version} (unchanged)"
             if version in self._rejected:

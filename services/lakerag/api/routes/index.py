@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, HTTPException
 
 from ...config import SEARCH_MODES
-from ...index.sync import STORE_UNREACHABLE
+from ...index.sync import INDEX_DIR_UNUSABLE, STORE_UNREACHABLE
 from ..deps import ApiKey, State
 from ..schemas import IndexStatus, ReloadResponse
 
@@ -54,5 +54,7 @@ def reload_index(state: State) -> ReloadResponse:
     if state.watcher.sync_state == STORE_UNREACHABLE:
         raise HTTPException(503, detail=f"store unreachable; nothing reloaded, the local copy is served: "
                                         f"{state.watcher.last_error}", headers={"Retry-After": "30"})
+    if state.watcher.sync_state == INDEX_DIR_UNUSABLE:
+        raise HTTPException(503, detail=f"nothing reloaded: {state.watcher.last_error}")
     index = state.index
     return ReloadResponse(changed=changed, version=index.version if index else None, message=message)
