@@ -37,6 +37,21 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+# `python -c THIS LIMIT COMMAND...`: COMMAND with writes past LIMIT bytes refused by the kernel (EFBIG;
+# SIGXFSZ ignored, which exec keeps), as a full or size-limited volume refuses them (ENOSPC).
+_WITH_FILE_SIZE_LIMIT = """
+import os, resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def lakerag_with_file_size_limit(limit: int) -> list[str]:
+    """The argv prefix of a `lakerag` process that cannot write a file past ``limit`` bytes."""
+    return [sys.executable, "-c", _WITH_FILE_SIZE_LIMIT, str(limit), str(Path(sys.executable).with_name("lakerag"))]
+
+
 def wait_until(condition, timeout: float = 30.0) -> bool:
     """Whether ``condition()`` came true within ``timeout`` seconds (checked every 20 ms)."""
     deadline = time.monotonic() + timeout

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port
+from conftest import free_port, lakerag_with_file_size_limit
 from lakerag import cli
 from lakerag.index.sync import local_current, sync_once
 from lakerag.store import open_store
@@ -18,14 +18,6 @@ from lakerag.store import open_store
 from .conftest import publish
 
 V1, V2 = "20260101T000000Z-samples1", "20260102T000000Z-samples2"
-# `python -c THIS LIMIT COMMAND...`: run COMMAND with writes past LIMIT bytes refused by the kernel
-# (EFBIG; SIGXFSZ ignored, which exec keeps), as a full or size-limited volume refuses them (ENOSPC).
-WITH_FILE_SIZE_LIMIT = """
-import os, resource, signal, sys
-signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
-os.execv(sys.argv[2], sys.argv[2:])
-"""
 
 
 def run_cli(monkeypatch, settings, dest) -> int:
@@ -128,10 +120,6 @@ def test_a_local_copy_of_another_model_is_not_installed(local_settings, sample_i
 
 def test_watch_loop_follows_current_until_sigterm(local_settings, sample_index, sample_index_v2, tmp_path):
     import signal
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
 
     dest = tmp_path / "dest"
     env = {**os.environ, "LAKERAG_STORE_URI": local_settings.store_uri, "LAKERAG_INDEX_POLL_SECONDS": "0.2"}
@@ -204,7 +192,7 @@ def test_an_index_volume_too_small_for_the_version_is_said_as_such(local_setting
     LAKERAG_STORE_URI", and the API "no index yet — run the pipeline", sync state store_unreachable."""
     publish(local_settings, sample_index)
     limit = max(p.stat().st_size for p in sample_index.iterdir()) // 2
-    limited = [sys.executable, "-c", WITH_FILE_SIZE_LIMIT, str(limit), str(Path(sys.executable).with_name("lakerag"))]
+    limited = lakerag_with_file_size_limit(limit)
     dest, port = tmp_path / "idx", free_port()
     env = {**os.environ, "LAKERAG_STORE_URI": local_settings.store_uri, "LAKERAG_INDEX_DIR": str(dest),
            "LAKERAG_PORT": str(port)}

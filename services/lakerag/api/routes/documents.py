@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import unicodedata
 from pathlib import PurePosixPath
@@ -50,6 +51,12 @@ def _store_failure(exc: Exception) -> str:
     return (exc.strerror or type(exc).__name__) if isinstance(exc, OSError) else str(exc)
 
 
+def _write_failed(key: str, exc: Exception) -> HTTPException:
+    """507 when the store's volume is full (or over a quota or size limit), else 502."""
+    full = isinstance(exc, OSError) and exc.errno in {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+    return HTTPException(507 if full else 502, detail=f"could not write {key} to the store: {_store_failure(exc)}")
+
+
 def _extension_ok(name: str) -> bool:
     return PurePosixPath(name).suffix.lower() in ALLOWED_EXTENSIONS
 
@@ -66,7 +73,8 @@ UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-dat
                         413: {"description": "file too large"},
                         415: {"description": "file type not accepted, or the body is not multipart/form-data"},
                         422: {"description": "no 'file' field in the form"},
-                        502: {"description": "the store cannot be written"}})
+                        502: {"description": "the store cannot be written"},
+                        507: {"description": "the store's volume is full; what was stored is kept"}})
 async def upload(request: Request, state: State) -> DocumentUploaded:
     """The API key (a dependency) and the declared length are checked before any of the body is
     read; the file then streams to the store (uploads.py), never whole in memory or on local disk."""
@@ -85,7 +93,8 @@ async def upload(request: Request, state: State) -> DocumentUploaded:
         try:
             return store.writer(key)
         except (StoreError, OSError) as exc:
-            raise UploadError(502, f"could not write {key} to the store: {_store_failure(exc)}") from None
+            failed = _write_failed(key, exc)
+            raise UploadError(failed.status_code, failed.detail) from None
 
     try:
         check_declared_length(request.headers.get("content-length"), limit)
@@ -98,6 +107,8 @@ async def upload(request: Request, state: State) -> DocumentUploaded:
         raise HTTPException(exc.status, detail=exc.detail) from None
     except ClientDisconnect:
         raise HTTPException(400, detail="the client closed the connection before the upload finished") from None
+    except (StoreError, OSError) as exc:  # writing the file's bytes (stream_file aborted the writer)
+        raise _write_failed(found["key"], exc) from None
     key = found["key"]
     if not size:
         await run_in_threadpool(writer.abort)
@@ -112,7 +123,7 @@ async def upload(request: Request, state: State) -> DocumentUploaded:
         replaced = await run_in_threadpool(commit)
     except (StoreError, OSError) as exc:
         await run_in_threadpool(writer.abort)
-        raise HTTPException(502, detail=f"could not write {key} to the store: {_store_failure(exc)}") from None
+        raise _write_failed(key, exc) from None
     state.metrics.upload_bytes.inc(size)
     log.info("uploaded %s (%d bytes%s)", key, size, ", replacing the previous file" if replaced else "")
     return DocumentUploaded(key=key, doc_id=doc_id_for(key), size=size, replaced=replaced,
