@@ -9,9 +9,11 @@ that needs them: ``import pyspark.sql`` alone took 0.7 s here and sentence-trans
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
+import tempfile
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -543,6 +545,16 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("lakerag").debug("store error", exc_info=True)  # the traceback with -v
         print(f"lakerag: {exc}; check LAKERAG_STORE_URI, AWS_ENDPOINT_URL and the credentials, and that the store "
               "is up", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        raise
+    except OSError as exc:  # the machine, not the data: a full disk, a permission (the traceback with -v)
+        logging.getLogger("lakerag").debug("OS error", exc_info=True)
+        where = exc.filename or f"{tempfile.gettempdir()}, TMPDIR"
+        what = "could not be written" if exc.errno in {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS} \
+            else "operation failed"
+        print(f"lakerag: {exc.strerror or exc} (a local file {what}; check the free space and permissions of "
+              f"{where}); -v shows where", file=sys.stderr)
         return 1
     except typer.Exit as exc:
         return exc.exit_code

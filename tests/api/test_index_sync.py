@@ -13,6 +13,7 @@ import pytest
 from conftest import free_port, lakerag_with_file_size_limit
 from lakerag import cli
 from lakerag.index.sync import local_current, sync_once
+from lakerag.pipeline import status
 from lakerag.store import open_store
 
 from .conftest import publish
@@ -225,3 +226,17 @@ def test_an_index_volume_too_small_for_the_version_is_said_as_such(local_setting
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_stage_that_cannot_write_a_local_file_says_so_in_one_line(local_settings, sample_index, tmp_path):
+    """`lakerag pipeline index` on a machine whose temporary space was full printed a 40-line traceback."""
+    publish(local_settings, sample_index)  # run_index verifies the published version in a temporary directory
+    limit = max(p.stat().st_size for p in sample_index.iterdir()) // 2
+    env = {**os.environ, "LAKERAG_STORE_URI": local_settings.store_uri, "TMPDIR": str(tmp_path)}
+    run = subprocess.run([*lakerag_with_file_size_limit(limit), "pipeline", "index"], env=env, capture_output=True,
+                         text=True, check=False, timeout=300)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"lakerag: File too large (a local file could not be written; check the free space and permissions of "
+        f"{tmp_path}, TMPDIR); -v shows where"), run.stderr
+    assert any(p.startswith("index failed: OSError") for p in status(local_settings)["problems"])
