@@ -148,11 +148,20 @@ def pipeline(
 
     rebuild = config.parse_bool(full_rebuild)
     settings = _settings()
+    from .store import StoreError
+
     try:
         return _pipeline_stage(stage, settings, rebuild, as_json=as_json, spark=spark, dry_run=dry_run)
     except KeyboardInterrupt:  # Ctrl-C: one line, not the tracebacks of the call it cut short
         print(f"lakerag pipeline {stage.value}: {INTERRUPTED}", file=sys.stderr)
         return 130
+    except (OSError, StoreError):  # main() says what to check
+        raise
+    except Exception as exc:  # the stage's summary records it too (`lakerag pipeline status`)
+        logging.getLogger("lakerag").debug("pipeline %s failed", stage.value, exc_info=True)
+        print(f"lakerag pipeline {stage.value}: FAILED: {type(exc).__name__}: {exc} (lakerag -v pipeline "
+              f"{stage.value} shows the traceback)", file=sys.stderr)
+        return 1
 
 
 def _pipeline_stage(stage: Stage, settings, rebuild: bool, as_json: bool, spark: bool, dry_run: bool) -> int:

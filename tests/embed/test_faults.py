@@ -175,3 +175,19 @@ def test_kill_9_mid_embed_then_rerun_converges(local_settings, embedder):
     index = run_index(local_settings)
     assert index["published"] and index["vector_count"] == 120
     assert status(local_settings)["healthy"]
+
+
+def test_a_stage_that_fails_says_what_failed_in_one_line(local_settings, embedder):
+    """A Delta write that failed in `lakerag pipeline embed` (a full volume; here the kernel's
+    file-size limit) printed a 40-line traceback ending in the DeltaError; its summary has it too."""
+    from conftest import lakerag_with_file_size_limit
+
+    write_gold(Lake.open(local_settings), synthetic_docs(40))
+    env = {**os.environ, "LAKERAG_STORE_URI": local_settings.store_uri}
+    run = subprocess.run([*lakerag_with_file_size_limit(4096), "pipeline", "embed"], env=env, capture_output=True,
+                         text=True, check=False, timeout=600)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last.startswith("lakerag pipeline embed: FAILED: DeltaError: ") and "File too large" in last, last
+    assert last.endswith("(lakerag -v pipeline embed shows the traceback)"), last
+    assert any(p.startswith("embed failed: DeltaError: ") for p in status(local_settings)["problems"])
