@@ -9,7 +9,6 @@ that needs them: ``import pyspark.sql`` alone took 0.7 s here and sentence-trans
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import sys
@@ -544,7 +543,7 @@ def parse(argv: list[str]) -> Parsed:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .store import StoreError  # no boto3: store.py imports it only for an s3:// store
+    from .store import WRITE_ERRNOS, StoreError  # no boto3: store.py imports it only for an s3:// store
 
     command = typer.main.get_command(app)
     try:
@@ -559,9 +558,9 @@ def main(argv: list[str] | None = None) -> int:
         raise
     except OSError as exc:  # the machine, not the data: a full disk, a permission (the traceback with -v)
         logging.getLogger("lakerag").debug("OS error", exc_info=True)
-        where = exc.filename or f"{tempfile.gettempdir()}, TMPDIR"
-        what = "could not be written" if exc.errno in {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS} \
-            else "operation failed"
+        # A copy's error names the source first, the destination second.
+        where = exc.filename2 or exc.filename or f"{tempfile.gettempdir()}, TMPDIR"
+        what = "could not be written" if exc.errno in WRITE_ERRNOS else "operation failed"
         print(f"lakerag: {exc.strerror or exc} (a local file {what}; check the free space and permissions of "
               f"{where}); -v shows where", file=sys.stderr)
         return 1

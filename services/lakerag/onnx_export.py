@@ -24,6 +24,7 @@ from pathlib import Path
 
 from . import model_files
 from .onnx_encoder import ENCODER_FILE, ONNX_FILE, export_dir, read_identity, read_pooling
+from .store import WRITE_ERRNOS
 from .torch_models import ModelUnavailable, _load_torch_model
 
 log = logging.getLogger(__name__)
@@ -157,8 +158,13 @@ def _export(name: str, settings, dest: Path, force: bool, quantize: bool) -> dic
         (tmp / ENCODER_FILE).write_text(json.dumps(identity, indent=2))
         tmp.chmod(0o755)  # mkdtemp makes it 0700: other users (an image's non-root user) must read it
         installed = _install(tmp, dest, force)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno in WRITE_ERRNOS:  # the cache's volume, not the model
+            raise ModelUnavailable(
+                f"cannot write the ONNX export of {name} into {dest.parent} ({exc.strerror}): free or enlarge that "
+                f"volume (LAKERAG_MODEL_CACHE_DIR={settings.model_cache_dir or '(unset)'}: the chart's model cache), "
+                "or point LAKERAG_MODEL_CACHE_DIR at one with room") from exc
         raise
     if not installed:
         log.info("ONNX export of %s landed in %s meanwhile: kept it, dropped this one", name, dest)

@@ -162,3 +162,23 @@ def test_a_model_cache_it_cannot_write_names_the_setting_and_loads_nothing(tmp_p
     with pytest.raises(ModelUnavailable, match=r"cannot write the ONNX export .* LAKERAG_MODEL_CACHE_DIR="):
         onnx_export.export(config.PACKAGED_MODEL, settings)
     assert loads == []
+
+
+@pytest.mark.slow
+def test_a_model_cache_that_fills_up_during_the_export_says_so_and_leaves_nothing(tmp_path):
+    """`lakerag model export` into a full model cache (the chart's PVC) said "No space left on
+    device … check the free space and permissions of" the packaged model's own tokenizer.json."""
+    import os
+    import subprocess
+
+    from conftest import lakerag_with_file_size_limit
+
+    cache = tmp_path / "cache"
+    env = {**os.environ, "LAKERAG_MODEL_CACHE_DIR": str(cache)}
+    run = subprocess.run([*lakerag_with_file_size_limit(64 * 1024), "model", "export"], env=env, capture_output=True,
+                         text=True, check=False, timeout=600)
+    assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert f"cannot write the ONNX export of {config.PACKAGED_MODEL} into {cache / 'onnx'} (File too large)" in last, last
+    assert "LAKERAG_MODEL_CACHE_DIR" in last and "site-packages" not in last, last
+    assert [p.name for p in (cache / "onnx").iterdir() if not p.name.endswith(".lock")] == []  # no half export

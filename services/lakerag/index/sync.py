@@ -18,7 +18,6 @@ the served reference in one assignment (in-flight requests keep the old one).
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import logging
 import os
@@ -34,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..config import Settings
-from ..store import ObjectStore, StoreError, store_for
+from ..store import WRITE_ERRNOS, ObjectStore, StoreError, store_for
 from .artifacts import IndexRejected, LoadedIndex, check_model, load_index_dir, read_manifest, verify_index_dir
 from .publish import download_version, published_versions, read_current
 
@@ -47,8 +46,6 @@ NOTHING_PUBLISHED = "no index published yet"
 STORE_UNREACHABLE = "store_unreachable"
 INDEX_DIR_UNUSABLE = "index_dir_unusable"
 REJECTED = "version_rejected"
-# Writing the local directory failed, whatever the file: full, over a quota or size limit, read-only.
-_LOCAL_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 
 
 class IndexDirError(Exception):
@@ -143,7 +140,7 @@ def _download(store: ObjectStore, version: str, dest: Path) -> Path:
         return download_version(store, version, dest / VERSIONS_DIR / version)
     except OSError as exc:
         name = os.fsdecode(exc.filename) if exc.filename else ""
-        if exc.errno not in _LOCAL_WRITE_ERRNOS and not (name and Path(name).is_relative_to(dest)):
+        if exc.errno not in WRITE_ERRNOS and not (name and Path(name).is_relative_to(dest)):
             raise  # reading a file:// store
         raise IndexDirError(f"the local directory {dest} cannot hold index {version} ({exc.strerror or exc}): free "
                             "or enlarge it (LAKERAG_INDEX_DIR: the pod's index volume, the chart's "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import unicodedata
 from pathlib import PurePosixPath
@@ -14,7 +13,7 @@ from starlette.requests import ClientDisconnect
 
 from ...extract import FILE_TYPES
 from ...lake import DOCUMENTS_KEY, RAW_PREFIX, doc_id_for, raw_documents
-from ...store import StoreError
+from ...store import VOLUME_FULL_ERRNOS, StoreError
 from ..deps import ApiKey, State
 from ..schemas import DocumentDeleted, DocumentList, DocumentState, DocumentUploaded
 from ..uploads import UploadError, boundary_of, check_declared_length, stream_file
@@ -53,7 +52,7 @@ def _store_failure(exc: Exception) -> str:
 
 def _write_failed(key: str, exc: Exception) -> HTTPException:
     """507 when the store's volume is full (or over a quota or size limit), else 502."""
-    full = isinstance(exc, OSError) and exc.errno in {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+    full = isinstance(exc, OSError) and exc.errno in VOLUME_FULL_ERRNOS
     return HTTPException(507 if full else 502, detail=f"could not write {key} to the store: {_store_failure(exc)}")
 
 
