@@ -144,11 +144,10 @@ def pipeline(
 
     watch: run whenever raw/ changes; vacuum: Delta vacuum that keeps what retained index versions need."""
     from .lake import INTERRUPTED
+    from .store import StoreError
 
     rebuild = config.parse_bool(full_rebuild)
     settings = _settings()
-    from .store import StoreError
-
     try:
         return _pipeline_stage(stage, settings, rebuild, as_json=as_json, spark=spark, dry_run=dry_run)
     except KeyboardInterrupt:  # Ctrl-C: one line, not the tracebacks of the call it cut short

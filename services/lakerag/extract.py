@@ -117,8 +117,6 @@ _NOT_TEXT_MAGIC = ((b"\x7fELF", "an ELF executable"), (b"PK\x03\x04", "a ZIP arc
                    (b"GIF8", "a GIF image"), (b"%PDF-", "a PDF (name it .pdf)"), (b"\xca\xfe\xba\xbe", "a Java class"),
                    (b"\xfe\xed\xfa", "a Mach-O binary"), (b"\xcf\xfa\xed\xfe", "a Mach-O executable"), (b"\x00asm", "WebAssembly"))
 _WORD_EDGES = "\"'()[]{}<>.,;:!?*_`~-"
-
-
 _OTHER_ENCODING = ("or text in another encoding (GB18030, Big5, Shift-JIS, KOI8-R, …); save text as UTF-8 "
                    "(iconv -f ENCODING -t UTF-8)")
 
