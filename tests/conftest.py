@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,36 @@ os.execv(sys.argv[2], sys.argv[2:])
 def lakerag_with_file_size_limit(limit: int) -> list[str]:
     """The argv prefix of a `lakerag` process that cannot write a file past ``limit`` bytes."""
     return [sys.executable, "-c", _WITH_FILE_SIZE_LIMIT, str(limit), str(Path(sys.executable).with_name("lakerag"))]
+
+
+@contextmanager
+def serve_with_file_size_limit(settings: config.Settings, tmp_path: Path, limit: int):
+    """`lakerag serve` on ``settings``' store as its own process whose volumes refuse files past
+    ``limit`` bytes; yields its base URL once /ready says ready."""
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "LAKERAG_STORE_URI": settings.store_uri, "LAKERAG_INDEX_DIR": settings.index_dir,
+           "LAKERAG_PORT": str(port)}
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([*lakerag_with_file_size_limit(limit), "serve"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            return httpx.get(f"{base}/ready", timeout=5).json()["ready"]
+        except httpx.TransportError:
+            return False
+
+    try:
+        assert wait_until(ready, timeout=120), log.read_text()[-3000:]
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def wait_until(condition, timeout: float = 30.0) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import free_port, lakerag_with_file_size_limit
+from conftest import free_port, lakerag_with_file_size_limit, serve_with_file_size_limit
 from lakerag import cli
 from lakerag.index.sync import local_current, sync_once
 from lakerag.pipeline import status
@@ -193,39 +193,22 @@ def test_an_index_volume_too_small_for_the_version_is_said_as_such(local_setting
     LAKERAG_STORE_URI", and the API "no index yet — run the pipeline", sync state store_unreachable."""
     publish(local_settings, sample_index)
     limit = max(p.stat().st_size for p in sample_index.iterdir()) // 2
-    limited = lakerag_with_file_size_limit(limit)
-    dest, port = tmp_path / "idx", free_port()
-    env = {**os.environ, "LAKERAG_STORE_URI": local_settings.store_uri, "LAKERAG_INDEX_DIR": str(dest),
-           "LAKERAG_PORT": str(port)}
-    init = subprocess.run([*limited, "index", "sync", "--once"], env=env, capture_output=True, text=True, check=False,
-                          timeout=120)
+    dest = tmp_path / "idx"
+    env = {**os.environ, "LAKERAG_STORE_URI": local_settings.store_uri, "LAKERAG_INDEX_DIR": str(dest)}
+    init = subprocess.run([*lakerag_with_file_size_limit(limit), "index", "sync", "--once"], env=env,
+                          capture_output=True, text=True, check=False, timeout=120)
     assert init.returncode == 1, init
     assert f"the local directory {dest} cannot hold index {V1}" in init.stderr and "LAKERAG_INDEX_DIR" in init.stderr
     assert "unusable" not in init.stderr and "LAKERAG_STORE_URI" not in init.stderr, init.stderr
     assert local_current(dest) is None and not [p for p in (dest / "versions").iterdir()]  # nothing half-copied
 
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([*limited, "serve"], env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            try:
-                status = httpx.get(f"http://127.0.0.1:{port}/index", timeout=5).json()
-                if status["last_error"]:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+    with serve_with_file_size_limit(local_settings.replace(index_dir=str(dest)), tmp_path, limit) as base:
+        status = httpx.get(f"{base}/index", timeout=5).json()
         assert status["sync_state"] == "index_dir_unusable", status
         assert f"cannot hold index {V1}" in status["last_error"] and "LAKERAG_INDEX_DIR" in status["last_error"]
-        search = httpx.post(f"http://127.0.0.1:{port}/search", json={"query": "travel"}, timeout=30)
+        search = httpx.post(f"{base}/search", json={"query": "travel"}, timeout=30)
         assert search.status_code == 503 and "run the pipeline" not in search.json()["detail"], search.text
         assert search.json()["detail"] == status["message"] and "cannot hold" in status["message"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def test_a_stage_that_cannot_write_a_local_file_says_so_in_one_line(local_settings, sample_index, tmp_path):

@@ -110,3 +110,26 @@ def test_replay_keeps_at_most_the_configured_number_of_versions_loaded(local_set
             assert refused.status_code == 422 and "must name an index version" in refused.text
         missing = api.client.post("/summarize", json={"query": "travel", "as_of": "20250101T000000Z-deadbeef"})
         assert missing.status_code == 404 and "not retained" in missing.json()["detail"]
+
+
+def test_a_replay_the_index_volume_cannot_hold_is_a_507_that_says_so(local_settings, sample_index, sample_vectors,
+                                                                    embedder, tmp_path):
+    """A replay (as_of an older version) that did not fit the index volume answered 500."""
+    import httpx
+    from conftest import serve_with_file_size_limit
+
+    from .conftest import write_index
+
+    chunks, vectors = sample_vectors
+    small = write_index(tmp_path / "small", embedder, chunks.head(3), "20260103T000000Z-samples3", vectors=vectors[:3])
+    older = publish(local_settings, sample_index)
+    publish(local_settings, small)
+    limit = max(p.stat().st_size for p in small.iterdir()) + 1  # the served version fits, the older one does not
+    assert max(p.stat().st_size for p in sample_index.iterdir()) > limit
+    with serve_with_file_size_limit(local_settings, tmp_path, limit) as base:
+        replay = httpx.post(f"{base}/search", json={"query": "travel approval", "as_of": older}, timeout=60)
+        assert replay.status_code == 507, replay.text
+        detail = replay.json()["detail"]
+        assert detail.startswith(f"index version {older} cannot be replayed: the local directory ") and \
+            "(File too large)" in detail and "LAKERAG_INDEX_DIR" in detail, detail
+        assert httpx.post(f"{base}/search", json={"query": "travel approval"}, timeout=60).status_code == 200

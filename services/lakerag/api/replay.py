@@ -20,7 +20,8 @@ from fastapi import HTTPException
 
 from ..encoder_identity import check_encoder
 from ..index.artifacts import IndexRejected, LoadedIndex, load_index_dir
-from ..index.publish import download_version, published_versions, read_store_manifest
+from ..index.publish import published_versions, read_store_manifest
+from ..index.sync import IndexDirError, download_local
 from ..store import StoreError
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class RetainedVersions:
                 return self._loaded[version]
             if read_store_manifest(self.store, version) is None:
                 raise VersionGone(version)
-            path = download_version(self.store, version, self.root / version)  # verifies every checksum
+            path = download_local(self.store, version, self.root / version, self.root)  # verifies every checksum
             loaded = load_index_dir(path, self.expected_model, self.expected_dimension)
             check_encoder(loaded.manifest, self.encoder)  # the same checks as a served version
             self._loaded[version] = loaded
@@ -94,7 +95,8 @@ def names_another_version(as_of: str | None, served: LoadedIndex) -> bool:
 
 
 def index_for(state, served: LoadedIndex, as_of: str | None) -> LoadedIndex:
-    """The served index, or the retained version ``as_of`` names (404 when pruned, 409 when unusable)."""
+    """The served index, or the retained version ``as_of`` names (404 when pruned, 409 when unusable, 507
+    when the local index directory cannot hold it)."""
     if not names_another_version(as_of, served):
         return served
     try:
@@ -109,6 +111,8 @@ def index_for(state, served: LoadedIndex, as_of: str | None) -> LoadedIndex:
             from None
     except IndexRejected as exc:
         raise HTTPException(409, detail=f"index version {as_of} cannot be served: {exc}") from None
+    except IndexDirError as exc:
+        raise HTTPException(507, detail=f"index version {as_of} cannot be replayed: {exc}") from None
     except StoreError as exc:
         raise HTTPException(503, detail=f"cannot read index version {as_of} from the store: {exc}",
                             headers={"Retry-After": "10"}) from None

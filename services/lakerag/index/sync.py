@@ -123,7 +123,7 @@ def sync(store: ObjectStore, dest, expected_model: str | None = None, expected_d
         try:
             # download_version verifies every checksum in a temp dir, then renames into place
             # (and reuses a verified copy, e.g. after a rollback).
-            target = _download(store, version, dest)
+            target = download_local(store, version, dest / VERSIONS_DIR / version, dest)
             check_model(read_manifest(target), expected_model, expected_dimension)
         except IndexRejected as exc:
             exc.version = version  # so a watcher can skip it until CURRENT changes
@@ -135,14 +135,16 @@ def sync(store: ObjectStore, dest, expected_model: str | None = None, expected_d
         return SyncResult("updated", version, f"index {version} synced into {dest}")
 
 
-def _download(store: ObjectStore, version: str, dest: Path) -> Path:
+def download_local(store: ObjectStore, version: str, target: Path, root: Path) -> Path:
+    """publish.download_version into ``target`` under the local directory ``root``; a write error of
+    ``root`` (full, over its size limit, read-only) raises IndexDirError that says so."""
     try:
-        return download_version(store, version, dest / VERSIONS_DIR / version)
+        return download_version(store, version, target)
     except OSError as exc:
         name = os.fsdecode(exc.filename) if exc.filename else ""
-        if exc.errno not in WRITE_ERRNOS and not (name and Path(name).is_relative_to(dest)):
+        if exc.errno not in WRITE_ERRNOS and not (name and Path(name).is_relative_to(root)):
             raise  # reading a file:// store
-        raise IndexDirError(f"the local directory {dest} cannot hold index {version} ({exc.strerror or exc}): free "
+        raise IndexDirError(f"the local directory {root} cannot hold index {version} ({exc.strerror or exc}): free "
                             "or enlarge it (LAKERAG_INDEX_DIR: the pod's index volume, the chart's "
                             "api.indexVolumeSizeLimit), or make it writable") from exc
 
@@ -156,7 +158,7 @@ def _fall_back(store: ObjectStore, dest: Path, local, rejected: str, why: str, e
         if candidate == rejected or candidate in skip:
             continue
         try:
-            target = _download(store, candidate, dest)
+            target = download_local(store, candidate, dest / VERSIONS_DIR / candidate, dest)
             check_model(read_manifest(target), expected_model, expected_dimension)
         except IndexRejected as exc:
             log.warning("fallback candidate %s does not verify either: %s", candidate, exc)

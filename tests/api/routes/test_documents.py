@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import lakerag.api
 import pytest
-from conftest import free_port, lakerag_with_file_size_limit
+from conftest import serve_with_file_size_limit
 from lakerag.extract import FILE_TYPES
 from lakerag.lake import doc_id_for
 from lakerag.store import open_store
@@ -167,32 +165,12 @@ def test_an_upload_to_a_full_store_is_a_507_and_keeps_what_was_stored(local_sett
     """A store that could not take the file (a full volume) answered 500 Internal Server Error."""
     store = open_store(local_settings.store_uri)
     store.put("raw/report.txt", b"The report that was here before.")
-    port = free_port()
-    env = {**os.environ, "LAKERAG_STORE_URI": local_settings.store_uri, "LAKERAG_INDEX_DIR": str(tmp_path / "idx"),
-           "LAKERAG_PORT": str(port)}
-    log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([*lakerag_with_file_size_limit(64 * 1024), "serve"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-            try:
-                if httpx.get(f"{base}/ready", timeout=5).json()["ready"]:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+    with serve_with_file_size_limit(local_settings, tmp_path, 64 * 1024) as base:
         for name in ("report.txt", "new.txt"):  # replacing a document, and a new one
             response = httpx.post(f"{base}/documents", files={"file": (name, b"forklift pallets " * 20_000)},
                                   timeout=60)
             assert response.status_code == 507, response.text
             assert response.json()["detail"] == f"could not write raw/{name} to the store: File too large", \
                 response.text
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     assert store.get("raw/report.txt") == b"The report that was here before."
     assert sorted(os.listdir(local_settings.store_uri.removeprefix("file://") + "/raw")) == ["report.txt"]  # no temp
