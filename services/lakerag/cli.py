@@ -542,7 +542,8 @@ def parse(argv: list[str]) -> Parsed:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .store import WRITE_ERRNOS, StoreError  # no boto3: store.py imports it only for an s3:// store
+    from .store import StoreError  # no boto3: store.py imports it only for an s3:// store
+    from .volume import WRITE_ERRNOS
 
     command = typer.main.get_command(app)
     try:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 from . import model_files
 from .onnx_encoder import ENCODER_FILE, ONNX_FILE, export_dir, read_identity, read_pooling
-from .store import WRITE_ERRNOS
 from .torch_models import ModelUnavailable, _load_torch_model
+from .volume import WRITE_ERRNOS
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ what the publish protocol relies on: write the objects, then the pointer.
 
 from __future__ import annotations
 
-import errno
 import os
 import posixpath
 import tempfile
@@ -33,9 +32,6 @@ S3_PART_BYTES = 8 * 1024 * 1024
 WRITE_BLOCK_BYTES = 1024 * 1024
 # Objects are read by other processes of the deployment (the chart runs them under one group).
 PUBLISHED_MODE = 0o644
-# A local volume that cannot take a write, whatever the file: full, over a quota or a size limit; or read-only.
-VOLUME_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-WRITE_ERRNOS = VOLUME_FULL_ERRNOS | {errno.EROFS}
 
 
 class StoreError(RuntimeError):

@@ -33,7 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..config import Settings
-from ..store import WRITE_ERRNOS, ObjectStore, StoreError, store_for
+from ..store import ObjectStore, StoreError, store_for
+from ..volume import WRITE_ERRNOS
 from .artifacts import IndexRejected, LoadedIndex, check_model, load_index_dir, read_manifest, verify_index_dir
 from .publish import download_version, published_versions, read_current
 

@@ -13,7 +13,8 @@ from starlette.requests import ClientDisconnect
 
 from ...extract import FILE_TYPES
 from ...lake import DOCUMENTS_KEY, RAW_PREFIX, doc_id_for, raw_documents
-from ...store import VOLUME_FULL_ERRNOS, StoreError
+from ...store import StoreError
+from ...volume import VOLUME_FULL_ERRNOS
 from ..deps import ApiKey, State
 from ..schemas import DocumentDeleted, DocumentList, DocumentState, DocumentUploaded
 from ..uploads import UploadError, boundary_of, check_declared_length, stream_file
