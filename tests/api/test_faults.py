@@ -84,3 +84,19 @@ def test_store_down_then_up_is_reported_as_such_and_recovers(s3_settings, sample
         assert status["sync_state"] == "ok" and status["last_error"] is None  # not stale
         assert api.client.get("/ready").json()["message"] == f"serving index {V2}"
         assert api.client.post("/admin/reload", headers=KEY).json()["message"].endswith("(unchanged)")
+
+
+def test_a_new_api_whose_store_is_down_says_so_not_run_the_pipeline(local_settings, start_api, monkeypatch):
+    """A new pod that could not reach its store said "no index yet — run the pipeline", which would not help."""
+    from conftest import free_port
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
+    down = local_settings.replace(store_uri="s3://bucket/root", aws_region="us-east-1",
+                                  aws_endpoint_url=f"http://127.0.0.1:{free_port()}")
+    with start_api(down) as api:
+        message = api.client.get("/ready").json()["message"]
+        assert message.startswith("no index served: cannot sync from s3://bucket/root: S3 unreachable"), message
+        assert "run the pipeline" not in message and "check LAKERAG_STORE_URI, AWS_ENDPOINT_URL" in message, message
+        search = api.client.post("/search", json={"query": "hotel cap per night"})
+        assert search.status_code == 503 and search.json()["detail"] == message

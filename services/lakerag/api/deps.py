@@ -86,6 +86,9 @@ class AppState:
         error = self.watcher.last_error if self.watcher else None
         if error and self.watcher.sync_state == INDEX_DIR_UNUSABLE:  # published, but not copied here
             return f"no index served: {error}"
+        if error and self.watcher.sync_state == STORE_UNREACHABLE:  # a pipeline run would not help
+            return f"no index served: {error}; check LAKERAG_STORE_URI, AWS_ENDPOINT_URL and the credentials, " \
+                   "and that the store is up"
         return NO_INDEX + (f" (last error: {error})" if error else "")
 
 
