@@ -23,6 +23,7 @@ import typer
 from . import config
 from .config import Role, SearchMode
 from .summary import format_summary
+from .volume import WRITE_ERRNOS
 
 
 def _exit_with(code: int | None, **_params) -> None:
@@ -543,7 +544,6 @@ def parse(argv: list[str]) -> Parsed:
 
 def main(argv: list[str] | None = None) -> int:
     from .store import StoreError  # no boto3: store.py imports it only for an s3:// store
-    from .volume import WRITE_ERRNOS
 
     command = typer.main.get_command(app)
     try:
