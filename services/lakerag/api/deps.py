@@ -84,11 +84,10 @@ class AppState:
                        "(GET /index: last_error)"
             return f"serving index {index.version}"
         error = self.watcher.last_error if self.watcher else None
-        if error and self.watcher.sync_state == INDEX_DIR_UNUSABLE:  # published, but not copied here
-            return f"no index served: {error}"
-        if error and self.watcher.sync_state == STORE_UNREACHABLE:  # a pipeline run would not help
-            return f"no index served: {error}; check LAKERAG_STORE_URI, AWS_ENDPOINT_URL and the credentials, " \
-                   "and that the store is up"
+        sync_state = self.watcher.sync_state if self.watcher else "ok"
+        if error and sync_state in {INDEX_DIR_UNUSABLE, STORE_UNREACHABLE}:  # a pipeline run would not help
+            check = "; check LAKERAG_STORE_URI, AWS_ENDPOINT_URL and the credentials, and that the store is up"
+            return f"no index served: {error}" + (check if sync_state == STORE_UNREACHABLE else "")
         return NO_INDEX + (f" (last error: {error})" if error else "")
 
 

@@ -103,6 +103,11 @@ def raw_documents(store: ObjectStore) -> Iterator[ObjectInfo]:
             yield info
 
 
+def raw_keys_for(store: ObjectStore, doc_id: str) -> list[str]:
+    """The raw/ keys of the document ``doc_id`` (empty when there is none)."""
+    return [obj.key for obj in raw_documents(store) if doc_id_for(obj.key) == doc_id]
+
+
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

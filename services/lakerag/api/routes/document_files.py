@@ -12,7 +12,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, HTTPException, Response
 
 from ...extract import FILE_TYPES
-from ...lake import RAW_PREFIX, doc_id_for, raw_documents
+from ...lake import RAW_PREFIX, raw_keys_for
 from ...store import NotFound, StoreError
 from ..deps import State
 
@@ -30,7 +30,7 @@ MEDIA_TYPES = {ext: {"pdf": "application/pdf", "json": "application/json"}.get(k
 def document_content(doc_id: str, state: State) -> Response:
     store = state.lake.store
     try:
-        keys = [obj.key for obj in raw_documents(store) if doc_id_for(obj.key) == doc_id]
+        keys = raw_keys_for(store, doc_id)
         if not keys:
             raise NotFound(doc_id)
         data = store.get(keys[0])

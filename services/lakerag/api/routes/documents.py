@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from ...extract import FILE_TYPES
-from ...lake import DOCUMENTS_KEY, RAW_PREFIX, doc_id_for, raw_documents
+from ...lake import DOCUMENTS_KEY, RAW_PREFIX, doc_id_for, raw_documents, raw_keys_for
 from ...store import StoreError
 from ...volume import VOLUME_FULL_ERRNOS
 from ..deps import ApiKey, State
@@ -183,7 +183,7 @@ def list_documents(state: State) -> DocumentList:
 def delete_document(doc_id: str, state: State) -> DocumentDeleted:
     store = state.lake.store
     try:
-        keys = [obj.key for obj in raw_documents(store) if doc_id_for(obj.key) == doc_id]
+        keys = raw_keys_for(store, doc_id)
         if not keys:
             raise HTTPException(404, detail=f"no document with doc_id {doc_id} in {RAW_PREFIX} (GET /documents "
                                             "lists them)")
