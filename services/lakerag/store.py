@@ -91,6 +91,11 @@ class LocalStore:
                     stat = path.stat()
                 except FileNotFoundError:  # removed by a concurrent writer since the walk saw it
                     continue
+                except OSError:  # a symlink loop, a file this user may not stat: listed, so reading it fails
+                    try:         # into quarantine with the reason instead of failing the whole listing
+                        stat = path.lstat()
+                    except OSError:
+                        continue
                 yield ObjectInfo(key, stat.st_size, f"{stat.st_size}-{stat.st_mtime_ns}")
 
     def get(self, key: str) -> bytes:

@@ -190,6 +190,20 @@ def test_a_java_error_is_one_line_in_the_run_summary(spark, local_settings, monk
     assert f"etl failed: {error}" in status(local_settings)["problems"]
 
 
+def test_a_raw_file_that_cannot_be_statted_is_quarantined_not_the_whole_run(spark, local_settings):
+    """A symbolic-link loop under raw/ of a file:// store (the `make run` path): listing raw/
+    raised ELOOP, so the ETL failed before reading anything and no document was indexed."""
+    lake = Lake.open(local_settings)
+    lake.store.put("raw/notes.txt", good_documents()["notes.txt"])
+    loop = Path(lake.store.url("raw/loop.txt"))
+    loop.symlink_to(loop.name)
+    summary = run_etl(local_settings, spark=spark)
+    assert summary["ok"], summary.get("error")
+    assert [row["key"] for row in tables.read_arrow(lake, "bronze").to_pylist()] == ["raw/notes.txt"]
+    reasons = {q["key"]: q["reason"] for q in summary["quarantined"]}
+    assert list(reasons) == ["raw/loop.txt"] and "symbolic links" in reasons["raw/loop.txt"], reasons
+
+
 def test_ctrl_c_stops_a_pipeline_run_with_one_line(tmp_path):
     """Ctrl-C in the terminal of `lakerag pipeline run` (SIGINT to its process group): the ETL took
     the cancelled Spark job for a failure, logged it with screens of Java stack traces, and the run
