@@ -54,6 +54,27 @@ def lakerag_with_file_size_limit(limit: int) -> list[str]:
 
 
 @contextmanager
+def read_only(directory: Path):
+    """``directory`` unwritable while the block runs: a read-only bind mount as root (root ignores
+    file modes), its write bits otherwise. Skips the test where root cannot mount."""
+    if os.geteuid() != 0:
+        mode = directory.stat().st_mode
+        directory.chmod(0o555)
+        try:
+            yield
+        finally:
+            directory.chmod(mode)
+        return
+    if subprocess.run(["mount", "--bind", directory, directory], check=False, capture_output=True).returncode:
+        pytest.skip("root here cannot bind-mount (no CAP_SYS_ADMIN)")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", directory], check=True, capture_output=True)
+        yield
+    finally:
+        subprocess.run(["umount", directory], check=True)
+
+
+@contextmanager
 def serve_with_file_size_limit(settings: config.Settings, tmp_path: Path, limit: int):
     """`lakerag serve` on ``settings``' store as its own process whose volumes refuse files past
     ``limit`` bytes; yields its base URL once /ready says ready."""

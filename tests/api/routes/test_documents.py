@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import lakerag.api
 import pytest
-from conftest import serve_with_file_size_limit
+from conftest import read_only, serve_with_file_size_limit
 from lakerag.extract import FILE_TYPES
 from lakerag.lake import doc_id_for
 from lakerag.store import open_store
@@ -99,6 +99,32 @@ def test_list_and_delete(api):
     assert response.status_code == 200 and response.json()["key"] == "raw/first.txt"
     assert [d["key"] for d in api.client.get("/documents").json()["documents"]] == ["raw/second.md"]
     assert api.client.delete(f"/documents/{doc_id}", headers={"X-API-Key": "s3cret"}).status_code == 404
+
+
+def test_a_delete_the_store_refuses_is_a_502_that_says_why(api, local_settings):
+    """A file:// store on a read-only volume (or one this user may not write) answered a DELETE
+    with 500 Internal Server Error: LocalStore raises OSError, the route caught StoreError only."""
+    upload(api, "kept.txt")
+    raw = Path(local_settings.store_uri.removeprefix("file://")) / "raw"
+    with read_only(raw):
+        response = api.client.delete(f"/documents/{doc_id_for('raw/kept.txt')}", headers={"X-API-Key": "s3cret"})
+    assert response.status_code == 502, response.text
+    assert re.fullmatch(r"could not delete raw/kept.txt from the store: (Read-only file system|Permission denied)",
+                        response.json()["detail"]), response.text
+    assert [d["key"] for d in api.client.get("/documents").json()["documents"]] == ["raw/kept.txt"]
+
+
+def test_a_raw_file_the_store_cannot_read_is_listed_and_its_content_is_a_502(api, local_settings):
+    """A symbolic-link loop under raw/ of a file:// store: GET /documents answered 500 (listing
+    raised ELOOP), and once listed, its content did too (the route caught StoreError only)."""
+    upload(api, "kept.txt")
+    loop = Path(local_settings.store_uri.removeprefix("file://")) / "raw" / "loop.txt"
+    loop.symlink_to(loop.name)
+    listed = api.client.get("/documents")
+    assert [d["key"] for d in listed.json()["documents"]] == ["raw/kept.txt", "raw/loop.txt"], listed.text
+    response = api.client.get(f"/documents/{doc_id_for('raw/loop.txt')}/content")
+    assert response.status_code == 502, response.text
+    assert response.json()["detail"] == "could not read raw/loop.txt from the store: Too many levels of symbolic links"
 
 
 def test_without_a_configured_key_writes_are_open(local_settings, start_api):

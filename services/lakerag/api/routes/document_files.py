@@ -29,17 +29,21 @@ MEDIA_TYPES = {ext: {"pdf": "application/pdf", "json": "application/json"}.get(k
                        404: {"description": "no raw object has this doc_id"}})
 def document_content(doc_id: str, state: State) -> Response:
     store = state.lake.store
+    key = None
     try:
         keys = raw_keys_for(store, doc_id)
         if not keys:
             raise NotFound(doc_id)
-        data = store.get(keys[0])
+        key = keys[0]
+        data = store.get(key)
     except NotFound:
         raise HTTPException(404, detail=f"no document with doc_id {doc_id} in {RAW_PREFIX} (GET /documents "
                                         "lists them)") from None
     except StoreError as exc:
         raise HTTPException(502, detail=f"could not read from the store: {exc}") from None
-    name = PurePosixPath(keys[0]).name
+    except OSError as exc:  # a file:// store: a symlink loop, a file this user may not read
+        raise HTTPException(502, detail=f"could not read {key or RAW_PREFIX} from the store: {exc.strerror}") from None
+    name = PurePosixPath(key).name
     media_type = MEDIA_TYPES.get(PurePosixPath(name).suffix.lower(), "application/octet-stream")
     return Response(data, media_type=media_type, headers={
         "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}",

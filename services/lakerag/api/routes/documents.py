@@ -184,13 +184,15 @@ def delete_document(doc_id: str, state: State) -> DocumentDeleted:
     store = state.lake.store
     try:
         keys = raw_keys_for(store, doc_id)
-        if not keys:
-            raise HTTPException(404, detail=f"no document with doc_id {doc_id} in {RAW_PREFIX} (GET /documents "
-                                            "lists them)")
-        for key in keys:
-            store.delete(key)
     except StoreError as exc:
-        raise HTTPException(502, detail=f"could not delete from the store: {exc}") from None
+        raise HTTPException(502, detail=f"could not list {RAW_PREFIX} in the store: {exc}") from None
+    if not keys:
+        raise HTTPException(404, detail=f"no document with doc_id {doc_id} in {RAW_PREFIX} (GET /documents lists them)")
+    for key in keys:
+        try:
+            store.delete(key)
+        except (StoreError, OSError) as exc:  # a file:// store raises OSError: read-only, not this user's
+            raise HTTPException(502, detail=f"could not delete {key} from the store: {_store_failure(exc)}") from None
     log.info("deleted %s", ", ".join(keys))
     return DocumentDeleted(key=keys[0], doc_id=doc_id, deleted=True,
                            note="removed from raw/; {runner} removes its chunks and vectors{when}".format(
