@@ -6,6 +6,7 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from ..config import SearchMode
 
@@ -17,12 +18,18 @@ def mode_field():
                                            "default LAKERAG_SEARCH_MODE")
 
 
+def invalid(message: str) -> PydanticCustomError:
+    """A validator's error whose msg is ``message`` as written: a ValueError's msg starts
+    "Value error, ", which the console and clients show to the user."""
+    return PydanticCustomError("value_error", message)
+
+
 def _encodable(value: str) -> str:
     """JSON may escape lone surrogates (\\ud800); they are not text and cannot be encoded."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError("must be valid UTF-8 text (it holds a lone surrogate escape such as \\ud800)") from None
+        raise invalid("must be valid UTF-8 text (it holds a lone surrogate escape such as \\ud800)") from None
     return value
 
 
@@ -32,7 +39,7 @@ _WORD = re.compile(WORD_PATTERN)
 
 def _has_words(value: str) -> str:
     if not _WORD.search(_encodable(value)):
-        raise ValueError("has no words (only whitespace, punctuation or control characters); ask in words")
+        raise invalid("has no words (only whitespace, punctuation or control characters); ask in words")
     return value
 
 
@@ -46,7 +53,7 @@ _VERSION = re.compile(VERSION_PATTERN)
 
 def _version_name(value: str) -> str:
     if not _VERSION.match(value):
-        raise ValueError("must name an index version, such as 20261127T090000Z-1a2b3c4d: the index_version of the "
+        raise invalid("must name an index version, such as 20261127T090000Z-1a2b3c4d: the index_version of the "
                          "answer to replay (`lakerag index list` shows the retained ones), not a time or a path")
     return value
 
@@ -165,7 +172,7 @@ class SummarizeRequest(RequestBody):
     @model_validator(mode="after")
     def one_of(self):
         if bool(self.doc_id) == bool(self.query):
-            raise ValueError("give exactly one of doc_id (whole document) or query (query-focused)")
+            raise invalid("give exactly one of doc_id (whole document) or query (query-focused)")
         return self
 
 

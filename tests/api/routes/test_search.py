@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import SAMPLES
 
 
@@ -59,6 +60,20 @@ def test_bad_requests_are_422(served):
     assert served.client.post("/search", json={"query": "x", "k": 51}).status_code == 422
     assert served.client.post("/search", content=b"not json",
                               headers={"Content-Type": "application/json"}).status_code == 422
+
+
+@pytest.mark.parametrize(("route", "body", "said"), [
+    ("/search", {"query": " ?! "}, "has no words"),
+    ("/answer", {"question": "..."}, "has no words"),
+    ("/search", {"query": "x", "as_of": "../v1"}, "must name an index version"),
+    ("/summarize", {}, "give exactly one of doc_id"),
+])
+def test_a_422_says_the_validators_words_without_pydantics_prefix(served, route, body, said):
+    """The console shows each error's msg as is: it read "query: Value error, has no words …"."""
+    response = served.client.post(route, json=body)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["type"] == "value_error" and error["msg"].startswith(said), error
 
 
 def test_without_an_index_search_is_503_and_says_to_run_the_pipeline(local_settings, start_api):
