@@ -205,6 +205,38 @@ def test_console_search_ask_upload_pipeline_delete(local_settings, start_api, br
     assert unexpected == [], unexpected
 
 
+def test_a_lake_of_many_documents_is_listed_by_filter(local_settings, start_api, browser, tmp_path):
+    """20,000 raw files took 3.5 s to draw as 20,000 rows, with no way to find one but scrolling:
+    the list draws at most 200 and a filter narrows it by name, title or state."""
+    store = Lake.open(local_settings).store
+    for i in range(250):
+        store.put(f"raw/report-{i:03d}.txt", f"Report {i} of the quarter.".encode())
+    shots = Shots(tmp_path)
+    with start_api(local_settings) as api:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(90_000)
+        page.goto(api.url + "/")
+        caption = page.locator("#documents-caption")
+        caption.get_by_text("250 files in the store (250 landed); showing the first 200").wait_for()
+        rows = page.locator("#documents-table tbody tr")
+        assert rows.count() == 200
+
+        page.get_by_label("Filter by name, title or state").fill("report-24")
+        caption.get_by_text("; 10 match the filter").wait_for()
+        assert rows.count() == 10 and "showing the first" not in caption.inner_text()
+        assert rows.first.inner_text().startswith("report-240.txt")
+        page.get_by_label("Filter by name, title or state").fill("waiting REPORT-007")  # words, any order and case
+        caption.get_by_text("; 1 match the filter").wait_for()
+        assert rows.count() == 1
+        page.get_by_label("Filter by name, title or state").fill("quarantined")
+        caption.get_by_text("; 0 match the filter").wait_for()
+        assert rows.count() == 0
+        shots.take(page, "08-filtered")
+        violations = axe_violations(page)
+        page.close()
+    assert violations == [], violations
+
+
 def provoked(message: str) -> bool:
     match = re.match(r"Failed to load resource: the server responded with a status of (\d+)", message)
     return bool(match) and int(match.group(1)) in PROVOKED

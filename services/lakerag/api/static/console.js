@@ -322,15 +322,33 @@ function documentRow(doc) {
     el("td", {}, remove));
 }
 
+// A lake's thousands of rows took seconds to draw and could not be scanned by eye: draw the
+// first SHOWN_ROWS of those the filter matches, and say how many there are.
+const SHOWN_ROWS = 200;
+let listed = { documents: [], counts: {} };
+
+function matchesFilter(doc, words) {
+  const text = `${doc.key} ${doc.title || ""} ${doc.state} ${doc.reason || ""}`.toLowerCase();
+  return words.every((word) => text.includes(word));
+}
+
+function showDocuments() {
+  const words = $("documents-filter").value.toLowerCase().split(/\s+/).filter(Boolean);
+  const all = listed.documents;
+  const found = words.length ? all.filter((doc) => matchesFilter(doc, words)) : all;
+  $("documents-table").querySelector("tbody").replaceChildren(...found.slice(0, SHOWN_ROWS).map(documentRow));
+  const counts = Object.entries(listed.counts).map(([state, n]) => `${n} ${state}`).join(", ");
+  let caption = all.length ? `${all.length} files in the store (${counts})` : "No files in the store yet: upload some above.";
+  if (words.length) caption += `; ${found.length} match the filter`;
+  if (found.length > SHOWN_ROWS) caption += `; showing the first ${SHOWN_ROWS}: filter by name or state to see others`;
+  $("documents-caption").textContent = caption;
+}
+
 async function refreshDocuments() {
   const result = await api("GET", "documents");
-  const body = $("documents-table").querySelector("tbody");
   if (!result.ok) return say("documents-message", explain(result.status, result.data, "Listing documents"), true);
-  const d = result.data;
-  body.replaceChildren(...d.documents.map(documentRow));
-  const counts = Object.entries(d.counts).map(([state, n]) => `${n} ${state}`).join(", ");
-  $("documents-caption").textContent = d.documents.length
-    ? `${d.documents.length} files in the store (${counts})` : "No files in the store yet: upload some above.";
+  listed = result.data;
+  showDocuments();
 }
 
 async function deleteDocument(doc, button) {
@@ -356,6 +374,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("key-forget").addEventListener("click", () => { sessionStorage.removeItem(KEY_STORAGE); showKeyState(); });
   $("documents-refresh").addEventListener("click", () => Promise.all([refreshDocuments(), refreshStatus()]));
   $("index-reload").addEventListener("click", reloadIndex);
+  $("documents-filter").addEventListener("input", showDocuments);
   setUpDropZone();
   showKeyState();
   refreshStatus();
