@@ -71,6 +71,9 @@ class LocalStore:
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
         self.uri = f"file://{self.root}"
+        if self.root.exists() and not self.root.is_dir():  # else every read fails with "Not a directory"
+            raise StoreError(f"store {self.uri} is a file, not a directory: point LAKERAG_STORE_URI at a directory "
+                             "(file://DIR; it is created when missing)")
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)

@@ -21,6 +21,7 @@ from ..index.loaded import LoadedIndex
 from ..index.sync import INDEX_DIR_UNUSABLE, STORE_UNREACHABLE, IndexWatcher
 from ..lake import Lake
 from ..search import NO_INDEX, Cutoffs, Fusion, Reranker
+from ..store import ObjectStore, StoreError
 from .access_log import AccessLog
 from .airflow_trigger import PipelineTrigger
 from .metrics import Metrics
@@ -125,6 +126,14 @@ async def require_api_key(state: State, x_api_key: Annotated[str | None, Header(
         raise HTTPException(403, detail="X-API-Key does not match LAKERAG_API_KEY")
 
 
+async def opened_store(state: State) -> ObjectStore:
+    try:
+        return state.lake.store
+    except StoreError as exc:  # e.g. a file:// store that is a file: no route can use it
+        raise HTTPException(502, detail=f"cannot open the store: {exc}") from None
+
+
 Model = Annotated[Embedder, Depends(loaded_model)]
 Index = Annotated[LoadedIndex, Depends(served_index)]
+Store = Annotated[ObjectStore, Depends(opened_store)]
 ApiKey = Depends(require_api_key)

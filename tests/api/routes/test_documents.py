@@ -127,6 +127,21 @@ def test_a_raw_file_the_store_cannot_read_is_listed_and_its_content_is_a_502(api
     assert response.json()["detail"] == "could not read raw/loop.txt from the store: Too many levels of symbolic links"
 
 
+def test_a_file_store_that_is_a_file_is_a_502_that_says_so(local_settings, start_api, tmp_path):
+    """LAKERAG_STORE_URI=file://… naming a file: uploads, deletes and content reads answered 500,
+    the document list "Not a directory" (a 500 too)."""
+    not_a_dir = tmp_path / "lake.tar"
+    not_a_dir.write_bytes(b"an archive, not the store")
+    said = f"store file://{not_a_dir} is a file, not a directory: point LAKERAG_STORE_URI at a directory"
+    with start_api(local_settings.replace(store_uri=f"file://{not_a_dir}")) as api:
+        for response in (api.client.get("/documents"), upload(api, "notes.txt", key=None),
+                         api.client.delete("/documents/0123456789abcdef"),
+                         api.client.get("/documents/0123456789abcdef/content")):
+            assert response.status_code == 502 and said in response.json()["detail"], response.text
+        assert said in api.client.get("/ready").json()["message"]
+    assert not_a_dir.read_bytes() == b"an archive, not the store"
+
+
 def test_without_a_configured_key_writes_are_open(local_settings, start_api):
     with start_api(local_settings) as api:
         assert upload(api, "open.txt", key=None).status_code == 201

@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Response
 from ...extract import FILE_TYPES
 from ...lake import RAW_PREFIX, raw_keys_for
 from ...store import NotFound, StoreError
-from ..deps import State
+from ..deps import Store
 
 router = APIRouter(tags=["documents"])
 
@@ -27,8 +27,7 @@ MEDIA_TYPES = {ext: {"pdf": "application/pdf", "json": "application/json"}.get(k
             responses={200: {"content": {t.split(";")[0]: {} for t in [*MEDIA_TYPES.values(), "application/octet-stream"]},
                              "description": "the raw file"},
                        404: {"description": "no raw object has this doc_id"}})
-def document_content(doc_id: str, state: State) -> Response:
-    store = state.lake.store
+def document_content(doc_id: str, store: Store) -> Response:
     key = None
     try:
         keys = raw_keys_for(store, doc_id)

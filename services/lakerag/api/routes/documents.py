@@ -15,7 +15,7 @@ from ...extract import FILE_TYPES
 from ...lake import DOCUMENTS_KEY, RAW_PREFIX, doc_id_for, raw_documents, raw_keys_for
 from ...store import StoreError
 from ...volume import VOLUME_FULL_ERRNOS
-from ..deps import ApiKey, State
+from ..deps import ApiKey, State, Store
 from ..schemas import DocumentDeleted, DocumentList, DocumentState, DocumentUploaded
 from ..uploads import UploadError, boundary_of, check_declared_length, stream_file
 
@@ -75,11 +75,10 @@ UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-dat
                         422: {"description": "no 'file' field in the form"},
                         502: {"description": "the store cannot be written"},
                         507: {"description": "the store's volume is full; what was stored is kept"}})
-async def upload(request: Request, state: State) -> DocumentUploaded:
+async def upload(request: Request, state: State, store: Store) -> DocumentUploaded:
     """The API key (a dependency) and the declared length are checked before any of the body is
     read; the file then streams to the store (uploads.py), never whole in memory or on local disk."""
     limit = state.settings.max_upload_bytes
-    store = state.lake.store
     found: dict = {}
 
     def open_writer(filename: str):
@@ -180,8 +179,7 @@ def list_documents(state: State) -> DocumentList:
 
 @router.delete("/documents/{doc_id}", response_model=DocumentDeleted, dependencies=[ApiKey],
                responses={404: {"description": "no raw object has this doc_id"}})
-def delete_document(doc_id: str, state: State) -> DocumentDeleted:
-    store = state.lake.store
+def delete_document(doc_id: str, state: State, store: Store) -> DocumentDeleted:
     try:
         keys = raw_keys_for(store, doc_id)
     except StoreError as exc:
