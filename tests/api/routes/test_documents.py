@@ -142,6 +142,37 @@ def test_a_file_store_that_is_a_file_is_a_502_that_says_so(local_settings, start
     assert not_a_dir.read_bytes() == b"an archive, not the store"
 
 
+def peak_rss_reset() -> int:
+    """Reset this process's peak resident set size (VmHWM); its RSS now, in bytes."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return rss("VmRSS")
+
+
+def rss(field: str) -> int:
+    status = Path("/proc/self/status").read_text()
+    return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE).group(1)) * 1024
+
+
+def test_a_large_raw_file_is_served_without_holding_it_in_memory(api, local_settings):
+    """Documents land in S3 at any size (only uploads are capped), and the console links each one:
+    the content route read the whole file into memory, so a 1 GB scan could OOM-kill the API pod."""
+    size = 256 * 1024 * 1024
+    raw = Path(local_settings.store_uri.removeprefix("file://")) / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    with (raw / "scan.pdf").open("wb") as handle:
+        handle.truncate(size)  # sparse: no disk, but every byte read is memory touched
+    before = peak_rss_reset()  # the API serves from a thread of this process
+    received = 0
+    with api.client.stream("GET", f"/documents/{doc_id_for('raw/scan.pdf')}/content") as response:
+        assert response.status_code == 200 and response.headers["content-type"] == "application/pdf"
+        assert response.headers["content-security-policy"] == "sandbox"
+        for chunk in response.iter_bytes():
+            received += len(chunk)
+    assert received == size
+    grew = rss("VmHWM") - before
+    assert grew < 64 * 1024 * 1024, f"serving {size} bytes raised the peak RSS by {grew} bytes"
+
+
 def test_without_a_configured_key_writes_are_open(local_settings, start_api):
     with start_api(local_settings) as api:
         assert upload(api, "open.txt", key=None).status_code == 201

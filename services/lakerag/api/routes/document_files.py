@@ -6,17 +6,22 @@ console keeps the session's API key there).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import PurePosixPath
 from urllib.parse import quote
 
 from fastapi import APIRouter, HTTPException, Response
+from fastapi.responses import StreamingResponse
 
 from ...extract import FILE_TYPES
 from ...lake import RAW_PREFIX, raw_keys_for
 from ...store import NotFound, StoreError
 from ..deps import Store
 
+log = logging.getLogger(__name__)
 router = APIRouter(tags=["documents"])
+READ_BLOCK_BYTES = 1024 * 1024
 
 # HTML and Markdown as text: shown as written, nothing rendered in the API's origin.
 MEDIA_TYPES = {ext: {"pdf": "application/pdf", "json": "application/json"}.get(kind, "text/plain; charset=utf-8")
@@ -27,14 +32,16 @@ MEDIA_TYPES = {ext: {"pdf": "application/pdf", "json": "application/json"}.get(k
             responses={200: {"content": {t.split(";")[0]: {} for t in [*MEDIA_TYPES.values(), "application/octet-stream"]},
                              "description": "the raw file"},
                        404: {"description": "no raw object has this doc_id"}})
-def document_content(doc_id: str, store: Store) -> Response:
+def document_content(doc_id: str, store: Store) -> StreamingResponse:
+    """Streamed: raw files land in the store at any size (only uploads are capped), and a whole
+    1 GB scan in memory could get the API's pod OOM-killed."""
     key = None
     try:
         keys = raw_keys_for(store, doc_id)
         if not keys:
             raise NotFound(doc_id)
         key = keys[0]
-        data = store.get(key)
+        reader = store.reader(key)
     except NotFound:
         raise HTTPException(404, detail=f"no document with doc_id {doc_id} in {RAW_PREFIX} (GET /documents "
                                         "lists them)") from None
@@ -44,6 +51,17 @@ def document_content(doc_id: str, store: Store) -> Response:
         raise HTTPException(502, detail=f"could not read {key or RAW_PREFIX} from the store: {exc.strerror}") from None
     name = PurePosixPath(key).name
     media_type = MEDIA_TYPES.get(PurePosixPath(name).suffix.lower(), "application/octet-stream")
-    return Response(data, media_type=media_type, headers={
+    return StreamingResponse(_blocks(reader, key), media_type=media_type, headers={
         "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}",
         "Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"})
+
+
+def _blocks(reader, key: str) -> Iterator[bytes]:
+    """The object in blocks; the reader is closed when the response ends or the client leaves."""
+    try:
+        with reader:
+            while block := reader.read(READ_BLOCK_BYTES):
+                yield block
+    except (StoreError, OSError) as exc:  # the status is sent: all that is left is to end the response early
+        log.warning("serving %s stopped part-way: %s", key, exc)
+        raise
