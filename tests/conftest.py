@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -51,6 +52,22 @@ os.execv(sys.argv[2], sys.argv[2:])
 def lakerag_with_file_size_limit(limit: int) -> list[str]:
     """The argv prefix of a `lakerag` process that cannot write a file past ``limit`` bytes."""
     return [sys.executable, "-c", _WITH_FILE_SIZE_LIMIT, str(limit), str(Path(sys.executable).with_name("lakerag"))]
+
+
+def reset_peak_rss() -> int:
+    """Reset this process's peak resident set size (VmHWM, Linux); return its RSS now, in bytes."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _proc_status_bytes("VmRSS")
+
+
+def peak_rss() -> int:
+    """This process's peak resident set size since the last ``reset_peak_rss``, in bytes."""
+    return _proc_status_bytes("VmHWM")
+
+
+def _proc_status_bytes(field: str) -> int:
+    status = Path("/proc/self/status").read_text()
+    return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE).group(1)) * 1024
 
 
 @contextmanager

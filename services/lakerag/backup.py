@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 PREFIXES = (RAW_PREFIX, "lake/", INDEX_PREFIX)
 CATALOG_KEY = "_backup/catalog.json"
 CATALOG_FORMAT = 1
+COPY_BLOCK_BYTES = 1024 * 1024
 
 
 class BackupError(RuntimeError):
@@ -63,16 +64,35 @@ def _snapshot(store: ObjectStore) -> dict:
 
 
 def _copy_verified(source: ObjectStore, dest: ObjectStore, key: str, expected: str | None = None) -> tuple[str, int]:
-    data = source.get(key)
-    digest = hashlib.sha256(data).hexdigest()
-    if expected is not None and digest != expected:
-        raise BackupError(f"{source.url(key)} fails its checksum (sha256 {digest[:12]}…, catalog says "
-                          f"{expected[:12]}…): the backup is damaged; restore from another backup")
-    dest.put(key, data)
-    if hashlib.sha256(dest.get(key)).hexdigest() != digest:
+    """Copy ``key`` block by block, hashing on the way, then read it back to check the hash. Streamed:
+    an object can outgrow the job's memory (the index.faiss of bge-large over 250k chunks is 1 GB)."""
+    digest, size = hashlib.sha256(), 0
+    with source.reader(key) as reader:
+        writer = dest.writer(key)
+        try:
+            while block := reader.read(COPY_BLOCK_BYTES):
+                digest.update(block)
+                size += len(block)
+                writer.write(block)
+            if expected is not None and digest.hexdigest() != expected:
+                raise BackupError(f"{source.url(key)} fails its checksum (sha256 {digest.hexdigest()[:12]}…, catalog "
+                                  f"says {expected[:12]}…): the backup is damaged; restore from another backup")
+            writer.commit()
+        except BaseException:
+            writer.abort()  # nothing half-copied is left at the destination
+            raise
+    if _sha256(dest, key) != digest.hexdigest():
         raise BackupError(f"{dest.url(key)} reads back with another checksum than was written; check the "
                           "destination store and retry")
-    return digest, len(data)
+    return digest.hexdigest(), size
+
+
+def _sha256(store: ObjectStore, key: str) -> str:
+    digest = hashlib.sha256()
+    with store.reader(key) as reader:
+        while block := reader.read(COPY_BLOCK_BYTES):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_catalog(store: ObjectStore) -> dict | None:

@@ -10,9 +10,11 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import boto3
 import pytest
+from conftest import peak_rss, reset_peak_rss
 from lakerag.backup import CATALOG_KEY, BackupError, backup, restore
 from lakerag.lake import Lake, tables
 from lakerag.pipeline import run_all
@@ -130,6 +132,32 @@ def test_an_s3_store_with_folder_markers_backs_up_to_a_directory_and_restores(s3
     older_store.client.put_object(Bucket=older_store.bucket, Key=f"{older_store.prefix}/lake/_staging/", Body=b"")
     older_store.put(CATALOG_KEY, json.dumps(catalog).encode())
     assert restore(s3_settings.replace(store_uri=f"file://{tmp_path / 'from-older'}"), older)["objects"] == 2
+
+
+def test_backup_and_restore_stream_objects_larger_than_the_jobs_memory(local_settings, tmp_path):
+    """The backup CronJob has a 1 GiB memory limit and copied each object whole, twice (the bytes,
+    then the read-back): a 500 MB scan, or the index.faiss of bge-large over 250k chunks (1 GB),
+    got it OOM-killed every night."""
+    size = 256 * 1024 * 1024
+    store = Lake.open(local_settings).store
+    store.put("raw/notes.txt", b"Small notes.")
+    with Path(store.url("raw/scan.pdf")).open("wb") as handle:
+        handle.truncate(size)  # sparse: no disk, but every byte read is memory touched
+    zeros = hashlib.sha256()
+    for _ in range(size // (1 << 20)):
+        zeros.update(bytes(1 << 20))
+
+    before = reset_peak_rss()
+    backed_up = backup(local_settings, f"file://{tmp_path / 'backup'}")
+    restored = restore(local_settings.replace(store_uri=f"file://{tmp_path / 'restored'}"),
+                       f"file://{tmp_path / 'backup'}")
+    grew = peak_rss() - before
+    assert grew < 64 * 1024 * 1024, f"copying {size} bytes raised the peak RSS by {grew} bytes"
+    assert backed_up["copied"] == restored["objects"] == 2
+    catalog = json.loads((tmp_path / "backup" / CATALOG_KEY).read_bytes())
+    assert catalog["objects"]["raw/scan.pdf"]["sha256"] == zeros.hexdigest()
+    assert catalog["objects"]["raw/scan.pdf"]["size"] == size
+    assert (tmp_path / "restored" / "raw" / "scan.pdf").stat().st_size == size
 
 
 @pytest.mark.parametrize("where", ["store/backup", "store/raw/backup", "."])

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import lakerag.api
 import pytest
-from conftest import read_only, serve_with_file_size_limit
+from conftest import peak_rss, read_only, reset_peak_rss, serve_with_file_size_limit
 from lakerag.extract import FILE_TYPES
 from lakerag.lake import doc_id_for
 from lakerag.store import open_store
@@ -142,17 +142,6 @@ def test_a_file_store_that_is_a_file_is_a_502_that_says_so(local_settings, start
     assert not_a_dir.read_bytes() == b"an archive, not the store"
 
 
-def peak_rss_reset() -> int:
-    """Reset this process's peak resident set size (VmHWM); its RSS now, in bytes."""
-    Path("/proc/self/clear_refs").write_text("5")
-    return rss("VmRSS")
-
-
-def rss(field: str) -> int:
-    status = Path("/proc/self/status").read_text()
-    return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE).group(1)) * 1024
-
-
 def test_a_large_raw_file_is_served_without_holding_it_in_memory(api, local_settings):
     """Documents land in S3 at any size (only uploads are capped), and the console links each one:
     the content route read the whole file into memory, so a 1 GB scan could OOM-kill the API pod."""
@@ -161,7 +150,7 @@ def test_a_large_raw_file_is_served_without_holding_it_in_memory(api, local_sett
     raw.mkdir(parents=True, exist_ok=True)
     with (raw / "scan.pdf").open("wb") as handle:
         handle.truncate(size)  # sparse: no disk, but every byte read is memory touched
-    before = peak_rss_reset()  # the API serves from a thread of this process
+    before = reset_peak_rss()  # the API serves from a thread of this process
     received = 0
     with api.client.stream("GET", f"/documents/{doc_id_for('raw/scan.pdf')}/content") as response:
         assert response.status_code == 200 and response.headers["content-type"] == "application/pdf"
@@ -169,7 +158,7 @@ def test_a_large_raw_file_is_served_without_holding_it_in_memory(api, local_sett
         for chunk in response.iter_bytes():
             received += len(chunk)
     assert received == size
-    grew = rss("VmHWM") - before
+    grew = peak_rss() - before
     assert grew < 64 * 1024 * 1024, f"serving {size} bytes raised the peak RSS by {grew} bytes"
 
 
