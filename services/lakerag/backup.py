@@ -26,14 +26,13 @@ import time
 
 from .config import Settings
 from .lake import CURRENT_KEY, INDEX_PREFIX, RAW_PREFIX
-from .store import NotFound, ObjectStore, S3Access, open_store
+from .store import NotFound, ObjectStore, S3Access, open_store, read_blocks
 
 log = logging.getLogger(__name__)
 
 PREFIXES = (RAW_PREFIX, "lake/", INDEX_PREFIX)
 CATALOG_KEY = "_backup/catalog.json"
 CATALOG_FORMAT = 1
-COPY_BLOCK_BYTES = 1024 * 1024
 
 
 class BackupError(RuntimeError):
@@ -70,7 +69,7 @@ def _copy_verified(source: ObjectStore, dest: ObjectStore, key: str, expected: s
     with source.reader(key) as reader:
         writer = dest.writer(key)
         try:
-            while block := reader.read(COPY_BLOCK_BYTES):
+            for block in read_blocks(reader):
                 digest.update(block)
                 size += len(block)
                 writer.write(block)
@@ -90,7 +89,7 @@ def _copy_verified(source: ObjectStore, dest: ObjectStore, key: str, expected: s
 def _sha256(store: ObjectStore, key: str) -> str:
     digest = hashlib.sha256()
     with store.reader(key) as reader:
-        while block := reader.read(COPY_BLOCK_BYTES):
+        for block in read_blocks(reader):
             digest.update(block)
     return digest.hexdigest()
 

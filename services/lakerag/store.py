@@ -60,6 +60,13 @@ def check_key(key: str) -> str:
     return key
 
 
+def read_blocks(reader) -> Iterator[bytes]:
+    """A binary reader's bytes in ``WRITE_BLOCK_BYTES`` pieces: at most that much of a streamed copy
+    is in memory at once."""
+    while block := reader.read(WRITE_BLOCK_BYTES):
+        yield block
+
+
 def write_blocks(handle, data) -> None:
     """Write ``data`` to a binary file in ``WRITE_BLOCK_BYTES`` pieces (see there why)."""
     view = memoryview(data)

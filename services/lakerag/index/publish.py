@@ -26,7 +26,7 @@ from ..config import Settings
 from ..embedding import cap_build_threads
 from ..encoder_identity import identity_for
 from ..lake import CURRENT_KEY, INDEX_PREFIX, Lake, summarises_a_crash
-from ..store import WRITE_BLOCK_BYTES, NotFound, ObjectStore
+from ..store import NotFound, ObjectStore, read_blocks
 from .artifacts import (
     CHUNK_COLUMNS,
     MANIFEST_FILE,
@@ -173,7 +173,7 @@ def _fetch_to(store: ObjectStore, key: str, path: Path, missing: str) -> str:
     digest = hashlib.sha256()
     try:
         with store.reader(key) as source, path.open("wb") as out:
-            while chunk := source.read(WRITE_BLOCK_BYTES):  # also what the copy holds in memory
+            for chunk in read_blocks(source):
                 digest.update(chunk)
                 out.write(chunk)
     except NotFound:
@@ -186,7 +186,7 @@ def _upload(store: ObjectStore, key: str, path: Path) -> None:
     writer = store.writer(key)
     try:
         with path.open("rb") as source:
-            while chunk := source.read(WRITE_BLOCK_BYTES):
+            for chunk in read_blocks(source):
                 writer.write(chunk)
         writer.commit()
     except BaseException:

@@ -16,12 +16,11 @@ from fastapi.responses import StreamingResponse
 
 from ...extract import FILE_TYPES
 from ...lake import RAW_PREFIX, raw_keys_for
-from ...store import NotFound, StoreError
+from ...store import NotFound, StoreError, read_blocks
 from ..deps import Store
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["documents"])
-READ_BLOCK_BYTES = 1024 * 1024
 
 # HTML and Markdown as text: shown as written, nothing rendered in the API's origin.
 MEDIA_TYPES = {ext: {"pdf": "application/pdf", "json": "application/json"}.get(kind, "text/plain; charset=utf-8")
@@ -60,8 +59,7 @@ def _blocks(reader, key: str) -> Iterator[bytes]:
     """The object in blocks; the reader is closed when the response ends or the client leaves."""
     try:
         with reader:
-            while block := reader.read(READ_BLOCK_BYTES):
-                yield block
+            yield from read_blocks(reader)
     except (StoreError, OSError) as exc:  # the status is sent: all that is left is to end the response early
         log.warning("serving %s stopped part-way: %s", key, exc)
         raise
