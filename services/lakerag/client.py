@@ -23,6 +23,7 @@ def _post(url: str, path: str, payload: dict, api_key: str) -> dict | None:
 def _call(method: str, url: str, path: str, api_key: str, **kwargs) -> dict | None:
     """The JSON body of a 200 answer, or None after saying on stderr what went wrong."""
     headers = {"X-API-Key": api_key} if api_key else {}
+    url = url if "://" in url else f"http://{url}"  # localhost:8000, as curl takes it
     try:
         response = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=120, **kwargs)
     except httpx.HTTPError as exc:

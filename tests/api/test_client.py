@@ -38,6 +38,13 @@ def test_errors_exit_non_zero_with_the_reason(served, capsys):
     assert "cannot reach the API" in capsys.readouterr().err
 
 
+def test_a_url_without_a_scheme_is_taken_as_http(served, capsys):
+    """`--url localhost:8000`, as curl takes it, said "cannot reach the API … missing an 'http://'
+    protocol; is `lakerag serve` running?": the API was running."""
+    assert cli.main(["search", "hotel cap per night", "-k", "1", "--url", served.url.removeprefix("http://")]) == 0
+    assert "raw/employee-travel-policy.pdf" in capsys.readouterr().out
+
+
 def test_upload_documents_and_delete_through_the_cli(served, tmp_path):
     from lakerag.lake import doc_id_for
     from typer.testing import CliRunner
