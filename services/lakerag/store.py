@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import Self
 from urllib.parse import urlparse
 
@@ -105,6 +106,9 @@ class LocalStore:
                     try:         # into quarantine with the reason instead of failing the whole listing
                         stat = path.lstat()
                     except OSError:
+                        continue
+                else:
+                    if not S_ISREG(stat.st_mode):  # a pipe or socket: no object, and reading one can block
                         continue
                 yield ObjectInfo(key, stat.st_size, f"{stat.st_size}-{stat.st_mtime_ns}")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from lakerag.store import LocalStore, NotFound, S3Store, StoreError, check_key, open_store
 
@@ -147,3 +149,16 @@ def test_hidden_files_under_raw_are_no_documents(tmp_path):
     for key in ("raw/a.txt", "raw/.DS_Store", "raw/sub/.gitkeep", "raw/.hidden/b.txt", "raw/sub/c.md"):
         store.put(key, b"x")
     assert sorted(o.key for o in raw_documents(store)) == ["raw/a.txt", "raw/sub/c.md"]
+
+
+def test_a_pipe_or_socket_under_a_local_store_is_no_object(tmp_path):
+    """A named pipe under raw/ was listed as an empty document, and reading it for
+    GET /documents/{id}/content blocked one of the API's threads for good."""
+    import socket
+
+    store = open_store(f"file://{tmp_path / 'root'}")
+    store.put("raw/a.txt", b"x")
+    os.mkfifo(tmp_path / "root" / "raw" / "pipe.txt")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(tmp_path / "root" / "raw" / "socket.txt"))
+        assert [o.key for o in store.list("raw/")] == ["raw/a.txt"]
