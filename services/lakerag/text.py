@@ -118,7 +118,10 @@ def guess_title(pages: list[str], key: str, file_type: str | None = None) -> str
 
 # --- tokens and sentences ------------------------------------------------------------
 
-_TOKEN = re.compile(r"\w+|[^\w\s]")
+# A run of word characters counts one token per MAX_WORD_CHARS: text extracted without spaces
+# (some PDFs) or a base64 blob would otherwise be one "word", and a chunk of megabytes.
+MAX_WORD_CHARS = 40
+_TOKEN = re.compile(rf"\w{{1,{MAX_WORD_CHARS}}}|[^\w\s]")
 
 
 def count_tokens(text: str) -> int:

@@ -126,6 +126,18 @@ def test_overlong_sentence_is_cut_on_token_boundaries():
     assert all(w.startswith("w") for ws in words for w in ws)
 
 
+def test_a_run_of_text_without_spaces_is_cut_into_bounded_chunks():
+    """4 MB of one "word" (a PDF page extracted without spaces, a base64 blob with no breaks) was
+    one chunk of 4 MB counted as 1 token: returned whole in every search hit and prompt."""
+    text = "a" * 1_000_000 + " Then a normal sentence ends the page."
+    chunks = chunk_pages([text], chunk_tokens=200, overlap_tokens=40)
+    assert max(len(c.text) for c in chunks) <= 10_000  # 200 tokens of at most 40 characters
+    assert all(c.token_count <= 200 for c in chunks)
+    assert chunks[-1].text.endswith("Then a normal sentence ends the page.")
+    assert count_tokens("a" * 120) == 3
+    assert count_tokens("Rechtsschutzversicherungsgesellschaften zahlen.") == 3  # a long real word is one
+
+
 def test_pages_are_tracked_for_paged_documents():
     pages = [_sentences(10), "Second page. " + _sentences(10)]
     chunks = chunk_pages(pages, chunk_tokens=40, overlap_tokens=0, paged=True)
