@@ -430,22 +430,38 @@ def upload(files: Annotated[list[Path], typer.Argument(help="files to add to raw
     return _client().upload(url, files, api_key=api_key)
 
 
+# A subcommand's --url and --api-key, unset: those given to `documents` (`documents --url X delete ID`).
+SubUrl = Annotated[str | None, typer.Option(help=f"base URL of the API (default: the one given to `documents`, "
+                                                 f"else {DEFAULT_URL})")]
+SubApiKey = Annotated[str | None, typer.Option("--api-key", envvar="LAKERAG_API_KEY", show_envvar=False,
+                                               help="X-API-Key for writes (default: the one given to `documents`, "
+                                                    "else LAKERAG_API_KEY here)")]
+
+
 @documents_app.callback(invoke_without_command=True)
 def documents(ctx: typer.Context, url: Url = DEFAULT_URL, api_key: ApiKeyOption = "") -> None:
     """The documents of a running API and their state (no subcommand: list them)."""
+    ctx.meta["lakerag.documents"] = url, api_key
     if ctx.invoked_subcommand is None:
         raise typer.Exit(_client().list_documents(url, api_key=api_key))
 
 
+def _documents_target(ctx: typer.Context, url: str | None, api_key: str | None) -> tuple[str, str]:
+    group_url, group_key = ctx.meta["lakerag.documents"]
+    return url or group_url, group_key if api_key is None else api_key
+
+
 @documents_app.command("list")
-def documents_list(url: Url = DEFAULT_URL, api_key: ApiKeyOption = "") -> int:
+def documents_list(ctx: typer.Context, url: SubUrl = None, api_key: SubApiKey = None) -> int:
     """List the documents and their state (landed, quarantined, processed, indexed)."""
+    url, api_key = _documents_target(ctx, url, api_key)
     return _client().list_documents(url, api_key=api_key)
 
 
 @documents_app.command("delete")
-def documents_delete(doc_id: str, url: Url = DEFAULT_URL, api_key: ApiKeyOption = "") -> int:
+def documents_delete(ctx: typer.Context, doc_id: str, url: SubUrl = None, api_key: SubApiKey = None) -> int:
     """Delete a document's raw file (the next pipeline run removes its chunks)."""
+    url, api_key = _documents_target(ctx, url, api_key)
     return _client().delete_document(url, doc_id, api_key=api_key)
 
 

@@ -91,6 +91,22 @@ def test_the_api_key_comes_from_lakerag_api_key_when_not_given(local_settings, s
         assert result.exit_code == 1 and "answered 403" in result.stderr  # the option wins
 
 
+def test_options_given_to_documents_reach_its_subcommands(served, capsys, tmp_path):
+    """`lakerag documents --url URL delete ID` ignored the --url (and --api-key) given to
+    `documents` and sent the delete to http://127.0.0.1:8000: another API, if one ran there."""
+    from lakerag.lake import doc_id_for
+
+    served.state.lake.store.put("raw/kept.txt", b"Parking permits are renewed every March.")
+    served.state.lake.store.put("raw/gone.txt", b"The canteen closes at 15:00 on Fridays.")
+    assert cli.main(["documents", "--url", served.url, "list"]) == 0
+    assert f"{doc_id_for('raw/kept.txt')}  landed" in capsys.readouterr().out
+    assert cli.main(["documents", "--url", served.url, "delete", doc_id_for("raw/gone.txt")]) == 0
+    assert "deleted raw/gone.txt" in capsys.readouterr().out
+    assert not served.state.lake.store.exists("raw/gone.txt")
+    # The subcommand's own option wins over the group's.
+    assert cli.main(["documents", "--url", f"http://127.0.0.1:{free_port()}", "list", "--url", served.url]) == 0
+
+
 def test_upload_a_directory_sends_the_documents_under_it(served, tmp_path):
     """`lakerag upload DIR` was refused ("is a directory"): it now sends the documents the pipeline
     reads, skips hidden files and other types, and refuses before sending anything when two files
