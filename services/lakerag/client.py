@@ -22,6 +22,10 @@ def _post(url: str, path: str, payload: dict, api_key: str) -> dict | None:
 
 def _call(method: str, url: str, path: str, api_key: str, **kwargs) -> dict | None:
     """The JSON body of a 200 answer, or None after saying on stderr what went wrong."""
+    if not (api_key.isascii() and api_key.isprintable()):
+        print("lakerag: the API key (--api-key or LAKERAG_API_KEY) has a character that is not printable ASCII, "
+              "which an HTTP header cannot carry; check it", file=sys.stderr)
+        return None
     headers = {"X-API-Key": api_key} if api_key else {}
     url = url if "://" in url else f"http://{url}"  # localhost:8000, as curl takes it
     try:

@@ -204,6 +204,10 @@ def _problems(s: Settings) -> list[str]:
         problems.append("LAKERAG_AIRFLOW_POLL_SECONDS must be >= 0 and needs LAKERAG_AIRFLOW_API_URL (0: off)")
     if s.replay_cache_versions < 1:
         problems.append("LAKERAG_REPLAY_CACHE_VERSIONS must be at least 1")
+    if s.api_key and (s.api_key != s.api_key.strip() or not s.api_key.isascii() or not s.api_key.isprintable()):
+        problems.append("LAKERAG_API_KEY has a space at either end or a character that is not printable ASCII: an "
+                        "HTTP header cannot carry it, so no client could send it; use letters, digits and "
+                        "punctuation (e.g. `openssl rand -hex 32`)")
     if not 1 <= s.port <= 65535:
         problems.append("LAKERAG_PORT must be between 1 and 65535")
     if s.fusion_dense_weight < 0 or s.fusion_lexical_weight < 0 or s.fusion_dense_weight + s.fusion_lexical_weight <= 0:

@@ -45,6 +45,14 @@ def test_a_url_without_a_scheme_is_taken_as_http(served, capsys):
     assert "raw/employee-travel-policy.pdf" in capsys.readouterr().out
 
 
+def test_an_api_key_no_header_can_carry_is_said_not_a_traceback(served, capsys):
+    """A key with a non-ASCII character ended the command in a UnicodeEncodeError traceback."""
+    assert cli.main(["documents", "--url", served.url, "--api-key", "clé", "delete", "0123456789abcdef"]) == 1
+    err = capsys.readouterr().err
+    assert "the API key (--api-key or LAKERAG_API_KEY) has a character that is not printable ASCII" in err, err
+    assert "Traceback" not in err and "clé" not in err
+
+
 def test_upload_documents_and_delete_through_the_cli(served, tmp_path):
     from lakerag.lake import doc_id_for
     from typer.testing import CliRunner

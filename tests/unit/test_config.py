@@ -36,10 +36,14 @@ def test_environment_values_are_parsed():
     ({"LAKERAG_MAX_CHUNKS_PER_DOCUMENT": "0"}, "LAKERAG_MAX_CHUNKS_PER_DOCUMENT"),
     ({"LAKERAG_PORT": "70000"}, "LAKERAG_PORT"),
     ({"LAKERAG_LOG_LEVEL": "LOUD"}, "LAKERAG_LOG_LEVEL='LOUD': use one of CRITICAL, ERROR, WARNING, INFO, DEBUG"),
+    # An HTTP header carries ASCII, its ends stripped: the right key was refused with 403.
+    ({"LAKERAG_API_KEY": "clé-secrète"}, "LAKERAG_API_KEY .* printable ASCII"),
+    ({"LAKERAG_API_KEY": "s3cret "}, "LAKERAG_API_KEY .* space at either end"),
 ])
 def test_bad_values_name_the_variable(env, names):
-    with pytest.raises(ConfigError, match=names):
+    with pytest.raises(ConfigError, match=names) as raised:
         from_env(env)
+    assert env.get("LAKERAG_API_KEY", "\0") not in str(raised.value)  # a secret is never echoed
 
 
 def test_log_levels_are_accepted_in_either_case():
