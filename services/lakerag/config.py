@@ -16,9 +16,9 @@ import difflib
 import os
 from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 PACKAGED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -114,7 +114,9 @@ class Settings(BaseSettings):
     port: int = 8000
     index_dir: str = "./.lakerag/index"
     index_poll_seconds: float = 30.0
-    api_key: str = Field("", repr=False)
+    # Ends stripped: a Secret made with `kubectl create secret --from-file` ends in a newline, and
+    # an HTTP header's value never does.
+    api_key: Annotated[str, AfterValidator(str.strip)] = Field("", repr=False)
     max_upload_bytes: int = 50 * 1024 * 1024
     min_score: float = -1.0  # <0: the model's own default cut-off
     relative_score: float = -1.0
@@ -204,10 +206,10 @@ def _problems(s: Settings) -> list[str]:
         problems.append("LAKERAG_AIRFLOW_POLL_SECONDS must be >= 0 and needs LAKERAG_AIRFLOW_API_URL (0: off)")
     if s.replay_cache_versions < 1:
         problems.append("LAKERAG_REPLAY_CACHE_VERSIONS must be at least 1")
-    if s.api_key and (s.api_key != s.api_key.strip() or not s.api_key.isascii() or not s.api_key.isprintable()):
-        problems.append("LAKERAG_API_KEY has a space at either end or a character that is not printable ASCII: an "
-                        "HTTP header cannot carry it, so no client could send it; use letters, digits and "
-                        "punctuation (e.g. `openssl rand -hex 32`)")
+    if not (s.api_key.isascii() and s.api_key.isprintable()):
+        problems.append("LAKERAG_API_KEY has a character that is not printable ASCII: an HTTP header cannot carry "
+                        "it, so no client could send it; use letters, digits and punctuation (e.g. "
+                        "`openssl rand -hex 32`)")
     if not 1 <= s.port <= 65535:
         problems.append("LAKERAG_PORT must be between 1 and 65535")
     if s.fusion_dense_weight < 0 or s.fusion_lexical_weight < 0 or s.fusion_dense_weight + s.fusion_lexical_weight <= 0:
