@@ -114,8 +114,8 @@ class Settings(BaseSettings):
     port: int = 8000
     index_dir: str = "./.lakerag/index"
     index_poll_seconds: float = 30.0
-    # Ends stripped: a Secret made with `kubectl create secret --from-file` ends in a newline, and
-    # an HTTP header's value never does.
+    # Keys' ends are stripped: a Secret made with `kubectl create secret --from-file` ends in a
+    # newline, and an HTTP header's value never does.
     api_key: Annotated[str, AfterValidator(str.strip)] = Field("", repr=False)
     max_upload_bytes: int = 50 * 1024 * 1024
     min_score: float = -1.0  # <0: the model's own default cut-off
@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     rerank_model: str = ""  # a sentence-transformers CrossEncoder name or directory; empty = off
     rerank_candidates: int = 20
     # LLM
-    gemini_api_key: str = Field("", repr=False, validation_alias="GEMINI_API_KEY")
+    gemini_api_key: Annotated[str, AfterValidator(str.strip)] = Field("", repr=False, validation_alias="GEMINI_API_KEY")
     gemini_model: str = "gemini-2.5-flash"
     gemini_base_url: str = ""
     llm_timeout_seconds: float = 30.0

@@ -46,10 +46,11 @@ def test_bad_values_name_the_variable(env, names):
     assert env.get("LAKERAG_API_KEY", "\0") not in str(raised.value)  # a secret is never echoed
 
 
-def test_the_api_keys_ends_are_stripped_as_a_header_value_is():
+def test_keys_ends_are_stripped_as_a_header_values_are():
     """A key from `kubectl create secret --from-file` ends in a newline; the header never does,
     so the right key was refused with 403."""
-    assert from_env({"LAKERAG_API_KEY": " s3cret\n"}).api_key == "s3cret"
+    settings = from_env({"LAKERAG_API_KEY": " s3cret\n", "GEMINI_API_KEY": "AIza-key\n"})
+    assert (settings.api_key, settings.gemini_api_key) == ("s3cret", "AIza-key")
 
 
 def test_log_levels_are_accepted_in_either_case():
