@@ -53,8 +53,9 @@ def runtime_setting(name: str, default: str) -> str:
 
 def image(component: str) -> str:
     """`lakerag_<component>_image`, else `<lakerag_image_registry>lakerag/<component>:<lakerag_image_tag>`."""
-    built = (f"var.value.get('lakerag_image_registry', '') ~ 'lakerag/{component}:' ~ "
-             f"var.value.get('lakerag_image_tag', '0.1.0')")
+    # The registry with or without its trailing slash: "ghcr.io/acme" must not give "ghcr.io/acmelakerag/…".
+    built = (f"[var.value.get('lakerag_image_registry', '') | trim('/'), 'lakerag/{component}:' ~ "
+             f"var.value.get('lakerag_image_tag', '0.1.0')] | select | join('/')")
     return "{{ var.value.get('lakerag_" + component + "_image', " + built + ") }}"
 
 

@@ -96,6 +96,13 @@ def test_spark_tasks_advertise_the_pod_ip_and_take_the_master_from_the_configmap
     assert "LAKERAG_SPARK_MASTER" not in {e.name for e in container(render_pod(dag, "embed")[1]).env}
 
 
+@pytest.mark.parametrize("registry", ["ghcr.io/acme", "ghcr.io/acme/"])
+def test_image_registry_variable_with_or_without_trailing_slash(dag, monkeypatch, registry):
+    """A Variable set by hand as `ghcr.io/acme` must not become `ghcr.io/acmelakerag/spark`."""
+    monkeypatch.setenv("AIRFLOW_VAR_LAKERAG_IMAGE_REGISTRY", registry)
+    assert container(render_pod(dag, "gold")[1]).image == "ghcr.io/acme/lakerag/spark:0.1.0"
+
+
 @pytest.mark.parametrize("task_id", ["bronze", "embed", "publish_index", "health"])
 def test_default_resources(dag, task_id):
     cpu_request, cpu_limit, memory = DEFAULT_RESOURCES[task_id]

@@ -95,6 +95,18 @@ def test_names_follow_the_release():
     assert {"configMapRef": {"name": "dev-lakerag-config"}} in env_from
 
 
+@pytest.mark.parametrize("registry", ["ghcr.io/acme", "ghcr.io/acme/"])
+def test_image_registry_is_taken_with_or_without_its_trailing_slash(registry):
+    """bitnami-style `ghcr.io/acme` and `ghcr.io/acme/` name the same images, in the chart's pods
+    and in the pipeline pods the DAG starts (AIRFLOW_VAR_LAKERAG_IMAGE_REGISTRY)."""
+    objects = render(sets=(f"global.imageRegistry={registry}", "global.imageTag=1.2"))
+    api = find(objects, "Deployment", "lakerag-api")["spec"]["template"]["spec"]["containers"][0]
+    assert api["image"] == "ghcr.io/acme/lakerag/api:1.2"
+    scheduler = find(objects, "Deployment", "lakerag-airflow-scheduler")["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in scheduler["containers"][0]["env"]}
+    assert env["AIRFLOW_VAR_LAKERAG_IMAGE_REGISTRY"] == "ghcr.io/acme/"
+
+
 def test_subcharts_are_switched_by_their_conditions():
     kinds = {(o["kind"], o["metadata"]["name"]) for o in render(sets=("spark.enabled=false",
                                                                       "global.config.LAKERAG_SPARK_MASTER=local[*]"))}

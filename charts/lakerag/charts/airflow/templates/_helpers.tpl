@@ -93,7 +93,7 @@ the database URL is assembled by Kubernetes from the password it references.
 - name: AIRFLOW_VAR_LAKERAG_NAMESPACE
   value: {{ .Values.pipeline.namespace | default .Release.Namespace | quote }}
 - name: AIRFLOW_VAR_LAKERAG_IMAGE_REGISTRY
-  value: {{ .Values.global.imageRegistry | quote }}
+  value: {{ include "common.images.registry" .Values.global | quote }}
 - name: AIRFLOW_VAR_LAKERAG_IMAGE_TAG
   value: {{ .Values.global.imageTag | default .Chart.AppVersion | quote }}
 - name: AIRFLOW_VAR_LAKERAG_IMAGE_PULL_POLICY

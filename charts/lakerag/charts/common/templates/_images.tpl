@@ -6,7 +6,16 @@ usage: include "common.images.lakerag" (dict "context" $ "image" .Values.image)
 {{- define "common.images.lakerag" -}}
 {{- $global := .context.Values.global | default dict -}}
 {{- $tag := .image.tag | default $global.imageTag | default .context.Chart.AppVersion -}}
-{{- printf "%s%s:%s" ($global.imageRegistry | default "") .image.repository (toString $tag) -}}
+{{- printf "%s%s:%s" (include "common.images.registry" $global) .image.repository (toString $tag) -}}
+{{- end -}}
+
+{{/*
+global.imageRegistry as a prefix: "" stays "", "ghcr.io/acme" and "ghcr.io/acme/" both give
+"ghcr.io/acme/" (bitnami charts take it without the slash).
+usage: include "common.images.registry" .Values.global
+*/}}
+{{- define "common.images.registry" -}}
+{{- with trimSuffix "/" (.imageRegistry | default "") -}}{{ . }}/{{- end -}}
 {{- end -}}
 
 {{/* A third-party image given in full (repository may include a registry). */}}
