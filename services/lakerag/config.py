@@ -184,6 +184,11 @@ def _problems(s: Settings) -> list[str]:
         problems.append("LAKERAG_CHUNK_TOKENS must be at least 16")
     if not 0 <= s.chunk_overlap_tokens < s.chunk_tokens:
         problems.append("LAKERAG_CHUNK_OVERLAP_TOKENS must be >= 0 and smaller than LAKERAG_CHUNK_TOKENS")
+    if s.embed_batch_size < 1:
+        problems.append("LAKERAG_EMBED_BATCH_SIZE must be at least 1 (64 is the default)")
+    if s.aws_endpoint_url and not s.aws_endpoint_url.startswith(("http://", "https://")):
+        problems.append(f"AWS_ENDPOINT_URL={s.aws_endpoint_url!r}: must be an http(s):// URL, e.g. "
+                        f"http://{s.aws_endpoint_url.split('://')[-1]} (MinIO, moto), or unset for AWS S3")
     if s.max_chunks_per_document < 1:
         problems.append("LAKERAG_MAX_CHUNKS_PER_DOCUMENT must be at least 1 (10000 is the default)")
     if s.max_file_bytes <= 0 or s.max_upload_bytes <= 0:

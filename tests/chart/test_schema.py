@@ -48,6 +48,8 @@ def test_misspelt_keys_are_rejected(misspelt, key, where):
     ("api.service.nodePort=8000", "want 30,000"),
     ("global.imagePullPolicy=Sometimes", "value must be one of"),
     ("global.config.LAKERAG_LOG_LEVEL=LOUD", "value must be one of"),  # else the API pod crash-loops
+    ("global.config.LAKERAG_EMBED_BATCH_SIZE=0", "minimum"),
+    ("global.config.AWS_ENDPOINT_URL=minio:9000", "does not match pattern"),
 ])
 def test_wrong_types_and_values_are_rejected(wrong, message):
     error = rejected(wrong)

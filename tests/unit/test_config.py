@@ -35,6 +35,11 @@ def test_environment_values_are_parsed():
     ({"LAKERAG_MAX_FILE_BYTES": "0"}, "LAKERAG_MAX_FILE_BYTES"),
     ({"LAKERAG_MAX_CHUNKS_PER_DOCUMENT": "0"}, "LAKERAG_MAX_CHUNKS_PER_DOCUMENT"),
     ({"LAKERAG_PORT": "70000"}, "LAKERAG_PORT"),
+    # 0 failed every query with "range() arg 3 must not be zero"; -5 encoded nothing (zero vectors).
+    ({"LAKERAG_EMBED_BATCH_SIZE": "0"}, "LAKERAG_EMBED_BATCH_SIZE must be at least 1"),
+    ({"LAKERAG_EMBED_BATCH_SIZE": "-5"}, "LAKERAG_EMBED_BATCH_SIZE must be at least 1"),
+    # boto3 refuses an endpoint without a scheme deep in a request: GET /documents answered 500.
+    ({"AWS_ENDPOINT_URL": "localhost:9000"}, "AWS_ENDPOINT_URL='localhost:9000': .*http://localhost:9000"),
     ({"LAKERAG_LOG_LEVEL": "LOUD"}, "LAKERAG_LOG_LEVEL='LOUD': use one of CRITICAL, ERROR, WARNING, INFO, DEBUG"),
     # An HTTP header carries ASCII, its ends stripped: the right key was refused with 403.
     ({"LAKERAG_API_KEY": "clé-secrète"}, "LAKERAG_API_KEY .* printable ASCII"),
