@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Annotated, Literal, get_args
@@ -184,6 +185,9 @@ def _problems(s: Settings) -> list[str]:
         problems.append("LAKERAG_CHUNK_TOKENS must be at least 16")
     if not 0 <= s.chunk_overlap_tokens < s.chunk_tokens:
         problems.append("LAKERAG_CHUNK_OVERLAP_TOKENS must be >= 0 and smaller than LAKERAG_CHUNK_TOKENS")
+    if not re.fullmatch(r"local(\[.+\]|-cluster\[.+\])?|(spark|k8s)://.+|yarn", s.spark_master):
+        problems.append(f"LAKERAG_SPARK_MASTER={s.spark_master!r}: use local[*], spark://HOST:7077, k8s://URL or "
+                        "yarn")
     if s.embed_batch_size < 1:
         problems.append("LAKERAG_EMBED_BATCH_SIZE must be at least 1 (64 is the default)")
     if s.aws_endpoint_url and not s.aws_endpoint_url.startswith(("http://", "https://")):

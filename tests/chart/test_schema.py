@@ -50,6 +50,7 @@ def test_misspelt_keys_are_rejected(misspelt, key, where):
     ("global.config.LAKERAG_LOG_LEVEL=LOUD", "value must be one of"),  # else the API pod crash-loops
     ("global.config.LAKERAG_EMBED_BATCH_SIZE=0", "minimum"),
     ("global.config.AWS_ENDPOINT_URL=minio:9000", "does not match pattern"),
+    ("global.config.LAKERAG_SPARK_MASTER=spark-master:7077", "does not match pattern"),
 ])
 def test_wrong_types_and_values_are_rejected(wrong, message):
     error = rejected(wrong)

@@ -38,6 +38,8 @@ def test_environment_values_are_parsed():
     # 0 failed every query with "range() arg 3 must not be zero"; -5 encoded nothing (zero vectors).
     ({"LAKERAG_EMBED_BATCH_SIZE": "0"}, "LAKERAG_EMBED_BATCH_SIZE must be at least 1"),
     ({"LAKERAG_EMBED_BATCH_SIZE": "-5"}, "LAKERAG_EMBED_BATCH_SIZE must be at least 1"),
+    # Spark refused it only after its JVM started, with a Java exception and a py4j error after it.
+    ({"LAKERAG_SPARK_MASTER": "spark-master:7077"}, "LAKERAG_SPARK_MASTER='spark-master:7077': use local"),
     # boto3 refuses an endpoint without a scheme deep in a request: GET /documents answered 500.
     ({"AWS_ENDPOINT_URL": "localhost:9000"}, "AWS_ENDPOINT_URL='localhost:9000': .*http://localhost:9000"),
     ({"LAKERAG_LOG_LEVEL": "LOUD"}, "LAKERAG_LOG_LEVEL='LOUD': use one of CRITICAL, ERROR, WARNING, INFO, DEBUG"),
@@ -49,6 +51,12 @@ def test_bad_values_name_the_variable(env, names):
     with pytest.raises(ConfigError, match=names) as raised:
         from_env(env)
     assert env.get("LAKERAG_API_KEY", "\0") not in str(raised.value)  # a secret is never echoed
+
+
+@pytest.mark.parametrize("master", ["local", "local[*]", "local[4]", "local-cluster[2,1,1024]",
+                                    "spark://lakerag-spark-master:7077", "k8s://https://kubernetes:443", "yarn"])
+def test_spark_masters_spark_takes_are_accepted(master):
+    assert from_env({"LAKERAG_SPARK_MASTER": master}).spark_master == master
 
 
 def test_keys_ends_are_stripped_as_a_header_values_are():
