@@ -55,3 +55,22 @@ def test_upload_pipeline_search_then_delete_pipeline_gone(local_settings, start_
         assert "raw/volcano.txt" not in states(api)
         index = api.client.get("/index").json()
         assert index["reloads"] == 2 and index["vectors"] >= 1
+
+
+def test_a_store_path_with_a_space_and_an_accent_runs_and_serves(tmp_path, local_settings, start_api):
+    """delta-rs names a table's files percent-encoded (my%20lake%20%C3%BC): Spark read that literally
+    and the first pipeline run failed with PATH_NOT_FOUND."""
+    settings = local_settings.replace(store_uri=f"file://{tmp_path / 'my lake ü'}")
+    with start_api(settings, api_key="k") as api:
+        headers = {"X-API-Key": "k"}
+        for name, data in (("volcano.txt", VOLCANO.encode()), ("bees.md", BEES.encode())):
+            assert api.client.post("/documents", files={"file": (name, data)}, headers=headers).status_code == 201
+        assert run_all(settings)["ok"]
+        api.client.post("/documents", files={"file": ("bees.md", BEES.encode() + b" Drones do not.")},
+                        headers=headers)
+        summary = run_all(settings)  # reads the tables the first run wrote
+        assert summary["ok"] and summary["etl"]["files.changed"] == 1, summary
+        assert api.client.post("/admin/reload", headers=headers).json()["changed"] is True
+        body = api.client.post("/search", json={"query": QUESTION}).json()
+        assert body["matched"] and body["hits"][0]["source"] == "raw/volcano.txt"
+        assert {d["state"] for d in states(api).values()} == {"indexed"}

@@ -12,6 +12,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -98,7 +99,8 @@ class Snapshot:
 
     def file_uris(self) -> list[str]:
         """The Parquet files of this snapshot, for readers that bring their own engine (Spark)."""
-        return self.delta.file_uris()
+        # delta-rs percent-encodes them ("my%20lake"); Spark and pyarrow take paths as they are.
+        return [unquote(uri) for uri in self.delta.file_uris()]
 
     def row_count(self) -> int:
         """Rows, from the log's per-file statistics (no data read)."""
