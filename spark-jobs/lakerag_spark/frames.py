@@ -3,6 +3,8 @@ commits) belong to ``lakerag.lake.tables``; Spark only reads the files of one sn
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 from lakerag.lake import Lake
@@ -32,8 +34,13 @@ def read_table(spark, lake: Lake, name: str, columns: list[str] | None = None):
         listing = listing.repartition(min(len(uris), spark.sparkContext.defaultParallelism))
         frame = listing.mapInArrow(_parquet_reader(S3Access.from_settings(lake.settings), SCHEMAS[name]), schema)
     else:
-        frame = spark.read.schema(schema).option("basePath", lake.table_uri(name)).parquet(*uris)
+        frame = spark.read.schema(schema).parquet(*map(literal_path, uris))
     return frame.select(*columns)
+
+
+def literal_path(path: str) -> str:
+    """``path`` escaped for Hadoop, which reads [ ] { } * ? as a glob: a store under "lake[1]" found no file."""
+    return re.sub(r"([\\\[\]{}*?^])", r"\\\1", path)
 
 
 def _parquet_reader(access: S3Access, schema: pa.Schema):
