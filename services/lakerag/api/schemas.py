@@ -43,8 +43,18 @@ def _has_words(value: str) -> str:
     return value
 
 
+def _named(value: str) -> str:
+    if not value:
+        raise invalid("is empty: give a document's doc_id (GET /documents lists them)")
+    return value
+
+
 Text = Annotated[str, AfterValidator(_encodable)]  # identifiers and filters
 Words = Annotated[str, AfterValidator(_has_words), Field(json_schema_extra={"pattern": WORD_PATTERN})]  # queries and questions
+# minLength in the schema, the message from the validator: min_length on an optional field says
+# "Value should have at least 1 item after validation".
+DocId = Annotated[Text, AfterValidator(_named), Field(json_schema_extra={"minLength": 1})]
+SomeWords = Annotated[Words, Field(json_schema_extra={"minLength": 1})]
 
 
 VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
@@ -159,8 +169,8 @@ class AnswerResponse(BaseModel):
 
 
 class SummarizeRequest(RequestBody):
-    doc_id: Text | None = Field(default=None, min_length=1)
-    query: Words | None = Field(default=None, min_length=1, max_length=2000)
+    doc_id: DocId | None = None
+    query: SomeWords | None = Field(default=None, max_length=2000)
     k: int = Field(default=8, ge=1, le=20, description="chunks retrieved for a query-focused summary")
     mode: SearchMode | None = mode_field()
     as_of: VersionName | None = as_of_field()

@@ -33,3 +33,12 @@ def test_summarize_errors(served):
     assert served.client.post("/summarize", json={"doc_id": "0123456789abcdef"}).status_code == 404
     assert served.client.post("/summarize", json={}).status_code == 422
     assert served.client.post("/summarize", json={"doc_id": "a", "query": "b"}).status_code == 422
+
+
+def test_an_empty_doc_id_or_query_says_what_to_send(served):
+    """Was pydantic's "Value should have at least 1 item after validation, not 0"."""
+    for body, message in (({"doc_id": ""}, "is empty: give a document's doc_id"), ({"query": ""}, "has no words")):
+        response = served.client.post("/summarize", json=body)
+        assert response.status_code == 422
+        (error,) = response.json()["detail"]
+        assert error["msg"].startswith(message), error
