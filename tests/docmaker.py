@@ -18,6 +18,22 @@ def make_pdf(pages: list[str]) -> bytes:
     return bytes(pdf.output())
 
 
+def encrypted_pdf(pages: list[str], user_password: str = "") -> bytes:
+    """An AES-256 encrypted PDF. With no user password anyone may open it (only editing is
+    restricted, as Word and Acrobat write them), but reading it needs pypdf's crypto extra."""
+    import io
+
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for page in PdfReader(io.BytesIO(make_pdf(pages))).pages:
+        writer.add_page(page)
+    writer.encrypt(user_password=user_password, owner_password="owner", algorithm="AES-256")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
 def good_documents() -> dict[str, bytes]:
     """Readable raw files (name under raw/ -> bytes), one or more of every supported type."""
     return {
@@ -33,6 +49,7 @@ def good_documents() -> dict[str, bytes]:
                      b"<script>ignored()</script></body></html>",
         "caf\u00e9 menu.txt": "Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e, served daily.".encode("latin-1"),
         "notes..v2.txt": b"A name with two dots in a row is a fine key.",
+        "restricted.pdf": encrypted_pdf(["Editing is restricted, reading is not: the lake indexes this page."]),
     }
 
 
@@ -45,6 +62,7 @@ def bad_documents() -> dict[str, bytes]:
         "garbage.txt": bytes(rng.randrange(256) for _ in range(4096)),
         "invalid.json": b'{"title": "unterminated',
         "slides.pptx": b"PK\x03\x04 not supported",
+        "locked.pdf": encrypted_pdf(["Only with the password."], user_password="s3cret"),
     }
 
 
@@ -54,4 +72,5 @@ BAD_REASON_WORDS = {
     "garbage.txt": "binary",
     "invalid.json": "invalid JSON",
     "slides.pptx": "unsupported",
+    "locked.pdf": "encrypted PDF: remove the password",
 }

@@ -182,7 +182,7 @@ def decode_text(data: bytes, declared: str | None = None) -> str:
 
 def _pdf(data: bytes) -> list[str]:
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
+    from pypdf.errors import DependencyError, PyPdfError
 
     if b"%PDF-" not in data[:1024]:
         raise _Unreadable("not a PDF (no %PDF- header): check the file or fix its extension")
@@ -193,6 +193,9 @@ def _pdf(data: bytes) -> list[str]:
         pages = [page.extract_text() or "" for page in reader.pages]
     except _Unreadable:
         raise
+    except DependencyError as exc:  # the file is fine; this install cannot decrypt it
+        raise _Unreadable(f"encrypted PDF this install cannot open ({exc}): install pypdf[crypto] "
+                          "(the spark image has it), then run the pipeline with --full-rebuild") from None
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError,
             RecursionError, OSError, AssertionError) as exc:
         raise _Unreadable(f"corrupt PDF ({type(exc).__name__}: {exc}): re-export or repair the file") from None

@@ -19,11 +19,13 @@ import boto3
 import harness
 import pytest
 from dockerfiles import context_files
+from docmaker import encrypted_pdf
 from harness import IMAGES, REPORT
 
 REPO = harness.REPO
 SAMPLES = REPO / "services" / "lakerag" / "samples"
 QUESTIONS = json.loads((SAMPLES / "questions.json").read_text())
+RESTRICTED_PDF = "restricted-notice.pdf"
 CONTRACT = {  # docs: k8s naming contract
     "api": (["lakerag"], ["serve"]),
     "embeddings": (["lakerag"], ["pipeline", "embed"]),
@@ -338,6 +340,9 @@ def lake(moto_endpoint):
     s3.create_bucket(Bucket=bucket)
     for doc in sorted((SAMPLES / "docs").iterdir()):
         s3.upload_file(str(doc), bucket, f"lake-root/raw/{doc.name}")
+    # Readable without a password, but only with pypdf's crypto extra in the spark image.
+    s3.put_object(Bucket=bucket, Key=f"lake-root/raw/{RESTRICTED_PDF}",
+                  Body=encrypted_pdf(["Restricted editing notice: printing is allowed, changes are not."]))
     env = {"LAKERAG_STORE_URI": f"s3://{bucket}/lake-root", "AWS_ENDPOINT_URL": moto_endpoint,
            "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_ALLOW_HTTP": "true", "HF_HUB_OFFLINE": "1", "LAKERAG_SPARK_MASTER": "local[2]"}
@@ -358,7 +363,7 @@ def test_spark_image_runs_the_etl(docker, images, lake):
     root = lake["env"]["LAKERAG_STORE_URI"]
     silver = DeltaTable(f"{root}/lake/silver", storage_options=options).to_pyarrow_table()
     gold = DeltaTable(f"{root}/lake/gold", storage_options=options).to_pyarrow_table()
-    sources = {f"raw/{p.name}" for p in (SAMPLES / "docs").iterdir()}
+    sources = {f"raw/{p.name}" for p in (SAMPLES / "docs").iterdir()} | {f"raw/{RESTRICTED_PDF}"}
     assert set(silver.column("key").to_pylist()) == sources
     assert set(gold.column("source").to_pylist()) == sources and gold.num_rows >= len(sources)
 

@@ -51,6 +51,13 @@ def test_torch_only_in_the_export_stage():
     assert read_lock(LOCKS / "export.txt")["torch"][0].startswith("2.13.0")
 
 
+def test_the_image_that_extracts_documents_reads_aes_encrypted_pdfs():
+    """Bronze runs in the spark image; without cryptography pypdf cannot open an AES PDF that has no
+    user password (an edit-restricted export from Word or Acrobat), and quarantined it as corrupt
+    while `make run` (whose venv has cryptography by other paths) indexed it."""
+    assert "cryptography" in read_lock(LOCKS / "spark.txt")
+
+
 def test_no_stale_locks():
     assert {p.name for p in LOCKS.glob("*.txt")} == set(SETS), "a lock no image uses: remove it"
 

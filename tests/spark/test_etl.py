@@ -106,7 +106,8 @@ def check_first_run(lake: Lake, summary: dict, corpus: dict[str, bytes]) -> None
         assert row["token_count"] <= 40
     pdf_pages = {row["page"] for row in gold if row["source"] == "raw/guide.pdf"}
     assert pdf_pages == {1, 2}
-    assert {row["page"] for row in gold if row["source"] != "raw/guide.pdf"} == {None}
+    assert {row["page"] for row in gold if not row["source"].endswith(".pdf")} == {None}
+    assert {row["page"] for row in gold if row["source"] == "raw/restricted.pdf"} == {1}  # AES, no password
     config = tables.snapshot(lake, "gold").configuration()
     assert config.get("delta.enableChangeDataFeed") == "true"
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 from docmaker import BAD_REASON_WORDS, bad_documents, good_documents, make_pdf
@@ -142,3 +144,14 @@ def test_json_with_a_text_field_is_indexed_without_field_names():
     # Without a title, only the text; without a text field, every field flattened as before.
     assert extract("raw/q.json", b'{"body": "Just this."}').pages == ["Just this."]
     assert extract("raw/r.json", b'{"name": "Lamp", "price": 3}').pages == ["name: Lamp\nprice: 3"]
+
+
+def test_an_aes_pdf_without_the_crypto_extra_names_the_missing_package(tmp_path):
+    """Was quarantined as "corrupt PDF … re-export or repair the file": the file was fine."""
+    pdf = tmp_path / "restricted.pdf"
+    pdf.write_bytes(good_documents()["restricted.pdf"])
+    script = ("import sys; sys.modules['cryptography'] = None\n"
+              "from lakerag.extract import extract\n"
+              f"print(extract('raw/restricted.pdf', open({str(pdf)!r}, 'rb').read()).reason)")
+    reason = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert "corrupt" not in reason and "pypdf[crypto]" in reason, reason
