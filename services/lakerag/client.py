@@ -4,6 +4,7 @@ the result readably. Every call returns the command's exit code (0 ok, 1 failed,
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -34,14 +35,27 @@ def _call(method: str, url: str, path: str, api_key: str, **kwargs) -> dict | No
         print(f"lakerag: cannot reach the API at {url} ({exc}); is `lakerag serve` running? (--url to point "
               "elsewhere)", file=sys.stderr)
         return None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):  # every answer of the API, errors too, is a JSON object
+        print(f"lakerag: {method} {path} answered {response.status_code} ({_gist(response)}), not JSON: that is not "
+              f"the LakeRAG API at {url} (a proxy's error page, or --url pointing elsewhere)", file=sys.stderr)
+        return None
     if not response.is_success:
-        try:
-            detail = _readable(response.json().get("detail", response.text))
-        except (ValueError, AttributeError):  # not JSON, or JSON without a detail
-            detail = response.text
+        detail = _readable(body.get("detail", body))
         print(f"lakerag: {method} {path} answered {response.status_code}: {detail}", file=sys.stderr)
         return None
-    return response.json()
+    return body
+
+
+def _gist(response: httpx.Response) -> str:
+    """An HTML page's <title>, else the start of the text: enough to recognise whose page it is."""
+    title = re.search(r"<title[^>]*>(.*?)</title>", response.text, re.IGNORECASE | re.DOTALL)
+    text = title.group(1) if title else re.sub(r"<[^>]+>", " ", response.text)
+    gist = " ".join(text.split())
+    return (gist[:80] + " …" if len(gist) > 80 else gist) or response.headers.get("content-type", "empty body")
 
 
 def _readable(detail: object) -> str:

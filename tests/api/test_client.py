@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
+
+import pytest
 from conftest import free_port
 from lakerag import cli
 
@@ -171,3 +175,43 @@ def test_summarize_a_document_or_a_query_through_the_cli(served):
     assert result.exit_code == 0 and "  [1] " in result.stdout
     result = runner.invoke(cli.app, ["summarize", "--doc-id", "0000000000000000", "--url", served.url])
     assert result.exit_code == 1 and "answered 404" in result.stderr
+
+
+class _NotLakeRAG(http.server.BaseHTTPRequestHandler):
+    """Some other web server on the port (a wrong port-forward, an ingress' error page)."""
+
+    def _page(self, status):
+        body = (b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1>"
+                b"<hr><center>nginx</center>" + b"<p>padding</p>" * 200 + b"</body></html>")
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # a web app that answers every path 200 with its page
+        self._page(200)
+
+    def do_POST(self):
+        self._page(502)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def not_lakerag():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotLakeRAG)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+@pytest.mark.parametrize("argv", [["search", "hello"], ["documents"]])
+def test_a_server_that_is_not_the_api_is_named_not_dumped(not_lakerag, capsys, argv):
+    """A 502 page was printed whole (screens of HTML); a 200 HTML page ended in a JSONDecodeError traceback."""
+    assert cli.main([*argv, "--url", not_lakerag]) == 1
+    err = capsys.readouterr().err
+    assert "<" not in err and len(err) < 400, err
+    assert "502 Bad Gateway" in err or "not JSON" in err
+    assert "not the LakeRAG API" in err and "--url" in err
