@@ -17,6 +17,7 @@ from .helm import (
     SMALL_VALUES,
     all_containers,
     find,
+    helm,
     pod_specs,
     render,
     render_profile,
@@ -147,6 +148,22 @@ def test_half_a_key_pair_is_refused():
     result = template_text(sets=("secrets.awsAccessKeyId=AKIAEXAMPLE",), check=False)
     assert result.returncode != 0
     assert "set both secrets.awsAccessKeyId and secrets.awsSecretAccessKey" in result.stderr
+
+
+@pytest.mark.parametrize("key", ["clé-secrète", "tab\there"])
+def test_an_api_key_no_header_can_carry_is_refused_without_echoing_it(key):
+    """The API refuses such a key at start (an HTTP header cannot carry it): the pod crash-looped
+    after `helm install --wait` had already waited for it."""
+    result = template_text(sets=(f"secrets.apiKey={key}",), check=False)
+    assert result.returncode != 0
+    assert "secrets.apiKey has a character that is not printable ASCII" in result.stderr
+    assert key not in result.stderr
+
+
+def test_an_api_key_from_a_file_with_its_newline_is_taken(tmp_path):
+    (tmp_path / "key").write_text("s3cret-key\n")
+    result = helm("template", "lakerag", str(CHART), "--set-file", f"secrets.apiKey={tmp_path / 'key'}", check=False)
+    assert result.returncode == 0, result.stderr
 
 
 def b64(text: str) -> str:

@@ -34,6 +34,10 @@ Fail fast on combinations the schema cannot express, with the fix in the message
 {{- if and (or .Values.secrets.awsAccessKeyId .Values.secrets.awsSecretAccessKey) (not (and .Values.secrets.awsAccessKeyId .Values.secrets.awsSecretAccessKey)) -}}
 {{- fail "set both secrets.awsAccessKeyId and secrets.awsSecretAccessKey, or neither (the AWS default chain, or random MinIO credentials with minio.enabled)" -}}
 {{- end -}}
+{{- /* Its ends are stripped, as the API strips them (a --set-file key ends in a newline). */ -}}
+{{- if not (regexMatch "^[ -~]*$" (.Values.secrets.apiKey | default "" | trim)) -}}
+{{- fail "secrets.apiKey has a character that is not printable ASCII: an HTTP header cannot carry it, so the API refuses it at start; use letters, digits and punctuation (e.g. `openssl rand -hex 32`)" -}}
+{{- end -}}
 {{- if and .Values.api.enabled .Values.api.autoscaling.enabled (lt (int .Values.api.autoscaling.maxReplicas) (int .Values.api.autoscaling.minReplicas)) -}}
 {{- fail "api.autoscaling.maxReplicas must be >= api.autoscaling.minReplicas" -}}
 {{- end -}}
