@@ -113,6 +113,25 @@ def test_bad_combinations_fail_fast_with_the_fix(sets, message):
     assert message in error, error
 
 
+@pytest.mark.parametrize("name, value", [
+    ("LAKERAG_CHUNK_TOKENS", "8"), ("LAKERAG_CHUNK_OVERLAP_TOKENS", "-1"), ("LAKERAG_MAX_FILE_BYTES", "0"),
+    ("LAKERAG_MAX_UPLOAD_BYTES", "0"), ("LAKERAG_INDEX_KEEP_VERSIONS", "0"), ("LAKERAG_WATCH_POLL_SECONDS", "0"),
+    ("LAKERAG_WATCH_DEBOUNCE_SECONDS", "-1"), ("LAKERAG_VACUUM_MIN_HOURS", "-1"),
+    ("LAKERAG_REPLAY_CACHE_VERSIONS", "0"), ("LAKERAG_FUSION_RRF_K", "-1"), ("LAKERAG_FUSION_DENSE_WEIGHT", "-1"),
+    ("LAKERAG_FUSION_LEXICAL_WEIGHT", "-1"), ("LAKERAG_RERANK_CANDIDATES", "0"), ("LAKERAG_INDEX_POLL_SECONDS", "0"),
+    ("LAKERAG_LLM_TIMEOUT_SECONDS", "0"),
+    ("LAKERAG_GEMINI_BASE_URL", "generativelanguage.googleapis.com"),
+    ("LAKERAG_MIN_SCORE", "2"), ("LAKERAG_RELATIVE_SCORE", "2"), ("LAKERAG_SEARCH_MODE", "semantic"),
+])
+def test_a_value_the_pods_refuse_at_start_the_chart_refuses_before_installing(name, value):
+    """Accepted by the chart, each made the API and pipeline pods exit at start ("invalid configuration"),
+    and `helm install --wait` waited out its timeout on a crash loop."""
+    with pytest.raises(config.ConfigError):
+        config.from_env({name: value})
+    error = rejected(f"global.config.{name}={value}")
+    assert name in error, error
+
+
 @pytest.mark.parametrize("sets", [
     ("minio.enabled=true", "global.config.AWS_ENDPOINT_URL=http://lakerag-minio:9000",
      "global.config.LAKERAG_STORE_URI=s3://lakerag/corpus"),
