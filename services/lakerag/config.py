@@ -179,6 +179,10 @@ def _problems(s: Settings) -> list[str]:
     if s.log_level.lower() not in LOG_LEVELS:  # uvicorn's names; anything else fails deep in its start-up
         problems.append(f"LAKERAG_LOG_LEVEL={s.log_level!r}: use one of {', '.join(LOG_LEVELS).upper()} "
                         "(either case)")
+    if escape := re.search(r"%[0-9A-Fa-f]{2}", s.store_uri):
+        problems.append(f"LAKERAG_STORE_URI={s.store_uri!r}: delta-rs reads {escape.group()!r} in a table's path as the "
+                        "character it encodes, so the tables would go elsewhere; use a directory or prefix without "
+                        "a % escape")
     if s.is_s3 and not s.store_uri[5:].strip("/"):
         problems.append("LAKERAG_STORE_URI: s3:// needs a bucket name, e.g. s3://my-bucket/lakerag")
     if s.chunk_tokens < 16:

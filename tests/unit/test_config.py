@@ -40,6 +40,9 @@ def test_environment_values_are_parsed():
     ({"LAKERAG_EMBED_BATCH_SIZE": "-5"}, "LAKERAG_EMBED_BATCH_SIZE must be at least 1"),
     # Spark refused it only after its JVM started, with a Java exception and a py4j error after it.
     ({"LAKERAG_SPARK_MASTER": "spark-master:7077"}, "LAKERAG_SPARK_MASTER='spark-master:7077': use local"),
+    # delta-rs decodes a table path: "%41" read as "A", and the first run failed with "File not found".
+    ({"LAKERAG_STORE_URI": "file:///data/lake%41"}, "LAKERAG_STORE_URI='file:///data/lake%41': .*'%41'"),
+    ({"LAKERAG_STORE_URI": "s3://bucket/a%20b"}, "LAKERAG_STORE_URI='s3://bucket/a%20b': .*'%20'"),
     # boto3 refuses an endpoint without a scheme deep in a request: GET /documents answered 500.
     ({"AWS_ENDPOINT_URL": "localhost:9000"}, "AWS_ENDPOINT_URL='localhost:9000': .*http://localhost:9000"),
     ({"LAKERAG_LOG_LEVEL": "LOUD"}, "LAKERAG_LOG_LEVEL='LOUD': use one of CRITICAL, ERROR, WARNING, INFO, DEBUG"),
