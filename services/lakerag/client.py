@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from .config import header_safe
 from .extract import FILE_TYPES
 
 WIDTH = 100
@@ -23,7 +24,7 @@ def _post(url: str, path: str, payload: dict, api_key: str) -> dict | None:
 
 def _call(method: str, url: str, path: str, api_key: str, **kwargs) -> dict | None:
     """The JSON body of a 200 answer, or None after saying on stderr what went wrong."""
-    if not (api_key.isascii() and api_key.isprintable()):
+    if not header_safe(api_key):
         print("lakerag: the API key (--api-key or LAKERAG_API_KEY) has a character that is not printable ASCII, "
               "which an HTTP header cannot carry; check it", file=sys.stderr)
         return None

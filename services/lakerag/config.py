@@ -171,6 +171,11 @@ class Settings(BaseSettings):
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
+def header_safe(value: str) -> bool:
+    """Whether an HTTP header can carry ``value`` (printable ASCII): the API key's rule, server and client."""
+    return value.isascii() and value.isprintable()
+
+
 def _problems(s: Settings) -> list[str]:
     """Values that make the settings unusable, each naming the variable to fix."""
     problems = []
@@ -219,7 +224,7 @@ def _problems(s: Settings) -> list[str]:
         problems.append("LAKERAG_AIRFLOW_POLL_SECONDS must be >= 0 and needs LAKERAG_AIRFLOW_API_URL (0: off)")
     if s.replay_cache_versions < 1:
         problems.append("LAKERAG_REPLAY_CACHE_VERSIONS must be at least 1")
-    if not (s.api_key.isascii() and s.api_key.isprintable()):
+    if not header_safe(s.api_key):
         problems.append("LAKERAG_API_KEY has a character that is not printable ASCII: an HTTP header cannot carry "
                         "it, so no client could send it; use letters, digits and punctuation (e.g. "
                         "`openssl rand -hex 32`)")
