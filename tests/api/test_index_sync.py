@@ -138,6 +138,9 @@ def test_watch_loop_follows_current_until_sigterm(local_settings, sample_index, 
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert f"index {V1} synced" in out and f"index {V2} synced" in out
+    lines = out.splitlines()  # a loop that looks like a hang says what it does, and that it stopped
+    assert lines[0].startswith(f"index sync: watching {local_settings.store_uri} every 0.2 s"), lines[0]
+    assert "--once" in lines[0] and lines[-1] == "index sync: stopped"
 
 
 def test_stop_while_the_poller_is_starting_stops_it(local_settings, monkeypatch):

@@ -229,6 +229,8 @@ def watch(settings: Settings, dest) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     store = _open(settings)
+    print(f"index sync: watching {settings.store_uri} every {settings.index_poll_seconds:g} s for a new "
+          f"CURRENT version, into {dest} (stop with Ctrl-C; --once syncs once and exits)", flush=True)
     last = None
     while not stop.is_set():
         try:
@@ -239,6 +241,7 @@ def watch(settings: Settings, dest) -> int:
             print(message, flush=True)
             last = message
         stop.wait(settings.index_poll_seconds)
+    print("index sync: stopped", flush=True)
     return 0
 
 
