@@ -144,6 +144,9 @@ def test_console_search_ask_upload_pipeline_delete(local_settings, start_api, br
         assert row_state(page, "raw/broken.pdf") == "quarantined"
         assert "Quarantined: " in page.locator(f"#doc-{doc_id_for('raw/broken.pdf')}").inner_text()
         page.wait_for_function("() => document.getElementById('status-pipeline').textContent.includes('1 quarantined')")
+        # The last run's time reads like the index's age; the exact time is in the tooltip.
+        assert re.search(r"last run (just now|\d+ minutes? ago)$", page.locator("#status-pipeline").inner_text())
+        assert re.match(r"last run finished at \d{4}-\d\d-\d\dT", page.locator("#status-pipeline").get_attribute("title"))
         assert "vectors" in page.locator("#status-index").inner_text()
         assert re.match(r"just now|\d+ minutes? ago", page.locator("#status-age").inner_text())
         shots.take(page, "03-indexed")

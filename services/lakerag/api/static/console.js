@@ -86,10 +86,11 @@ function ago(seconds) {
   return "just now";
 }
 
-function mark(id, text, tone) {
+function mark(id, text, tone, title = "") {
   const node = $(id);
   node.textContent = text;
   node.className = tone;
+  node.title = title;
 }
 
 async function refreshStatus() {
@@ -126,8 +127,10 @@ async function refreshStatus() {
         : unfinished.length ? `unfinished: ${unfinished.join(", ")}`
         : running.length ? `running: ${running.join(", ")}` : p.healthy ? "healthy" : "needs attention"];
       if (p.quarantined) parts.push(`${p.quarantined} quarantined`);
-      if (last) parts.push(`last run ${last}`);
-      mark("status-pipeline", parts.join(" · "), failed.length ? "bad" : p.healthy ? "good" : "warn");
+      // This browser's clock against the stage's: a few seconds of skew still reads "just now".
+      if (last) parts.push(`last run ${ago(Math.max(0, (Date.now() - Date.parse(last)) / 1000))}`);
+      mark("status-pipeline", parts.join(" · "), failed.length ? "bad" : p.healthy ? "good" : "warn",
+        last ? `last run finished at ${last}` : "");
     }
   } else {
     mark("status-pipeline", "unknown", "warn");
