@@ -212,10 +212,13 @@ def _json(data: bytes) -> list[str]:
     text = decode_text(data)
     try:
         value = json.loads(text)
+        document = json_document(value)
+        return [document] if document is not None else ["\n".join(flatten_json(value))]
     except json.JSONDecodeError as exc:
         raise _Unreadable(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    document = json_document(value)
-    return [document] if document is not None else ["\n".join(flatten_json(value))]
+    except RecursionError:  # the decoder and flatten_json both recurse once per level
+        raise _Unreadable("JSON nested too deeply to read (about 1,000 levels or more): "
+                          "flatten the structure and upload the file again") from None
 
 
 # An object with one of these string fields is a document: its text without field names.

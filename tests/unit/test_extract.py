@@ -135,6 +135,17 @@ def test_markdown_strips_real_markup_only():
     assert "after | the table" in text  # a pipe outside a table is text
 
 
+@pytest.mark.parametrize("depth", [990, 5000])
+def test_json_nested_too_deep_is_quarantined_with_what_to_do(depth):
+    """Python's own words were the reason before: "could not extract json: RecursionError: maximum
+    recursion depth exceeded while decoding a JSON array from a unicode string"."""
+    deep = b'{"title": "Deep", "x": ' + b"[" * depth + b'"leaf"' + b"]" * depth + b"}"
+    result = extract("raw/deep.json", deep)
+    assert not result.ok
+    assert result.reason == ("JSON nested too deeply to read (about 1,000 levels or more): "
+                             "flatten the structure and upload the file again")
+
+
 def test_json_with_a_text_field_is_indexed_without_field_names():
     doc = {"title": "Harbour pilots", "text": "Pilots board ships at the outer buoy.", "id": 7, "tags": ["a", "b"]}
     page = extract("raw/p.json", json.dumps(doc).encode()).pages[0]
