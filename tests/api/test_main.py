@@ -126,6 +126,7 @@ def test_serve_announces_curl_commands_that_work(local_settings, sample_index):
         while not any(line.strip().startswith("Stop with") for line in lines):
             lines.append(proc.stdout.readline())
         commands = [line.strip() for line in lines if line.strip().startswith("curl ")]
+        assert f"console: http://127.0.0.1:{port}/" in "".join(lines)
         assert len(commands) == 2 and "/search" in commands[0] and "/answer" in commands[1]
         for command in commands:
             result = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60,
@@ -142,6 +143,31 @@ def test_serve_announces_curl_commands_that_work(local_settings, sample_index):
         proc.communicate(timeout=60)
     assert proc.returncode == 0
 
+
+def test_run_on_an_empty_store_says_how_to_add_documents_not_questions_it_cannot_answer(local_settings, tmp_path):
+    """`lakerag run` on a new store announced curl commands about the sample incident, each
+    answered 503 "no index yet — run the pipeline" while the pipeline had just run."""
+    port = free_port()
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([LAKERAG, "run"], env=env_for(local_settings, LAKERAG_PORT=str(port)), stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        deadline = time.monotonic() + 60
+        while "Stop with Ctrl-C" not in log.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    text = log.read_text()
+    base = f"http://127.0.0.1:{port}"
+    assert "curl " not in text and "lakerag ask" not in text
+    assert "Nothing to search yet: add documents" in text
+    assert f"drop files on the console at {base}/" in text
+    assert f"lakerag upload DIR --url {base}" in text
+    assert f"{local_settings.store_uri}/raw/" in text
 
 
 def test_run_serves_the_published_index_while_the_pipeline_catches_up(local_settings, sample_index, tmp_path):

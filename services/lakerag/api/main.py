@@ -165,21 +165,25 @@ def example_question() -> str:
         return "What does the on-call runbook say to do first?"
 
 
-def announcement(settings: Settings) -> str:
+def announcement(settings: Settings, index_loaded: bool = True) -> str:
+    """What ``lakerag run`` prints once ready: questions to try, or, with nothing indexed yet,
+    how to add documents (the sample questions would only get 503 "no index yet")."""
     base = f"http://{'127.0.0.1' if settings.host in {'0.0.0.0', '::'} else settings.host}:{settings.port}"
-    question = example_question()
-    search_body = shlex.quote(json.dumps({"query": question, "k": 3}))
-    answer_body = shlex.quote(json.dumps({"question": question, "k": 3}))
-    return "\n".join([
-        "",
-        f"LakeRAG API is serving on {base}  (OpenAPI: {base}/docs)",
-        "Try:",
-        f"  curl -s -X POST {base}/search -H 'Content-Type: application/json' -d {search_body}",
-        f"  curl -s -X POST {base}/answer -H 'Content-Type: application/json' -d {answer_body}",
-        f"  lakerag ask {shlex.quote(question)} --url {base}",
-        "Stop with Ctrl-C.",
-        "",
-    ])
+    lines = ["", f"LakeRAG API is serving on {base}  (console: {base}/, OpenAPI: {base}/docs)"]
+    if index_loaded:
+        question = example_question()
+        search_body = shlex.quote(json.dumps({"query": question, "k": 3}))
+        answer_body = shlex.quote(json.dumps({"question": question, "k": 3}))
+        lines += ["Try:",
+                  f"  curl -s -X POST {base}/search -H 'Content-Type: application/json' -d {search_body}",
+                  f"  curl -s -X POST {base}/answer -H 'Content-Type: application/json' -d {answer_body}",
+                  f"  lakerag ask {shlex.quote(question)} --url {base}"]
+    else:
+        lines += ["Nothing to search yet: add documents (PDF, TXT, JSON, Markdown, HTML) and the pipeline indexes them:",
+                  f"  drop files on the console at {base}/",
+                  f"  lakerag upload DIR --url {base}",
+                  f"  or copy them into {settings.store_uri.rstrip('/')}/raw/"]
+    return "\n".join([*lines, "Stop with Ctrl-C.", ""])
 
 
 def _interrupt(*_) -> None:
@@ -248,7 +252,7 @@ def serve(settings: Settings, announce: bool = False, on_ready=None, on_shutdown
         if on_ready:
             on_ready(ready_state)
         if announce:
-            print(announcement(settings), flush=True)
+            print(announcement(settings, index_loaded=ready_state.index is not None), flush=True)
 
     state.on_ready = ready
     # uvicorn re-raises the stop signal once it has shut down; end with a status instead
