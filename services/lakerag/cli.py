@@ -414,7 +414,8 @@ def ask(text: str, k: K = 5, url: Url = DEFAULT_URL, api_key: ApiKeyOption = "",
 
 @app.command()
 def summarize(query: Annotated[str, typer.Argument(help="what to summarise across the corpus")] = "",
-              doc_id: Annotated[str, typer.Option(help="summarise this whole document instead")] = "",
+              doc_id: Annotated[str, typer.Option(help="summarise this whole document instead: its doc_id, "
+                                                       "raw/ key or file name")] = "",
               k: K = 8, url: Url = DEFAULT_URL, api_key: ApiKeyOption = "", mode: Mode = None) -> int:
     """Summarise one document (--doc-id) or what the documents say about QUERY, via a running API."""
     if bool(query) == bool(doc_id):
@@ -459,7 +460,9 @@ def documents_list(ctx: typer.Context, url: SubUrl = None, api_key: SubApiKey = 
 
 
 @documents_app.command("delete")
-def documents_delete(ctx: typer.Context, doc_id: str, url: SubUrl = None, api_key: SubApiKey = None) -> int:
+def documents_delete(ctx: typer.Context,
+                     doc_id: Annotated[str, typer.Argument(help="the doc_id, raw/ key or file name, as listed")],
+                     url: SubUrl = None, api_key: SubApiKey = None) -> int:
     """Delete a document's raw file (the next pipeline run removes its chunks)."""
     url, api_key = _documents_target(ctx, url, api_key)
     return _client().delete_document(url, doc_id, api_key=api_key)

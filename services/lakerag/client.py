@@ -132,9 +132,19 @@ def ask(url: str, text: str, k: int = 5, api_key: str = "", mode: str = "") -> i
     return _query(url, "/answer", {"question": text, "k": k}, api_key, mode, format_answer)
 
 
+def doc_id_of(name: str) -> str:
+    """The doc_id a user names: the id itself, or the key as `lakerag documents` lists it
+    (``raw/report.pdf``), or the file name uploaded (``report.pdf``)."""
+    from .lake import doc_id_for
+
+    if re.fullmatch(r"[0-9a-f]{16}", name):
+        return name
+    return doc_id_for(name if name.startswith("raw/") else f"raw/{name}")
+
+
 def summarize(url: str, query: str = "", doc_id: str = "", k: int = 8, api_key: str = "", mode: str = "") -> int:
-    """A whole document (``doc_id``) or what the corpus says about ``query``."""
-    payload = {"doc_id": doc_id} if doc_id else {"query": query, "k": k}
+    """A whole document (``doc_id``: see doc_id_of) or what the corpus says about ``query``."""
+    payload = {"doc_id": doc_id_of(doc_id)} if doc_id else {"query": query, "k": k}
     return _query(url, "/summarize", payload, api_key, mode if not doc_id else "", format_summary)
 
 
@@ -209,7 +219,8 @@ def list_documents(url: str, api_key: str = "") -> int:
 
 
 def delete_document(url: str, doc_id: str, api_key: str = "") -> int:
-    body = _call("DELETE", url, f"/documents/{doc_id}", api_key)
+    """Delete the document ``doc_id`` names (see doc_id_of)."""
+    body = _call("DELETE", url, f"/documents/{doc_id_of(doc_id)}", api_key)
     if body is None:
         return 1
     print(f"deleted {body['key']} ({body['doc_id']}); {body['note']}")

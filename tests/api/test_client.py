@@ -175,6 +175,25 @@ def test_summarize_a_document_or_a_query_through_the_cli(served):
     assert result.exit_code == 0 and "  [1] " in result.stdout
     result = runner.invoke(cli.app, ["summarize", "--doc-id", "0000000000000000", "--url", served.url])
     assert result.exit_code == 1 and "answered 404" in result.stderr
+    # The key as `lakerag documents` lists it, or the file name, names the same document.
+    for name in ("raw/employee-travel-policy.pdf", "employee-travel-policy.pdf"):
+        result = runner.invoke(cli.app, ["summarize", "--doc-id", name, "--url", served.url])
+        assert result.exit_code == 0, result.output
+        assert "raw/employee-travel-policy.pdf" in result.stdout
+
+
+def test_documents_delete_takes_the_key_or_file_name_as_listed(served, tmp_path):
+    """`lakerag documents` lists `DOC_ID  STATE  raw/KEY`; `delete raw/KEY` answered a bare
+    "404: Not Found" (the slash left the route) and `delete KEY` "no document with doc_id"."""
+    names = ["minutes.txt", "q&a #1?.txt", "café notes.md"]
+    for name in names:
+        (tmp_path / name).write_text(f"{name}: the board meets on Tuesdays.")
+    assert cli.main(["upload", *(str(tmp_path / n) for n in names), "--url", served.url]) == 0
+    for given, key in (("raw/minutes.txt", "raw/minutes.txt"), ("q&a #1?.txt", "raw/q&a #1?.txt"),
+                       ("raw/café notes.md", "raw/café notes.md")):
+        assert cli.main(["documents", "delete", given, "--url", served.url]) == 0, given
+        assert not served.state.lake.store.exists(key)
+    assert cli.main(["documents", "delete", "raw/never-there.txt", "--url", served.url]) == 1
 
 
 class _NotLakeRAG(http.server.BaseHTTPRequestHandler):
