@@ -66,6 +66,8 @@ ApiKeyOption = Annotated[str, typer.Option("--api-key", envvar="LAKERAG_API_KEY"
                                                  "that variable here)")]
 Mode = Annotated[SearchMode | None, typer.Option(help="retrieval mode (default: the server's LAKERAG_SEARCH_MODE)")]
 K = Annotated[int, typer.Option("-k", help="how many chunks")]
+AsOf = Annotated[str, typer.Option("--as-of", help="replay on this retained index version (the one an earlier "
+                                                   "result names; `lakerag index list`)")]
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
@@ -401,26 +403,30 @@ def _backup_or_restore(command: str, uri: str) -> int:
 
 
 @app.command()
-def search(text: str, k: K = 5, url: Url = DEFAULT_URL, api_key: ApiKeyOption = "", mode: Mode = None) -> int:
+def search(text: str, k: K = 5, url: Url = DEFAULT_URL, api_key: ApiKeyOption = "", mode: Mode = None,
+           as_of: AsOf = "") -> int:
     """Semantic search against a running API."""
-    return _client().search(url, text, k=k, api_key=api_key, mode=mode or "")
+    return _client().search(url, text, k=k, api_key=api_key, mode=mode or "", as_of=as_of)
 
 
 @app.command()
-def ask(text: str, k: K = 5, url: Url = DEFAULT_URL, api_key: ApiKeyOption = "", mode: Mode = None) -> int:
+def ask(text: str, k: K = 5, url: Url = DEFAULT_URL, api_key: ApiKeyOption = "", mode: Mode = None,
+        as_of: AsOf = "") -> int:
     """Question answering against a running API."""
-    return _client().ask(url, text, k=k, api_key=api_key, mode=mode or "")
+    return _client().ask(url, text, k=k, api_key=api_key, mode=mode or "", as_of=as_of)
 
 
 @app.command()
 def summarize(query: Annotated[str, typer.Argument(help="what to summarise across the corpus")] = "",
               doc_id: Annotated[str, typer.Option(help="summarise this whole document instead: its doc_id, "
                                                        "raw/ key or file name")] = "",
-              k: K = 8, url: Url = DEFAULT_URL, api_key: ApiKeyOption = "", mode: Mode = None) -> int:
+              k: K = 8, url: Url = DEFAULT_URL, api_key: ApiKeyOption = "", mode: Mode = None,
+              as_of: AsOf = "") -> int:
     """Summarise one document (--doc-id) or what the documents say about QUERY, via a running API."""
     if bool(query) == bool(doc_id):
         raise typer.BadParameter("give either QUERY or --doc-id ID")
-    return _client().summarize(url, query=query, doc_id=doc_id, k=k, api_key=api_key, mode=mode or "")
+    return _client().summarize(url, query=query, doc_id=doc_id, k=k, api_key=api_key, mode=mode or "",
+                               as_of=as_of)
 
 
 @app.command()

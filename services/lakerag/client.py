@@ -88,7 +88,7 @@ def format_search(body: dict) -> str:
     if not body["matched"]:
         return f"No relevant match. {body.get('reason') or ''}".strip()
     count = len(body["hits"])
-    lines = [(f"{count} result{'s' if count != 1 else ''} (index {body['index_version']}, "
+    lines = [(f"{count} result{'s' if count != 1 else ''} (index {_version(body)}, "
               f"encode {body['encode_ms']:.1f} ms, search {body['search_ms']:.1f} ms)"), ""]
     for hit in body["hits"]:
         lines.append(f"{hit['rank']}. [{hit['score']:.3f}] {_where(hit)}")
@@ -110,26 +110,33 @@ def _with_sources(text: str, body: dict) -> str:
     lines = textwrap.wrap(text, WIDTH) or [text]
     if not body["matched"]:
         return "\n".join(lines + ([f"({body['reason']})"] if body.get("reason") else []))
-    lines += ["", f"Sources ({body['mode']}, index {body['index_version']}):"]
+    lines += ["", f"Sources ({body['mode']}, index {_version(body)}):"]
     lines += [f"  [{n}] {_where(hit)}" for n, hit in enumerate(body["chunks"], start=1)]
     return "\n".join(lines)
 
 
-def _query(url: str, path: str, payload: dict, api_key: str, mode: str, render) -> int:
-    body = _post(url, path, {**payload, **({"mode": mode} if mode else {})}, api_key)
+def _version(body: dict) -> str:
+    replayed = (body.get("lineage") or {}).get("replayed")
+    return body["index_version"] + (", replayed" if replayed else "")
+
+
+def _query(url: str, path: str, payload: dict, api_key: str, mode: str, render, as_of: str = "") -> int:
+    """``as_of``: a retained index version to replay on instead of the served one."""
+    body = _post(url, path, {**payload, **({"mode": mode} if mode else {}), **({"as_of": as_of} if as_of else {})},
+                 api_key)
     if body is None:
         return 1
     print(render(body))
     return 0
 
 
-def search(url: str, text: str, k: int = 5, api_key: str = "", mode: str = "") -> int:
+def search(url: str, text: str, k: int = 5, api_key: str = "", mode: str = "", as_of: str = "") -> int:
     """``mode``: dense, lexical or hybrid; empty means the server's default."""
-    return _query(url, "/search", {"query": text, "k": k}, api_key, mode, format_search)
+    return _query(url, "/search", {"query": text, "k": k}, api_key, mode, format_search, as_of)
 
 
-def ask(url: str, text: str, k: int = 5, api_key: str = "", mode: str = "") -> int:
-    return _query(url, "/answer", {"question": text, "k": k}, api_key, mode, format_answer)
+def ask(url: str, text: str, k: int = 5, api_key: str = "", mode: str = "", as_of: str = "") -> int:
+    return _query(url, "/answer", {"question": text, "k": k}, api_key, mode, format_answer, as_of)
 
 
 def doc_id_of(name: str) -> str:
@@ -142,10 +149,11 @@ def doc_id_of(name: str) -> str:
     return doc_id_for(name if name.startswith("raw/") else f"raw/{name}")
 
 
-def summarize(url: str, query: str = "", doc_id: str = "", k: int = 8, api_key: str = "", mode: str = "") -> int:
+def summarize(url: str, query: str = "", doc_id: str = "", k: int = 8, api_key: str = "", mode: str = "",
+              as_of: str = "") -> int:
     """A whole document (``doc_id``: see doc_id_of) or what the corpus says about ``query``."""
     payload = {"doc_id": doc_id_of(doc_id)} if doc_id else {"query": query, "k": k}
-    return _query(url, "/summarize", payload, api_key, mode if not doc_id else "", format_summary)
+    return _query(url, "/summarize", payload, api_key, mode if not doc_id else "", format_summary, as_of)
 
 
 def documents_to_upload(paths: list[Path]) -> list[Path]:

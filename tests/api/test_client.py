@@ -31,6 +31,29 @@ def test_search_and_ask_print_results(served, capsys):
     assert "raw/access-request-process.html" in capsys.readouterr().out
 
 
+def test_as_of_replays_search_ask_and_summarize_on_an_earlier_index(served, sample_index_v2, capsys):
+    """Replay was an API field only: the CLI could print an answer's index version but not ask again
+    against it. v2 drops the travel policy, so only a replay of v1 still finds it."""
+    from lakerag.lake import doc_id_for
+
+    v1, v2 = "20260101T000000Z-samples1", publish(served.settings, sample_index_v2)
+    assert served.client.post("/admin/reload").json()["version"] == v2
+    question = "What is the hotel cap per night for business trips?"
+    assert cli.main(["search", question, "-k", "1", "--url", served.url]) == 0
+    assert "raw/employee-travel-policy.pdf" not in capsys.readouterr().out
+    assert cli.main(["search", question, "-k", "1", "--as-of", v1, "--url", served.url]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"1 result (index {v1}, replayed") and "raw/employee-travel-policy.pdf" in out
+    assert cli.main(["ask", question, "--as-of", v1, "--url", served.url]) == 0
+    out = capsys.readouterr().out
+    assert f"index {v1}, replayed)" in out and "raw/employee-travel-policy.pdf" in out
+    travel = doc_id_for("raw/employee-travel-policy.pdf")
+    assert cli.main(["summarize", "--doc-id", travel, "--as-of", v1, "--url", served.url]) == 0
+    assert f"index {v1}, replayed)" in capsys.readouterr().out
+    assert cli.main(["search", question, "--as-of", "20250101T000000Z-pruned00", "--url", served.url]) == 1
+    assert "answered 404" in capsys.readouterr().err
+
+
 def test_errors_exit_non_zero_with_the_reason(served, capsys):
     assert cli.main(["search", "", "--url", served.url]) == 1
     assert "answered 422: query: String should have at least 1 character\n" in capsys.readouterr().err
