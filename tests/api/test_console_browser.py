@@ -248,3 +248,42 @@ def provoked(message: str) -> bool:
 def expect_upload_status(page, name: str, text: str) -> None:
     item = page.locator("#upload-list li", has_text=name).last
     item.locator(".upload-status", has_text=text).wait_for()
+
+
+def test_an_answer_is_replayed_on_the_index_version_it_came_from(local_settings, sample_index, sample_index_v2,
+                                                                  start_api, browser, tmp_path):
+    """The console named each answer's index version but could not ask again on it: replay
+    (`as_of`) was reachable through the API and the CLI only. v2 drops the travel policy."""
+    from .conftest import publish
+
+    v1 = publish(local_settings, sample_index)
+    with start_api(local_settings) as api:
+        v2 = publish(local_settings, sample_index_v2)
+        assert api.client.post("/admin/reload").json()["version"] == v2
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(90_000)
+        page.goto(api.url + "/")
+        question = "What is the hotel cap per night for business trips?"
+        page.get_by_label("Question").fill(question)
+        page.get_by_role("button", name="Ask").click()
+        page.locator("#ask-message", has_text=f"from index {v2}").wait_for()
+        assert "employee-travel-policy" not in page.locator("#ask-chunks").inner_text()
+
+        page.locator("#ask").get_by_label(re.compile("^Replay on index version")).fill(v1)
+        page.get_by_role("button", name="Ask").click()
+        page.locator("#ask-message", has_text=f"replayed on index {v1}").wait_for()
+        assert "raw/employee-travel-policy.pdf" in page.locator("#ask-chunks").inner_text()
+
+        page.locator("#search").get_by_label(re.compile("^Replay on index version")).fill(v1)
+        page.get_by_label("Query").fill(question)
+        page.get_by_role("button", name="Search", exact=True).click()
+        page.locator("#search-message", has_text=f"replayed on index {v1}").wait_for()
+        assert "raw/employee-travel-policy.pdf" in page.locator("#search-results").inner_text()
+
+        page.locator("#ask").get_by_label(re.compile("^Replay on index version")).fill("20250101T000000Z-pruned00")
+        page.get_by_role("button", name="Ask").click()
+        page.locator("#ask-message.error", has_text="Not found").wait_for()
+        page.screenshot(path=str(tmp_path / "replay.png"), full_page=True)
+        violations = axe_violations(page)
+        page.close()
+    assert violations == [], violations

@@ -170,14 +170,26 @@ async function onSearch(event) {
   const list = $("search-results");
   list.replaceChildren();
   say("search-message", "Searching…");
-  const result = await busy(form.querySelector("button"), () => api("POST", "search", { query, k, mode }));
+  const body = withAsOf({ query, k, mode }, "search-as-of");
+  const result = await busy(form.querySelector("button"), () => api("POST", "search", body));
   if (!result.ok) return say("search-message", explain(result.status, result.data, "Search"), true);
   const d = result.data;
   const note = d.note ? ` ${d.note}` : "";
   if (!d.matched) say("search-message", `Nothing relevant found: ${d.reason || "no match"}.${note}`);
-  else say("search-message", `${d.hits.length} hit${d.hits.length === 1 ? "" : "s"} (${d.mode}, index ${d.index_version}, ` +
+  else say("search-message", `${d.hits.length} hit${d.hits.length === 1 ? "" : "s"} (${d.mode}, ${indexOf(d)}, ` +
     `${Math.round(d.encode_ms + d.search_ms)} ms).${note}`);
   list.append(...d.hits.map((hit) => hitItem(hit)));
+}
+
+// Replay: an index version typed in the form is sent as as_of; empty asks the served index.
+function withAsOf(body, inputId) {
+  const version = $(inputId).value.trim();
+  return version ? { ...body, as_of: version } : body;
+}
+
+// "index V" (or "from index V" with from = "from "), "replayed on index V" for a replay.
+function indexOf(d, from = "") {
+  return `${d.lineage && d.lineage.replayed ? "replayed on " : from}index ${d.index_version}`;
 }
 
 // "[2]" in the answer becomes a link to cited passage 2 (chunks[1]).
@@ -211,10 +223,10 @@ async function onAsk(event) {
   $("ask-chunks").replaceChildren();
   $("ask-sources-heading").hidden = true;
   say("ask-message", "Thinking…");
-  const result = await busy(form.querySelector("button"), () => api("POST", "answer", { question }));
+  const result = await busy(form.querySelector("button"), () => api("POST", "answer", withAsOf({ question }, "ask-as-of")));
   if (!result.ok) return say("ask-message", explain(result.status, result.data, "Asking"), true);
   const d = result.data;
-  say("ask-message", d.matched ? `Answer (${d.mode}) from index ${d.index_version}.`
+  say("ask-message", d.matched ? `Answer (${d.mode}) ${indexOf(d, "from ")}.`
     : `Nothing relevant found${d.reason ? `: ${d.reason}` : ""}.`);
   $("ask-answer").append(...answerWithLinks(d.answer, d.chunks.length));
   $("ask-sources-heading").hidden = d.chunks.length === 0;
