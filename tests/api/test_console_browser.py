@@ -279,6 +279,14 @@ def test_an_answer_is_replayed_on_the_index_version_it_came_from(local_settings,
         page.get_by_role("button", name="Search", exact=True).click()
         page.locator("#search-message", has_text=f"replayed on index {v1}").wait_for()
         assert "raw/employee-travel-policy.pdf" in page.locator("#search-results").inner_text()
+        # A PDF hit's link opens the cited page in the browser's PDF viewer; other types have no pages.
+        links = {page.locator("#search-results li").nth(i).locator(".hit-meta").inner_text().split(" · ")[0]:
+                 page.locator("#search-results li").nth(i).locator("a").first.get_attribute("href")
+                 for i in range(page.locator("#search-results li").count())}
+        pdf_page = re.search(r"page (\d+)", page.locator("#search-results li", has_text="employee-travel-policy.pdf")
+                             .first.locator(".hit-meta").inner_text()).group(1)
+        assert links["source: raw/employee-travel-policy.pdf"].endswith(f"/content#page={pdf_page}"), links
+        assert all(href.endswith("/content") for source, href in links.items() if not source.endswith(".pdf"))
 
         page.locator("#ask").get_by_label(re.compile("^Replay on index version")).fill("20250101T000000Z-pruned00")
         page.get_by_role("button", name="Ask").click()

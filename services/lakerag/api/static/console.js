@@ -153,7 +153,9 @@ function hitItem(hit, id) {
   if (hit.dense_rank != null) where.push(`dense #${hit.dense_rank} (${fmt(hit.dense_score)})`);
   if (hit.lexical_rank != null) where.push(`lexical #${hit.lexical_rank} (${fmt(hit.lexical_score, 2)})`);
   const attrs = id ? { id, tabindex: "-1" } : {};
-  const link = el("a", { href: contentUrl(hit.doc_id), target: "_blank", rel: "noopener",
+  // A PDF opens at the cited page (#page=N: Chromium's, Firefox's and Acrobat's viewers).
+  const at = hit.page != null && /\.pdf$/i.test(hit.source) ? `#page=${hit.page}` : "";
+  const link = el("a", { href: contentUrl(hit.doc_id) + at, target: "_blank", rel: "noopener",
     text: hit.title || hit.source });
   return el("li", attrs,
     el("div", {}, link),
