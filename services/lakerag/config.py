@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     gemini_model: str = "gemini-2.5-flash"
     gemini_base_url: str = ""
     llm_timeout_seconds: float = 30.0
+    # When Gemini fails (error, quota, timeout, no text): answer from the sources extractively, the
+    # reason in fallback_reason, instead of 502/503/504 (false: the error, for clients that want one).
+    llm_fallback: bool = True
     # S3 (only read when store_uri is s3://); credentials come from the AWS chain.
     aws_region: str = Field("", validation_alias="AWS_REGION")
     aws_endpoint_url: str = Field("", validation_alias="AWS_ENDPOINT_URL")

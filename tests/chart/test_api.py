@@ -184,6 +184,7 @@ def test_shared_config_is_rendered_for_the_release():
         "LAKERAG_EMBEDDING_MODEL": "sentence-transformers/all-MiniLM-L6-v2",
         "LAKERAG_GEMINI_MODEL": "gemini-2.5-flash",
         "LAKERAG_INDEX_POLL_SECONDS": "10",
+        "LAKERAG_LLM_FALLBACK": "true",
         "LAKERAG_LOG_LEVEL": "DEBUG",
         "LAKERAG_MAX_CHUNKS_PER_DOCUMENT": "10000",
         "LAKERAG_OFFLINE": "true",

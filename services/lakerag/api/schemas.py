@@ -162,6 +162,8 @@ class AnswerResponse(BaseModel):
     answer: str = Field(description="text with numbered citations [n]; [n] is chunks[n-1]")
     mode: Literal["gemini", "extractive", "none"]
     reason: str | None = None
+    fallback_reason: str | None = Field(default=None, description="why an extractive text stands in for the "
+                                        "configured LLM's (it failed; LAKERAG_LLM_FALLBACK)")
     question: str
     index_version: str
     chunks: list[Hit]
@@ -191,6 +193,8 @@ class SummarizeResponse(BaseModel):
     summary: str
     mode: Literal["gemini", "extractive", "none"]
     reason: str | None = None
+    fallback_reason: str | None = Field(default=None, description="why an extractive text stands in for the "
+                                        "configured LLM's (it failed; LAKERAG_LLM_FALLBACK)")
     doc_id: str | None = None
     title: str | None = None
     query: str | None = None

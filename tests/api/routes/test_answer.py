@@ -70,10 +70,43 @@ def test_citations_of_sources_that_were_not_given_are_dropped(local_settings, sa
         assert "[9]" not in body["summary"] and "[0]" not in body["summary"] and "[1]" in body["summary"]
 
 
-def test_gemini_failures_are_502_or_504_with_the_reason(local_settings, sample_index, start_api, gemini):
+def test_when_gemini_fails_the_answer_quotes_the_sources_and_says_why(local_settings, sample_index, start_api,
+                                                                      gemini):
+    """An LLM outage, quota or timeout left the user with a 502/503/504 and no answer, though the
+    sources were retrieved and the extractive writer needs nothing but the model already loaded."""
     publish(local_settings, sample_index)
     with start_api(local_settings, gemini_api_key="test-key", gemini_base_url=gemini.url,
                    llm_timeout_seconds=1.0) as api:
+        for mode, reason in (("error", "answered 503 UNAVAILABLE: The model is overloaded"),
+                             ("rate_limited", "is rate-limiting this API key (429)"),
+                             ("empty", "returned no text (finish reason FinishReason.SAFETY)"),
+                             ("slow", "did not answer within 1s")):
+            gemini.mode, gemini.delay = mode, 3.0
+            response = api.client.post("/answer", json={"question": QUESTION, "k": 4})
+            assert response.status_code == 200, (mode, response.text)
+            body = response.json()
+            assert body["mode"] == "extractive" and reason in body["fallback_reason"], (mode, body["fallback_reason"])
+            assert body["answer"].startswith(f"Extractive answer (Gemini (gemini-2.5-flash) {reason}")
+            assert "Hotels: The hotel cap is EUR 165 per night in most cities" in body["answer"], mode
+            assert "no LLM configured" not in body["answer"]
+        gemini.mode = "error"
+        summary = api.client.post("/summarize", json={"query": QUESTION, "k": 2}).json()
+        assert summary["mode"] == "extractive" and "overloaded" in summary["fallback_reason"]
+        assert summary["summary"].startswith("Extractive summary (Gemini (gemini-2.5-flash) answered 503")
+        assert "again later; key sentences" in summary["summary"]  # one stop, not ".;"
+        gemini.mode = "ok"
+        body = api.client.post("/answer", json={"question": QUESTION}).json()
+        assert body["mode"] == "gemini" and body["fallback_reason"] is None
+        metrics = api.client.get("/metrics").text  # operators still see every failure
+        assert 'lakerag_llm_errors_total{reason="upstream"} 2.0' in metrics
+        assert 'lakerag_llm_errors_total{reason="timeout"} 1.0' in metrics
+
+
+def test_gemini_failures_are_502_or_504_with_the_reason(local_settings, sample_index, start_api, gemini):
+    """LAKERAG_LLM_FALLBACK=false: a client that wants the LLM's answer or an error."""
+    publish(local_settings, sample_index)
+    with start_api(local_settings, gemini_api_key="test-key", gemini_base_url=gemini.url,
+                   llm_timeout_seconds=1.0, llm_fallback=False) as api:
         gemini.mode = "error"
         response = api.client.post("/answer", json={"question": QUESTION})
         assert response.status_code == 502

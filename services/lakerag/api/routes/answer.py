@@ -15,8 +15,10 @@ router = APIRouter(tags=["answer"])
 
 @router.post("/answer", response_model=AnswerResponse,
              responses={404: {"description": "as_of names a version that is not retained"},
-                        502: {"description": "the LLM failed (reason in detail)"},
-                        504: {"description": "the LLM timed out"}})
+                        502: {"description": "the LLM failed (reason in detail); LAKERAG_LLM_FALLBACK=false only"},
+                        503: {"description": "no index yet, or the model still loading; with LAKERAG_LLM_FALLBACK=false also "
+                                            "the LLM's quota spent (Retry-After)"},
+                        504: {"description": "the LLM timed out; LAKERAG_LLM_FALLBACK=false only"}})
 def answer(body: AnswerRequest, state: State, model: Model, served: Index) -> AnswerResponse:
     index = replay.index_for(state, served, body.as_of)
     outcome = search(index, model, body.question, body.k, state.cutoffs, state.metrics,
@@ -27,9 +29,10 @@ def answer(body: AnswerRequest, state: State, model: Model, served: Index) -> An
                               index_version=index.version, chunks=[], lineage=replay.lineage(index, served),
                               answer="I found nothing relevant to this question in the indexed documents.")
     try:
-        text = state.writer.answer(body.question, outcome.hits)
-    except UpstreamError as exc:
+        written = state.writer.answer(body.question, outcome.hits)
+    except UpstreamError as exc:  # LAKERAG_LLM_FALLBACK=false
         raise exc.as_http() from None
-    return AnswerResponse(matched=True, answer=text, mode=state.writer.mode, question=body.question,
+    return AnswerResponse(matched=True, answer=written.text, mode=written.mode,
+                          fallback_reason=written.fallback_reason, question=body.question,
                           index_version=index.version, chunks=outcome.hits,
                           lineage=replay.lineage(index, served))

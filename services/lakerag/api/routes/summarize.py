@@ -28,7 +28,10 @@ def _document_hits(index, doc_id: str) -> list[dict]:
 
 @router.post("/summarize", response_model=SummarizeResponse,
              responses={404: {"description": "doc_id is not in the served index, or as_of is not retained"},
-                        502: {"description": "the LLM failed"}, 504: {"description": "the LLM timed out"}})
+                        502: {"description": "the LLM failed; LAKERAG_LLM_FALLBACK=false only"},
+                        503: {"description": "no index yet, or the model still loading; with LAKERAG_LLM_FALLBACK=false also "
+                                            "the LLM's quota spent (Retry-After)"},
+                        504: {"description": "the LLM timed out; LAKERAG_LLM_FALLBACK=false only"}})
 def summarize(body: SummarizeRequest, state: State, model: Model, served: Index) -> SummarizeResponse:
     index = replay.index_for(state, served, body.as_of)
     if body.doc_id:
@@ -48,9 +51,10 @@ def summarize(body: SummarizeRequest, state: State, model: Model, served: Index)
                                      lineage=replay.lineage(index, served))
         hits, title = outcome.hits, None
     try:
-        text = state.writer.summarize(hits, query=body.query, title=title)
-    except UpstreamError as exc:
+        written = state.writer.summarize(hits, query=body.query, title=title)
+    except UpstreamError as exc:  # LAKERAG_LLM_FALLBACK=false
         raise exc.as_http() from None
-    return SummarizeResponse(matched=True, summary=text, mode=state.writer.mode, doc_id=body.doc_id, title=title,
+    return SummarizeResponse(matched=True, summary=written.text, mode=written.mode,
+                             fallback_reason=written.fallback_reason, doc_id=body.doc_id, title=title,
                              query=body.query, index_version=index.version, chunks=hits,
                              lineage=replay.lineage(index, served))

@@ -2,8 +2,10 @@
 
 * ``GeminiWriter``: Gemini through the maintained ``google-genai`` SDK when
   ``GEMINI_API_KEY`` is set. ``LAKERAG_GEMINI_BASE_URL`` points it elsewhere (a
-  proxy, or the local stub the tests run). Any upstream failure becomes an
-  ``UpstreamError`` that the API turns into 502 (504 on timeout) with the reason.
+  proxy, or the local stub the tests run). On any upstream failure it answers
+  through its ``fallback`` (extractive, the reason said), or, without one
+  (LAKERAG_LLM_FALLBACK=false), raises ``UpstreamError``, which the API turns into
+  502 (503 rate-limited, 504 on timeout) with the reason.
 * ``ExtractiveWriter``: no LLM. It picks the sentences of the retrieved chunks
   closest to the question (or, for a whole-document summary, closest to the
   document's centroid) with the embedding model already loaded, and cites them.
@@ -17,7 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -31,8 +33,9 @@ from ..metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-EXTRACTIVE_LABEL = "Extractive answer (no LLM configured; these are the most relevant sentences of the sources):"
-EXTRACTIVE_SUMMARY_LABEL = "Extractive summary (no LLM configured; key sentences of the sources):"
+NO_LLM = "no LLM configured"
+EXTRACTIVE_LABEL = "Extractive answer ({why}; these are the most relevant sentences of the sources):"
+EXTRACTIVE_SUMMARY_LABEL = "Extractive summary ({why}; key sentences of the sources):"
 MAX_SENTENCES_SCORED = 160  # bounds the encode cost of an extractive summary of a long document
 
 SYSTEM_ANSWER = (
@@ -64,12 +67,21 @@ class UpstreamError(Exception):
         return HTTPException(self.status_code, detail=self.reason, headers=headers)
 
 
+@dataclass(frozen=True)
+class Written:
+    """An answer or summary, the writer that wrote it, and why a fallback wrote it (if one did)."""
+
+    text: str
+    mode: str
+    fallback_reason: str | None = None
+
+
 class Writer(Protocol):
     mode: str
 
-    def answer(self, question: str, hits: list[dict]) -> str: ...
+    def answer(self, question: str, hits: list[dict]) -> Written: ...
 
-    def summarize(self, hits: list[dict], query: str | None = None, title: str | None = None) -> str: ...
+    def summarize(self, hits: list[dict], query: str | None = None, title: str | None = None) -> Written: ...
 
 
 def numbered_sources(hits: list[dict]) -> str:
@@ -100,7 +112,7 @@ def given_citations_only(text: str, sources: int) -> str:
 class GeminiWriter:
     mode = "gemini"
 
-    def __init__(self, settings: Settings, metrics: Metrics):
+    def __init__(self, settings: Settings, metrics: Metrics, fallback: ExtractiveWriter | None = None):
         from google import genai
         from google.genai import types
 
@@ -111,16 +123,30 @@ class GeminiWriter:
         options = types.HttpOptions(timeout=int(settings.llm_timeout_seconds * 1000),
                                     base_url=settings.gemini_base_url or None)
         self.client = genai.Client(api_key=settings.gemini_api_key, http_options=options)
+        self.fallback = fallback
 
-    def answer(self, question: str, hits: list[dict]) -> str:
+    def answer(self, question: str, hits: list[dict]) -> Written:
         prompt = f"Sources:\n\n{numbered_sources(hits)}\n\nQuestion: {question}"
-        return given_citations_only(self._generate(SYSTEM_ANSWER, prompt), len(hits))
+        try:
+            return Written(given_citations_only(self._generate(SYSTEM_ANSWER, prompt), len(hits)), self.mode)
+        except UpstreamError as exc:
+            if self.fallback is None:
+                raise
+            log.warning("%s: answering extractively", exc.reason)
+            return replace(self.fallback.answer(question, hits, why=exc.reason), fallback_reason=exc.reason)
 
-    def summarize(self, hits: list[dict], query: str | None = None, title: str | None = None) -> str:
+    def summarize(self, hits: list[dict], query: str | None = None, title: str | None = None) -> Written:
         focus = f"Summarise what the sources say about: {query}" if query else \
             f"Summarise the document{f' {title!r}' if title else ''}."
-        return given_citations_only(self._generate(SYSTEM_SUMMARY, f"Sources:\n\n{numbered_sources(hits)}\n\n{focus}"),
-                                    len(hits))
+        prompt = f"Sources:\n\n{numbered_sources(hits)}\n\n{focus}"
+        try:
+            return Written(given_citations_only(self._generate(SYSTEM_SUMMARY, prompt), len(hits)), self.mode)
+        except UpstreamError as exc:
+            if self.fallback is None:
+                raise
+            log.warning("%s: summarising extractively", exc.reason)
+            return replace(self.fallback.summarize(hits, query=query, title=title, why=exc.reason),
+                           fallback_reason=exc.reason)
 
     def _generate(self, system: str, prompt: str) -> str:
         from google.genai import errors
@@ -228,25 +254,29 @@ class ExtractiveWriter:
                     out.append(_Sentence(sentence, number, len(out)))
         return out
 
-    def answer(self, question: str, hits: list[dict]) -> str:
+    def answer(self, question: str, hits: list[dict], why: str = NO_LLM) -> Written:
+        """``why``: why the answer is extractive, said in its first words."""
+        label = EXTRACTIVE_LABEL.format(why=why.rstrip(". "))
         candidates = self._sentences(hits)[:MAX_SENTENCES_SCORED]
         if not candidates:
-            return f"{EXTRACTIVE_LABEL} {hits[0]['text'][:400]} [1]"
+            return Written(f"{label} {hits[0]['text'][:400]} [1]", self.mode)
         query = self.embedder.encode_queries([question])[0]
         scores = self.embedder.encode_passages([s.text for s in candidates]) @ query
         best = np.argsort(-scores)[: self.sentences]
         # Keep sentences close to the best one; a weak third sentence only adds noise.
         chosen = [candidates[i] for i in best if scores[i] >= scores[best[0]] * 0.75]
-        return EXTRACTIVE_LABEL + " " + " ".join(f"{s.text} [{s.source}]" for s in chosen)
+        return Written(label + " " + " ".join(f"{s.text} [{s.source}]" for s in chosen), self.mode)
 
-    def summarize(self, hits: list[dict], query: str | None = None, title: str | None = None) -> str:
+    def summarize(self, hits: list[dict], query: str | None = None, title: str | None = None,
+                  why: str = NO_LLM) -> Written:
+        label = EXTRACTIVE_SUMMARY_LABEL.format(why=why.rstrip(". "))
         candidates = self._sentences(hits)
         if len(candidates) > MAX_SENTENCES_SCORED:  # spread the sample over the whole document
             step = len(candidates) / MAX_SENTENCES_SCORED
             candidates = [candidates[int(i * step)] for i in range(MAX_SENTENCES_SCORED)]
         if not candidates:
-            return EXTRACTIVE_SUMMARY_LABEL + " " + " ".join(f"{h['text'][:300]} [{n}]"
-                                                             for n, h in enumerate(hits[:3], start=1))
+            return Written(label + " " + " ".join(f"{h['text'][:300]} [{n}]" for n, h in enumerate(hits[:3], start=1)),
+                           self.mode)
         vectors = self.embedder.encode_passages([s.text for s in candidates])
         if query:
             target = self.embedder.encode_queries([query])[0]
@@ -255,13 +285,14 @@ class ExtractiveWriter:
         scores = vectors @ target
         count = min(len(candidates), max(3, min(6, len(candidates) // 4)))
         chosen = sorted((candidates[i] for i in np.argsort(-scores)[:count]), key=lambda s: s.order)
-        return EXTRACTIVE_SUMMARY_LABEL + " " + " ".join(f"{s.text} [{s.source}]" for s in chosen)
+        return Written(label + " " + " ".join(f"{s.text} [{s.source}]" for s in chosen), self.mode)
 
 
 def make_writer(settings: Settings, embedder: Embedder, metrics: Metrics) -> Writer:
     if settings.gemini_api_key:
-        log.info("answers: Gemini model %s%s", settings.gemini_model,
-                 f" via {settings.gemini_base_url}" if settings.gemini_base_url else "")
-        return GeminiWriter(settings, metrics)
+        log.info("answers: Gemini model %s%s%s", settings.gemini_model,
+                 f" via {settings.gemini_base_url}" if settings.gemini_base_url else "",
+                 ", extractive when it fails" if settings.llm_fallback else "")
+        return GeminiWriter(settings, metrics, fallback=ExtractiveWriter(embedder) if settings.llm_fallback else None)
     log.info("answers: extractive (set GEMINI_API_KEY to use Gemini)")
     return ExtractiveWriter(embedder)
