@@ -61,6 +61,13 @@ def check_key(key: str) -> str:
     return key
 
 
+def reader_size(reader) -> int | None:
+    """How many bytes a reader from ``store.reader(key)`` gives (None: unknown)."""
+    if isinstance(reader, S3Reader):
+        return reader.size
+    return os.fstat(reader.fileno()).st_size
+
+
 def read_blocks(reader) -> Iterator[bytes]:
     """A binary reader's bytes in ``WRITE_BLOCK_BYTES`` pieces: at most that much of a streamed copy
     is in memory at once."""
@@ -225,8 +232,8 @@ class S3Writer:
 class S3Reader:
     """A streaming get: the object's body, read as it arrives; a failure mid-stream is a StoreError."""
 
-    def __init__(self, store: S3Store, body):
-        self.store, self.body = store, body
+    def __init__(self, store: S3Store, body, size: int | None = None):
+        self.store, self.body, self.size = store, body, size
 
     def read(self, size: int = -1) -> bytes:
         return self.store._call(self.body.read, size if size >= 0 else None)
@@ -345,7 +352,8 @@ class S3Store:
         return self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(key))["Body"].read()
 
     def reader(self, key: str) -> S3Reader:
-        return S3Reader(self, self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(key))["Body"])
+        response = self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(key))
+        return S3Reader(self, response["Body"], response.get("ContentLength"))
 
     def put(self, key: str, data: bytes) -> None:
         self._call(self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data)

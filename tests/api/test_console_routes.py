@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from lakerag.lake import Lake, doc_id_for
 
 
@@ -43,12 +44,16 @@ def test_docs_and_redoc_load_only_local_assets(served):
     assert served.client.get("/openapi.json").json()["info"]["title"] == "LakeRAG"
 
 
-def test_document_content_serves_the_raw_file_sandboxed(local_settings, start_api):
-    with start_api(local_settings) as api:
+@pytest.mark.parametrize("store", ["local_settings", "s3_settings"])
+def test_document_content_serves_the_raw_file_sandboxed(store, request, start_api):
+    with start_api(request.getfixturevalue(store)) as api:
         html = b"<html><body><script>alert(1)</script><p>hi</p></body></html>"
         assert api.client.post("/documents", files={"file": ("page.html", html)}).status_code == 201
         response = api.client.get(f"/documents/{doc_id_for('raw/page.html')}/content")
         assert response.status_code == 200 and response.content == html
+        # Its size up front (was chunked, no length): a browser shows the download's progress and size.
+        assert response.headers["content-length"] == str(len(html))
+        assert "transfer-encoding" not in response.headers
         assert response.headers["content-security-policy"] == "sandbox"  # no script in the API's origin
         assert response.headers["content-type"].startswith("text/plain")
         assert response.headers["x-content-type-options"] == "nosniff"
@@ -121,3 +126,16 @@ def test_unreadable_summaries_are_a_gauge_not_a_broken_scrape(local_settings, st
         assert response.status_code == 200
         assert "lakerag_pipeline_status_readable 0.0" in response.text
         assert api.client.get("/pipeline").json()["readable"] is False
+
+
+def test_a_file_appended_to_while_it_is_served_stops_at_its_content_length():
+    """Content-Length is the size when the file was opened; bytes appended after it would make
+    the server abort the response ("too much data for declared Content-Length")."""
+    import io
+
+    from lakerag.api.routes.document_files import _blocks
+
+    grown = io.BytesIO(b"opened with 10 bytes, then appended to")
+    assert b"".join(_blocks(grown, "raw/log.txt", 10)) == b"opened wit"
+    assert grown.closed
+    assert b"".join(_blocks(io.BytesIO(b"unknown size"), "raw/x.txt", None)) == b"unknown size"

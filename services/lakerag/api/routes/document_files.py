@@ -16,7 +16,7 @@ from fastapi.responses import StreamingResponse
 
 from ...extract import FILE_TYPES
 from ...lake import RAW_PREFIX, raw_keys_for
-from ...store import NotFound, StoreError, read_blocks
+from ...store import NotFound, StoreError, read_blocks, reader_size
 from ..deps import Store
 
 log = logging.getLogger(__name__)
@@ -50,16 +50,28 @@ def document_content(doc_id: str, store: Store) -> StreamingResponse:
         raise HTTPException(502, detail=f"could not read {key or RAW_PREFIX} from the store: {exc.strerror}") from None
     name = PurePosixPath(key).name
     media_type = MEDIA_TYPES.get(PurePosixPath(name).suffix.lower(), "application/octet-stream")
-    return StreamingResponse(_blocks(reader, key), media_type=media_type, headers={
-        "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}",
-        "Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"})
+    headers = {"Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}",
+               "Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"}
+    # The size of what is read (the open file, the GET's object), not of a later listing: a
+    # browser shows the download's progress. A file that shrinks meanwhile ends the response early.
+    if (size := reader_size(reader)) is not None:
+        headers["Content-Length"] = str(size)
+    return StreamingResponse(_blocks(reader, key, size), media_type=media_type, headers=headers)
 
 
-def _blocks(reader, key: str) -> Iterator[bytes]:
-    """The object in blocks; the reader is closed when the response ends or the client leaves."""
+def _blocks(reader, key: str, size: int | None) -> Iterator[bytes]:
+    """The object in blocks, at most ``size`` bytes (a file appended to meanwhile would overrun
+    the Content-Length); the reader is closed when the response ends or the client leaves."""
+    left = size
     try:
         with reader:
-            yield from read_blocks(reader)
+            for block in read_blocks(reader):
+                if left is not None:
+                    block, left = block[:left], left - min(left, len(block))
+                if block:
+                    yield block
+                if left == 0:
+                    return
     except (StoreError, OSError) as exc:  # the status is sent: all that is left is to end the response early
         log.warning("serving %s stopped part-way: %s", key, exc)
         raise
