@@ -12,7 +12,10 @@ def format_summary(summary: dict, verdicts: tuple[str, str] = ("OK", "FAILED")) 
             continue
         lines.append(f"  {key:24} {value}")
     for key, value in summary.items():
-        if isinstance(value, dict) and value:
+        if key == "stages" and isinstance(value, dict):  # `pipeline status`: a line per stage, not its summary
+            lines.append("  stages (`lakerag pipeline status --json` has every field):")
+            lines += [f"    {name:6} {stage_line(name, stage)}" for name, stage in value.items()]
+        elif isinstance(value, dict) and value:
             lines.append(f"  {key}:")
             for inner, item in value.items():
                 lines.append(f"    {inner:22} {_short(item)}")
@@ -24,6 +27,43 @@ def format_summary(summary: dict, verdicts: tuple[str, str] = ("OK", "FAILED")) 
                 lines.append(f"    ... and {len(value) - 15} more")
     lines.append("=" * 64)
     return "\n".join(lines)
+
+
+def stage_line(name: str, stage: dict | None) -> str:
+    """A stage's last run in one line: the verdict, when and how long, then what it did."""
+    if stage is None:
+        return "not run yet"
+    seconds = stage.get("seconds")
+    seconds = seconds.get("total") if isinstance(seconds, dict) else seconds
+    when = f"finished {stage.get('finished_at') or '(time unknown)'}" + \
+        (f" in {seconds:.1f} s" if isinstance(seconds, (int, float)) else "")
+    if not stage.get("ok", True):
+        return f"FAILED: {stage.get('error') or stage.get('reason') or 'see its summary'} ({when})"
+    did = _STAGE_WORK.get(name, lambda s: "")(stage)
+    return f"ok, {when}" + (f": {did}" if did else "")
+
+
+def _etl_work(s: dict) -> str:
+    f = s.get("files") or {}
+    work = ", ".join(f"{f[key]} {word}" for key, word in (("seen", "files seen"), ("new", "new"), ("changed", "changed"),
+                                                           ("deleted", "deleted"), ("quarantined", "quarantined"))
+                     if key in f)
+    gold = (s.get("rows") or {}).get("gold")
+    return work + (f"; {gold} gold chunks" if gold is not None else "")
+
+
+def _embed_work(s: dict) -> str:
+    work = ", ".join(f"{s[key]} {key}" for key in ("embedded", "deleted", "unchanged") if key in s)
+    return work + (f" ({s['note']})" if s.get("note") else "")
+
+
+def _index_work(s: dict) -> str:
+    if s.get("published"):
+        return f"published {s.get('version')} ({s.get('vector_count')} vectors)"
+    return f"nothing published: {s.get('reason') or 'no change'}"
+
+
+_STAGE_WORK = {"etl": _etl_work, "embed": _embed_work, "index": _index_work}
 
 
 def _short(value, nested: bool = False) -> str:

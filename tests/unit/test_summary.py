@@ -16,18 +16,33 @@ def test_a_run_summary_lists_its_sections_and_records():
     assert "  quarantined (2):" in text and "    - key=raw/bad.json, reason=invalid JSON" in text
 
 
-def test_a_status_shows_each_stage_on_one_readable_line():
-    """`lakerag pipeline status` printed a stage's nested summary as Python reprs on one line
-    ("files=seen=23, read=3, ... quarantined=[{'key': ...}]") under the headline FAILED, though no
-    stage had failed."""
+def test_a_status_shows_each_stage_in_one_short_line():
+    """`lakerag pipeline status` printed each stage's whole summary on one line: 700 characters for
+    the ETL (every counter, table version and timing), the verdict lost in the middle. Now a line
+    says the verdict, when, how long and what the stage did; --json keeps every field."""
+    etl = {**ETL, "files": {"seen": 23, "new": 2, "changed": 1, "deleted": 0, "read": 3, "quarantined": 2},
+           "rows": {"bronze": 23, "gold": 310}, "versions": {"gold": 7}, "seconds": {"spark_start": 4.1, "total": 5.912},
+           "finished_at": "2026-12-05T01:12:06+00:00"}
+    embed = {"title": "pipeline embed", "ok": False, "error": "RuntimeError: out of memory", "seconds": 12.0,
+             "finished_at": "2026-12-05T01:12:20+00:00", "model_source": "the ONNX export in /root/.cache/x" * 5}
+    index = {"title": "pipeline index", "ok": True, "published": True, "version": "20261205T011206Z-577437dc",
+             "vector_count": 310, "seconds": 0.03, "finished_at": "2026-12-05T01:12:06+00:00"}
     status = {"title": "pipeline status", "ok": False, "healthy": False,
-              "problems": ["2 file(s) in quarantine"], "stages": {"etl": ETL, "embed": None}}
+              "problems": ["2 file(s) in quarantine"], "stages": {"etl": etl, "embed": embed, "index": index}}
     text = format_summary(status, verdicts=("healthy", "UNHEALTHY"))
     assert text.splitlines()[1] == "LakeRAG pipeline status: UNHEALTHY"
-    etl_line = next(line for line in text.splitlines() if line.strip().startswith("etl "))
-    assert etl_line.split(None, 1)[1] == ("ok=True, files=(seen=23, read=3, quarantined=2), quarantined=[2 entries], "
-                                         "seconds=(total=5.91)")
-    assert "{" not in text and "    embed                  None" in text
+    lines = {line.split()[0]: line.split(None, 1)[1] for line in text.splitlines()[2:] if line.startswith("    ")}
+    assert lines["etl"] == ("ok, finished 2026-12-05T01:12:06+00:00 in 5.9 s: 23 files seen, 2 new, 1 changed, "
+                            "0 deleted, 2 quarantined; 310 gold chunks")
+    assert lines["embed"] == "FAILED: RuntimeError: out of memory (finished 2026-12-05T01:12:20+00:00 in 12.0 s)"
+    assert lines["index"] == ("ok, finished 2026-12-05T01:12:06+00:00 in 0.0 s: published "
+                              "20261205T011206Z-577437dc (310 vectors)")
+    assert max(len(line) for line in text.splitlines()) <= 140 and "{" not in text
+    assert "lakerag pipeline status --json" in text
+    unpublished = {**index, "published": False, "reason": "gold unchanged since 20261205T011206Z-577437dc"}
+    text = format_summary({**status, "stages": {"etl": None, "index": unpublished}}, verdicts=("healthy", "UNHEALTHY"))
+    assert "    etl    not run yet" in text
+    assert "nothing published: gold unchanged since 20261205T011206Z-577437dc" in text
 
 
 def test_documents_listing_says_one_chunk_and_why_a_file_waits():
