@@ -142,3 +142,18 @@ def test_notes_say_a_store_without_minio_must_be_reachable(profile):
     assert "must be reachable from the pods, with credentials" in text and "IRSA" in text
     assert "index-sync init container" in text
     assert "must be reachable" not in notes((KIND_VALUES,))  # MinIO is in the release
+
+
+def test_notes_lead_to_the_console_and_to_uploads_through_the_api():
+    """NOTES pointed at /docs only, and at uploads through MinIO with the aws CLI; the console
+    (search, ask, drag-and-drop upload) and `lakerag upload`, which need neither, went unsaid."""
+    from lakerag import cli
+
+    text = notes((KIND_VALUES,))
+    assert "open http://localhost:8000/  (the console: search, ask, upload; OpenAPI at /docs)" in text
+    [upload] = [line.strip() for line in text.splitlines() if "lakerag upload" in line]
+    argv = upload.removeprefix(".venv/bin/lakerag ").replace('"$LAKERAG_API_KEY"', "key").split()
+    cli.parse(argv)  # the real CLI takes it
+    source = argv[1]
+    assert (REPO / source).is_dir() and any((REPO / source).iterdir()), source
+    assert "export LAKERAG_API_KEY=$(kubectl" in text
