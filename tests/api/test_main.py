@@ -170,6 +170,34 @@ def test_run_on_an_empty_store_says_how_to_add_documents_not_questions_it_cannot
     assert f"{local_settings.store_uri}/raw/" in text
 
 
+def test_run_on_a_store_of_other_documents_announces_a_question_they_answer(local_settings, tmp_path):
+    """The announcement always asked the samples' INC-2291 question: on a store of one's own
+    documents its curl commands answered "No relevant match"."""
+    Lake.open(local_settings).store.put("raw/lighthouse.md", b"# Lighthouse keeping\n\nThe keeper winds the "
+                                        b"clockwork of the lamp at dusk and logs the fog horn hours every night.")
+    port = free_port()
+    log = tmp_path / "run.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([LAKERAG, "run"], env=env_for(local_settings, LAKERAG_PORT=str(port)), stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc, timeout=300)
+        deadline = time.monotonic() + 60
+        while "Stop with Ctrl-C" not in log.read_text():
+            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
+            time.sleep(0.2)
+        commands = [line.strip() for line in log.read_text().splitlines() if line.strip().startswith("curl ")]
+        assert len(commands) == 2 and "INC-2291" not in commands[0]
+        for command in commands:
+            body = json.loads(subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=60,
+                                             check=True).stdout)
+            assert body["matched"] is True, body
+            assert (body.get("hits") or body.get("chunks"))[0]["source"] == "raw/lighthouse.md"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+
+
 def test_run_serves_the_published_index_while_the_pipeline_catches_up(local_settings, sample_index, tmp_path):
     """A second `make run` served nothing until a pipeline run that found nothing new had finished
     (~25 s of Spark start): a store with an index is served at once, the run going on behind it."""

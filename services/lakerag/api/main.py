@@ -28,7 +28,9 @@ from fastapi import FastAPI
 from ..config import Settings
 from ..embedding import Embedder, cap_threads, load_embedder
 from ..encoder_identity import check_encoder
+from ..index.loaded import LoadedIndex
 from ..index.sync import IndexWatcher
+from ..lake import doc_id_for
 from ..search import cutoffs_for, load_reranker
 from . import pipeline_status, protocol
 from .airflow_trigger import PipelineTrigger
@@ -156,22 +158,29 @@ def create_app(settings: Settings, embedder: Embedder | None = None, watch: bool
     return app
 
 
-def example_question() -> str:
+def example_question(index: LoadedIndex | None = None) -> str:
+    """A question ``index`` answers: the first sample question whose document it holds, else one
+    about its first document's title (a store of one's own documents)."""
     try:
-        questions = json.loads(SAMPLE_QUESTIONS.read_text())
-        first = questions[0]
-        return first["question"] if isinstance(first, dict) else str(first)
-    except (OSError, ValueError, LookupError, TypeError):
-        return "What does the on-call runbook say to do first?"
+        questions = [q for q in json.loads(SAMPLE_QUESTIONS.read_text()) if isinstance(q, dict) and "question" in q]
+    except (OSError, ValueError):
+        questions = []
+    documents = index.chunk_rows.chunks_per_document() if index is not None else {}
+    for question in questions:
+        if index is None or doc_id_for(str(question.get("expected_source"))) in documents:
+            return question["question"]
+    first = index.chunk_rows.rows([0])[0] if index is not None and index.vector_count else {}
+    title = (first.get("title") or " ".join(str(first.get("text") or "").split()[:8])).rstrip(" .!?:;")
+    return f"What do the documents say about {title}?" if title else "What does the on-call runbook say to do first?"
 
 
-def announcement(settings: Settings, index_loaded: bool = True) -> str:
+def announcement(settings: Settings, index: LoadedIndex | None) -> str:
     """What ``lakerag run`` prints once ready: questions to try, or, with nothing indexed yet,
     how to add documents (the sample questions would only get 503 "no index yet")."""
     base = f"http://{'127.0.0.1' if settings.host in {'0.0.0.0', '::'} else settings.host}:{settings.port}"
     lines = ["", f"LakeRAG API is serving on {base}  (console: {base}/, OpenAPI: {base}/docs)"]
-    if index_loaded:
-        question = example_question()
+    if index is not None:
+        question = example_question(index)
         search_body = shlex.quote(json.dumps({"query": question, "k": 3}))
         answer_body = shlex.quote(json.dumps({"question": question, "k": 3}))
         lines += ["Try:",
@@ -252,7 +261,7 @@ def serve(settings: Settings, announce: bool = False, on_ready=None, on_shutdown
         if on_ready:
             on_ready(ready_state)
         if announce:
-            print(announcement(settings, index_loaded=ready_state.index is not None), flush=True)
+            print(announcement(settings, ready_state.index), flush=True)
 
     state.on_ready = ready
     # uvicorn re-raises the stop signal once it has shut down; end with a status instead
