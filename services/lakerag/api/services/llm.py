@@ -127,26 +127,25 @@ class GeminiWriter:
 
     def answer(self, question: str, hits: list[dict]) -> Written:
         prompt = f"Sources:\n\n{numbered_sources(hits)}\n\nQuestion: {question}"
-        try:
-            return Written(given_citations_only(self._generate(SYSTEM_ANSWER, prompt), len(hits)), self.mode)
-        except UpstreamError as exc:
-            if self.fallback is None:
-                raise
-            log.warning("%s: answering extractively", exc.reason)
-            return replace(self.fallback.answer(question, hits, why=exc.reason), fallback_reason=exc.reason)
+        return self._written(SYSTEM_ANSWER, prompt, len(hits),
+                             lambda why: self.fallback.answer(question, hits, why=why))
 
     def summarize(self, hits: list[dict], query: str | None = None, title: str | None = None) -> Written:
         focus = f"Summarise what the sources say about: {query}" if query else \
             f"Summarise the document{f' {title!r}' if title else ''}."
-        prompt = f"Sources:\n\n{numbered_sources(hits)}\n\n{focus}"
+        return self._written(SYSTEM_SUMMARY, f"Sources:\n\n{numbered_sources(hits)}\n\n{focus}", len(hits),
+                             lambda why: self.fallback.summarize(hits, query=query, title=title, why=why))
+
+    def _written(self, system: str, prompt: str, sources: int, extractive) -> Written:
+        """Gemini's text; when it fails, ``extractive(reason)`` with the reason, or without a
+        fallback the ``UpstreamError``."""
         try:
-            return Written(given_citations_only(self._generate(SYSTEM_SUMMARY, prompt), len(hits)), self.mode)
+            return Written(given_citations_only(self._generate(system, prompt), sources), self.mode)
         except UpstreamError as exc:
             if self.fallback is None:
                 raise
-            log.warning("%s: summarising extractively", exc.reason)
-            return replace(self.fallback.summarize(hits, query=query, title=title, why=exc.reason),
-                           fallback_reason=exc.reason)
+            log.warning("%s: quoting the sources instead", exc.reason)
+            return replace(extractive(exc.reason), fallback_reason=exc.reason)
 
     def _generate(self, system: str, prompt: str) -> str:
         from google.genai import errors
