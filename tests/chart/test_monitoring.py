@@ -42,7 +42,7 @@ def test_prometheus_rule_only_with_the_crd_and_when_enabled():
     alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
     assert alerts == {"LakeRAGApiDown", "LakeRAGHighErrorRatio", "LakeRAGSearchLatencyHigh", "LakeRAGIndexStale",
                       "LakeRAGIndexReloadFailing", "LakeRAGPipelineStageFailed", "LakeRAGPipelineStatusUnreadable",
-                      "LakeRAGQuarantineGrowing", "LakeRAGPipelineTriggerFailing"}
+                      "LakeRAGQuarantineGrowing", "LakeRAGPipelineTriggerFailing", "LakeRAGLLMFailing"}
     for group in rule["spec"]["groups"]:
         for item in group["rules"]:
             assert item["labels"]["severity"] in {"critical", "warning", "info"}
@@ -54,11 +54,12 @@ def test_prometheus_rule_only_with_the_crd_and_when_enabled():
 def test_thresholds_come_from_values(tmp_path):
     values = tmp_path / "thresholds.yaml"  # a file: --set would pass 0.2 as a string
     values.write_text(yaml.safe_dump({"api": {"metrics": {"prometheusRule": {
-        "indexMaxAgeHours": 2, "errorRatio": 0.2, "pipelineFailedFor": "1h"}}}}))
+        "indexMaxAgeHours": 2, "errorRatio": 0.2, "llmErrorRatio": 0.25, "pipelineFailedFor": "1h"}}}}))
     rule = rendered_rules((values,))
     rules = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
     assert "> 7200" in rules["LakeRAGIndexStale"]["expr"] and "< 7200" in rules["LakeRAGIndexStale"]["expr"]
     assert rules["LakeRAGHighErrorRatio"]["expr"].rstrip().endswith("> 0.2")
+    assert rules["LakeRAGLLMFailing"]["expr"].rstrip().endswith("> 0.25")
     assert rules["LakeRAGPipelineStageFailed"]["for"] == "1h"
 
 
@@ -76,7 +77,7 @@ def test_promtool_check_rules_accepts_the_rendered_rules(tmp_path):
     result = subprocess.run([promtool(), "check", "rules", str(write_rules(tmp_path))], capture_output=True,
                             text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "9 rules found" in result.stdout
+    assert "10 rules found" in result.stdout
 
 
 def series(name: str, values: str, **labels) -> dict:
@@ -135,6 +136,13 @@ ALERT_CASES = {
         "LakeRAGPipelineTriggerFailing", "40m", [series("lakerag_airflow_triggers_total", "0+1x60", outcome="failed"),
                                                  series("lakerag_airflow_triggers_total", "0+1x60", outcome="sent")],
         None),
+    # With the extractive fallback, a Gemini outage no longer shows as 5xx: this is what says so.
+    "llm failing: fires when most calls fail": case("LakeRAGLLMFailing", "30m", [
+        series("lakerag_llm_request_duration_seconds_count", "0+10x40"),
+        series("lakerag_llm_errors_total", "0+8x40", reason="timeout")], {"severity": "warning", **NS}),
+    "llm failing: quiet when a few calls fail": case("LakeRAGLLMFailing", "30m", [
+        series("lakerag_llm_request_duration_seconds_count", "0+10x40"),
+        series("lakerag_llm_errors_total", "0+1x40", reason="upstream")], None),
     "pipeline stage failed: fires for the failed stage": case(
         "LakeRAGPipelineStageFailed", "40m", [series("lakerag_pipeline_stage_healthy", "1x60", stage="etl"),
                                               series("lakerag_pipeline_stage_healthy", "0x60", stage="embed")],
