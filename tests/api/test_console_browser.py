@@ -127,8 +127,10 @@ def test_console_search_ask_upload_pipeline_delete(local_settings, start_api, br
 
         # Several files at once by drag and drop, each with its own progress bar.
         drop_files(page, {"volcano.txt": VOLCANO, "bees.md": BEES, "broken.pdf": "%PDF-1.7 this is not really a pdf"})
+        # Each says what indexes it, as the API's reply does (it said "waiting for the next pipeline
+        # run" under `lakerag run` too, whose watcher indexes an upload within seconds).
         for name in ("volcano.txt", "bees.md", "broken.pdf"):
-            expect_upload_status(page, name, "waiting for the next pipeline run")
+            expect_upload_status(page, name, "stored; the next pipeline run (`lakerag pipeline run`) indexes it")
             assert page.get_by_label(f"Upload progress of {name}").evaluate("p => p.value") == 100
         page.wait_for_function("() => document.querySelectorAll('#documents-table tbody tr').length === 3")
         assert {row_state(page, f"raw/{n}") for n in ("volcano.txt", "bees.md", "broken.pdf")} == {"landed"}

@@ -267,8 +267,8 @@ function uploadOne(file) {
       try { data = JSON.parse(xhr.responseText); } catch { data = null; }
       if (xhr.status === 201) {
         progress.value = 100;
-        status.textContent = `stored${data.replaced ? " (replaced the previous file)" : ""}; ` +
-          "waiting for the next pipeline run";
+        // The API's note says what indexes it and when (`lakerag run`'s watcher, Airflow, a manual run).
+        status.textContent = `${data.note}${data.replaced ? " (it replaced the previous file)" : ""}`;
         status.className = "upload-status good";
       } else {
         status.textContent = explain(xhr.status, data, "Uploading");
