@@ -200,8 +200,11 @@ def upload(url: str, paths: list[Path], api_key: str = "") -> int:
         note = body["note"]  # the server knows what indexes them: Airflow, its own watcher or a manual run
         print(f"{body['key']}  doc_id {body['doc_id']}  {body['size']} bytes"
               f"{'  (replaced)' if body.get('replaced') else ''}")
-    if not failed and note:
-        print(note if len(paths) == 1 else note.replace(" indexes it", " indexes them"))
+    if note:  # what was stored is indexed whatever else failed
+        print(note if len(paths) - failed == 1 else note.replace(" indexes it", " indexes them"))
+    if failed:
+        print(f"lakerag: {failed} of {len(paths)} file{'s' if len(paths) != 1 else ''} failed (above)",
+              file=sys.stderr)
     return 1 if failed else 0
 
 

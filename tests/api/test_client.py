@@ -257,3 +257,16 @@ def test_a_server_that_is_not_the_api_is_named_not_dumped(not_lakerag, capsys, a
     assert "<" not in err and len(err) < 400, err
     assert "502 Bad Gateway" in err or "not JSON" in err
     assert "not the LakeRAG API" in err and "--url" in err
+
+
+def test_an_upload_with_a_failure_still_says_what_indexes_the_files_that_were_stored(served, tmp_path, capsys):
+    """The note on what indexes the stored files was left out as soon as one file failed, though
+    the others were stored; the end now counts the failures."""
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "kept.txt").write_text("The ferry leaves the north pier at seven.")
+    (folder / "empty.txt").write_text("")
+    assert cli.main(["upload", str(folder), "--url", served.url]) == 1
+    out, err = capsys.readouterr()
+    assert "raw/kept.txt  doc_id" in out and "stored; the next pipeline run" in out
+    assert "'empty.txt' is empty" in err and "1 of 2 files failed" in err
