@@ -123,9 +123,16 @@ def backup(settings: Settings, dest_uri: str) -> dict:
         raise BackupError(f"backup destination {dest.uri} overlaps the store {source.uri} (the same place, or one "
                           "inside the other): a backup there is lost with the store, and one under raw/ would be "
                           "indexed as documents; choose a bucket or directory outside it")
-    previous = (read_catalog(dest) or {}).get("objects", {})
+    previous_catalog = read_catalog(dest) or {}
+    previous = previous_catalog.get("objects", {})
+    snapshot = _snapshot(source)
+    if not snapshot and previous:  # the catalog is what restore reads: an empty one would lose the backup
+        raise BackupError(f"the store {source.uri} holds nothing, but the backup at {dest.uri} holds "
+                          f"{len(previous)} object{'s' if len(previous) != 1 else ''} (of "
+                          f"{previous_catalog.get('source', 'another store')}, {previous_catalog.get('created_at')}): "
+                          "check LAKERAG_STORE_URI (and the store's credentials); the backup is left as it was")
     objects, copied, copied_bytes = {}, 0, 0
-    for key, info in sorted(_snapshot(source).items(), key=lambda item: _order(item[0])):
+    for key, info in sorted(snapshot.items(), key=lambda item: _order(item[0])):
         known = previous.get(key)
         if known and known["source_version"] == info.version and known["size"] == info.size:
             objects[key] = known  # unchanged since the last backup: not read again

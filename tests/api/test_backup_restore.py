@@ -188,3 +188,20 @@ def test_on_s3_the_stores_bucket_root_is_refused_and_a_sibling_prefix_is_not(s3_
     with pytest.raises(BackupError, match="overlaps the store"):
         backup(s3_settings, f"{s3_settings.store_uri}/index/backup")
     assert backup(s3_settings, f"s3://{bucket}/lake-root-backup")["copied"] == 1
+
+
+def test_an_empty_store_does_not_replace_a_backup_of_a_full_one(local_settings, tmp_path):
+    """A backup run against a store that holds nothing (a mistyped LAKERAG_STORE_URI, a store not
+    mounted) replaced the catalog with an empty one: the backup then restored nothing."""
+    Lake.open(local_settings).store.put("raw/a.txt", b"alpha")
+    target = f"file://{tmp_path / 'backup'}"
+    assert backup(local_settings, target)["copied"] == 1
+    catalog = (tmp_path / "backup" / CATALOG_KEY).read_bytes()
+    empty = local_settings.replace(store_uri=f"file://{tmp_path / 'not-the-store'}")
+    with pytest.raises(BackupError, match=r"holds nothing, but the backup at .* holds 1 object.*LAKERAG_STORE_URI"):
+        backup(empty, target)
+    assert (tmp_path / "backup" / CATALOG_KEY).read_bytes() == catalog
+    restored = local_settings.replace(store_uri=f"file://{tmp_path / 'restored'}")
+    assert restore(restored, target)["objects"] == 1
+    # A new store's first backup, with nothing in it yet, is no error.
+    assert backup(empty, f"file://{tmp_path / 'first-backup'}")["objects"] == 0
