@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -144,25 +145,37 @@ def test_serve_announces_curl_commands_that_work(local_settings, sample_index):
     assert proc.returncode == 0
 
 
-def test_run_on_an_empty_store_says_how_to_add_documents_not_questions_it_cannot_answer(local_settings, tmp_path):
-    """`lakerag run` on a new store announced curl commands about the sample incident, each
-    answered 503 "no index yet — run the pipeline" while the pipeline had just run."""
+def start_run(settings, log: Path) -> tuple[subprocess.Popen, str]:
+    """`lakerag run` on a free port, its output in ``log``: the process and its URL."""
     port = free_port()
-    log = tmp_path / "run.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([LAKERAG, "run"], env=env_for(local_settings, LAKERAG_PORT=str(port)), stdout=out,
+        proc = subprocess.Popen([LAKERAG, "run"], env=env_for(settings, LAKERAG_PORT=str(port)), stdout=out,
                                 stderr=subprocess.STDOUT)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def announced_run(settings, tmp_path, ready_timeout: float = 120):
+    """`lakerag run`, once it has announced itself: yields its URL and log; SIGTERM after."""
+    log = tmp_path / "run.log"
+    proc, base = start_run(settings, log)
     try:
-        wait_ready(f"http://127.0.0.1:{port}", proc)
+        wait_ready(base, proc, timeout=ready_timeout)
         deadline = time.monotonic() + 60
         while "Stop with Ctrl-C" not in log.read_text():
             assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
             time.sleep(0.2)
+        yield base, log
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
-    text = log.read_text()
-    base = f"http://127.0.0.1:{port}"
+
+
+def test_run_on_an_empty_store_says_how_to_add_documents_not_questions_it_cannot_answer(local_settings, tmp_path):
+    """`lakerag run` on a new store announced curl commands about the sample incident, each
+    answered 503 "no index yet — run the pipeline" while the pipeline had just run."""
+    with announced_run(local_settings, tmp_path) as (base, log):
+        text = log.read_text()
     assert "curl " not in text and "lakerag ask" not in text
     assert "Nothing to search yet: add documents" in text
     assert f"drop files on the console at {base}/" in text
@@ -175,17 +188,7 @@ def test_run_on_a_store_of_other_documents_announces_a_question_they_answer(loca
     documents its curl commands answered "No relevant match"."""
     Lake.open(local_settings).store.put("raw/lighthouse.md", b"# Lighthouse keeping\n\nThe keeper winds the "
                                         b"clockwork of the lamp at dusk and logs the fog horn hours every night.")
-    port = free_port()
-    log = tmp_path / "run.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([LAKERAG, "run"], env=env_for(local_settings, LAKERAG_PORT=str(port)), stdout=out,
-                                stderr=subprocess.STDOUT)
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", proc, timeout=300)
-        deadline = time.monotonic() + 60
-        while "Stop with Ctrl-C" not in log.read_text():
-            assert time.monotonic() < deadline and proc.poll() is None, log.read_text()
-            time.sleep(0.2)
+    with announced_run(local_settings, tmp_path, ready_timeout=300) as (_, log):
         commands = [line.strip() for line in log.read_text().splitlines() if line.strip().startswith("curl ")]
         assert len(commands) == 2 and "INC-2291" not in commands[0]
         for command in commands:
@@ -193,24 +196,17 @@ def test_run_on_a_store_of_other_documents_announces_a_question_they_answer(loca
                                              check=True).stdout)
             assert body["matched"] is True, body
             assert (body.get("hits") or body.get("chunks"))[0]["source"] == "raw/lighthouse.md"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=60)
 
 
 def test_run_serves_the_published_index_while_the_pipeline_catches_up(local_settings, sample_index, tmp_path):
     """A second `make run` served nothing until a pipeline run that found nothing new had finished
     (~25 s of Spark start): a store with an index is served at once, the run going on behind it."""
     version = publish(local_settings, sample_index)
-    port = free_port()
     log = tmp_path / "run.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([LAKERAG, "run"], env=env_for(local_settings, LAKERAG_PORT=str(port)), stdout=out,
-                                stderr=subprocess.STDOUT)
+    proc, base = start_run(local_settings, log)
     try:
-        wait_ready(f"http://127.0.0.1:{port}", proc)
-        body = httpx.post(f"http://127.0.0.1:{port}/search", json={"query": "incident commander", "k": 2},
-                          timeout=30).json()
+        wait_ready(base, proc)
+        body = httpx.post(f"{base}/search", json={"query": "incident commander", "k": 2}, timeout=30).json()
         assert body["index_version"] == version and body["matched"] is True
         started = log.read_text()
         assert f"serving index {version} now" in started and "serving on" in started
