@@ -146,14 +146,27 @@ def doc_id_of(name: str) -> str:
 
     if re.fullmatch(r"[0-9a-f]{16}", name):
         return name
-    return doc_id_for(name if name.startswith("raw/") else f"raw/{name}")
+    return doc_id_for(_raw_key(name))
+
+
+def _raw_key(name: str) -> str:
+    return name if name.startswith("raw/") else f"raw/{name}"
+
+
+def _said_how_named(code: int, name: str) -> int:
+    """After a failed call about document ``name``: which key it was taken as, when not a doc_id."""
+    if code and doc_id_of(name) != name:
+        print(f"lakerag: {name} was looked up as {_raw_key(name)} (doc_id {doc_id_of(name)}); `lakerag documents` "
+              "lists each document's key", file=sys.stderr)
+    return code
 
 
 def summarize(url: str, query: str = "", doc_id: str = "", k: int = 8, api_key: str = "", mode: str = "",
               as_of: str = "") -> int:
     """A whole document (``doc_id``: see doc_id_of) or what the corpus says about ``query``."""
     payload = {"doc_id": doc_id_of(doc_id)} if doc_id else {"query": query, "k": k}
-    return _query(url, "/summarize", payload, api_key, mode if not doc_id else "", format_summary, as_of)
+    code = _query(url, "/summarize", payload, api_key, mode if not doc_id else "", format_summary, as_of)
+    return _said_how_named(code, doc_id) if doc_id else code
 
 
 def documents_to_upload(paths: list[Path]) -> list[Path]:
@@ -233,6 +246,6 @@ def delete_document(url: str, doc_id: str, api_key: str = "") -> int:
     """Delete the document ``doc_id`` names (see doc_id_of)."""
     body = _call("DELETE", url, f"/documents/{doc_id_of(doc_id)}", api_key)
     if body is None:
-        return 1
+        return _said_how_named(1, doc_id)
     print(f"deleted {body['key']} ({body['doc_id']}); {body['note']}")
     return 0

@@ -205,7 +205,7 @@ def test_summarize_a_document_or_a_query_through_the_cli(served):
         assert "raw/employee-travel-policy.pdf" in result.stdout
 
 
-def test_documents_delete_takes_the_key_or_file_name_as_listed(served, tmp_path):
+def test_documents_delete_takes_the_key_or_file_name_as_listed(served, tmp_path, capsys):
     """`lakerag documents` lists `DOC_ID  STATE  raw/KEY`; `delete raw/KEY` answered a bare
     "404: Not Found" (the slash left the route) and `delete KEY` "no document with doc_id"."""
     names = ["minutes.txt", "q&a #1?.txt", "café notes.md"]
@@ -217,6 +217,15 @@ def test_documents_delete_takes_the_key_or_file_name_as_listed(served, tmp_path)
         assert cli.main(["documents", "delete", given, "--url", served.url]) == 0, given
         assert not served.state.lake.store.exists(key)
     assert cli.main(["documents", "delete", "raw/never-there.txt", "--url", served.url]) == 1
+    # A name that finds nothing says which key it was taken as (the 404 names only the doc_id).
+    from lakerag.lake import doc_id_for
+
+    for argv in (["documents", "delete", "2024/report.pdf"], ["summarize", "--doc-id", "2024/report.pdf"]):
+        capsys.readouterr()
+        assert cli.main([*argv, "--url", served.url]) == 1
+        assert (f"lakerag: 2024/report.pdf was looked up as raw/2024/report.pdf (doc_id "
+                f"{doc_id_for('raw/2024/report.pdf')}); `lakerag documents` lists each document's key") \
+            in capsys.readouterr().err
 
 
 class _NotLakeRAG(http.server.BaseHTTPRequestHandler):
