@@ -190,6 +190,15 @@ function withAsOf(body, inputId) {
 }
 
 // "index V" (or "from index V" with from = "from "), "replayed on index V" for a replay.
+// The browser's own "Please match the requested format." says nothing of the format.
+function explainVersionFormat(input) {
+  input.setCustomValidity("");
+  if (input.validity.patternMismatch) {
+    input.setCustomValidity("Enter an index version, such as 20261205T011206Z-577437dc (results name theirs), " +
+      "or leave it empty for the index served now.");
+  }
+}
+
 function indexOf(d, from = "") {
   return `${d.lineage && d.lineage.replayed ? "replayed on " : from}index ${d.index_version}`;
 }
@@ -392,6 +401,9 @@ document.addEventListener("DOMContentLoaded", () => {
   $("documents-refresh").addEventListener("click", () => Promise.all([refreshDocuments(), refreshStatus()]));
   $("index-reload").addEventListener("click", reloadIndex);
   $("documents-filter").addEventListener("input", showDocuments);
+  for (const input of document.querySelectorAll("input.as-of")) {
+    input.addEventListener("input", () => explainVersionFormat(input));
+  }
   setUpDropZone();
   showKeyState();
   refreshStatus();
