@@ -179,11 +179,18 @@ def header_safe(value: str) -> bool:
     return value.isascii() and value.isprintable()
 
 
+def store_uri_advice(uri: str) -> str:
+    """What to write instead of a store URI that is neither file:// nor s3:// (a path, as people type one)."""
+    if uri.startswith(("/", "./", "../", "~")):
+        return f"use file://{os.path.expanduser(uri)} for that directory (a store is file://DIR or s3://BUCKET[/PREFIX])"
+    return "use file://DIR or s3://BUCKET[/PREFIX]"
+
+
 def _problems(s: Settings) -> list[str]:
     """Values that make the settings unusable, each naming the variable to fix."""
     problems = []
     if not s.store_uri.startswith(("file://", "s3://")):
-        problems.append(f"LAKERAG_STORE_URI={s.store_uri!r}: use file://DIR (local) or s3://BUCKET[/PREFIX]")
+        problems.append(f"LAKERAG_STORE_URI={s.store_uri!r}: {store_uri_advice(s.store_uri)}")
     if s.log_level.lower() not in LOG_LEVELS:  # uvicorn's names; anything else fails deep in its start-up
         problems.append(f"LAKERAG_LOG_LEVEL={s.log_level!r}: use one of {', '.join(LOG_LEVELS).upper()} "
                         "(either case)")

@@ -19,7 +19,7 @@ from stat import S_ISREG
 from typing import Self
 from urllib.parse import urlparse
 
-from .config import Settings
+from .config import Settings, store_uri_advice
 
 CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
@@ -394,4 +394,4 @@ def open_store(uri: str, endpoint_url: str = "", region: str = "", access: S3Acc
             raise StoreError(f"{uri!r} has no bucket name")
         return S3Store(parsed.netloc, posixpath.normpath(parsed.path).strip("/.") if parsed.path else "",
                        access or S3Access(endpoint_url, region))
-    raise StoreError(f"unsupported store URI {uri!r}: use file://DIR or s3://BUCKET[/PREFIX]")
+    raise StoreError(f"unsupported store URI {uri!r}: {store_uri_advice(uri)}")

@@ -18,7 +18,7 @@ from conftest import peak_rss, reset_peak_rss
 from lakerag.backup import CATALOG_KEY, BackupError, backup, restore
 from lakerag.lake import Lake, tables
 from lakerag.pipeline import run_all
-from lakerag.store import open_store
+from lakerag.store import StoreError, open_store
 
 DOCS = {"raw/volcano.txt": b"Explosive eruptions come from viscous magma rich in silica and dissolved gas.",
         "raw/bees.md": b"# Bees\n\nHoney bees tell each other where flowers are with a waggle dance."}
@@ -205,3 +205,10 @@ def test_an_empty_store_does_not_replace_a_backup_of_a_full_one(local_settings, 
     assert restore(restored, target)["objects"] == 1
     # A new store's first backup, with nothing in it yet, is no error.
     assert backup(empty, f"file://{tmp_path / 'first-backup'}")["objects"] == 0
+
+
+def test_a_plain_path_as_destination_is_answered_with_the_uri_it_means(local_settings, tmp_path):
+    Lake.open(local_settings).store.put("raw/a.txt", b"alpha")
+    with pytest.raises(StoreError, match=f"use file://{tmp_path}/backup for that directory"):
+        backup(local_settings, str(tmp_path / "backup"))
+    assert not (tmp_path / "backup").exists()

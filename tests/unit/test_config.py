@@ -30,6 +30,8 @@ def test_environment_values_are_parsed():
     ({"LAKERAG_OFFLINE": "maybe"}, "LAKERAG_OFFLINE"),
     ({"LAKERAG_STORE_URI": "gs://bucket"}, "LAKERAG_STORE_URI"),
     ({"LAKERAG_STORE_URI": "s3://"}, "bucket name"),
+    # A path, as people type one: the URI it means, spelt out.
+    ({"LAKERAG_STORE_URI": "/data/lake"}, "LAKERAG_STORE_URI='/data/lake': .* file:///data/lake"),
     ({"LAKERAG_CHUNK_TOKENS": "8"}, "LAKERAG_CHUNK_TOKENS"),
     ({"LAKERAG_CHUNK_TOKENS": "100", "LAKERAG_CHUNK_OVERLAP_TOKENS": "100"}, "LAKERAG_CHUNK_OVERLAP_TOKENS"),
     ({"LAKERAG_MAX_FILE_BYTES": "0"}, "LAKERAG_MAX_FILE_BYTES"),
