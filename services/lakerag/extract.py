@@ -212,6 +212,10 @@ def _json(data: bytes) -> list[str]:
     text = decode_text(data)
     try:
         value = json.loads(text)
+        if isinstance(value, list) and any(json_document(item) is not None for item in value):
+            # An export of records (articles, tickets): each its own paragraphs, without field names.
+            records = (json_document(item) or "\n".join(flatten_json(item)) for item in value)
+            return ["\n\n".join(record for record in records if record)]
         document = json_document(value)
         return [document] if document is not None else ["\n".join(flatten_json(value))]
     except json.JSONDecodeError as exc:

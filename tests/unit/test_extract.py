@@ -157,6 +157,20 @@ def test_json_with_a_text_field_is_indexed_without_field_names():
     assert extract("raw/r.json", b'{"name": "Lamp", "price": 3}').pages == ["name: Lamp\nprice: 3"]
 
 
+def test_a_json_array_of_text_records_is_indexed_record_by_record_without_field_names():
+    """An export of articles or tickets ([{"title": …, "text": …}, …]) was flattened into one run of
+    "title: … text: …" lines: field names in every chunk, records run together."""
+    records = [{"title": "Ferry times", "text": "The ferry leaves the north pier at seven."},
+               {"title": "Bridge works", "text": "The bridge closes on Sundays in May.", "author": "Ops"},
+               {"id": 3, "status": "draft"}]
+    page = extract("raw/notes.json", json.dumps(records).encode()).pages[0]
+    assert page == ("Ferry times\n\nThe ferry leaves the north pier at seven.\n\n"
+                    "Bridge works\n\nThe bridge closes on Sundays in May.\n\nauthor: Ops\n\n"
+                    "id: 3\nstatus: draft")
+    # An array of other things is flattened as before.
+    assert extract("raw/t.json", b'[{"a": 1}, {"a": 2}]').pages == ["a: 1\na: 2"]
+
+
 def test_an_aes_pdf_without_the_crypto_extra_names_the_missing_package(tmp_path):
     """Was quarantined as "corrupt PDF … re-export or repair the file": the file was fine."""
     pdf = tmp_path / "restricted.pdf"
