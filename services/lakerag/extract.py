@@ -13,6 +13,7 @@ import logging
 import posixpath
 import re
 import unicodedata
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
@@ -24,6 +25,8 @@ FILE_TYPES = {
     ".txt": "txt",
     ".text": "txt",
     ".json": "json",
+    ".jsonl": "jsonl",  # JSON Lines: one JSON value per line
+    ".ndjson": "jsonl",
     ".md": "md",
     ".markdown": "md",
     ".html": "html",
@@ -210,16 +213,42 @@ def _txt(data: bytes) -> list[str]:
 
 def _json(data: bytes) -> list[str]:
     text = decode_text(data)
-    try:
-        value = json.loads(text)
+    with _json_errors():
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise _Unreadable(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
         if isinstance(value, list) and any(json_document(item) is not None for item in value):
-            # An export of records (articles, tickets): each its own paragraphs, without field names.
-            records = (json_document(item) or "\n".join(flatten_json(item)) for item in value)
-            return ["\n\n".join(record for record in records if record)]
+            return [_records_text(value)]  # an export of records (articles, tickets)
         document = json_document(value)
         return [document] if document is not None else ["\n".join(flatten_json(value))]
-    except json.JSONDecodeError as exc:
-        raise _Unreadable(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+
+
+def _jsonl(data: bytes) -> list[str]:
+    values = []
+    with _json_errors():
+        for number, line in enumerate(decode_text(data).splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                values.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise _Unreadable(f"invalid JSON on line {number} column {exc.colno}: {exc.msg} (each line of a "
+                                  "JSON Lines file is one JSON value)") from None
+        return [_records_text(values)]
+
+
+def _records_text(records: list) -> str:
+    """Records one after the other, each its own paragraphs: title and text without field names
+    (``json_document``), or its fields flattened."""
+    texts = (json_document(record) or "\n".join(flatten_json(record)) for record in records)
+    return "\n\n".join(text for text in texts if text)
+
+
+@contextmanager
+def _json_errors():
+    try:
+        yield
     except RecursionError:  # the decoder and flatten_json both recurse once per level
         raise _Unreadable("JSON nested too deeply to read (about 1,000 levels or more): "
                           "flatten the structure and upload the file again") from None
@@ -406,4 +435,4 @@ def _html(data: bytes) -> list[str]:
     return [body]
 
 
-_EXTRACTORS = {"pdf": _pdf, "txt": _txt, "json": _json, "md": _markdown, "html": _html}
+_EXTRACTORS = {"pdf": _pdf, "txt": _txt, "json": _json, "jsonl": _jsonl, "md": _markdown, "html": _html}

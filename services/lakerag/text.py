@@ -95,7 +95,8 @@ _TITLE_KEY = re.compile(r"^(?:title|name|headline|subject)\s*:\s*(.+)$", re.IGNO
 
 
 def guess_title(pages: list[str], key: str, file_type: str | None = None) -> str:
-    """A display title: JSON's title-like field, else the first short line, else the file name."""
+    """A display title: JSON's title-like field, else the first short line, else the file name
+    (always, for JSON Lines: a file of many records, the first of which does not name it)."""
     first = next((page for page in pages if page.strip()), "")
     lines = [line.strip() for line in first.split("\n") if line.strip()]
     if file_type == "json":
@@ -111,7 +112,7 @@ def guess_title(pages: list[str], key: str, file_type: str | None = None) -> str
         first_key, _, value = lines[0].partition(": ") if lines else ("", "", "")
         if "." not in first_key and 3 <= len(value.strip()) <= 150 and any(c.isalpha() for c in value):
             return value.strip()
-    elif lines and 2 <= len(lines[0]) <= 150:
+    elif file_type != "jsonl" and lines and 2 <= len(lines[0]) <= 150:
         return lines[0]
     return posixpath.splitext(posixpath.basename(key))[0]
 

@@ -171,6 +171,24 @@ def test_a_json_array_of_text_records_is_indexed_record_by_record_without_field_
     assert extract("raw/t.json", b'[{"a": 1}, {"a": 2}]').pages == ["a: 1\na: 2"]
 
 
+@pytest.mark.parametrize("extension", [".jsonl", ".ndjson"])
+def test_json_lines_are_indexed_record_by_record(extension):
+    """JSON Lines, the usual export format in a lake, was "unsupported file extension .jsonl"."""
+    lines = (b'{"title": "Ferry times", "text": "The ferry leaves the north pier at seven."}\r\n\n'
+             b'{"title": "Bridge works", "body": "The bridge closes on Sundays in May.", "author": "Ops"}\n'
+             b'{"id": 3, "status": "draft"}\n')
+    result = extract(f"raw/notes{extension}", lines)
+    assert result.ok and result.file_type == "jsonl"
+    assert result.pages == [("Ferry times\n\nThe ferry leaves the north pier at seven.\n\n"
+                             "Bridge works\n\nThe bridge closes on Sundays in May.\n\nauthor: Ops\n\n"
+                             "id: 3\nstatus: draft")]
+    # A file of many records is titled by its name, not by its first record.
+    assert guess_title(normalise_pages(result.pages, "jsonl"), f"raw/notes{extension}", "jsonl") == "notes"
+    bad = extract(f"raw/bad{extension}", b'{"text": "fine"}\n{"text": "cut off\n')
+    assert bad.reason.startswith("invalid JSON on line 2 column")
+    assert "each line of a JSON Lines file is one JSON value" in bad.reason
+
+
 def test_an_aes_pdf_without_the_crypto_extra_names_the_missing_package(tmp_path):
     """Was quarantined as "corrupt PDF … re-export or repair the file": the file was fine."""
     pdf = tmp_path / "restricted.pdf"

@@ -188,7 +188,7 @@ def announcement(settings: Settings, index: LoadedIndex | None) -> str:
                   f"  curl -s -X POST {base}/answer -H 'Content-Type: application/json' -d {answer_body}",
                   f"  lakerag ask {shlex.quote(question)} --url {base}"]
     else:
-        lines += ["Nothing to search yet: add documents (PDF, TXT, JSON, Markdown, HTML) and the pipeline indexes them:",
+        lines += ["Nothing to search yet: add documents (PDF, TXT, JSON, JSON Lines, Markdown, HTML) and the pipeline indexes them:",
                   f"  drop files on the console at {base}/",
                   f"  lakerag upload DIR --url {base}",
                   f"  or copy them into {settings.store_uri.rstrip('/')}/raw/"]
