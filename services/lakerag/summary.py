@@ -49,7 +49,7 @@ def _etl_work(s: dict) -> str:
                                                            ("deleted", "deleted"), ("quarantined", "quarantined"))
                      if key in f)
     gold = (s.get("rows") or {}).get("gold")
-    return work + (f"; {gold} gold chunks" if gold is not None else "")
+    return work + (f"; {_count(gold, 'gold chunk')}" if gold is not None else "")
 
 
 def _embed_work(s: dict) -> str:
@@ -59,8 +59,12 @@ def _embed_work(s: dict) -> str:
 
 def _index_work(s: dict) -> str:
     if s.get("published"):
-        return f"published {s.get('version')} ({s.get('vector_count')} vectors)"
+        return f"published {s.get('version')} ({_count(s.get('vector_count'), 'vector')})"
     return f"nothing published: {s.get('reason') or 'no change'}"
+
+
+def _count(n, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 _STAGE_WORK = {"etl": _etl_work, "embed": _embed_work, "index": _index_work}

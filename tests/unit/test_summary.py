@@ -39,6 +39,8 @@ def test_a_status_shows_each_stage_in_one_short_line():
                               "20261205T011206Z-577437dc (310 vectors)")
     assert max(len(line) for line in text.splitlines()) <= 140 and "{" not in text
     assert "lakerag pipeline status --json" in text
+    one = format_summary({**status, "stages": {"etl": {**etl, "rows": {"gold": 1}}, "index": {**index, "vector_count": 1}}})
+    assert "; 1 gold chunk\n" in one and "(1 vector)" in one
     unpublished = {**index, "published": False, "reason": "gold unchanged since 20261205T011206Z-577437dc"}
     text = format_summary({**status, "stages": {"etl": None, "index": unpublished}}, verdicts=("healthy", "UNHEALTHY"))
     assert "    etl    not run yet" in text
