@@ -189,7 +189,6 @@ function withAsOf(body, inputId) {
   return version ? { ...body, as_of: version } : body;
 }
 
-// "index V" (or "from index V" with from = "from "), "replayed on index V" for a replay.
 // The browser's own "Please match the requested format." says nothing of the format.
 function explainVersionFormat(input) {
   input.setCustomValidity("");
@@ -199,6 +198,7 @@ function explainVersionFormat(input) {
   }
 }
 
+// "index V" (or "from index V" with from = "from "), "replayed on index V" for a replay.
 function indexOf(d, from = "") {
   return `${d.lineage && d.lineage.replayed ? "replayed on " : from}index ${d.index_version}`;
 }
