@@ -155,8 +155,8 @@ def _raw_key(name: str) -> str:
 
 def _said_how_named(code: int, name: str) -> int:
     """After a failed call about document ``name``: which key it was taken as, when not a doc_id."""
-    if code and doc_id_of(name) != name:
-        print(f"lakerag: {name} was looked up as {_raw_key(name)} (doc_id {doc_id_of(name)}); `lakerag documents` "
+    if code and (doc_id := doc_id_of(name)) != name:
+        print(f"lakerag: {name} was looked up as {_raw_key(name)} (doc_id {doc_id}); `lakerag documents` "
               "lists each document's key", file=sys.stderr)
     return code
 

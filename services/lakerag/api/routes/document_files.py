@@ -67,7 +67,8 @@ def _blocks(reader, key: str, size: int | None) -> Iterator[bytes]:
         with reader:
             for block in read_blocks(reader):
                 if left is not None:
-                    block, left = block[:left], left - min(left, len(block))
+                    block = block[:left]
+                    left -= len(block)
                 if block:
                     yield block
                 if left == 0:
