@@ -311,9 +311,23 @@ def flatten_json(value, path: str = "") -> list[str]:
 
 
 def _scalar(value) -> str:
+    """The value as text; "" for encoded bytes, which are left out."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value).strip()
+    text = str(value).strip()
+    return "" if isinstance(value, str) and is_encoded_bytes(text) else text
+
+
+# Attachments and thumbnails inside records: base64 (MIME wraps it at 76) or a data: URI.
+_DATA_URI = re.compile(r"\Adata:[\w.+/-]*(?:;[\w.=-]+)*;base64,")
+_BASE64_LINE = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
+
+
+def is_encoded_bytes(text: str) -> bool:
+    """True for base64 of 200 characters or more: bytes, not words for search to find."""
+    lines = _DATA_URI.sub("", text).split()
+    return (sum(map(len, lines)) >= 200 and sum(map(len, lines)) / len(lines) >= 60
+            and all(_BASE64_LINE.fullmatch(line) for line in lines))
 
 
 _FENCE = re.compile(r"^[ \t]*(```|~~~).*$", re.MULTILINE)

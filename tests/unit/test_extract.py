@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -198,3 +199,18 @@ def test_an_aes_pdf_without_the_crypto_extra_names_the_missing_package(tmp_path)
               f"print(extract('raw/restricted.pdf', open({str(pdf)!r}, 'rb').read()).reason)")
     reason = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert "corrupt" not in reason and "pypdf[crypto]" in reason, reason
+
+
+def test_base64_blobs_in_json_are_left_out_of_the_text():
+    """An attachment or thumbnail inside a JSON record (base64 or a data: URI) was indexed as text:
+    thousands of characters of noise in chunks that search and answers then cite."""
+    blob = base64.b64encode(bytes(range(256)) * 40).decode()
+    record = {"title": "Bridge works", "text": "The bridge closes on Sundays in May.",
+              "attachment": blob, "thumbnail": f"data:image/png;base64,{blob[:600]}",
+              "files": [{"name": "plan.pdf", "data": blob}], "sha256": "ab" * 32,
+              "url": "https://example.com/" + "a/" * 150}
+    page = extract("raw/r.json", json.dumps(record).encode()).pages[0]
+    assert page == ("Bridge works\n\nThe bridge closes on Sundays in May.\n\n"
+                    f"files.name: plan.pdf\nsha256: {'ab' * 32}\nurl: https://example.com/{'a/' * 150}")
+    # A record that is nothing but a blob has no text: quarantined, not indexed as noise.
+    assert "no text" in extract("raw/b.json", json.dumps({"payload": blob}).encode()).reason
