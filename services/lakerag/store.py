@@ -232,11 +232,20 @@ class S3Writer:
 class S3Reader:
     """A streaming get: the object's body, read as it arrives; a failure mid-stream is a StoreError."""
 
-    def __init__(self, store: S3Store, body, size: int | None = None):
-        self.store, self.body, self.size = store, body, size
+    def __init__(self, store: S3Store, key: str, response: dict):
+        self.store, self.key, self.body = store, key, response["Body"]
+        self.size, self.etag = response.get("ContentLength"), response.get("ETag")
 
     def read(self, size: int = -1) -> bytes:
         return self.store._call(self.body.read, size if size >= 0 else None)
+
+    def seek(self, offset: int) -> None:
+        """Read on from byte ``offset``: a ranged GET of the same object (If-Match its ETag), as a
+        file's seek; a changed object is a StoreError, not a mix of two versions."""
+        self.body.close()
+        extra = {"IfMatch": self.etag} if self.etag else {}
+        self.body = self.store._call(self.store.client.get_object, Bucket=self.store.bucket,
+                                     Key=self.store._key(self.key), Range=f"bytes={offset}-", **extra)["Body"]
 
     def close(self) -> None:
         self.body.close()
@@ -352,8 +361,7 @@ class S3Store:
         return self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(key))["Body"].read()
 
     def reader(self, key: str) -> S3Reader:
-        response = self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(key))
-        return S3Reader(self, response["Body"], response.get("ContentLength"))
+        return S3Reader(self, key, self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(key)))
 
     def put(self, key: str, data: bytes) -> None:
         self._call(self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data)

@@ -61,6 +61,33 @@ def test_document_content_serves_the_raw_file_sandboxed(store, request, start_ap
         assert missing.status_code == 404 and "GET /documents" in missing.json()["detail"]
 
 
+@pytest.mark.parametrize("store", ["local_settings", "s3_settings"])
+def test_document_content_serves_byte_ranges(store, request, start_api):
+    """A browser's PDF viewer asks for the pages it shows as byte ranges, and `curl -C -` resumes a
+    download with one: both got the whole file again, as no Range was honoured."""
+    data = bytes(range(256)) * 40  # 10,240 bytes
+    with start_api(request.getfixturevalue(store)) as api:
+        assert api.client.post("/documents", files={"file": ("scan.pdf", data)}).status_code == 201
+        url = f"/documents/{doc_id_for('raw/scan.pdf')}/content"
+        whole = api.client.get(url)
+        assert whole.status_code == 200 and whole.headers["accept-ranges"] == "bytes"
+        for asked, first, last in (("bytes=100-199", 100, 199), ("bytes=10000-", 10000, 10239),
+                                   ("bytes=-40", 10200, 10239), ("bytes=10200-99999", 10200, 10239)):
+            part = api.client.get(url, headers={"Range": asked})
+            assert part.status_code == 206, (asked, part.status_code)
+            assert part.content == data[first:last + 1], asked
+            assert part.headers["content-range"] == f"bytes {first}-{last}/10240", asked
+            assert part.headers["content-length"] == str(last - first + 1), asked
+            assert part.headers["content-security-policy"] == "sandbox"
+        beyond = api.client.get(url, headers={"Range": "bytes=10240-"})
+        assert beyond.status_code == 416 and beyond.headers["content-range"] == "bytes */10240"
+        # What the server may ignore, it does: the whole file, as before.
+        for ignored in ({"Range": "bytes=0-1,5-6"}, {"Range": "pages=1"}, {"Range": "bytes=9-2"},
+                        {"Range": "bytes=0-9", "If-Range": '"an-old-etag"'}):
+            full = api.client.get(url, headers=ignored)
+            assert full.status_code == 200 and full.content == data, ignored
+
+
 def gauge(text: str, name: str, stage: str) -> float | None:
     match = re.search(rf'^{name}{{stage="{stage}"}} (\S+)$', text, re.MULTILINE)
     return float(match.group(1)) if match else None

@@ -162,3 +162,20 @@ def test_a_pipe_or_socket_under_a_local_store_is_no_object(tmp_path):
     with socket.socket(socket.AF_UNIX) as sock:
         sock.bind(str(tmp_path / "root" / "raw" / "socket.txt"))
         assert [o.key for o in store.list("raw/")] == ["raw/a.txt"]
+
+
+def test_a_reader_reads_on_from_where_it_seeks(store):
+    """The content route serves a byte range by seeking: on S3 a ranged GET of the same object."""
+    store.put("raw/a.bin", bytes(range(200)))
+    with store.reader("raw/a.bin") as reader:
+        reader.seek(150)
+        assert reader.read() == bytes(range(150, 200))
+
+
+def test_an_s3_object_replaced_before_the_seek_is_an_error_not_a_mix_of_two_files(s3_env, moto_endpoint):
+    store = open_store(f"s3://{s3_env}", endpoint_url=moto_endpoint, region="us-east-1")
+    store.put("raw/a.bin", b"first version " * 20)
+    with store.reader("raw/a.bin") as reader:
+        store.put("raw/a.bin", b"second version " * 20)
+        with pytest.raises(StoreError, match="PreconditionFailed"):
+            reader.seek(100)

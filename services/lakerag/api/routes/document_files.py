@@ -7,11 +7,12 @@ console keeps the session's API key there).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from pathlib import PurePosixPath
 from urllib.parse import quote
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Header, HTTPException, Response
 from fastapi.responses import StreamingResponse
 
 from ...extract import FILE_TYPES
@@ -30,10 +31,15 @@ MEDIA_TYPES = {ext: {"pdf": "application/pdf", "json": "application/json"}.get(k
 @router.get("/documents/{doc_id}/content", response_class=Response,
             responses={200: {"content": {t.split(";")[0]: {} for t in [*MEDIA_TYPES.values(), "application/octet-stream"]},
                              "description": "the raw file"},
-                       404: {"description": "no raw object has this doc_id"}})
-def document_content(doc_id: str, store: Store) -> StreamingResponse:
+                       206: {"description": "the byte range asked for (Range: bytes=FIRST-LAST, FIRST- or -LAST_N)"},
+                       404: {"description": "no raw object has this doc_id"},
+                       416: {"description": "the range starts past the end of the file"}})
+def document_content(doc_id: str, store: Store, range_header: str | None = Header(None, alias="range"),
+                     if_range: str | None = Header(None)) -> StreamingResponse:
     """Streamed: raw files land in the store at any size (only uploads are capped), and a whole
-    1 GB scan in memory could get the API's pod OOM-killed."""
+    1 GB scan in memory could get the API's pod OOM-killed. One byte range is served when asked
+    (a PDF viewer's pages, a resumed download); several ranges, or If-Range (this route sends no
+    validator to compare), get the whole file."""
     key = None
     try:
         keys = raw_keys_for(store, doc_id)
@@ -54,9 +60,47 @@ def document_content(doc_id: str, store: Store) -> StreamingResponse:
                "Content-Security-Policy": "sandbox", "X-Content-Type-Options": "nosniff"}
     # The size of what is read (the open file, the GET's object), not of a later listing: a
     # browser shows the download's progress. A file that shrinks meanwhile ends the response early.
-    if (size := reader_size(reader)) is not None:
-        headers["Content-Length"] = str(size)
-    return StreamingResponse(_blocks(reader, key, size), media_type=media_type, headers=headers)
+    size = reader_size(reader)
+    if size is None:
+        return StreamingResponse(_blocks(reader, key, None), media_type=media_type, headers=headers)
+    headers["Accept-Ranges"] = "bytes"
+    span = byte_range(range_header, size) if if_range is None else None
+    if span == UNSATISFIABLE:
+        reader.close()
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    status, (first, last) = (206, span) if span else (200, (0, size - 1))
+    try:
+        if first:
+            reader.seek(first)
+    except (StoreError, OSError) as exc:
+        reader.close()
+        raise HTTPException(502, detail=f"could not read {key} from the store: {exc}") from None
+    headers["Content-Length"] = str(last - first + 1)
+    if span:
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    return StreamingResponse(_blocks(reader, key, last - first + 1), status_code=status, media_type=media_type,
+                             headers=headers)
+
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+UNSATISFIABLE = (-1, -1)
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(first, last) byte of a single ``Range: bytes=…`` header, clipped to the file; None to
+    serve the whole file (no header, several ranges, one that makes no sense: RFC 9110 lets a
+    server ignore them); UNSATISFIABLE when it starts past the end."""
+    match = _RANGE.fullmatch(header.strip()) if header else None
+    if match is None or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if not first:  # the last N bytes
+        return (max(size - int(last), 0), size - 1) if int(last) and size else UNSATISFIABLE
+    if last and int(last) < int(first):
+        return None
+    if int(first) >= size:
+        return UNSATISFIABLE
+    return int(first), min(int(last), size - 1) if last else size - 1
 
 
 def _blocks(reader, key: str, size: int | None) -> Iterator[bytes]:
