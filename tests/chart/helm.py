@@ -49,11 +49,13 @@ def template_text(values_files=(), sets: tuple[str, ...] = (), api_versions: tup
     return helm(*args, check=check)
 
 
-def notes(values_files=()) -> str:
+def notes(values_files=(), sets: tuple[str, ...] = ()) -> str:
     """NOTES.txt as `helm install` prints it (a client-side dry run: no cluster)."""
     args = ["install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client"]
     for path in values_files:
         args += ["-f", str(path)]
+    for item in sets:
+        args += ["--set", item]
     return helm(*args).stdout.split("NOTES:\n", 1)[1]
 
 

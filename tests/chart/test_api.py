@@ -201,3 +201,42 @@ def test_helm_test_pod_queries_ready_and_search():
     assert 'base = "http://lakerag-api:8000"' in script
     assert 'call("/ready")' in script and 'call("/search"' in script
     compile(script, "helm-test", "exec")  # the embedded program is valid Python
+
+
+def test_no_ingress_unless_asked():
+    assert not [o for o in render_profile("default") if o["kind"] == "Ingress"]
+
+
+def test_ingress_reaches_the_api_service_and_lets_uploads_through():
+    """Past port-forward (a real cluster, a host name) the API and its console need an Ingress,
+    and ingress-nginx's 1 MiB default body size would refuse most uploads with its own 413 page."""
+    import kubernetes_validate
+
+    objects = render(sets=("api.ingress.enabled=true", "api.ingress.className=nginx",
+                           "api.ingress.host=lakerag.example.com", "api.ingress.tls.secretName=lakerag-tls",
+                           "api.ingress.annotations.cert-manager\\.io/cluster-issuer=letsencrypt"))
+    ingress = find(objects, "Ingress", "lakerag-api")
+    kubernetes_validate.validate(ingress, "1.29.0", strict=True)
+    service = find(objects, "Service", "lakerag-api")
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    (rule,) = ingress["spec"]["rules"]
+    assert rule["host"] == "lakerag.example.com"
+    (path,) = rule["http"]["paths"]
+    assert path["path"] == "/" and path["pathType"] == "Prefix"
+    assert path["backend"]["service"] == {"name": service["metadata"]["name"],
+                                          "port": {"name": service["spec"]["ports"][0]["name"]}}
+    assert ingress["spec"]["tls"] == [{"hosts": ["lakerag.example.com"], "secretName": "lakerag-tls"}]
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["cert-manager.io/cluster-issuer"] == "letsencrypt"
+    # The API's upload limit (50 MiB) plus room for the multipart envelope; it follows the setting.
+    assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == str(50 * 2**20 + 2**20)
+    bigger = render(sets=("api.ingress.enabled=true", "global.config.LAKERAG_MAX_UPLOAD_BYTES=209715200"))
+    assert find(bigger, "Ingress", "lakerag-api")["metadata"]["annotations"][
+        "nginx.ingress.kubernetes.io/proxy-body-size"] == str(200 * 2**20 + 2**20)
+    # One's own value wins; without a host it answers any host, with the cluster's default class.
+    own = find(render(sets=("api.ingress.enabled=true",
+                            "api.ingress.annotations.nginx\\.ingress\\.kubernetes\\.io/proxy-body-size=500m")),
+               "Ingress", "lakerag-api")
+    assert own["metadata"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"] == "500m"
+    assert "host" not in own["spec"]["rules"][0] and "ingressClassName" not in own["spec"]
+    assert "tls" not in own["spec"]

@@ -157,3 +157,13 @@ def test_notes_lead_to_the_console_and_to_uploads_through_the_api():
     source = argv[1]
     assert (REPO / source).is_dir() and any((REPO / source).iterdir()), source
     assert "export LAKERAG_API_KEY=$(kubectl" in text
+
+
+def test_notes_give_the_ingress_address_when_there_is_one():
+    assert "Ingress" not in notes()
+    assert "Through the Ingress: https://lakerag.example.com/ (the console)" in notes(
+        sets=("api.ingress.enabled=true", "api.ingress.host=lakerag.example.com", "api.ingress.tls.secretName=tls"))
+    assert "Through the Ingress: http://lakerag.example.com/ (the console)" in notes(
+        sets=("api.ingress.enabled=true", "api.ingress.host=lakerag.example.com"))
+    anyhost = notes(sets=("api.ingress.enabled=true",))
+    assert "Through the Ingress: http://<the ingress controller's address>/ (the console)" in anyhost

@@ -107,6 +107,8 @@ def test_config_keys_are_the_settings_of_config_py_with_their_types():
     (("global.config.LAKERAG_ENCODER=torch",), "the api image (tag \"0.1.0\") has no torch"),
     (("api.autoscaling.enabled=true", "api.autoscaling.minReplicas=5", "api.autoscaling.maxReplicas=2"),
      "maxReplicas must be >= "),
+    # A certificate is for a host name: TLS for "any host" cannot be served.
+    (("api.ingress.enabled=true", "api.ingress.tls.secretName=lakerag-tls"), "set api.ingress.host"),
 ])
 def test_bad_combinations_fail_fast_with_the_fix(sets, message):
     error = rejected(*sets)

@@ -38,6 +38,9 @@ Fail fast on combinations the schema cannot express, with the fix in the message
 {{- if not (regexMatch "^[ -~]*$" (.Values.secrets.apiKey | default "" | trim)) -}}
 {{- fail "secrets.apiKey has a character that is not printable ASCII: an HTTP header cannot carry it, so the API refuses it at start; use letters, digits and punctuation (e.g. `openssl rand -hex 32`)" -}}
 {{- end -}}
+{{- if and .Values.api.enabled .Values.api.ingress.enabled .Values.api.ingress.tls.secretName (not .Values.api.ingress.host) -}}
+{{- fail "api.ingress.tls.secretName: a certificate is for a host name; set api.ingress.host to the name it was issued for" -}}
+{{- end -}}
 {{- if and .Values.api.enabled .Values.api.autoscaling.enabled (lt (int .Values.api.autoscaling.maxReplicas) (int .Values.api.autoscaling.minReplicas)) -}}
 {{- fail "api.autoscaling.maxReplicas must be >= api.autoscaling.minReplicas" -}}
 {{- end -}}
