@@ -60,7 +60,8 @@ class Stage(str, Enum):
     vacuum = "vacuum"
 
 
-Url = Annotated[str, typer.Option(help="base URL of the API")]
+Url = Annotated[str, typer.Option(envvar="LAKERAG_URL", help="base URL of the API (default: LAKERAG_URL, else "
+                                                              "http://127.0.0.1:8000)", show_default=False)]
 ApiKeyOption = Annotated[str, typer.Option("--api-key", envvar="LAKERAG_API_KEY", show_envvar=False,
                                             help="X-API-Key for writes (the API's LAKERAG_API_KEY; default: "
                                                  "that variable here)")]
@@ -438,8 +439,8 @@ def upload(files: Annotated[list[Path], typer.Argument(help="files to add to raw
 
 
 # A subcommand's --url and --api-key, unset: those given to `documents` (`documents --url X delete ID`).
-SubUrl = Annotated[str | None, typer.Option(help=f"base URL of the API (default: the one given to `documents`, "
-                                                 f"else {DEFAULT_URL})")]
+SubUrl = Annotated[str | None, typer.Option(help="base URL of the API (default: the one given to `documents`, "
+                                                 "else LAKERAG_URL, else http://127.0.0.1:8000)")]
 SubApiKey = Annotated[str | None, typer.Option("--api-key", envvar="LAKERAG_API_KEY", show_envvar=False,
                                                help="X-API-Key for writes (default: the one given to `documents`, "
                                                     "else LAKERAG_API_KEY here)")]

@@ -33,8 +33,8 @@ def _call(method: str, url: str, path: str, api_key: str, **kwargs) -> dict | No
     try:
         response = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=120, **kwargs)
     except httpx.HTTPError as exc:
-        print(f"lakerag: cannot reach the API at {url} ({exc}); is `lakerag serve` running? (--url to point "
-              "elsewhere)", file=sys.stderr)
+        print(f"lakerag: cannot reach the API at {url} ({exc}); is `lakerag serve` running? (--url or "
+              "LAKERAG_URL to point elsewhere)", file=sys.stderr)
         return None
     try:
         body = response.json()

@@ -151,3 +151,14 @@ def test_an_unreachable_store_is_one_line_with_what_to_check_not_a_traceback(arg
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith(f"lakerag: S3 unreachable ({endpoint})"), last
     assert "check LAKERAG_STORE_URI, AWS_ENDPOINT_URL" in last, last
+
+
+@pytest.mark.parametrize("argv", [["search", "tides"], ["ask", "tides?"], ["summarize", "tides"],
+                                  ["documents"], ["documents", "list"], ["documents", "delete", "raw/a.txt"]])
+def test_the_api_url_can_come_from_lakerag_url(argv):
+    """Every command needed --url again for an API not on :8000 (a port-forward, `make run PORT=`),
+    while the API key already came from LAKERAG_API_KEY. --url still wins."""
+    result = runner.invoke(cli.app, argv, env={"LAKERAG_URL": "http://127.0.0.1:9"})
+    assert result.exit_code == 1 and "cannot reach the API at http://127.0.0.1:9 " in result.output, result.output
+    given = runner.invoke(cli.app, [*argv, "--url", "http://127.0.0.1:7"], env={"LAKERAG_URL": "http://127.0.0.1:9"})
+    assert "cannot reach the API at http://127.0.0.1:7 " in given.output, given.output
