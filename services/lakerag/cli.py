@@ -167,6 +167,15 @@ def pipeline(
 
 
 def _pipeline_stage(stage: Stage, settings, rebuild: bool, as_json: bool, spark: bool, dry_run: bool) -> int:
+    if stage in {Stage.status, Stage.watch}:  # status reads; watch locks each of its runs
+        return _run_stage(stage, settings, rebuild, as_json, spark, dry_run)
+    from .lake.run_lock import pipeline_lock
+
+    with pipeline_lock(settings.store_uri, f"lakerag pipeline {stage.value}"):
+        return _run_stage(stage, settings, rebuild, as_json, spark, dry_run)
+
+
+def _run_stage(stage: Stage, settings, rebuild: bool, as_json: bool, spark: bool, dry_run: bool) -> int:
     if stage.value in {*ETL_STAGES, "etl"}:
         from lakerag_spark.pipeline import run_etl
 

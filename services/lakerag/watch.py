@@ -83,9 +83,11 @@ class PipelineWatcher:
         return self._spark
 
     def _run_pipeline(self) -> dict:
+        from .lake.run_lock import pipeline_lock
         from .pipeline import run_all
 
-        return run_all(self.settings, spark=self._session)
+        with pipeline_lock(self.settings.store_uri, "the pipeline watcher"):
+            return run_all(self.settings, spark=self._session)
 
     def run_once(self) -> dict:
         """Run the pipeline over the store as it is now; remember the listing it started from."""
