@@ -60,7 +60,7 @@ class Stage(str, Enum):
     vacuum = "vacuum"
 
 
-Url = Annotated[str, typer.Option(envvar="LAKERAG_URL", help="base URL of the API (default: LAKERAG_URL, else "
+Url = Annotated[str, typer.Option(envvar="LAKERAG_URL", show_envvar=False, help="base URL of the API (default: LAKERAG_URL, else "
                                                               "http://127.0.0.1:8000)", show_default=False)]
 ApiKeyOption = Annotated[str, typer.Option("--api-key", envvar="LAKERAG_API_KEY", show_envvar=False,
                                             help="X-API-Key for writes (the API's LAKERAG_API_KEY; default: "
