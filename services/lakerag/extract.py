@@ -157,8 +157,27 @@ def check_plain_text(data: bytes, text: str) -> str:
     return text
 
 
+def _utf16_without_bom(data: bytes) -> str | None:
+    """Text saved as UTF-16 with no byte-order mark (SQL Server's `bcp -w`, .NET's Encoding.Unicode):
+    mostly Latin characters, so every other byte is zero. None for anything else."""
+    pairs = min(len(data), 4096) // 2
+    if pairs < 8:
+        return None
+    high_le, high_be = data[1:2 * pairs:2].count(0), data[0:2 * pairs:2].count(0)
+    for codec, zeros, others in (("utf-16-le", high_le, high_be), ("utf-16-be", high_be, high_le)):
+        if zeros >= 0.7 * pairs and others <= 0.02 * pairs:
+            try:
+                text = data[:len(data) // 2 * 2].decode(codec)
+            except UnicodeDecodeError:  # lone surrogates: not text after all
+                return None
+            controls = sum(1 for ch in text[:pairs] if unicodedata.category(ch) == "Cc" and not ch.isspace())
+            return text if controls <= max(2, pairs // 100) else None  # 16-bit samples, not characters
+    return None
+
+
 def decode_text(data: bytes, declared: str | None = None) -> str:
-    """Decode text bytes: BOM, then a declared charset, UTF-8, Windows-1252, Latin-1 (never fails)."""
+    """Decode text bytes: BOM, UTF-16 without one, then a declared charset, UTF-8, Windows-1252,
+    Latin-1 (never fails)."""
     for bom, codec in _BOMS:
         if data.startswith(bom):
             try:
@@ -168,6 +187,8 @@ def decode_text(data: bytes, declared: str | None = None) -> str:
     for magic, what in _NOT_TEXT_MAGIC:
         if data.startswith(magic):
             raise _Unreadable(f"the bytes are {what}, not text: upload the document itself, or fix its extension")
+    if (utf16 := _utf16_without_bom(data)) is not None:
+        return utf16
     if looks_binary(data):
         raise _Unreadable("binary content, not text: check the file type or convert it to text")
     codecs = [declared] if declared else []

@@ -214,3 +214,20 @@ def test_base64_blobs_in_json_are_left_out_of_the_text():
                     f"files.name: plan.pdf\nsha256: {'ab' * 32}\nurl: https://example.com/{'a/' * 150}")
     # A record that is nothing but a blob has no text: quarantined, not indexed as noise.
     assert "no text" in extract("raw/b.json", json.dumps({"payload": blob}).encode()).reason
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("name", ["export.txt", "notes.md", "page.html", "rows.json"])
+def test_utf16_without_a_byte_order_mark_is_read_not_quarantined_as_binary(codec, name):
+    """SQL Server's `bcp -w`, .NET's Encoding.Unicode and other Windows exports write UTF-16 with no
+    byte-order mark: quarantined as "binary content, not text", though every character was text."""
+    text = "Ferry timetable: the ferry leaves the north pier at nine, Skerry at ten (€4)."
+    body = {"export.txt": text, "notes.md": f"# Ferry\n\n{text}", "page.html": f"<p>{text}</p>",
+            "rows.json": json.dumps({"text": text}, ensure_ascii=False)}[name]
+    result = extract(f"raw/{name}", body.encode(codec))
+    assert result.ok, result.reason
+    assert text in normalise(result.pages[0])
+    # Binary with zero bytes is still binary, 16-bit samples with every high byte zero too.
+    assert not extract("raw/x.txt", bytes(range(256)) * 8).ok
+    samples = b"".join(((n * 7) % 200).to_bytes(2, "little" if codec.endswith("le") else "big") for n in range(4000))
+    assert extract(f"raw/{name}", samples).reason == "binary content, not text: check the file type or convert it to text"
