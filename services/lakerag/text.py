@@ -58,7 +58,9 @@ def is_markup_tag(match: re.Match) -> bool:
     return name.lower() in HTML_ELEMENTS and (not attributes.strip() or "=" in attributes)
 
 
-def _strip_tag(match: re.Match) -> str:
+def strip_tag(match: re.Match) -> str:
+    """The replacement of one ``_HTML_TAG`` match: none for an inline tag, a space for any other
+    markup (words on both sides stay apart), the text itself when it is no markup."""
     if not is_markup_tag(match):
         return match.group(0)
     return "" if (match.group(1) or "").lower() in _INLINE_TAGS else " "
@@ -75,7 +77,7 @@ def normalise(text: str, file_type: str | None = None) -> str:
     text = _CONTROL.sub("", text)
     text = _INVISIBLE.sub("", text).translate(_LIGATURES)
     if file_type in MARKUP_TYPES:
-        text = _HTML_TAG.sub(_strip_tag, text)
+        text = _HTML_TAG.sub(strip_tag, text)
         text = _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
         text = _FENCE_LINE.sub("", text)
         text = _BOLD.sub(r"\2", text)

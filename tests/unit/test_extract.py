@@ -231,3 +231,19 @@ def test_utf16_without_a_byte_order_mark_is_read_not_quarantined_as_binary(codec
     assert not extract("raw/x.txt", bytes(range(256)) * 8).ok
     samples = b"".join(((n * 7) % 200).to_bytes(2, "little" if codec.endswith("le") else "big") for n in range(4000))
     assert extract(f"raw/{name}", samples).reason == "binary content, not text: check the file type or convert it to text"
+
+
+def test_html_inside_markdown_separates_words():
+    """READMEs and docs use <br>, <table> and <details> inside Markdown: removing the tags ran the
+    words together ("RoutePriceNorth pier4 euro", "Line oneline two"), for search and answers alike;
+    and a file whose tags outweighed its words was quarantined as "the text has no words"."""
+    md = ("# Fees\n\n<table><tr><th>Route</th><th>Price</th></tr><tr><td>North pier</td><td>4 euro</td></tr>"
+          "</table>\n\nLine one<br>line two<br/>line three.\n\n<details><summary>More</summary>Hidden text."
+          "</details>\n\nA <b>bold</b> word and <code>x</code>.\n")
+    result = extract("raw/a.md", md.encode())
+    assert result.ok, result.reason
+    text = normalise(result.pages[0], "md")
+    words = text.split()
+    for run in (["Route", "Price", "North", "pier", "4", "euro"], ["one", "line", "two", "line", "three."],
+                ["More", "Hidden", "text."], ["A", "bold", "word", "and", "x."]):
+        assert any(words[i:i + len(run)] == run for i in range(len(words))), (run, text)
