@@ -4,7 +4,8 @@ Normalisation keeps case and punctuation (answers are shown to people); it only
 removes what is never content: control characters, invisible characters and runs
 of whitespace, and it composes Unicode to NFC. Markup remnants (HTML tags and
 entities, bold markers, code fences) are removed only from HTML and Markdown
-documents: in plain text, PDF and JSON ``<c e g>``, ``**`` and ``&amp;`` are text.
+documents: in plain text, PDF and JSON ``<c e g>``, ``**`` and ``&amp;`` are text. A PDF's
+words hyphenated at line breaks are joined again (``join_hyphenated_lines``).
 
 Chunks are windows of whole sentences of at most ``chunk_tokens`` tokens that
 overlap by up to ``overlap_tokens`` tokens; a sentence longer than a window is
@@ -89,7 +90,28 @@ def normalise(text: str, file_type: str | None = None) -> str:
 
 
 def normalise_pages(pages: list[str], file_type: str | None = None) -> list[str]:
-    return [normalise(page, file_type) for page in pages]
+    pages = [normalise(page, file_type) for page in pages]
+    return join_hyphenated_lines(pages) if file_type == "pdf" else pages
+
+
+# A word that justified typesetting broke over two lines: "manage-\nment".
+_LINE_END_HYPHEN = re.compile(r"(\w+)-\n(\w+)")
+_HYPHENATED = re.compile(r"\w+-\w+")
+
+
+def join_hyphenated_lines(pages: list[str]) -> list[str]:
+    """PDF text as extracted keeps a line break's hyphen: "manage-\nment" is one word again
+    ("management"), unless the document spells it with a hyphen elsewhere ("well-known") or the
+    second part starts with a capital or digit ("Jean-Pierre", "2020-2021"): then the hyphen stays."""
+    hyphenated = {word.lower() for page in pages for word in _HYPHENATED.findall(page)}
+
+    def join(match: re.Match) -> str:
+        first, second = match.groups()
+        if second[0].islower() and f"{first}-{second}".lower() not in hyphenated:
+            return first + second
+        return f"{first}-{second}"
+
+    return [_LINE_END_HYPHEN.sub(join, page) for page in pages]
 
 
 _JSON_KEY_LINE = re.compile(r"^[a-z_][\w.-]*: ")  # a flattened "path: value" line

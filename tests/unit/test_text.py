@@ -7,7 +7,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from lakerag.text import chunk_pages, count_tokens, guess_title, normalise, split_sentences
+from lakerag.text import chunk_pages, count_tokens, guess_title, normalise, normalise_pages, split_sentences
 
 
 def test_normalise_removes_noise_and_keeps_case_and_punctuation():
@@ -181,3 +181,29 @@ def test_a_repetitive_document_costs_its_distinct_content():
     assert len(chunks) > 100 and len(kept) <= 20, (len(chunks), len(kept))
     assert len({c.text for c in kept}) == len(kept) and kept[0].index == 0
     assert [c.index for c in kept] == sorted(c.index for c in kept)
+
+
+def test_a_word_hyphenated_at_a_pdf_line_break_is_one_word_again():
+    """Justified PDFs break words over lines ("manage-\\nment"): search split them into "manage" and
+    "ment", so "management" found nothing there. A real hyphen (known from elsewhere in the document,
+    or before a capital or digit) stays."""
+    pages = ["The data manage-\nment team owns the well-\nknown export of 2020-\n2021 with Jean-\nPierre.",
+             "A well-known team."]
+    assert normalise_pages(pages, "pdf")[0] == ("The data management team owns the well-known export of "
+                                                "2020-2021 with Jean-Pierre.")
+    assert terms_of("management") <= terms_of(normalise_pages(pages, "pdf")[0])
+    # As pypdf reads it from a real PDF.
+    from docmaker import make_pdf
+    from lakerag.extract import extract
+
+    pdf = extract("raw/a.pdf", make_pdf(["The data manage-\nment team owns the pipe-\nline."]))
+    assert normalise_pages(pdf.pages, "pdf") == ["The data management team owns the pipeline."]
+    # Elsewhere a line that ends in a hyphen is the author's: plain text and Markdown keep it.
+    assert normalise_pages(["manage-\nment"], "txt") == ["manage-\nment"]
+    assert normalise_pages(["- a list\n- of items"], "pdf") == ["- a list\n- of items"]
+
+
+def terms_of(text: str) -> set[str]:
+    from lakerag.terms import terms
+
+    return set(terms(text))
