@@ -354,7 +354,9 @@ def is_encoded_bytes(text: str) -> bool:
 _FENCE = re.compile(r"^[ \t]*(```|~~~).*$", re.MULTILINE)
 _HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(.*?)[ \t]*#*[ \t]*$", re.MULTILINE)
 _SETEXT = re.compile(r"^[ \t]{0,3}(=+|-+)[ \t]*$", re.MULTILINE)
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\n.*?\n---[ \t]*\n", re.DOTALL)
+# YAML (---) or TOML (+++) front matter of static-site pages; its title is kept.
+_FRONT_MATTER = re.compile(r"\A(---|\+\+\+)[ \t]*\n(.*?)\n\1[ \t]*(?:\n|\Z)", re.DOTALL)
+_FRONT_MATTER_TITLE = re.compile(r"""^title[ \t]*[:=][ \t]*(["']?)(.+?)\1[ \t]*$""", re.MULTILINE)
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 _REF_LINK = re.compile(r"\[([^\]]+)\]\[[^\]]*\]")
@@ -371,7 +373,11 @@ _HTML_TAG = re.compile(r"<!--.*?-->|</?([A-Za-z][A-Za-z0-9-]*)((?:\s[^<>]*)?)/?>
 
 def _markdown(data: bytes) -> list[str]:
     text = decode_text(data).replace("\r\n", "\n")
-    text = _FRONT_MATTER.sub("", text)
+    title = None
+    if front := _FRONT_MATTER.match(text):
+        match = _FRONT_MATTER_TITLE.search(front.group(2))
+        title = match.group(2).strip() if match and match.group(2).strip() not in {">", "|", ">-", "|-"} else None
+        text = text[front.end():]
     text = _FENCE.sub("", text)
     text = _HEADING.sub(r"\1", text)
     text = _tables(text)
@@ -386,6 +392,9 @@ def _markdown(data: bytes) -> list[str]:
     text = _UNDERSCORE_EMPHASIS.sub(r"\2", text)
     text = _QUOTE.sub("", text)
     text = _HTML_TAG.sub(strip_tag, text)
+    # As HTML's <title>: the first line, unless the page already starts with it (its heading).
+    if title and not text.lstrip().startswith(title):
+        text = f"{title}\n\n{text}"
     return [check_plain_text(data, text)]  # judged without the markup: HTML tables are words, not symbols
 
 

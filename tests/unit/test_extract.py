@@ -247,3 +247,23 @@ def test_html_inside_markdown_separates_words():
     for run in (["Route", "Price", "North", "pier", "4", "euro"], ["one", "line", "two", "line", "three."],
                 ["More", "Hidden", "text."], ["A", "bold", "word", "and", "x."]):
         assert any(words[i:i + len(run)] == run for i in range(len(words))), (run, text)
+
+
+@pytest.mark.parametrize("front", [
+    '---\ntitle: "Deploying the ferry booking service"\ndate: 2024-01-02\ntags: [ops]\n---\n',
+    "---\ndate: 2024-01-02\ntitle: Deploying the ferry booking service\n---\n",
+    '+++\ntitle = "Deploying the ferry booking service"\ndraft = false\n+++\n',
+])
+def test_a_markdown_front_matter_title_is_the_document_title(front):
+    """Static-site docs (Jekyll, Hugo, MkDocs) name the page in front matter: it was dropped with the
+    rest, so the document was titled by its first sentence and its title was not searchable."""
+    body = "This guide explains how we roll out new versions. First, build the image and push it.\n"
+    result = extract("raw/deploy-guide.md", (front + "\n" + body).encode())
+    pages = normalise_pages(result.pages, "md")
+    assert pages == [f"Deploying the ferry booking service\n\n{body.strip()}"]
+    assert guess_title(pages, "raw/deploy-guide.md", "md") == "Deploying the ferry booking service"
+    # A page whose heading already is that title keeps one copy; no title in front matter, nothing added.
+    same = extract("raw/d.md", (front + "# Deploying the ferry booking service\n\n" + body).encode())
+    assert normalise_pages(same.pages, "md") == [f"Deploying the ferry booking service\n\n{body.strip()}"]
+    untitled = extract("raw/u.md", f"---\nlayout: post\n---\n{body}".encode())
+    assert normalise_pages(untitled.pages, "md") == [body.strip()]
