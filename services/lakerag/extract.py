@@ -420,13 +420,14 @@ def _tables(text: str) -> str:
 
 
 class _HTMLText(HTMLParser):
-    """Visible text of an HTML document, one line per block element."""
+    """Visible text of an HTML document, one line per block element; a table row is one line of
+    cells joined by " · ", as Markdown table rows are (``_tables``)."""
 
     # Site chrome (navigation menus, page footers) repeats on every page and answers nothing.
     SKIP = frozenset({"script", "style", "noscript", "template", "svg", "head", "nav", "footer"})
     BLOCK = frozenset({"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table",
              "section", "article", "header", "footer", "nav", "aside", "blockquote", "pre", "hr",
-             "dt", "dd", "figcaption", "main", "form", "title", "td", "th"})
+             "dt", "dd", "figcaption", "main", "form", "title"})
 
     def __init__(self):
         super().__init__(convert_charrefs=True)
@@ -434,14 +435,31 @@ class _HTMLText(HTMLParser):
         self.title: list[str] = []
         self._skip = 0
         self._in_title = False
+        # Per open <table> (they nest): cells so far in its current row, and whether one is open.
+        # Kept per table, not by counting tags, as HTML may leave </td> and </tr> out.
+        self._tables: list[dict] = []
+
+    def _break(self) -> None:
+        """A block's edge: a new line, or within a table cell a space (the row stays one line)."""
+        self.parts.append(" " if self._tables and self._tables[-1]["in_cell"] else "\n")
 
     def handle_starttag(self, tag, attrs):
         if tag == "title":
             self._in_title = True
         elif tag in self.SKIP:
             self._skip += 1
-        if tag in self.BLOCK:
+        table = self._tables[-1] if self._tables else None
+        if tag == "tr" and table is not None:
             self.parts.append("\n")
+            table.update(cells=0, in_cell=False)
+        elif tag in ("td", "th") and table is not None:
+            if table["cells"]:
+                self.parts.append(" · ")
+            table.update(cells=table["cells"] + 1, in_cell=True)
+        elif tag in self.BLOCK:
+            self._break()
+            if tag == "table":
+                self._tables.append({"cells": 0, "in_cell": False})
         if tag == "img":
             alt = dict(attrs).get("alt")
             if alt and not self._skip:
@@ -452,8 +470,13 @@ class _HTMLText(HTMLParser):
             self._in_title = False
         elif tag in self.SKIP and self._skip:
             self._skip -= 1
-        if tag in self.BLOCK:
-            self.parts.append("\n")
+        if tag in ("tr", "td", "th"):
+            if self._tables:
+                self._tables[-1]["in_cell"] = False
+        elif tag in self.BLOCK:
+            if tag == "table" and self._tables:
+                self._tables.pop()
+            self._break()
 
     def handle_data(self, data):
         if self._in_title:

@@ -267,3 +267,20 @@ def test_a_markdown_front_matter_title_is_the_document_title(front):
     assert normalise_pages(same.pages, "md") == [f"Deploying the ferry booking service\n\n{body.strip()}"]
     untitled = extract("raw/u.md", f"---\nlayout: post\n---\n{body}".encode())
     assert normalise_pages(untitled.pages, "md") == [body.strip()]
+
+
+def test_html_table_rows_stay_together_as_markdown_rows_do():
+    """Every cell of an HTML table became its own paragraph ("North pier", "4 euro"): a large table
+    (a price list, an inventory exported from a wiki) was chunked with its rows torn apart. Rows now
+    read "North pier · 4 euro", as Markdown tables do."""
+    html = ("<html><body><h1>Fees</h1><table><thead><tr><th>Route</th><th>Price</th></tr></thead>"
+            "<tr><td>North pier</td><td>4 euro</td></tr><tr><td><p>Skerry</p><p>(summer)</p></td>"
+            "<td>6 <b>euro</b></td></tr></table><p>Call the office.</p></body></html>")
+    text = normalise_pages(extract("raw/fees.html", html.encode()).pages, "html")[0]
+    assert text == "Fees\n\nRoute · Price\nNorth pier · 4 euro\nSkerry (summer) · 6 euro\n\nCall the office."
+    markdown = "# Fees\n\n| Route | Price |\n|---|---|\n| North pier | 4 euro |\n"
+    assert "North pier · 4 euro" in extract("raw/fees.md", markdown.encode()).pages[0]
+    # HTML may leave </td> and </tr> out; the text after the table is lines again.
+    loose = "<table><tr><td>North pier<td>4 euro<tr><td>Skerry<td>6 euro</table><p>One.</p><p>Two.</p>"
+    assert normalise_pages(extract("raw/l.html", loose.encode()).pages, "html") == [
+        "North pier · 4 euro\nSkerry · 6 euro\n\nOne.\n\nTwo."]
