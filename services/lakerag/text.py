@@ -5,7 +5,8 @@ removes what is never content: control characters, invisible characters and runs
 of whitespace, and it composes Unicode to NFC. Markup remnants (HTML tags and
 entities, bold markers, code fences) are removed only from HTML and Markdown
 documents: in plain text, PDF and JSON ``<c e g>``, ``**`` and ``&amp;`` are text. A PDF's
-words hyphenated at line breaks are joined again (``join_hyphenated_lines``).
+running header and footer are dropped (``drop_running_lines``) and words hyphenated at line
+breaks are joined again (``join_hyphenated_lines``).
 
 Chunks are windows of whole sentences of at most ``chunk_tokens`` tokens that
 overlap by up to ``overlap_tokens`` tokens; a sentence longer than a window is
@@ -19,6 +20,7 @@ import html
 import posixpath
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 
 # --- normalisation ------------------------------------------------------------------
@@ -91,7 +93,35 @@ def normalise(text: str, file_type: str | None = None) -> str:
 
 def normalise_pages(pages: list[str], file_type: str | None = None) -> list[str]:
     pages = [normalise(page, file_type) for page in pages]
-    return join_hyphenated_lines(pages) if file_type == "pdf" else pages
+    return join_hyphenated_lines(drop_running_lines(pages)) if file_type == "pdf" else pages
+
+
+_DIGITS = re.compile(r"\d+")
+
+
+def _edge_lines(lines: list[str]) -> list[int]:
+    """Indexes of the first and last non-blank lines (two each; one on a page of under 8 lines)."""
+    filled = [i for i, line in enumerate(lines) if line.strip()]
+    width = min(2, max(1, len(filled) // 4))
+    return filled[:width] + filled[-width:]
+
+
+def drop_running_lines(pages: list[str]) -> list[str]:
+    """A PDF's running header and footer ("Company Confidential", "Page 3 of 40"): a line at the top
+    or bottom of at least half the pages (three or more; digits aside) is printed on every page,
+    not written there, and would be indexed with each one."""
+    if len(pages) < 3:
+        return pages
+    split = [page.split("\n") for page in pages]
+    seen = Counter(key for lines in split for key in {_DIGITS.sub("#", lines[i].lower()) for i in _edge_lines(lines)})
+    running = {key for key, pages_with in seen.items() if pages_with >= max(3, len(pages) / 2)}
+    if not running:
+        return pages
+    kept = []
+    for lines in split:
+        drop = {i for i in _edge_lines(lines) if _DIGITS.sub("#", lines[i].lower()) in running}
+        kept.append(_BLANK_LINES.sub("\n\n", "\n".join(line for i, line in enumerate(lines) if i not in drop)).strip())
+    return kept
 
 
 # A word that justified typesetting broke over two lines: "manage-\nment".

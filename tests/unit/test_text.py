@@ -207,3 +207,18 @@ def terms_of(text: str) -> set[str]:
     from lakerag.terms import terms
 
     return set(terms(text))
+
+
+def test_a_pdf_running_header_and_footer_are_not_indexed_on_every_page():
+    """A header and a page footer printed on every page ("ACME Ltd - Company Confidential",
+    "Page 3 of 40") were indexed with each page: every chunk matched "confidential", and the
+    boilerplate diluted what each page is about."""
+    body = ["The ferry leaves the north pier at nine.", "Skerry is served twice a day in summer.",
+            "Tickets are sold on board.", "Bicycles travel free of charge."]
+    pages = [f"ACME Ltd - Company Confidential\n{text}\nMore on the timetable.\nPage {n} of 4"
+             for n, text in enumerate(body, start=1)]
+    assert normalise_pages(pages, "pdf") == [f"{text}\nMore on the timetable." for text in body]
+    # Under three pages nothing is judged repeated; a line repeated inside pages is content.
+    assert normalise_pages(pages[:2], "pdf") == pages[:2]
+    middle = [f"On {topic}.\nSame sentence here.\nThat was {topic}." for topic in ("ferries", "fares", "bikes", "tides")]
+    assert normalise_pages(middle, "pdf") == middle
