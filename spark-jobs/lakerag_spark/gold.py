@@ -6,16 +6,42 @@ feed stays row-level and the driver never holds the run's chunks."""
 
 from __future__ import annotations
 
-from lakerag.lake import Lake
+import logging
+
+from lakerag.lake import Lake, tables
 from pyspark.sql import functions as F
 
 from lakerag_spark.frames import read_table
 from lakerag_spark.transforms import chunk_documents, plan_documents
 from lakerag_spark.writes import merge_staged
 
+log = logging.getLogger(__name__)
+
+
+def chunking_properties(settings) -> dict[str, str]:
+    """The settings gold's chunks were cut with, recorded as the table's properties."""
+    return {"lakerag.chunkTokens": str(settings.chunk_tokens),
+            "lakerag.chunkOverlapTokens": str(settings.chunk_overlap_tokens)}
+
+
+def chunking_change(recorded: dict[str, str], wanted: dict[str, str]) -> str | None:
+    """"LAKERAG_CHUNK_TOKENS 512 -> 256" when gold was cut with other settings (a table made before
+    they were recorded: None, no surprise rebuild)."""
+    names = {"lakerag.chunkTokens": "LAKERAG_CHUNK_TOKENS", "lakerag.chunkOverlapTokens": "LAKERAG_CHUNK_OVERLAP_TOKENS"}
+    changed = [f"{names[key]} {recorded[key]} -> {value}" for key, value in wanted.items()
+               if key in recorded and recorded[key] != value]
+    return ", ".join(changed) or None
+
 
 def run_gold(spark, lake: Lake, full_rebuild: bool = False) -> dict:
     settings = lake.settings
+    chunking = chunking_properties(settings)
+    rechunked = chunking_change(tables.properties(lake, "gold"), chunking)
+    if rechunked:  # every document's chunks, not only those of new or changed files
+        log.warning("chunk settings changed since gold was built (%s): re-chunking every document", rechunked)
+        full_rebuild = True
+    elif tables.version(lake, "gold") is None:
+        tables.set_properties(lake, "gold", chunking)  # a new table: recorded as it is created
     gold = read_table(spark, lake, "gold", ["chunk_id", "doc_id", "content_hash", "title"])
     plan = plan_documents(read_table(spark, lake, "silver", ["doc_id", "content_hash"]), gold,
                           full_rebuild).toArrow()
@@ -43,5 +69,7 @@ def run_gold(spark, lake: Lake, full_rebuild: bool = False) -> dict:
     for cached in (existing, chunks):
         if cached is not None:
             cached.unpersist()
-    return {"changes": {"gold_upserted": upserted, "gold_deleted": len(stale_ids)},
-            "committed": {"gold": committed}}
+    # After the chunks: a run that dies before this one re-chunks again, never leaves a mix.
+    tables.set_properties(lake, "gold", chunking)
+    result = {"changes": {"gold_upserted": upserted, "gold_deleted": len(stale_ids)}, "committed": {"gold": committed}}
+    return {**result, "rechunked": rechunked} if rechunked else result

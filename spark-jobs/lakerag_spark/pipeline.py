@@ -71,6 +71,8 @@ def run_etl(settings: Settings, stages=STAGES, full_rebuild: bool = False, spark
                     summary["files"][key] = value
             summary.setdefault("changes", {}).update(result.get("changes", {}))
             summary.setdefault("committed", {}).update(result.get("committed", {}))
+            if "rechunked" in result:
+                summary["rechunked"] = result["rechunked"]
     except Exception as exc:
         if interrupted(exc):  # Ctrl-C cancelled the Spark job that raised this: no failure to record
             raise KeyboardInterrupt from exc

@@ -292,3 +292,25 @@ def test_sample_documents_all_land_with_their_facts(spark, local_settings):
     for question in json.loads((SAMPLES / "questions.json").read_text()):
         texts = [r["text"] for r in gold if r["source"] == question["expected_source"]]
         assert any(question["answer_contains"] in text for text in texts), question
+
+
+def test_new_chunk_settings_rechunk_every_document_at_the_next_run(spark, local_settings):
+    """LAKERAG_CHUNK_TOKENS changed and the pipeline run again: only new or changed files got chunks
+    of the new size, every other document kept the old ones, and the setting seemed to do nothing."""
+    from lakerag.text import count_tokens
+
+    settings = small_chunks(local_settings)
+    lake = Lake.open(settings)
+    put(lake, "long.txt", " ".join(f"Sentence number {n} is about ferries and tides." for n in range(30)).encode())
+    first = run_etl(settings)
+    before = snapshot(lake, "gold")
+    smaller = settings.replace(chunk_tokens=20, chunk_overlap_tokens=4)
+    summary = run_etl(smaller)
+    assert summary["ok"], summary.get("error")
+    assert summary["rechunked"] == "LAKERAG_CHUNK_TOKENS 40 -> 20, LAKERAG_CHUNK_OVERLAP_TOKENS 8 -> 4"
+    after = snapshot(lake, "gold")
+    assert len(after) > len(before) and max(count_tokens(row["text"]) for row in after) <= 20
+    assert summary["versions"]["gold"] > first["versions"]["gold"]
+    # The same settings again: nothing to do.
+    again = run_etl(smaller)
+    assert "rechunked" not in again and again["versions"] == summary["versions"]

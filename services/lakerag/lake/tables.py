@@ -152,6 +152,22 @@ def row_count(lake: Lake, name: str) -> int:
     return current.row_count() if current is not None else 0
 
 
+def properties(lake: Lake, name: str) -> dict[str, str]:
+    """The table's properties (Delta configuration); empty while the table does not exist."""
+    current = snapshot(lake, name)
+    return dict(current.configuration()) if current is not None else {}
+
+
+def set_properties(lake: Lake, name: str, values: dict[str, str]) -> None:
+    """Record ``values`` as table properties: in the table's creation when it does not exist yet,
+    else one commit, unless it has them already."""
+    current = snapshot(lake, name)
+    if current is None:
+        _ensure(lake, name, values)
+    elif any(current.configuration().get(k) != v for k, v in values.items()):
+        current.delta.alter.set_table_properties(values, raise_if_not_exists=False)  # ours, not Delta's
+
+
 def merge(lake: Lake, name: str, upserts: pa.Table, deletes: pa.Table, metadata: dict[str, str] | None = None) -> bool:
     """One MERGE commit on the table's ids (``MERGE_KEYS``): insert or update ``upserts``, delete
     the rows whose ids are in ``deletes``; the table is created on first use. ``metadata`` goes
@@ -240,13 +256,16 @@ def merge_stream(lake: Lake, name: str, source: pa.RecordBatchReader, deletes: l
      .execute())
 
 
-def _ensure(lake: Lake, name: str) -> DeltaTable:
-    """The table, created empty (with its options) on first use."""
+def _ensure(lake: Lake, name: str, properties: dict[str, str] | None = None) -> DeltaTable:
+    """The table, created empty (with its options, and ``properties``) on first use."""
     current = snapshot(lake, name)
     if current is not None:
         return current.delta
+    options = dict(CREATE_OPTIONS.get(name, {}))
+    if properties:  # ours, not Delta's: keys Delta does not know
+        options.update(configuration={**options.get("configuration", {}), **properties}, raise_if_key_not_exists=False)
     return DeltaTable.create(lake.table_uri(name), SCHEMAS[name], mode="ignore",
-                             storage_options=lake.storage_options(), **CREATE_OPTIONS.get(name, {}))
+                             storage_options=lake.storage_options(), **options)
 
 
 def _columns(name: str, columns: list[str]) -> pa.Schema:
