@@ -412,18 +412,25 @@ def _backup_or_restore(command: str, uri: str) -> int:
     return 0
 
 
+InDocument = Annotated[str, typer.Option("--doc-id", help="only this document: its doc_id, raw/ key or file name")]
+InSource = Annotated[str, typer.Option("--source", help="only documents whose raw/ key starts with this "
+                                                        "(policies/ or raw/policies/)")]
+
+
 @app.command()
 def search(text: str, k: K = 5, url: Url = DEFAULT_URL, api_key: ApiKeyOption = "", mode: Mode = None,
-           as_of: AsOf = "") -> int:
+           as_of: AsOf = "", doc_id: InDocument = "", source: InSource = "") -> int:
     """Semantic search against a running API."""
-    return _client().search(url, text, k=k, api_key=api_key, mode=mode or "", as_of=as_of)
+    return _client().search(url, text, k=k, api_key=api_key, mode=mode or "", as_of=as_of, doc_id=doc_id,
+                            source=source)
 
 
 @app.command()
 def ask(text: str, k: K = 5, url: Url = DEFAULT_URL, api_key: ApiKeyOption = "", mode: Mode = None,
-        as_of: AsOf = "") -> int:
+        as_of: AsOf = "", doc_id: InDocument = "", source: InSource = "") -> int:
     """Question answering against a running API."""
-    return _client().ask(url, text, k=k, api_key=api_key, mode=mode or "", as_of=as_of)
+    return _client().ask(url, text, k=k, api_key=api_key, mode=mode or "", as_of=as_of, doc_id=doc_id,
+                         source=source)
 
 
 @app.command()

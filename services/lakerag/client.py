@@ -130,13 +130,23 @@ def _query(url: str, path: str, payload: dict, api_key: str, mode: str, render, 
     return 0
 
 
-def search(url: str, text: str, k: int = 5, api_key: str = "", mode: str = "", as_of: str = "") -> int:
-    """``mode``: dense, lexical or hybrid; empty means the server's default."""
-    return _query(url, "/search", {"query": text, "k": k}, api_key, mode, format_search, as_of)
+def search(url: str, text: str, k: int = 5, api_key: str = "", mode: str = "", as_of: str = "", doc_id: str = "",
+           source: str = "") -> int:
+    """``mode``: dense, lexical or hybrid; empty means the server's default. ``doc_id`` (see
+    doc_id_of) or ``source`` (a raw/ key prefix) limit the hits."""
+    payload = {"query": text, "k": k, **_filters(doc_id, source)}
+    return _query(url, "/search", payload, api_key, mode, format_search, as_of)
 
 
-def ask(url: str, text: str, k: int = 5, api_key: str = "", mode: str = "", as_of: str = "") -> int:
-    return _query(url, "/answer", {"question": text, "k": k}, api_key, mode, format_answer, as_of)
+def ask(url: str, text: str, k: int = 5, api_key: str = "", mode: str = "", as_of: str = "", doc_id: str = "",
+        source: str = "") -> int:
+    payload = {"question": text, "k": k, **_filters(doc_id, source)}
+    return _query(url, "/answer", payload, api_key, mode, format_answer, as_of)
+
+
+def _filters(doc_id: str, source: str) -> dict:
+    return {**({"doc_id": doc_id_of(doc_id)} if doc_id else {}),
+            **({"source_prefix": _raw_key(source)} if source else {})}
 
 
 def doc_id_of(name: str) -> str:

@@ -31,6 +31,21 @@ def test_search_and_ask_print_results(served, capsys):
     assert "raw/access-request-process.html" in capsys.readouterr().out
 
 
+def test_search_and_ask_can_be_limited_to_a_document_or_a_folder(served, capsys):
+    """The API filters by doc_id and source prefix; the CLI had no way to say "in this document"."""
+    question = "incident bridge phone number"
+    for command in ("search", "ask"):
+        assert cli.main([command, question, "--doc-id", "oncall-runbook.txt", "--url", served.url]) == 0
+        out = capsys.readouterr().out
+        assert "raw/oncall-runbook.txt" in out
+        assert not [line for line in out.splitlines() if "(raw/" in line and "oncall-runbook" not in line], out
+    assert cli.main(["search", "retention of personal data", "--source", "data-", "--url", served.url]) == 0
+    out = capsys.readouterr().out
+    assert "raw/data-retention-policy.pdf" in out and "raw/employee-travel-policy.pdf" not in out
+    assert cli.main(["ask", "anything at all", "--source", "raw/nope/", "--url", served.url]) == 0
+    assert "no indexed chunk matches the filter" in capsys.readouterr().out
+
+
 def test_as_of_replays_search_ask_and_summarize_on_an_earlier_index(served, sample_index_v2, capsys):
     """Replay was an API field only: the CLI could print an answer's index version but not ask again
     against it. v2 drops the travel policy, so only a replay of v1 still finds it."""

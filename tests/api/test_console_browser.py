@@ -166,7 +166,7 @@ def test_console_search_ask_upload_pipeline_delete(local_settings, start_api, br
 
         # Ask: [n] citations link to the cited passages, which link to their source file.
         page.get_by_label("Question").fill(QUESTION)
-        page.get_by_role("button", name="Ask").click()
+        page.get_by_role("button", name="Ask", exact=True).click()
         citation = page.locator("#ask-answer a.citation").first
         citation.wait_for()
         number = int(citation.inner_text().strip("[]"))
@@ -267,12 +267,12 @@ def test_an_answer_is_replayed_on_the_index_version_it_came_from(local_settings,
         page.goto(api.url + "/")
         question = "What is the hotel cap per night for business trips?"
         page.get_by_label("Question").fill(question)
-        page.get_by_role("button", name="Ask").click()
+        page.get_by_role("button", name="Ask", exact=True).click()
         page.locator("#ask-message", has_text=f"from index {v2}").wait_for()
         assert "employee-travel-policy" not in page.locator("#ask-chunks").inner_text()
 
         page.locator("#ask").get_by_label(re.compile("^Replay on index version")).fill(v1)
-        page.get_by_role("button", name="Ask").click()
+        page.get_by_role("button", name="Ask", exact=True).click()
         page.locator("#ask-message", has_text=f"replayed on index {v1}").wait_for()
         assert "raw/employee-travel-policy.pdf" in page.locator("#ask-chunks").inner_text()
 
@@ -297,9 +297,51 @@ def test_an_answer_is_replayed_on_the_index_version_it_came_from(local_settings,
         assert "such as 20261205T011206Z-577437dc" in message, message
 
         replay.fill("20250101T000000Z-pruned00")
-        page.get_by_role("button", name="Ask").click()
+        page.get_by_role("button", name="Ask", exact=True).click()
         page.locator("#ask-message.error", has_text="Not found").wait_for()
         page.screenshot(path=str(tmp_path / "replay.png"), full_page=True)
+        violations = axe_violations(page)
+        page.close()
+    assert violations == [], violations
+
+
+def test_search_and_ask_can_be_kept_to_one_document_or_folder(local_settings, sample_index, start_api, browser,
+                                                             tmp_path):
+    """The API filters by source prefix but the console could not: "ask this document" meant hoping
+    it ranked first. A document's Ask button fills the filter; the filter takes a name or a folder."""
+    from conftest import SAMPLES
+
+    from .conftest import publish
+
+    store = Lake.open(local_settings).store
+    for path in (SAMPLES / "docs").iterdir():
+        store.put(f"raw/{path.name}", path.read_bytes())
+    publish(local_settings, sample_index)
+    with start_api(local_settings) as api:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(90_000)
+        page.goto(api.url + "/")
+        page.locator("#documents-table tr", has_text="oncall-runbook.txt").get_by_role("button", name="Ask").click()
+        only = page.locator("#ask").get_by_label(re.compile("^Only in files starting with"))
+        assert only.input_value() == "oncall-runbook.txt"
+        assert page.evaluate("document.activeElement.id") == "ask-question"
+        page.get_by_label("Question").fill("incident bridge phone number")
+        page.get_by_role("button", name="Ask", exact=True).click()
+        page.locator("#ask-message", has_text="index").wait_for()
+        sources = page.locator("#ask-chunks .hit-meta").all_inner_texts()
+        assert sources and all("raw/oncall-runbook.txt" in source for source in sources), sources
+
+        search_only = page.locator("#search").get_by_label(re.compile("^Only in files starting with"))
+        search_only.fill("data-")
+        page.get_by_label("Query").fill("how long is personal data kept")
+        page.get_by_role("button", name="Search", exact=True).click()
+        page.locator("#search-message", has_text="hit").wait_for()
+        sources = page.locator("#search-results .hit-meta").all_inner_texts()
+        assert sources and all("raw/data-" in source for source in sources), sources
+        search_only.fill("no-such-folder/")
+        page.get_by_role("button", name="Search", exact=True).click()
+        page.locator("#search-message", has_text="no indexed chunk matches the filter").wait_for()
+        page.screenshot(path=str(tmp_path / "filter.png"), full_page=True)
         violations = axe_violations(page)
         page.close()
     assert violations == [], violations

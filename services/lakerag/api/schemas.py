@@ -18,6 +18,14 @@ def mode_field():
                                            "default LAKERAG_SEARCH_MODE")
 
 
+def doc_id_filter_field():
+    return Field(default=None, description="only chunks of this document")
+
+
+def source_prefix_field():
+    return Field(default=None, description="only chunks whose raw key starts with this, e.g. raw/policies/")
+
+
 def invalid(message: str) -> PydanticCustomError:
     """A validator's error whose msg is ``message`` as written: a ValueError's msg starts
     "Value error, ", which the console and clients show to the user."""
@@ -99,9 +107,8 @@ class RequestBody(BaseModel):
 class SearchRequest(RequestBody):
     query: Words = Field(min_length=1, max_length=2000, examples=["How long are incident postmortems kept?"])
     k: int = Field(default=5, ge=1, le=MAX_K)
-    doc_id: Text | None = Field(default=None, description="only chunks of this document")
-    source_prefix: Text | None = Field(default=None, description="only chunks whose raw key starts with this, "
-                                                                 "e.g. raw/policies/")
+    doc_id: Text | None = doc_id_filter_field()
+    source_prefix: Text | None = source_prefix_field()
     mode: SearchMode | None = mode_field()
     as_of: VersionName | None = as_of_field()
 
@@ -153,6 +160,8 @@ class SearchResponse(BaseModel):
 class AnswerRequest(RequestBody):
     question: Words = Field(min_length=1, max_length=2000, examples=["Who approves travel over budget?"])
     k: int = Field(default=5, ge=1, le=20)
+    doc_id: Text | None = doc_id_filter_field()
+    source_prefix: Text | None = source_prefix_field()
     mode: SearchMode | None = mode_field()
     as_of: VersionName | None = as_of_field()
 

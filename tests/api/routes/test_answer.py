@@ -30,6 +30,21 @@ def test_extractive_answer_cites_the_returned_chunks(served):
     assert "Hotels: The hotel cap is EUR 165 per night in most cities" in body["answer"]
 
 
+def test_an_answer_can_be_limited_to_a_document_or_a_source_prefix(served):
+    """/search took doc_id and source_prefix but /answer did not: "ask this document" (or only the
+    policies) was not possible, and the answer drew on whatever ranked first anywhere."""
+    from lakerag.lake import doc_id_for
+
+    runbook = doc_id_for("raw/oncall-runbook.txt")
+    body = served.client.post("/answer", json={"question": "incident bridge phone number", "doc_id": runbook}).json()
+    assert body["matched"] and {chunk["doc_id"] for chunk in body["chunks"]} == {runbook}
+    body = served.client.post("/answer", json={"question": "retention of personal data",
+                                               "source_prefix": "raw/data-"}).json()
+    assert body["matched"] and all(chunk["source"].startswith("raw/data-") for chunk in body["chunks"])
+    nothing = served.client.post("/answer", json={"question": QUESTION, "source_prefix": "raw/nope/"}).json()
+    assert nothing["matched"] is False and "no indexed chunk matches the filter" in nothing["reason"]
+
+
 def test_extractive_answers_to_the_sample_questions_hold_their_facts(served):
     """The smoke questions' facts, quoted without an LLM: 15 of 18 while headings ran into the
     sentence under them and JSON records were cut into one-value lines or run together."""

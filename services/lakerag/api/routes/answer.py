@@ -21,8 +21,8 @@ router = APIRouter(tags=["answer"])
                         504: {"description": "the LLM timed out; LAKERAG_LLM_FALLBACK=false only"}})
 def answer(body: AnswerRequest, state: State, model: Model, served: Index) -> AnswerResponse:
     index = replay.index_for(state, served, body.as_of)
-    outcome = search(index, model, body.question, body.k, state.cutoffs, state.metrics,
-                               **state.search_options(body.mode))
+    outcome = search(index, model, body.question, body.k, state.cutoffs, state.metrics, doc_id=body.doc_id,
+                     source_prefix=body.source_prefix, **state.search_options(body.mode))
     if not outcome.matched:  # nothing relevant: say so, and do not spend an LLM call
         state.metrics.no_answer.labels("/answer").inc()
         return AnswerResponse(matched=False, mode="none", reason=outcome.reason, question=body.question,

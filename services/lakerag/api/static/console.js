@@ -172,7 +172,7 @@ async function onSearch(event) {
   const list = $("search-results");
   list.replaceChildren();
   say("search-message", "Searching…");
-  const body = withAsOf({ query, k, mode }, "search-as-of");
+  const body = withAsOf(onlyIn({ query, k, mode }, "search-only"), "search-as-of");
   const result = await busy(form.querySelector("button"), () => api("POST", "search", body));
   if (!result.ok) return say("search-message", explain(result.status, result.data, "Search"), true);
   const d = result.data;
@@ -181,6 +181,13 @@ async function onSearch(event) {
   else say("search-message", `${d.hits.length} hit${d.hits.length === 1 ? "" : "s"} (${d.mode}, ${indexOf(d)}, ` +
     `${Math.round(d.encode_ms + d.search_ms)} ms).${note}`);
   list.append(...d.hits.map((hit) => hitItem(hit)));
+}
+
+// "Only in files starting with": a file name or a folder under raw/, sent as source_prefix.
+function onlyIn(body, inputId) {
+  const start = $(inputId).value.trim().replace(/^\/+/, "");
+  if (!start) return body;
+  return { ...body, source_prefix: start.startsWith("raw/") ? start : `raw/${start}` };
 }
 
 // Replay: an index version typed in the form is sent as as_of; empty asks the served index.
@@ -234,7 +241,8 @@ async function onAsk(event) {
   $("ask-chunks").replaceChildren();
   $("ask-sources-heading").hidden = true;
   say("ask-message", "Thinking…");
-  const result = await busy(form.querySelector("button"), () => api("POST", "answer", withAsOf({ question }, "ask-as-of")));
+  const body = withAsOf(onlyIn({ question }, "ask-only"), "ask-as-of");
+  const result = await busy(form.querySelector("button"), () => api("POST", "answer", body));
   if (!result.ok) return say("ask-message", explain(result.status, result.data, "Asking"), true);
   const d = result.data;
   say("ask-message", d.matched ? `Answer (${d.mode}) ${indexOf(d, "from ")}.`
@@ -335,9 +343,23 @@ function size(bytes) {
   return `${(bytes / 1048576).toFixed(1)} MiB`;
 }
 
+// A document's Ask button: the Ask form kept to that file, ready for the question.
+function askAbout(doc) {
+  $("ask-only").value = doc.key.replace(/^raw\//, "");
+  $("ask").scrollIntoView({ block: "start" });
+  $("ask-question").focus();
+}
+
 function documentRow(doc) {
   const remove = el("button", { type: "button", class: "danger", "aria-label": `Delete ${doc.key}`, text: "Delete" });
   remove.addEventListener("click", () => deleteDocument(doc, remove));
+  const actions = el("td", { class: "actions" });
+  if (doc.state === "indexed") {
+    const ask = el("button", { type: "button", class: "secondary", "aria-label": `Ask ${doc.key}`, text: "Ask" });
+    ask.addEventListener("click", () => askAbout(doc));
+    actions.append(ask);
+  }
+  actions.append(remove);
   const name = el("td", {}, el("a", { href: contentUrl(doc.doc_id), target: "_blank", rel: "noopener",
     text: doc.key.replace(/^raw\//, "") }));
   if (doc.title) name.append(el("small", { text: doc.title }));
@@ -345,7 +367,7 @@ function documentRow(doc) {
     name,
     el("td", { class: `state state-${doc.state}`, text: STATE_TEXT[doc.state](doc) }),
     el("td", { text: size(doc.size) }),
-    el("td", {}, remove));
+    actions);
 }
 
 // A lake's thousands of rows took seconds to draw and could not be scanned by eye: draw the
