@@ -360,7 +360,10 @@ _FRONT_MATTER_TITLE = re.compile(r"""^title[ \t]*[:=][ \t]*(["']?)(.+?)\1[ \t]*$
 _IMAGE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
 _REF_LINK = re.compile(r"\[([^\]]+)\]\[[^\]]*\]")
-_LINK_DEF = re.compile(r"^[ \t]{0,3}\[[^\]]+\]:[ \t]+\S+.*$", re.MULTILINE)
+_LINK_DEF = re.compile(r"^[ \t]{0,3}\[(?!\^)[^\]]+\]:[ \t]+\S+.*$", re.MULTILINE)
+# Footnotes: the marker goes, the definition's text stays ("[^1]: Children travel free").
+_FOOTNOTE_DEF = re.compile(r"^[ \t]{0,3}\[\^[^\]\s]+\]:[ \t]*", re.MULTILINE)
+_FOOTNOTE_REF = re.compile(r"\[\^[^\]\s]+\]")
 _EMPHASIS = re.compile(r"(\*\*|\*|~~)(?=\S)(.+?)(?<=\S)\1")
 # Underscore emphasis only at word edges, so snake_case names survive.
 _UNDERSCORE_EMPHASIS = re.compile(r"(?<!\w)(__|_)(?=\S)(.+?)(?<=\S)\1(?!\w)")
@@ -384,6 +387,7 @@ def _markdown(data: bytes) -> list[str]:
     text = _HR.sub("", text)
     text = _SETEXT.sub("", text)
     text = _LINK_DEF.sub("", text)
+    text = _FOOTNOTE_REF.sub("", _FOOTNOTE_DEF.sub("", text))
     text = _IMAGE.sub(r"\1", text)
     text = _LINK.sub(r"\1", text)
     text = _REF_LINK.sub(r"\1", text)

@@ -284,3 +284,14 @@ def test_html_table_rows_stay_together_as_markdown_rows_do():
     loose = "<table><tr><td>North pier<td>4 euro<tr><td>Skerry<td>6 euro</table><p>One.</p><p>Two.</p>"
     assert normalise_pages(extract("raw/l.html", loose.encode()).pages, "html") == [
         "North pier · 4 euro\nSkerry · 6 euro\n\nOne.\n\nTwo."]
+
+
+def test_markdown_footnotes_keep_their_text():
+    """A footnote's definition ("[^1]: Children travel free…") was taken for a link definition and
+    dropped, text and all: a fact written in a footnote could not be found."""
+    md = (b"# Fares\n\nTickets cost four euro.[^1] See [the site][site].\n\n"
+          b"[^1]: Children under twelve travel free of charge on every route.\n"
+          b'[site]: https://example.com/fares "Fares"\n')
+    text = normalise(extract("raw/fares.md", md).pages[0], "md")
+    assert text == ("Fares\n\nTickets cost four euro. See the site.\n\n"
+                    "Children under twelve travel free of charge on every route.")
