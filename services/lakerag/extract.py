@@ -352,7 +352,13 @@ def is_encoded_bytes(text: str) -> bool:
 
 
 _FENCE = re.compile(r"^[ \t]*(```|~~~).*$", re.MULTILINE)
-_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(.*?)[ \t]*#*[ \t]*$", re.MULTILINE)
+# An ATX heading, its closing hashes and any attributes ("## Fees {#fees}") dropped.
+_HEADING = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+(.*?)(?:[ \t]+\{[#.][^{}]*\})?[ \t]*#*[ \t]*$", re.MULTILINE)
+_TASK_BOX = re.compile(r"^([ \t]*(?:[-*+]|\d+[.)])[ \t]+)\[[ xX]\][ \t]+", re.MULTILINE)
+# A backslash escape ("LAKERAG\_STORE\_URI", "1\."): the character itself, hidden from the markup
+# rules below as a private-use stand-in, then put back.
+_ESCAPE = re.compile(r"\\([!-/:-@\[-`{-~])")
+_ESCAPED = {0xE000 + ord(ch): ch for ch in map(chr, range(0x21, 0x7F)) if not ch.isalnum()}
 _SETEXT = re.compile(r"^[ \t]{0,3}(=+|-+)[ \t]*$", re.MULTILINE)
 # YAML (---) or TOML (+++) front matter of static-site pages; its title is kept.
 _FRONT_MATTER = re.compile(r"\A(---|\+\+\+)[ \t]*\n(.*?)\n\1[ \t]*(?:\n|\Z)", re.DOTALL)
@@ -381,6 +387,7 @@ def _markdown(data: bytes) -> list[str]:
         match = _FRONT_MATTER_TITLE.search(front.group(2))
         title = match.group(2).strip() if match and match.group(2).strip() not in {">", "|", ">-", "|-"} else None
         text = text[front.end():]
+    text = _ESCAPE.sub(lambda m: chr(0xE000 + ord(m.group(1))), text)
     text = _FENCE.sub("", text)
     text = _HEADING.sub(r"\1", text)
     text = _tables(text)
@@ -395,7 +402,8 @@ def _markdown(data: bytes) -> list[str]:
     text = _EMPHASIS.sub(r"\2", text)
     text = _UNDERSCORE_EMPHASIS.sub(r"\2", text)
     text = _QUOTE.sub("", text)
-    text = _HTML_TAG.sub(strip_tag, text)
+    text = _TASK_BOX.sub(r"\1", text)
+    text = _HTML_TAG.sub(strip_tag, text).translate(_ESCAPED)
     # As HTML's <title>: the first line, unless the page already starts with it (its heading).
     if title and not text.lstrip().startswith(title):
         text = f"{title}\n\n{text}"

@@ -295,3 +295,14 @@ def test_markdown_footnotes_keep_their_text():
     text = normalise(extract("raw/fares.md", md).pages[0], "md")
     assert text == ("Fares\n\nTickets cost four euro. See the site.\n\n"
                     "Children under twelve travel free of charge on every route.")
+
+
+def test_markdown_escapes_heading_ids_and_task_boxes_are_not_text():
+    r"""Exports (Notion, Confluence, pandoc) escape punctuation: "LAKERAG\_STORE\_URI" stayed escaped, so
+    a search for LAKERAG_STORE_URI did not find it, and "\*twice\*" lost its stars to the emphasis rule
+    and kept the backslashes ("\twice\"). Heading ids ("{#fees}") and task boxes ("[ ]") were text too."""
+    md = (rb"# Setup" b"\n\n" rb"Set LAKERAG\_STORE\_URI first\. Then run \`make run\` \*twice\*." b"\n\n"
+          rb"1\. Install it" b"\n" rb"- [ ] check the \[draft\] label" b"\n- [x] done\n" rb"## Fees {#fees}" b"\n")
+    text = normalise(extract("raw/setup.md", md).pages[0], "md")
+    assert text == ("Setup\n\nSet LAKERAG_STORE_URI first. Then run `make run` *twice*.\n\n1. Install it\n"
+                    "- check the [draft] label\n- done\nFees")
