@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
-from .text import normalise, strip_tag
+from .text import HTML_ELEMENTS, normalise, strip_tag
 
 # Extension -> file_type (the bronze `file_type` column).
 FILE_TYPES = {
@@ -296,7 +296,7 @@ def json_document(value) -> str | None:
     title_key = next((fields[f] for f in TITLE_FIELDS if f in fields and isinstance(value[fields[f]], str)
                       and value[fields[f]].strip()), None)
     parts = [value[title_key].strip()] if title_key is not None else []
-    parts.append(value[text_key].strip())
+    parts.append(html_fragment_text(value[text_key]) if looks_like_html(value[text_key]) else value[text_key].strip())
     rest = {key: item for key, item in value.items() if key not in (text_key, title_key)}
     extra = flatten_json(rest)
     if extra:
@@ -336,7 +336,26 @@ def _scalar(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     text = str(value).strip()
-    return "" if isinstance(value, str) and is_encoded_bytes(text) else text
+    if isinstance(value, str) and is_encoded_bytes(text):
+        return ""
+    return " ".join(html_fragment_text(text).split("\n")) if isinstance(value, str) and looks_like_html(text) else text
+
+
+# HTML in a JSON string (a CMS body): a closing tag of an HTML element, or a <br>. "<b> for bold" is text.
+_HTML_FRAGMENT = re.compile(r"</([A-Za-z][A-Za-z0-9]*)[ \t]*>|<br[ \t]*/?>", re.IGNORECASE)
+
+
+def looks_like_html(text: str) -> bool:
+    return any(m.group(1) is None or m.group(1).lower() in HTML_ELEMENTS for m in _HTML_FRAGMENT.finditer(text))
+
+
+def html_fragment_text(text: str) -> str:
+    """The visible text of an HTML fragment, one line per block, no blank lines (in a record a
+    blank line separates its fields)."""
+    parser = _HTMLText()
+    parser.feed(text)
+    parser.close()
+    return "\n".join(" ".join(line.split()) for line in "".join(parser.parts).split("\n") if line.strip())
 
 
 # Attachments and thumbnails inside records: base64 (MIME wraps it at 76) or a data: URI.

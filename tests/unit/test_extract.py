@@ -306,3 +306,19 @@ def test_markdown_escapes_heading_ids_and_task_boxes_are_not_text():
     text = normalise(extract("raw/setup.md", md).pages[0], "md")
     assert text == ("Setup\n\nSet LAKERAG_STORE_URI first. Then run `make run` *twice*.\n\n1. Install it\n"
                     "- check the [draft] label\n- done\nFees")
+
+
+@pytest.mark.parametrize("name", ["articles.json", "articles.jsonl"])
+def test_html_in_a_json_text_field_is_read_as_html(name):
+    """Help-centre and CMS exports (Zendesk articles, WordPress posts) put HTML in the body field: it was
+    indexed tags, entities and all ("<p>Tickets cost <strong>four euro</strong>", "Children&nbsp;free")."""
+    record = {"title": "Ferry fares", "id": 7,
+              "body": "<p>Tickets cost <strong>four euro</strong>.</p><ul><li>Children&nbsp;free</li>"
+                      "<li>Bikes free</li></ul><p>See <a href='/x'>fares</a> &amp; times.</p>"}
+    data = json.dumps(record) if name.endswith(".json") else json.dumps(record) + "\n"
+    text = normalise(extract(f"raw/{name}", data.encode()).pages[0], "json")
+    assert text == "Ferry fares\n\nTickets cost four euro.\nChildren free\nBikes free\nSee fares & times.\n\nid: 7"
+    # Text that merely mentions a tag or an ampersand stays as written.
+    plain = {"title": "Markup", "text": "Write <b> for bold & <i> for italics in old HTML."}
+    assert normalise(extract("raw/m.json", json.dumps(plain).encode()).pages[0], "json") == (
+        "Markup\n\nWrite <b> for bold & <i> for italics in old HTML.")
