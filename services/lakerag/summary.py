@@ -49,7 +49,8 @@ def _etl_work(s: dict) -> str:
                                                            ("deleted", "deleted"), ("quarantined", "quarantined"))
                      if key in f)
     gold = (s.get("rows") or {}).get("gold")
-    return work + (f"; {_count(gold, 'gold chunk')}" if gold is not None else "")
+    work += f"; {_count(gold, 'gold chunk')}" if gold is not None else ""
+    return work + (f", all re-chunked ({s['rechunked']})" if s.get("rechunked") else "")
 
 
 def _embed_work(s: dict) -> str:

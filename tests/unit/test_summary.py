@@ -45,6 +45,11 @@ def test_a_status_shows_each_stage_in_one_short_line():
     text = format_summary({**status, "stages": {"etl": None, "index": unpublished}}, verdicts=("healthy", "UNHEALTHY"))
     assert "    etl    not run yet" in text
     assert "nothing published: gold unchanged since 20261205T011206Z-577437dc" in text
+    # A run that re-chunked every document for new chunk settings says so.
+    rechunked = {**etl, "rechunked": "LAKERAG_CHUNK_TOKENS 512 -> 256"}
+    [line] = [line for line in format_summary({**status, "stages": {"etl": rechunked}}).splitlines()
+              if line.startswith("    etl ")]
+    assert line.endswith("; 310 gold chunks, all re-chunked (LAKERAG_CHUNK_TOKENS 512 -> 256)"), line
 
 
 def test_documents_listing_says_one_chunk_and_why_a_file_waits():
