@@ -438,12 +438,14 @@ def summarize(query: Annotated[str, typer.Argument(help="what to summarise acros
               doc_id: Annotated[str, typer.Option(help="summarise this whole document instead: its doc_id, "
                                                        "raw/ key or file name")] = "",
               k: K = 8, url: Url = DEFAULT_URL, api_key: ApiKeyOption = "", mode: Mode = None,
-              as_of: AsOf = "") -> int:
+              as_of: AsOf = "", source: InSource = "") -> int:
     """Summarise one document (--doc-id) or what the documents say about QUERY, via a running API."""
     if bool(query) == bool(doc_id):
         raise typer.BadParameter("give either QUERY or --doc-id ID")
+    if source and doc_id:
+        raise typer.BadParameter("--source goes with QUERY: --doc-id summarises that one document")
     return _client().summarize(url, query=query, doc_id=doc_id, k=k, api_key=api_key, mode=mode or "",
-                               as_of=as_of)
+                               as_of=as_of, source=source)
 
 
 @app.command()

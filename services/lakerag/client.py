@@ -172,9 +172,10 @@ def _said_how_named(code: int, name: str) -> int:
 
 
 def summarize(url: str, query: str = "", doc_id: str = "", k: int = 8, api_key: str = "", mode: str = "",
-              as_of: str = "") -> int:
-    """A whole document (``doc_id``: see doc_id_of) or what the corpus says about ``query``."""
-    payload = {"doc_id": doc_id_of(doc_id)} if doc_id else {"query": query, "k": k}
+              as_of: str = "", source: str = "") -> int:
+    """A whole document (``doc_id``: see doc_id_of) or what the corpus (or ``source``, a raw/ key
+    prefix) says about ``query``."""
+    payload = {"doc_id": doc_id_of(doc_id)} if doc_id else {"query": query, "k": k, **_filters("", source)}
     code = _query(url, "/summarize", payload, api_key, mode if not doc_id else "", format_summary, as_of)
     return _said_how_named(code, doc_id) if doc_id else code
 

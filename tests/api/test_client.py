@@ -211,6 +211,8 @@ def test_summarize_a_document_or_a_query_through_the_cli(served):
     assert "Sources (extractive" in result.stdout and "raw/employee-travel-policy.pdf" in result.stdout
     result = runner.invoke(cli.app, ["summarize", "hotel cap per night", "--url", served.url, "--mode", "dense"])
     assert result.exit_code == 0 and "  [1] " in result.stdout
+    result = runner.invoke(cli.app, ["summarize", "personal data", "--source", "data-", "--url", served.url])
+    assert result.exit_code == 0 and "raw/data-" in result.stdout and "raw/employee-travel" not in result.stdout
     result = runner.invoke(cli.app, ["summarize", "--doc-id", "0000000000000000", "--url", served.url])
     assert result.exit_code == 1 and "answered 404" in result.stderr
     # The key as `lakerag documents` lists it, or the file name, names the same document.

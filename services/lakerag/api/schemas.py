@@ -183,6 +183,8 @@ class SummarizeRequest(RequestBody):
     doc_id: DocId | None = None
     query: SomeWords | None = Field(default=None, max_length=2000)
     k: int = Field(default=8, ge=1, le=20, description="chunks retrieved for a query-focused summary")
+    source_prefix: Text | None = Field(default=None, description="with query: only chunks whose raw key starts "
+                                                                 "with this, e.g. raw/policies/")
     mode: SearchMode | None = mode_field()
     as_of: VersionName | None = as_of_field()
 
@@ -194,6 +196,8 @@ class SummarizeRequest(RequestBody):
     def one_of(self):
         if bool(self.doc_id) == bool(self.query):
             raise invalid("give exactly one of doc_id (whole document) or query (query-focused)")
+        if self.doc_id and self.source_prefix:
+            raise invalid("source_prefix goes with query: a doc_id summary is of that one document already")
         return self
 
 

@@ -42,3 +42,16 @@ def test_an_empty_doc_id_or_query_says_what_to_send(served):
         assert response.status_code == 422
         (error,) = response.json()["detail"]
         assert error["msg"].startswith(message), error
+
+
+def test_a_query_summary_can_be_kept_to_a_folder(served):
+    """Search and answers take source_prefix; "summarise what the data- documents say about X" did not."""
+    body = served.client.post("/summarize", json={"query": "retention of personal data",
+                                                  "source_prefix": "raw/data-"}).json()
+    assert body["matched"] and all(chunk["source"].startswith("raw/data-") for chunk in body["chunks"])
+    none = served.client.post("/summarize", json={"query": "retention of personal data",
+                                                  "source_prefix": "raw/nope/"}).json()
+    assert none["matched"] is False and "no indexed chunk matches the filter" in none["reason"]
+    # A whole document is already one document: the prefix is for a query.
+    wrong = served.client.post("/summarize", json={"doc_id": "0123456789abcdef", "source_prefix": "raw/"})
+    assert wrong.status_code == 422 and "source_prefix goes with query" in wrong.text

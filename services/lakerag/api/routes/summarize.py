@@ -42,7 +42,7 @@ def summarize(body: SummarizeRequest, state: State, model: Model, served: Index)
         title = hits[0]["title"]
     else:
         outcome = search(index, model, body.query, body.k, state.cutoffs, state.metrics,
-                                   **state.search_options(body.mode))
+                         source_prefix=body.source_prefix, **state.search_options(body.mode))
         if not outcome.matched:
             state.metrics.no_answer.labels("/summarize").inc()
             return SummarizeResponse(matched=False, summary="I found nothing relevant to summarise in the indexed "
