@@ -64,6 +64,14 @@ def axe_violations(page) -> list[dict]:
             for v in result if v["impact"] in {"serious", "critical"}]
 
 
+def closing_check(page, screenshot: Path) -> list[dict]:
+    """A scenario's last look: a screenshot, then axe-core's serious violations; the page closed."""
+    page.screenshot(path=str(screenshot), full_page=True)
+    violations = axe_violations(page)
+    page.close()
+    return violations
+
+
 def drop_files(page, files: dict[str, str]) -> None:
     """Drag and drop onto the drop zone, as a person would from a file manager."""
     page.evaluate("""files => {
@@ -299,9 +307,7 @@ def test_an_answer_is_replayed_on_the_index_version_it_came_from(local_settings,
         replay.fill("20250101T000000Z-pruned00")
         page.get_by_role("button", name="Ask", exact=True).click()
         page.locator("#ask-message.error", has_text="Not found").wait_for()
-        page.screenshot(path=str(tmp_path / "replay.png"), full_page=True)
-        violations = axe_violations(page)
-        page.close()
+        violations = closing_check(page, tmp_path / "replay.png")
     assert violations == [], violations
 
 
@@ -341,7 +347,5 @@ def test_search_and_ask_can_be_kept_to_one_document_or_folder(local_settings, sa
         search_only.fill("no-such-folder/")
         page.get_by_role("button", name="Search", exact=True).click()
         page.locator("#search-message", has_text="no indexed chunk matches the filter").wait_for()
-        page.screenshot(path=str(tmp_path / "filter.png"), full_page=True)
-        violations = axe_violations(page)
-        page.close()
+        violations = closing_check(page, tmp_path / "filter.png")
     assert violations == [], violations
