@@ -109,7 +109,8 @@ def _edge_lines(lines: list[str]) -> list[int]:
 def drop_running_lines(pages: list[str]) -> list[str]:
     """A PDF's running header and footer ("Company Confidential", "Page 3 of 40"): a line at the top
     or bottom of at least half the pages (three or more; digits aside) is printed on every page,
-    not written there, and would be indexed with each one."""
+    not written there, and would be indexed with each one. The first page keeps it: a running
+    header is often the document's title."""
     if len(pages) < 3:
         return pages
     split = [page.split("\n") for page in pages]
@@ -117,9 +118,11 @@ def drop_running_lines(pages: list[str]) -> list[str]:
     running = {key for key, pages_with in seen.items() if pages_with >= max(3, len(pages) / 2)}
     if not running:
         return pages
-    kept = []
+    kept, shown = [], set()
     for lines in split:
-        drop = {i for i in _edge_lines(lines) if _DIGITS.sub("#", lines[i].lower()) in running}
+        keys = {i: _DIGITS.sub("#", lines[i].lower()) for i in _edge_lines(lines)}
+        drop = {i for i, key in keys.items() if key in running and key in shown}
+        shown.update(keys.values())
         kept.append(_BLANK_LINES.sub("\n\n", "\n".join(line for i, line in enumerate(lines) if i not in drop)).strip())
     return kept
 

@@ -217,7 +217,9 @@ def test_a_pdf_running_header_and_footer_are_not_indexed_on_every_page():
             "Tickets are sold on board.", "Bicycles travel free of charge."]
     pages = [f"ACME Ltd - Company Confidential\n{text}\nMore on the timetable.\nPage {n} of 4"
              for n, text in enumerate(body, start=1)]
-    assert normalise_pages(pages, "pdf") == [f"{text}\nMore on the timetable." for text in body]
+    # Kept where it first appears: a title printed as the running header still titles the document.
+    assert normalise_pages(pages, "pdf") == [pages[0]] + [f"{text}\nMore on the timetable." for text in body[1:]]
+    assert guess_title(normalise_pages(pages, "pdf"), "raw/f.pdf", "pdf") == "ACME Ltd - Company Confidential"
     # Under three pages nothing is judged repeated; a line repeated inside pages is content.
     assert normalise_pages(pages[:2], "pdf") == pages[:2]
     middle = [f"On {topic}.\nSame sentence here.\nThat was {topic}." for topic in ("ferries", "fares", "bikes", "tides")]
