@@ -39,3 +39,15 @@ def test_other_stores_and_a_dead_holder_do_not_block(tmp_path):
     with pipeline_lock(store, "after a killed run"), pipeline_lock(f"file://{tmp_path / 'other'}", "another store"):
         pass
     assert time.monotonic() - started < 5
+
+
+def test_without_a_writable_temp_dir_the_run_goes_ahead_and_says_so(tmp_path, monkeypatch, caplog):
+    """A container with a read-only root and no writable /tmp must still run its pipeline."""
+    locked_out = tmp_path / "ro"
+    locked_out.mkdir()
+    monkeypatch.setattr("tempfile.gettempdir", lambda: str(locked_out / "missing"))
+    ran = []
+    with pipeline_lock(f"file://{tmp_path / 'lake'}", "a run"):
+        ran.append(True)
+    assert ran == [True]
+    assert "running without the store's run lock" in caplog.text

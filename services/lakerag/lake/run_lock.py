@@ -37,9 +37,12 @@ def pipeline_lock(store_uri: str, what: str) -> Iterator[None]:
     another process on this host holds it."""
     path = lock_path(store_uri)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except PermissionError:  # made by another user: flock works on a read-only descriptor too
-        fd = os.open(path, os.O_RDONLY)
+        fd = _open(path)
+    except OSError as exc:  # a read-only temp dir: run, as before there was a lock, and say so
+        log.warning("running without the store's run lock (%s: %s): a second run on this host at the same "
+                    "time would not wait for this one", path, exc.strerror or exc)
+        yield
+        return
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -51,6 +54,13 @@ def pipeline_lock(store_uri: str, what: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _open(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:  # made by another user: flock works on a read-only descriptor too
+        return os.open(path, os.O_RDONLY)
 
 
 def _record(fd: int, what: str) -> None:
