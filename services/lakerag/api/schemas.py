@@ -189,7 +189,8 @@ class SummarizeRequest(RequestBody):
     as_of: VersionName | None = as_of_field()
 
     model_config = {"json_schema_extra": {"oneOf": [
-        {"required": ["doc_id"], "properties": {"doc_id": {"type": "string"}, "query": {"type": "null"}}},
+        {"required": ["doc_id"], "properties": {"doc_id": {"type": "string"}, "query": {"type": "null"},
+                                                "source_prefix": {"type": "null"}}},
         {"required": ["query"], "properties": {"query": {"type": "string"}, "doc_id": {"type": "null"}}}]}}
 
     @model_validator(mode="after")
