@@ -352,9 +352,7 @@ def looks_like_html(text: str) -> bool:
 def html_fragment_text(text: str) -> str:
     """The visible text of an HTML fragment, one line per block, no blank lines (in a record a
     blank line separates its fields)."""
-    parser = _HTMLText()
-    parser.feed(text)
-    parser.close()
+    parser = _HTMLText.read(text)
     return "\n".join(" ".join(line.split()) for line in "".join(parser.parts).split("\n") if line.strip())
 
 
@@ -366,7 +364,8 @@ _BASE64_LINE = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
 def is_encoded_bytes(text: str) -> bool:
     """True for base64 of 200 characters or more: bytes, not words for search to find."""
     lines = _DATA_URI.sub("", text).split()
-    return (sum(map(len, lines)) >= 200 and sum(map(len, lines)) / len(lines) >= 60
+    length = sum(map(len, lines))
+    return (length >= 200 and length / len(lines) >= 60
             and all(_BASE64_LINE.fullmatch(line) for line in lines))
 
 
@@ -470,6 +469,14 @@ class _HTMLText(HTMLParser):
         # Kept per table, not by counting tags, as HTML may leave </td> and </tr> out.
         self._tables: list[dict] = []
 
+    @classmethod
+    def read(cls, html: str) -> _HTMLText:
+        """A parser that has read all of ``html``."""
+        parser = cls()
+        parser.feed(html)
+        parser.close()
+        return parser
+
     def _break(self) -> None:
         """A block's edge: a new line, or within a table cell a space (the row stays one line)."""
         self.parts.append(" " if self._tables and self._tables[-1]["in_cell"] else "\n")
@@ -522,9 +529,7 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)"
 def _html(data: bytes) -> list[str]:
     match = _META_CHARSET.search(data[:4096])
     text = decode_text(data, declared=match.group(1).decode("ascii") if match else None)
-    parser = _HTMLText()
-    parser.feed(text)
-    parser.close()
+    parser = _HTMLText.read(text)
     body = "".join(parser.parts)
     title = " ".join("".join(parser.title).split())
     # Keep <title> as the first line unless the body already starts with it (usually the <h1>).
