@@ -34,10 +34,10 @@ def _exit_with(code: int | None, **_params) -> None:
 
 app = typer.Typer(name="lakerag", help=__doc__.split("\n")[0], no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False, result_callback=_exit_with)
-config_app = typer.Typer(help="configuration", no_args_is_help=True)
-index_app = typer.Typer(help="published index versions", no_args_is_help=True)
-documents_app = typer.Typer(help="the documents of a running API (default: list them)")
-model_app = typer.Typer(help="embedding model files", no_args_is_help=True)
+config_app = typer.Typer(help="The settings: check prints each value, where it came from and its problems.", no_args_is_help=True)
+index_app = typer.Typer(help="Published index versions: list, diff, rollback, sync.", no_args_is_help=True)
+documents_app = typer.Typer(help="The documents of a running API: list (the default), delete.")
+model_app = typer.Typer(help="Embedding model files: export a model to ONNX.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(index_app, name="index")
 app.add_typer(documents_app, name="documents")
