@@ -126,7 +126,7 @@ def config_check(role: Annotated[Role, typer.Option(help="which entry point's ne
     if ok:
         print("OK")
     elif lines and lines[0].startswith("ERROR"):
-        print("configuration is invalid: correct the value named above")
+        print("configuration is invalid: correct what is named above, then check again (values of the wrong type hide the other checks)")
     else:
         print("configuration is incomplete: set the variables marked MISSING")
     return 0 if ok else 1

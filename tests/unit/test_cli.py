@@ -98,7 +98,7 @@ def test_config_check_reports_source_and_exit_code():
     assert result.exit_code == 1 and "MISSING AWS_REGION" in result.output
     result = runner.invoke(cli.app, ["config", "check"], env={"LAKERAG_CHUNK_TOKENS": "many"})
     assert result.exit_code == 1 and "LAKERAG_CHUNK_TOKENS='many'" in result.output
-    assert "correct the value named above" in result.output and "MISSING" not in result.output
+    assert "correct what is named above" in result.output and "MISSING" not in result.output
 
 
 def test_libraries_info_chatter_stays_out_of_a_command_s_output():
