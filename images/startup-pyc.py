@@ -98,15 +98,16 @@ def start_api() -> None:
 
 def start_embeddings() -> None:
     """`lakerag pipeline embed` (the default command) and `lakerag pipeline index`: the CLI,
-    the jobs, and what they import lazily once they run: the Delta tables read as Arrow and
-    pandas, the ONNX encoder, the progress bar, the S3 store. (A build stage has no lake and no model.)"""
+    the jobs, and what they import lazily once they run: the store's run lock, the Delta tables
+    read as Arrow and pandas, the ONNX encoder, the progress bar, the S3 store. (A build stage
+    has no lake and no model.)"""
     import io
 
     import typer
     from lakerag import cli
 
     typer.main.get_command(cli.app).make_context("lakerag", ["pipeline", "embed"])
-    _import("lakerag.embed_job", "lakerag.index.publish", "lakerag.onnx_encoder", "onnxruntime", "tokenizers",
+    _import("lakerag.lake.run_lock", "lakerag.embed_job", "lakerag.index.publish", "lakerag.onnx_encoder", "onnxruntime", "tokenizers",
             "deltalake.fs", "pandas", "pyarrow.dataset", "pyarrow.pandas_compat", "numpy.rec")
     from tqdm.auto import tqdm
 
