@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -65,9 +66,13 @@ class EmbedPlan:
             plan.done = plan.finish(note="no gold table yet: run `lakerag pipeline etl` first")
             return plan
         plan.gold_version = plan.gold.version
-        plan.gold_ids = set(plan.gold.arrow(["chunk_id"]).column("chunk_id").to_pylist())
+        gold_ids = plan.gold.arrow(["chunk_id"]).column("chunk_id").to_pylist()
+        plan.gold_ids = set(gold_ids)
+        if len(plan.gold_ids) < len(gold_ids):  # each is embedded once all the same
+            log.warning("gold holds %d extra row(s) of chunks it already has (pipeline runs that overlapped): "
+                        "`lakerag pipeline run --full-rebuild` repairs it", len(gold_ids) - len(plan.gold_ids))
         embeddings = tables.snapshot(lake, "embeddings")
-        plan.have = tables.model_chunk_ids(embeddings, model)
+        plan.have = _drop_repeated_vectors(lake, embeddings, model)
         plan.to_embed = plan.gold_ids if full_rebuild else plan.gold_ids - plan.have
         plan.to_delete = plan.have - plan.gold_ids
         plan.summary.update(gold_version=plan.gold_version, unchanged=len(plan.gold_ids) - len(plan.to_embed))
@@ -84,6 +89,21 @@ class EmbedPlan:
         self.summary["rate_per_s"] = round(embedded / seconds, 1) if embedded else 0.0
         self.lake.write_run_summary("embed", self.summary)
         return self.summary
+
+
+def _drop_repeated_vectors(lake: Lake, embeddings: tables.Snapshot | None, model: str) -> set[str]:
+    """The chunk ids with a vector of ``model``, less those held more than once (runs that
+    overlapped, before the run lock): their rows are deleted, so this run embeds them again,
+    once, and the MERGE meets one row per id."""
+    ids = tables.model_rows(embeddings, model, ["chunk_id"]).column("chunk_id").to_pylist()
+    have = set(ids)
+    if len(have) < len(ids):
+        repeated = sorted(chunk_id for chunk_id, count in Counter(ids).items() if count > 1)
+        log.warning("embeddings hold more than one vector for %d chunk id(s) of %s (pipeline runs that "
+                    "overlapped): embedding them again, once", len(repeated), model)
+        tables.delete_keys(lake, "embeddings", pa.table({"model": [model] * len(repeated), "chunk_id": repeated}))
+        have.difference_update(repeated)
+    return have
 
 
 @summarises_a_crash("embed")
@@ -136,16 +156,15 @@ def run_embed(settings: Settings, full_rebuild: bool = False) -> dict:
 
 
 def _read_texts(gold: tables.Snapshot, wanted: set[str] | None) -> tuple[list[str], list[str]]:
-    """(chunk ids, texts) of the wanted chunks (all when None), batch by batch to bound memory."""
+    """(chunk ids, texts) of the wanted chunks (all when None), each once (gold may hold one twice:
+    see _drop_repeated_vectors), batch by batch to bound memory."""
     value_set = pa.array(sorted(wanted), pa.string()) if wanted is not None else None
-    ids: list[str] = []
-    texts: list[str] = []
+    texts: dict[str, str] = {}
     for batch in gold.batches(["chunk_id", "text"]):
         if value_set is not None:
             batch = batch.filter(pc.is_in(batch.column("chunk_id"), value_set=value_set))
-        ids.extend(batch.column("chunk_id").to_pylist())
-        texts.extend(t or "" for t in batch.column("text").to_pylist())
-    return ids, texts
+        texts.update(zip(batch.column("chunk_id").to_pylist(), (t or "" for t in batch.column("text").to_pylist())))
+    return list(texts), list(texts.values())
 
 
 def _merge(lake: Lake, model: str, dimension: int | None, gold_version: int, ids: list[str],

@@ -71,7 +71,8 @@ def run_embed_spark(spark, settings: Settings, full_rebuild: bool = False) -> di
         return plan.done
     written = FILE_ACTIONS.empty_table()
     if plan.to_embed:
-        chunks = read_table(spark, lake, "gold", ["chunk_id", "text"])
+        # a chunk gold holds twice (runs that overlapped) gets one vector
+        chunks = read_table(spark, lake, "gold", ["chunk_id", "text"]).dropDuplicates(["chunk_id"])
         if plan.to_embed != plan.gold_ids:
             wanted = spark.createDataFrame([(c,) for c in sorted(plan.to_embed)], "chunk_id string")
             chunks = chunks.join(wanted.hint("broadcast"), "chunk_id")

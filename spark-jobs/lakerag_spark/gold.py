@@ -33,6 +33,18 @@ def chunking_change(recorded: dict[str, str], wanted: dict[str, str]) -> str | N
     return ", ".join(changed) or None
 
 
+def drop_repeated_chunks(spark, lake: Lake) -> None:
+    """Delete every row of a chunk id gold holds more than once (left by runs that overlapped,
+    before the run lock): a rebuild leaves chunks with unchanged text alone, so it would keep
+    them, and then writes each of them once."""
+    repeated = (read_table(spark, lake, "gold", ["chunk_id"]).groupBy("chunk_id").count().where("count > 1")
+                .select("chunk_id").toArrow())
+    if repeated.num_rows:
+        log.warning("gold holds more than one row for %d chunk id(s) (pipeline runs that overlapped): writing each once",
+                    repeated.num_rows)
+        tables.delete_keys(lake, "gold", repeated)
+
+
 def run_gold(spark, lake: Lake, full_rebuild: bool = False) -> dict:
     settings = lake.settings
     chunking = chunking_properties(settings)
@@ -42,6 +54,8 @@ def run_gold(spark, lake: Lake, full_rebuild: bool = False) -> dict:
         full_rebuild = True
     elif tables.version(lake, "gold") is None:
         tables.set_properties(lake, "gold", chunking)  # a new table: recorded as it is created
+    if full_rebuild:
+        drop_repeated_chunks(spark, lake)
     gold = read_table(spark, lake, "gold", ["chunk_id", "doc_id", "content_hash", "title"])
     plan = plan_documents(read_table(spark, lake, "silver", ["doc_id", "content_hash"]), gold,
                           full_rebuild).toArrow()

@@ -8,7 +8,7 @@ import pytest
 from lakerag.embed_job import run_embed
 from lakerag.lake import Lake, doc_id_for, tables
 
-from .gold import synthetic_docs, write_gold
+from .gold import append_copies, synthetic_docs, write_gold
 
 pytestmark = pytest.mark.slow
 
@@ -128,6 +128,21 @@ def test_full_rebuild_reembeds_everything(local_settings, embedder):
     assert (summary["embedded"], summary["unchanged"]) == (12, 0)
     _, rows = embeddings_rows(lake)
     assert len(rows) == 12  # MERGE replaced the rows, no duplicates
+
+
+def test_full_rebuild_repairs_chunks_and_vectors_held_twice(local_settings, embedder):
+    """A lake left with chunks and vectors twice by runs that overlapped (before the run lock):
+    `--full-rebuild` failed with "MERGE matched a target row with multiple source rows"."""
+    lake = Lake.open(local_settings)
+    write_gold(lake, synthetic_docs(3))
+    run_embed(local_settings)
+    append_copies(lake, "gold", 2)
+    append_copies(lake, "embeddings", 2)
+    summary = run_embed(local_settings, full_rebuild=True)
+    assert summary["ok"], summary.get("error")
+    assert summary["embedded"] == 9
+    _, rows = embeddings_rows(lake)
+    assert len(rows) == 9 and rows.index.is_unique
 
 
 def test_no_gold_table_yet_is_reported_not_raised(local_settings):

@@ -24,7 +24,7 @@ from lakerag.index.publish import (
 )
 from lakerag.lake import Lake, doc_id_for
 
-from .gold import synthetic_docs, write_gold
+from .gold import append_copies, synthetic_docs, write_gold
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -539,6 +539,17 @@ def test_index_refuses_to_publish_without_vectors_for_the_model(local_settings, 
     summary = run_index(other)
     assert not summary["ok"] and not summary["published"]
     assert "lakerag pipeline embed" in summary["reason"] and summary["missing_vectors"] == 6
+
+
+def test_a_chunk_gold_holds_twice_is_indexed_once(local_settings, embedder):
+    """Runs that overlapped (before the run lock) left chunks twice in gold, and every index
+    published from it served them twice: the same passage filled two of the k results."""
+    lake = Lake.open(local_settings)
+    write_gold(lake, synthetic_docs(3))
+    append_copies(lake, "gold", 2)
+    assert run_embed(local_settings)["embedded"] == 9
+    summary = run_index(local_settings)
+    assert summary["published"] and summary["vector_count"] == 9
 
 
 @pytest.mark.slow

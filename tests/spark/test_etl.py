@@ -314,3 +314,21 @@ def test_new_chunk_settings_rechunk_every_document_at_the_next_run(spark, local_
     # The same settings again: nothing to do.
     again = run_etl(smaller)
     assert "rechunked" not in again and again["versions"] == summary["versions"]
+
+
+def test_full_rebuild_repairs_chunks_gold_holds_twice(spark, local_settings):
+    """Two runs that overlapped before the run lock left gold with chunks twice; `pipeline run
+    --full-rebuild` kept them (their text was unchanged), so the index served them twice."""
+    from deltalake import write_deltalake
+
+    settings = small_chunks(local_settings)
+    lake = Lake.open(settings)
+    put(lake, "long.txt", " ".join(f"Sentence number {n} is about ferries and tides." for n in range(30)).encode())
+    run_etl(settings)
+    chunks = sorted(tables.read_arrow(lake, "gold", ["chunk_id"]).column("chunk_id").to_pylist())
+    write_deltalake(lake.table_uri("gold"), tables.read_arrow(lake, "gold").slice(0, 2), mode="append",
+                    storage_options=lake.storage_options())
+    assert tables.read_arrow(lake, "gold").num_rows == len(chunks) + 2
+    summary = run_etl(settings, full_rebuild=True)
+    assert summary["ok"], summary.get("error")
+    assert sorted(tables.read_arrow(lake, "gold", ["chunk_id"]).column("chunk_id").to_pylist()) == chunks

@@ -279,7 +279,8 @@ def load_index_inputs(lake: Lake, model: str) -> tuple[np.ndarray, object, int, 
 
     gold = tables.snapshot(lake, "gold")
     embeddings = tables.snapshot(lake, "embeddings")
-    chunks = gold.pandas([*CHUNK_COLUMNS, "content_hash"])
+    # a chunk gold holds twice (runs that overlapped, before the run lock) is served once
+    chunks = gold.pandas([*CHUNK_COLUMNS, "content_hash"]).drop_duplicates("chunk_id")
     chunks["source_version"] = chunks["source"].map(_source_versions(lake)).astype(object)
     chunks = chunks.sort_values(["source", "chunk_index", "chunk_id"], kind="stable").reset_index(drop=True)
     for column in ("chunk_index", "page"):

@@ -193,6 +193,11 @@ def merge(lake: Lake, name: str, upserts: pa.Table, deletes: pa.Table, metadata:
     return True
 
 
+def delete_keys(lake: Lake, name: str, keys: pa.Table) -> bool:
+    """One MERGE commit deleting every row whose ids (``MERGE_KEYS``) are a row of ``keys``."""
+    return merge(lake, name, SCHEMAS[name].empty_table(), keys)
+
+
 # --- executor-written files (lakerag.lake.files): the driver commits, never holding rows ------------------
 
 def table_files(lake: Lake, name: str, under: str | None = None) -> TableFiles:
