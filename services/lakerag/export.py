@@ -26,6 +26,8 @@ def export_jsonl(settings: Settings, out: str | Path) -> int:
         raise ExportError(f"no gold table at {lake.table_uri('gold')}: run `lakerag pipeline etl` first")
     table = gold.arrow(COLUMNS)
     rows = table.sort_by([("source", "ascending"), ("chunk_index", "ascending")]).to_pylist()
+    # each chunk once, though gold may hold one twice (runs that overlapped, before the run lock)
+    rows = list({row["chunk_id"]: row for row in rows}.values())
     lines = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     if str(out) == "-":
         sys.stdout.write(lines)

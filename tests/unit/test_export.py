@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from embed.gold import synthetic_docs, write_gold
+from embed.gold import append_copies, synthetic_docs, write_gold
 from lakerag.export import ExportError, export_jsonl
 from lakerag.lake import Lake
 
@@ -20,6 +20,17 @@ def test_export_writes_one_record_per_gold_chunk(local_settings, tmp_path):
     assert [r["text"] for r in records] == [t for k in sorted(docs) for t in docs[k]]
     assert set(records[0]) == {"chunk_id", "doc_id", "chunk_index", "text", "title", "source", "page", "token_count"}
     assert not list(out.parent.glob("*.tmp"))
+
+
+def test_a_chunk_gold_holds_twice_is_exported_once(local_settings, tmp_path):
+    """Runs that overlapped (before the run lock) left chunks twice in gold: the dataset had
+    those records twice, weighting them double in fine-tuning."""
+    lake = Lake.open(local_settings)
+    write_gold(lake, synthetic_docs(3, chunks_per_doc=2))
+    append_copies(lake, "gold", 2)
+    out = tmp_path / "chunks.jsonl"
+    assert export_jsonl(local_settings, out) == 6
+    assert len({json.loads(line)["chunk_id"] for line in out.read_text().splitlines()}) == 6
 
 
 def test_export_without_gold_says_what_to_run(local_settings, tmp_path):
