@@ -107,8 +107,8 @@ def start_embeddings() -> None:
     from lakerag import cli
 
     typer.main.get_command(cli.app).make_context("lakerag", ["pipeline", "embed"])
-    _import("lakerag.lake.run_lock", "lakerag.embed_job", "lakerag.index.publish", "lakerag.onnx_encoder", "onnxruntime", "tokenizers",
-            "deltalake.fs", "pandas", "pyarrow.dataset", "pyarrow.pandas_compat", "numpy.rec")
+    _import("lakerag.lake.run_lock", "lakerag.embed_job", "lakerag.index.publish", "lakerag.onnx_encoder",
+            "onnxruntime", "tokenizers", "deltalake.fs", "pandas", "pyarrow.dataset", "pyarrow.pandas_compat", "numpy.rec")
     from tqdm.auto import tqdm
 
     tqdm(total=1, file=io.StringIO()).close()  # its lock comes from multiprocessing

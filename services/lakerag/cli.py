@@ -34,7 +34,8 @@ def _exit_with(code: int | None, **_params) -> None:
 
 app = typer.Typer(name="lakerag", help=__doc__.split("\n")[0], no_args_is_help=True, add_completion=False,
                   pretty_exceptions_enable=False, result_callback=_exit_with)
-config_app = typer.Typer(help="The settings: check prints each value, where it came from and its problems.", no_args_is_help=True)
+config_app = typer.Typer(help="The settings: check prints each value, where it came from and its problems.",
+                         no_args_is_help=True)
 index_app = typer.Typer(help="Published index versions: list, diff, rollback, sync.", no_args_is_help=True)
 documents_app = typer.Typer(help="The documents of a running API: list (the default), delete.")
 model_app = typer.Typer(help="Embedding model files: export a model to ONNX.", no_args_is_help=True)
@@ -126,7 +127,8 @@ def config_check(role: Annotated[Role, typer.Option(help="which entry point's ne
     if ok:
         print("OK")
     elif lines and lines[0].startswith("ERROR"):
-        print("configuration is invalid: correct what is named above, then check again (values of the wrong type hide the other checks)")
+        print("configuration is invalid: correct what is named above, then check again (values of the wrong type "
+              "hide the other checks)")
     else:
         print("configuration is incomplete: set the variables marked MISSING")
     return 0 if ok else 1

@@ -40,8 +40,8 @@ def drop_repeated_chunks(spark, lake: Lake) -> None:
     repeated = (read_table(spark, lake, "gold", ["chunk_id"]).groupBy("chunk_id").count().where("count > 1")
                 .select("chunk_id").toArrow())
     if repeated.num_rows:
-        log.warning("gold holds more than one row for %d chunk id(s) (pipeline runs that overlapped): writing each once",
-                    repeated.num_rows)
+        log.warning("gold holds more than one row for %d chunk id(s) (pipeline runs that overlapped): "
+                    "writing each once", repeated.num_rows)
         tables.delete_keys(lake, "gold", repeated)
 
 

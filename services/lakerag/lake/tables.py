@@ -289,10 +289,6 @@ def model_rows(embeddings: Snapshot | None, model: str, columns: list[str]) -> p
     return pa.concat_tables(parts) if parts else _columns("embeddings", columns).empty_table()
 
 
-def model_chunk_ids(embeddings: Snapshot | None, model: str) -> set[str]:
-    return set(model_rows(embeddings, model, ["chunk_id"]).column("chunk_id").to_pylist())
-
-
 def _duplicates(bronze: pa.Table, documents: dict[str, dict]) -> dict[str, str]:
     """{key: the key of the same content that silver kept}, for the raw files set aside as copies."""
     rows = bronze.select(["key", "doc_id", "content_hash"]).to_pylist()
