@@ -138,9 +138,11 @@ class PipelineWatcher:
         listing = self._settled(listing)
         if listing is None:
             return False
-        log.info("raw/ changed (%s): running the pipeline",
-                 ", ".join(f"{n} {what}" for what, n in listing_changes(self.processed, listing).items() if n)
-                 or "first run")
+        if self.processed is None:  # not a change: this process has not run over the store yet
+            log.info("first look at raw/ since start (%d documents): running the pipeline to catch up", len(listing))
+        else:
+            log.info("raw/ changed (%s): running the pipeline",
+                     ", ".join(f"{n} {what}" for what, n in listing_changes(self.processed, listing).items() if n))
         summary = self.run_once()
         if not summary.get("ok", True):  # back off instead of failing in a tight loop
             self._stop.wait(self.settings.watch_poll_seconds * FAILURE_BACKOFF_POLLS)

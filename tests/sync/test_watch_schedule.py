@@ -96,3 +96,20 @@ def test_a_failed_run_is_retried_and_a_touched_file_counts_as_a_change(local_set
     assert not watcher.poll()  # nothing changed
     store.put("raw/a.txt", b"two!")  # same key, new bytes: a new source version
     assert watcher.poll() and not outcomes
+
+
+def test_the_first_poll_says_it_catches_up_not_that_raw_changed(local_settings, caplog):
+    """A restarted `lakerag run` over a processed store said "raw/ changed (16 new)" though
+    nothing had changed: the watcher just had not seen the store yet."""
+    settings = local_settings.replace(watch_poll_seconds=0.05, watch_debounce_seconds=0)
+    store = Lake.open(settings).store
+    for name in ("a.txt", "b.txt"):
+        store.put(f"raw/{name}", b"text")
+    watcher = PipelineWatcher(settings, run=RecordingRun(store))
+    with caplog.at_level("INFO", logger="lakerag.watch"):
+        assert watcher.poll()
+        store.put("raw/c.txt", b"text")
+        assert watcher.poll()
+    started = [r.getMessage() for r in caplog.records if "running the pipeline" in r.getMessage()]
+    assert started == ["first look at raw/ since start (2 documents): running the pipeline to catch up",
+                       "raw/ changed (1 new): running the pipeline"]
