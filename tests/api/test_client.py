@@ -243,6 +243,13 @@ def test_documents_delete_takes_the_key_or_file_name_as_listed(served, tmp_path,
         assert (f"lakerag: 2024/report.pdf was looked up as raw/2024/report.pdf (doc_id "
                 f"{doc_id_for('raw/2024/report.pdf')}); `lakerag documents` lists each document's key") \
             in capsys.readouterr().err
+    # Named as the key itself: no "raw/x was looked up as raw/x", just the doc_id it maps to.
+    capsys.readouterr()
+    assert cli.main(["documents", "delete", "raw/never-there.txt", "--url", served.url]) == 1
+    err = capsys.readouterr().err
+    assert "looked up as" not in err
+    assert (f"lakerag: raw/never-there.txt has doc_id {doc_id_for('raw/never-there.txt')}; `lakerag documents` "
+            "lists each document's key") in err
 
 
 class _NotLakeRAG(http.server.BaseHTTPRequestHandler):
