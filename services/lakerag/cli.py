@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -149,13 +151,16 @@ def pipeline(
     """Batch stages: bronze, silver, gold, etl, embed, index, run, status, watch, vacuum.
 
     watch: run whenever raw/ changes; vacuum: Delta vacuum that keeps what retained index versions need."""
-    from .lake import INTERRUPTED
+    from .lake import INTERRUPTED, TERMINATED, Terminated
     from .store import StoreError
 
     rebuild = config.parse_bool(full_rebuild)
     settings = _settings()
     try:
         return _pipeline_stage(stage, settings, rebuild, as_json=as_json, spark=spark, dry_run=dry_run)
+    except Terminated:  # SIGTERM (main() turns it into this): the stage's summary says it was stopped
+        print(f"lakerag pipeline {stage.value}: {TERMINATED}", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:  # Ctrl-C: one line, not the tracebacks of the call it cut short
         print(f"lakerag pipeline {stage.value}: {INTERRUPTED}", file=sys.stderr)
         return 130
@@ -233,8 +238,6 @@ def serve() -> int:
 
 def _pipeline_watch(settings) -> int:
     """`lakerag pipeline watch`: run the pipeline whenever raw/ changes, until SIGTERM/SIGINT."""
-    import signal
-
     from .watch import PipelineWatcher
 
     watcher = PipelineWatcher(settings, on_published=lambda s: print(
@@ -265,8 +268,6 @@ def run(samples: Annotated[bool, typer.Option(help="first copy the bundled sampl
     """Pipeline over the store, then serve it and rerun on every raw/ change (the embedded default).
 
     A store that has an index already is served at once, the pipeline catching up in the background."""
-    import signal
-
     from .api.main import PortUnavailable, listen_socket
     from .api.main import serve as serve_api
     from .watch import PipelineWatcher
@@ -588,13 +589,47 @@ def parse(argv: list[str]) -> Parsed:
     return Parsed(tuple(path), dict(ctx.params))
 
 
+class _Sigterm:
+    """SIGTERM stops any command the way Ctrl-C does (raises Terminated, a KeyboardInterrupt). Without
+    a handler, a pod's PID 1 ignores it until the kubelet's SIGKILL, and any other process dies with
+    nothing said. Commands that serve or watch install their own."""
+
+    def __init__(self):
+        self.received = False
+
+    def __enter__(self):
+        self.previous = None
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    def _raise(self, *_) -> None:
+        from .lake import Terminated
+
+        self.received = True
+        raise Terminated
+
+    def __exit__(self, *_):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
 def main(argv: list[str] | None = None) -> int:
+    with _Sigterm() as sigterm:
+        code = _run_command(sys.argv[1:] if argv is None else argv)
+    if sigterm.received and code == 130:  # typer answers an interrupt it caught with 130, silently
+        print("lakerag: stopped (SIGTERM)", file=sys.stderr)
+        return 143
+    return code
+
+
+def _run_command(argv: list[str]) -> int:
     from .store import StoreError  # no boto3: store.py imports it only for an s3:// store
 
     command = typer.main.get_command(app)
     try:
-        result = command.main(args=_with_flag_values(sys.argv[1:] if argv is None else argv), prog_name="lakerag",
-                              standalone_mode=False)
+        result = command.main(args=_with_flag_values(argv), prog_name="lakerag", standalone_mode=False)
     except StoreError as exc:  # the store is unreachable or refuses us: what to check, not botocore's traceback
         logging.getLogger("lakerag").debug("store error", exc_info=True)  # the traceback with -v
         print(f"lakerag: {exc}; check LAKERAG_STORE_URI, AWS_ENDPOINT_URL and the credentials, and that the store "

@@ -75,11 +75,12 @@ class PipelineWatcher:
             stop_session(self._spark)
             self._spark = None
         if self._spark is None:
-            previous = signal.getsignal(signal.SIGINT)
+            previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
             self._spark = spark_session(self.settings, app_name="lakerag-watch")
             if threading.current_thread() is threading.main_thread():
-                # PySpark installs its own (cancel every job, raise KeyboardInterrupt): the caller's decides.
-                signal.signal(signal.SIGINT, previous)
+                # The session installs its own (cancel every job, raise KeyboardInterrupt): the caller's decide.
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
         return self._spark
 
     def _run_pipeline(self) -> dict:

@@ -74,8 +74,8 @@ def run_etl(settings: Settings, stages=STAGES, full_rebuild: bool = False, spark
             if "rechunked" in result:
                 summary["rechunked"] = result["rechunked"]
     except Exception as exc:
-        if interrupted(exc):  # Ctrl-C cancelled the Spark job that raised this: no failure to record
-            raise KeyboardInterrupt from exc
+        if interrupt := interrupted(exc):  # Ctrl-C or SIGTERM cancelled the Spark job that raised this
+            raise interrupt from exc
         log.exception("ETL failed")
         summary["ok"] = False
         summary["error"] = error_text(exc)

@@ -12,6 +12,7 @@ import threading
 import warnings
 
 from lakerag.config import Settings
+from lakerag.lake import Terminated
 
 # Only errors from the JVM: Spark's INFO/WARN chatter would bury the run summary.
 _LOG4J2 = """\
@@ -77,19 +78,20 @@ def spark_session(settings: Settings, app_name: str = "lakerag-etl"):
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     logging.getLogger("py4j").setLevel(logging.WARNING)
-    _cancel_jobs_on_ctrl_c(spark)
+    _cancel_jobs_on_interrupt(spark)
     return spark
 
 
-# Set by Ctrl-C: a Spark job it cancelled fails with an error that need not chain the KeyboardInterrupt.
-CTRL_C = threading.Event()
+# The interrupt that cancelled the session's jobs (KeyboardInterrupt for Ctrl-C, Terminated for
+# SIGTERM): a Spark job it cancelled fails with an error that need not chain it.
+_cancelled_by: list[type[KeyboardInterrupt]] = []
 
 
-def _cancel_jobs_on_ctrl_c(spark) -> None:
-    """Ctrl-C cancels the session's jobs and raises KeyboardInterrupt, as PySpark's own handler does,
-    but cancels from another thread: PySpark's, run while this thread waits for a py4j answer,
-    called py4j on that same connection ("reentrant call"), left the jobs running and logged
-    tracebacks. py4j's own tracebacks of the interrupted call are dropped."""
+def _cancel_jobs_on_interrupt(spark) -> None:
+    """Ctrl-C and SIGTERM cancel the session's jobs and raise KeyboardInterrupt (Terminated), as
+    PySpark's own Ctrl-C handler does, but cancel from another thread: PySpark's, run while this
+    thread waits for a py4j answer, called py4j on that same connection ("reentrant call"), left
+    the jobs running and logged tracebacks. py4j's own tracebacks of the interrupted call are dropped."""
     if threading.current_thread() is not threading.main_thread():
         return  # signal handlers belong to the main thread (and PySpark installed none)
 
@@ -97,12 +99,14 @@ def _cancel_jobs_on_ctrl_c(spark) -> None:
         with contextlib.suppress(Exception):  # the session may have stopped since
             spark.sparkContext.cancelAllJobs()
 
-    def ctrl_c(*_) -> None:
-        CTRL_C.set()
+    def interrupt(signum, _frame) -> None:
+        raised = Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+        _cancelled_by.append(raised)
         threading.Thread(target=cancel_jobs, name="cancel-spark-jobs", daemon=True).start()
-        raise KeyboardInterrupt
+        raise raised
 
-    signal.signal(signal.SIGINT, ctrl_c)
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     # A logger's filters see only the records logged on it: py4j logs on its own and the root logger.
     for logger in map(logging.getLogger, ("", "py4j.clientserver", "py4j.java_gateway")):
         if _drop_py4j_interrupts not in logger.filters:
@@ -113,15 +117,16 @@ def _drop_py4j_interrupts(record: logging.LogRecord) -> bool:
     return not (f"{os.sep}py4j{os.sep}" in record.pathname and record.exc_info and interrupted(record.exc_info[1]))
 
 
-def interrupted(exc: BaseException | None) -> bool:
-    """Whether ``exc`` is Ctrl-C or came from it (raised while handling it, or after it cancelled the jobs)."""
+def interrupted(exc: BaseException | None) -> type[KeyboardInterrupt] | None:
+    """The interrupt (Ctrl-C's KeyboardInterrupt, SIGTERM's Terminated) ``exc`` is or came from (raised
+    while handling it, or after it cancelled the jobs); None when it is neither."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, KeyboardInterrupt):
-            return True
+            return type(exc)
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
-    return CTRL_C.is_set()
+    return _cancelled_by[-1] if _cancelled_by else None
 
 
 def error_text(exc: BaseException) -> str:

@@ -239,3 +239,50 @@ def test_ctrl_c_stops_a_pipeline_run_with_one_line(tmp_path):
     problems = status(settings)["problems"]
     assert any(p.endswith("failed: interrupted (Ctrl-C); what it committed stays, the next run does the rest")
                for p in problems), problems
+
+
+def test_sigterm_stops_a_pipeline_run_like_ctrl_c(tmp_path):
+    """SIGTERM to `lakerag pipeline run` alone (what the kubelet sends a job pod's PID 1 when Airflow
+    cancels the task or a node drains): with no handler the process died on the spot (as PID 1 it
+    ignored the signal until SIGKILL) and `pipeline status` could only say the stage "did not
+    finish"; its JVM was left to notice on its own."""
+    root = tmp_path / "store"
+    raw = root / "raw"
+    raw.mkdir(parents=True)
+    for name, data in good_documents().items():
+        (raw / name).write_bytes(data)
+    env = {**os.environ, "LAKERAG_STORE_URI": f"file://{root}", "LAKERAG_INDEX_DIR": str(tmp_path / "serving"),
+           "LAKERAG_SPARK_MASTER": "local[2]"}
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "lakerag.cli", "pipeline", "run"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (root / "lake/bronze/_delta_log").exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)  # the process only: the JVM is stopped by it, not by the signal
+        code = proc.wait(timeout=120)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # its JVM and Python workers follow it
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("processes of the stopped run outlived it by 30 s")
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    text = log.read_text()
+    assert code == 143, text[-3000:]
+    assert "Traceback" not in text and "\tat " not in text, text[-3000:]
+    assert "lakerag pipeline run: stopped (SIGTERM: its pod was deleted" in text, text[-3000:]
+    settings = config.from_env({}, store_uri=f"file://{root}", index_dir=str(tmp_path / "serving"))
+    assert read_current(Lake.open(settings).store) is None
+    problems = status(settings)["problems"]
+    assert any(p.endswith("failed: stopped (SIGTERM: its pod was deleted, or `kill`); what it committed stays, "
+                          "the next run does the rest") for p in problems), problems

@@ -162,3 +162,28 @@ def test_the_api_url_can_come_from_lakerag_url(argv):
     assert result.exit_code == 1 and "cannot reach the API at http://127.0.0.1:9 " in result.output, result.output
     given = runner.invoke(cli.app, [*argv, "--url", "http://127.0.0.1:7"], env={"LAKERAG_URL": "http://127.0.0.1:9"})
     assert "cannot reach the API at http://127.0.0.1:7 " in given.output, given.output
+
+
+def test_sigterm_stops_any_command_with_one_line_and_exit_143():
+    """SIGTERM killed a command on the spot with nothing said (exit -15); as a pod's PID 1 (a
+    backup CronJob, a pipeline stage) the command ignored it until the kubelet's SIGKILL."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as silent:  # a server that accepts and never answers: `ask` waits on it
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        proc = subprocess.Popen([sys.executable, "-m", "lakerag.cli", "ask", "tides?", "--url", url],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        silent.settimeout(60)
+        connection, _ = silent.accept()  # the request is in flight
+        time.sleep(0.2)
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+        connection.close()
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "lakerag: stopped (SIGTERM)", err
+    assert "Traceback" not in err, err

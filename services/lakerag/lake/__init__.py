@@ -124,6 +124,13 @@ def chunk_id_for(doc_id: str, position: int, text: str) -> str:
 
 
 INTERRUPTED = "interrupted (Ctrl-C); what it committed stays, the next run does the rest"
+TERMINATED = "stopped (SIGTERM: its pod was deleted, or `kill`); what it committed stays, the next run does the rest"
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (Airflow cancelled the task and its pod was deleted, a node drained, `kill`): stops a
+    batch stage the way Ctrl-C does. As a pod's PID 1, a process with no handler for it ignores it
+    until the kubelet's SIGKILL; killed, it leaves its stage looking unfinished."""
 
 
 def summarises_a_crash(stage: str, title: str | None = None):
@@ -147,7 +154,8 @@ def summarises_a_crash(stage: str, title: str | None = None):
 
 
 def _record_crash(settings: Settings, stage: str, title: str, exc: BaseException) -> None:
-    error = INTERRUPTED if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+    error = (TERMINATED if isinstance(exc, Terminated) else INTERRUPTED if isinstance(exc, KeyboardInterrupt)
+             else f"{type(exc).__name__}: {exc}")
     try:
         lake = Lake.open(settings)
         marker = lake.read_run_started(stage)
