@@ -79,7 +79,35 @@ def spark_session(settings: Settings, app_name: str = "lakerag-etl"):
     spark.sparkContext.setLogLevel("ERROR")
     logging.getLogger("py4j").setLevel(logging.WARNING)
     _cancel_jobs_on_interrupt(spark)
+    _quiet_py4j(spark)
     return spark
+
+
+def _quiet_py4j(spark) -> None:
+    """Tracebacks of what is said in one line elsewhere stay out of the log: py4j's of calls an
+    interrupt cut short or that it retries (a dead JVM's: session_alive, stop_session, py4j's
+    garbage-collection thread), and the EOFError PySpark's accumulator server printed when the JVM
+    died first (the OOM killer; SIGTERM to the whole process group, as systemd and `timeout` send
+    it), which the watcher and stop_session() report."""
+    server = getattr(spark.sparkContext, "_accumulatorServer", None)  # PySpark's: absent in Spark Connect
+    if server is not None:
+        server.handle_error = _accumulator_connection_failed
+    # A logger's filters see only the records logged on it: py4j logs on its own and the root logger.
+    for logger in map(logging.getLogger, ("", "py4j.clientserver", "py4j.java_gateway")):
+        if _drop_py4j_noise not in logger.filters:
+            logger.addFilter(_drop_py4j_noise)
+
+
+def _accumulator_connection_failed(_request, _address) -> None:
+    # socketserver calls it in the except block of the failed request
+    log.debug("the Spark JVM's accumulator connection failed (the JVM died?)", exc_info=sys.exc_info())
+
+
+def _drop_py4j_noise(record: logging.LogRecord) -> bool:
+    """py4j logs a call it retries at INFO with its traceback (the caller gets the outcome), and
+    on the root logger, which `lakerag` shows at INFO."""
+    return not (f"{os.sep}py4j{os.sep}" in record.pathname and record.exc_info
+                and (record.levelno < logging.WARNING or interrupted(record.exc_info[1])))
 
 
 # The interrupt that cancelled the session's jobs (KeyboardInterrupt for Ctrl-C, Terminated for
@@ -91,7 +119,7 @@ def _cancel_jobs_on_interrupt(spark) -> None:
     """Ctrl-C and SIGTERM cancel the session's jobs and raise KeyboardInterrupt (Terminated), as
     PySpark's own Ctrl-C handler does, but cancel from another thread: PySpark's, run while this
     thread waits for a py4j answer, called py4j on that same connection ("reentrant call"), left
-    the jobs running and logged tracebacks. py4j's own tracebacks of the interrupted call are dropped."""
+    the jobs running and logged tracebacks (_quiet_py4j drops py4j's of the interrupted call)."""
     if threading.current_thread() is not threading.main_thread():
         return  # signal handlers belong to the main thread (and PySpark installed none)
 
@@ -107,14 +135,6 @@ def _cancel_jobs_on_interrupt(spark) -> None:
 
     signal.signal(signal.SIGINT, interrupt)
     signal.signal(signal.SIGTERM, interrupt)
-    # A logger's filters see only the records logged on it: py4j logs on its own and the root logger.
-    for logger in map(logging.getLogger, ("", "py4j.clientserver", "py4j.java_gateway")):
-        if _drop_py4j_interrupts not in logger.filters:
-            logger.addFilter(_drop_py4j_interrupts)
-
-
-def _drop_py4j_interrupts(record: logging.LogRecord) -> bool:
-    return not (f"{os.sep}py4j{os.sep}" in record.pathname and record.exc_info and interrupted(record.exc_info[1]))
 
 
 def interrupted(exc: BaseException | None) -> type[KeyboardInterrupt] | None:

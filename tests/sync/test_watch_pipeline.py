@@ -117,7 +117,7 @@ def _children_named(pid: int, name: str) -> list[int]:
 
 def test_the_watcher_starts_a_new_spark_session_after_its_jvm_died(local_settings, embedder, tmp_path):
     """The kernel's OOM killer (or anyone) ending the Spark JVM left `lakerag run` failing every
-    later run in 0.1 s (ConnectionRefusedError) until it was restarted."""
+    later run in 0.1 s (ConnectionRefusedError) until it was restarted, and printed a traceback."""
     store = Lake.open(local_settings).store
     store.put(OTHER[0], OTHER[1].encode())
     proc, log = start_pipeline_watch(local_settings, tmp_path)
@@ -129,9 +129,16 @@ def test_the_watcher_starts_a_new_spark_session_after_its_jvm_died(local_setting
         store.put(DOC[0], DOC[1].encode())
         wait_until(lambda: doc_id_for(DOC[0]) in served_doc_ids(local_settings, tmp_path, embedder), timeout=600)
         assert "starting a new one" in log.read_text()
+        jvms = _children_named(proc.pid, "java")  # and dead when the watcher stops (systemd's SIGTERM to all)
+        os.kill(jvms[0], 9)
+        time.sleep(1)
     finally:
         proc.terminate()
         assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+    text = log.read_text()
+    assert "the Spark JVM is gone (ConnectionRefusedError); forgetting its session" in text
+    # PySpark's accumulator server and py4j printed the dead JVM's closed connection as tracebacks.
+    assert "Traceback" not in text, text[-3000:]
 
 
 def test_ctrl_c_during_a_run_of_pipeline_watch_lets_the_run_finish_then_stops(local_settings, tmp_path):
