@@ -204,10 +204,25 @@ def test_a_raw_file_that_cannot_be_statted_is_quarantined_not_the_whole_run(spar
     assert list(reasons) == ["raw/loop.txt"] and "symbolic links" in reasons["raw/loop.txt"], reasons
 
 
-def test_ctrl_c_stops_a_pipeline_run_with_one_line(tmp_path):
-    """Ctrl-C in the terminal of `lakerag pipeline run` (SIGINT to its process group): the ETL took
-    the cancelled Spark job for a failure, logged it with screens of Java stack traces, and the run
-    went on to embed and publish."""
+def _interrupt_the_terminal(proc) -> None:
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the whole process group; PySpark's JVM ignores it
+
+
+def _terminate_the_process(proc) -> None:
+    proc.send_signal(signal.SIGTERM)  # the kubelet: the pod's PID 1 only; the JVM is stopped by it
+
+
+@pytest.mark.parametrize(("stop", "code", "said"), [
+    (_interrupt_the_terminal, 130, "interrupted (Ctrl-C); what it committed stays, the next run does the rest"),
+    (_terminate_the_process, 143, ("stopped (SIGTERM: its pod was deleted, or `kill`); what it committed stays, "
+                                   "the next run does the rest")),
+], ids=["ctrl-c", "sigterm"])
+def test_a_stopped_pipeline_run_says_so_in_one_line(tmp_path, stop, code, said):
+    """Ctrl-C in the terminal of `lakerag pipeline run`: the ETL took the cancelled Spark job for a
+    failure, logged it with screens of Java stack traces, and the run went on to embed and publish.
+    SIGTERM (what a job pod's PID 1 gets when Airflow cancels the task or a node drains): with no
+    handler the process died on the spot (as PID 1 it ignored the signal until SIGKILL) and
+    `pipeline status` could only say the stage "did not finish"."""
     root = tmp_path / "store"
     raw = root / "raw"
     raw.mkdir(parents=True)
@@ -223,46 +238,8 @@ def test_ctrl_c_stops_a_pipeline_run_with_one_line(tmp_path):
         deadline = time.monotonic() + 300
         while not (root / "lake/bronze/_delta_log").exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does: PySpark's JVM ignores it
-        code = proc.wait(timeout=300)
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    text = log.read_text()
-    assert code == 130, text[-3000:]
-    assert "Traceback" not in text and "\tat " not in text, text[-3000:]
-    assert "lakerag pipeline run: interrupted" in text, text[-3000:]
-    settings = config.from_env({}, store_uri=f"file://{root}", index_dir=str(tmp_path / "serving"))
-    assert read_current(Lake.open(settings).store) is None  # not published after Ctrl-C
-    problems = status(settings)["problems"]
-    assert any(p.endswith("failed: interrupted (Ctrl-C); what it committed stays, the next run does the rest")
-               for p in problems), problems
-
-
-def test_sigterm_stops_a_pipeline_run_like_ctrl_c(tmp_path):
-    """SIGTERM to `lakerag pipeline run` alone (what the kubelet sends a job pod's PID 1 when Airflow
-    cancels the task or a node drains): with no handler the process died on the spot (as PID 1 it
-    ignored the signal until SIGKILL) and `pipeline status` could only say the stage "did not
-    finish"; its JVM was left to notice on its own."""
-    root = tmp_path / "store"
-    raw = root / "raw"
-    raw.mkdir(parents=True)
-    for name, data in good_documents().items():
-        (raw / name).write_bytes(data)
-    env = {**os.environ, "LAKERAG_STORE_URI": f"file://{root}", "LAKERAG_INDEX_DIR": str(tmp_path / "serving"),
-           "LAKERAG_SPARK_MASTER": "local[2]"}
-    log = tmp_path / "run.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "lakerag.cli", "pipeline", "run"], env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 300
-        while not (root / "lake/bronze/_delta_log").exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGTERM)  # the process only: the JVM is stopped by it, not by the signal
-        code = proc.wait(timeout=120)
+        stop(proc)
+        returncode = proc.wait(timeout=300)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # its JVM and Python workers follow it
             try:
@@ -278,11 +255,10 @@ def test_sigterm_stops_a_pipeline_run_like_ctrl_c(tmp_path):
         except ProcessLookupError:
             pass
     text = log.read_text()
-    assert code == 143, text[-3000:]
+    assert returncode == code, text[-3000:]
     assert "Traceback" not in text and "\tat " not in text, text[-3000:]
-    assert "lakerag pipeline run: stopped (SIGTERM: its pod was deleted" in text, text[-3000:]
+    assert f"lakerag pipeline run: {said}" in text, text[-3000:]
     settings = config.from_env({}, store_uri=f"file://{root}", index_dir=str(tmp_path / "serving"))
-    assert read_current(Lake.open(settings).store) is None
+    assert read_current(Lake.open(settings).store) is None  # not published after the stop
     problems = status(settings)["problems"]
-    assert any(p.endswith("failed: stopped (SIGTERM: its pod was deleted, or `kill`); what it committed stays, "
-                          "the next run does the rest") for p in problems), problems
+    assert any(p.endswith(f"failed: {said}") for p in problems), problems
