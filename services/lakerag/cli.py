@@ -285,11 +285,7 @@ def run(samples: Annotated[bool, typer.Option(help="first copy the bundled sampl
         if seeded := sample_docs.seed(watcher.store):
             print(f"lakerag run: copied {seeded} sample documents into {watcher.store.url('raw/')}")
 
-    def interrupt(*_) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)  # a stop during the first run ends it like Ctrl-C, with a status
-    try:
+    try:  # SIGTERM during the first run ends it like Ctrl-C, with a status (main() raises Terminated)
         if published := servable_index(settings, watcher.store):
             # A run that finds nothing new still costs Spark's start (~25 s here): serve the last index now;
             # the watcher's first poll runs the pipeline and the API swaps to what it publishes.
@@ -592,7 +588,7 @@ def parse(argv: list[str]) -> Parsed:
 class _Sigterm:
     """SIGTERM stops any command the way Ctrl-C does (raises Terminated, a KeyboardInterrupt). Without
     a handler, a pod's PID 1 ignores it until the kubelet's SIGKILL, and any other process dies with
-    nothing said. Commands that serve or watch install their own."""
+    nothing said. `serve`, `pipeline watch` and `index sync` install their own."""
 
     def __init__(self):
         self.received = False

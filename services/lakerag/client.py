@@ -166,8 +166,8 @@ def _raw_key(name: str) -> str:
 def _said_how_named(code: int, name: str) -> int:
     """After a failed call about document ``name``: which key it was taken as, when not a doc_id."""
     if code and (doc_id := doc_id_of(name)) != name:
-        taken_as = f"has doc_id {doc_id}" if name == _raw_key(name) else f"was looked up as {_raw_key(name)} " \
-            f"(doc_id {doc_id})"
+        key = _raw_key(name)
+        taken_as = f"has doc_id {doc_id}" if name == key else f"was looked up as {key} (doc_id {doc_id})"
         print(f"lakerag: {name} {taken_as}; `lakerag documents` lists each document's key", file=sys.stderr)
     return code
 
