@@ -335,6 +335,9 @@ def index_sync(once: Annotated[bool, typer.Option(help="sync once and exit (init
     return (sync.sync_once if once else sync.watch)(settings, dest or settings.index_dir)
 
 
+VERSION_HELP = "a version from `lakerag index list`, a unique prefix of it, `current` or `previous`"
+
+
 @index_app.command("list")
 def index_list() -> int:
     """List published versions (* marks CURRENT)."""
@@ -345,13 +348,13 @@ def index_list() -> int:
 
 
 @index_app.command("rollback")
-def index_rollback(version: str) -> int:
-    """Point CURRENT at an older version."""
+def index_rollback(version: Annotated[str, typer.Argument(metavar="VERSION", help=VERSION_HELP)]) -> int:
+    """Point CURRENT at an older version (`previous` steps back one)."""
     from .index.errors import IndexRejected
     from .index.publish import rollback
 
     try:
-        rollback(_settings(), version)
+        version = rollback(_settings(), version)
     except IndexRejected as exc:
         print(f"lakerag: rollback refused: {exc}", file=sys.stderr)
         return 1
@@ -360,9 +363,12 @@ def index_rollback(version: str) -> int:
 
 
 @index_app.command("diff")
-def index_diff(old: str, new: str,
+def index_diff(old: Annotated[str, typer.Argument(metavar="OLD", help=VERSION_HELP)] = "previous",
+               new: Annotated[str, typer.Argument(metavar="NEW", help=VERSION_HELP)] = "current",
                as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> int:
-    """Documents and chunks added, removed and changed between two versions."""
+    """Documents and chunks added, removed and changed between two versions.
+
+    Without names: what the last publish changed (`previous` to `current`)."""
     from .index.diff import diff_versions, format_diff
     from .index.errors import IndexRejected
     from .lake import Lake

@@ -45,11 +45,20 @@ def test_embed_and_index_from_the_command_line(tmp_path):
     assert lakerag(store_uri, "pipeline", "index").returncode == 0
     listing = lakerag(store_uri, "index", "list").stdout.splitlines()
     assert len(listing) == 2 and listing[1].startswith("*") and "15 vectors" in listing[1]
-    older = listing[0].split()[0]
+    older, newer = listing[0].split()[0], listing[1].split()[1]
 
-    rolled = lakerag(store_uri, "index", "rollback", older)
-    assert rolled.returncode == 0
+    # With no names, diff shows what the last publish changed: the one added document.
+    diff = lakerag(store_uri, "index", "diff")
+    assert diff.returncode == 0, diff.stderr
+    assert diff.stdout.splitlines()[:2] == [f"index diff {older} -> {newer}",
+                                            "documents: 1 added, 0 removed, 0 changed, 4 unchanged"]
+    rolled = lakerag(store_uri, "index", "rollback", "previous")
+    assert rolled.returncode == 0 and rolled.stdout.strip() == f"index/CURRENT now points to {older}"
     assert lakerag(store_uri, "index", "list").stdout.splitlines()[0].startswith("* " + older)
+    nothing_older = lakerag(store_uri, "index", "rollback", "previous")
+    assert nothing_older.returncode == 1 and "no version published before CURRENT" in nothing_older.stderr
+    forward = lakerag(store_uri, "index", "rollback", newer[:17])  # a prefix: the timestamp alone
+    assert forward.returncode == 0 and newer in forward.stdout
     refused = lakerag(store_uri, "index", "rollback", "20990101T000000Z-00000000")
     assert refused.returncode == 1 and "no published index version" in refused.stderr
     assert "Traceback" not in refused.stderr

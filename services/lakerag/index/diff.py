@@ -11,7 +11,7 @@ from pathlib import Path
 from ..lake import INDEX_PREFIX
 from ..store import NotFound, ObjectStore, write_blocks
 from .artifacts import CHUNKS_FILE, IndexRejected, rows_file
-from .publish import read_store_manifest
+from .publish import read_store_manifest, resolve_version
 from .rows import ChunkRows
 
 
@@ -54,8 +54,10 @@ def diff_versions(store: ObjectStore, old: str, new: str) -> dict:
     """Per document (keyed by raw key) and per chunk: what ``new`` adds, removes and changes against ``old``.
 
     A document changed when its chunk ids (which hash the text) or its content hash differ;
-    a chunk changed when the same document position holds another chunk id.
+    a chunk changed when the same document position holds another chunk id. ``old`` and ``new``
+    take any name resolve_version does (`previous`, `current`, a unique prefix).
     """
+    old, new = resolve_version(store, old), resolve_version(store, new)
     before, after = _documents(read_version_chunks(store, old)), _documents(read_version_chunks(store, new))
     added = sorted(after[d]["source"] for d in after.keys() - before.keys())
     removed = sorted(before[d]["source"] for d in before.keys() - after.keys())

@@ -97,6 +97,32 @@ def published_versions(store: ObjectStore) -> list[str]:
     return sorted(v for v, files in _version_dirs(store).items() if MANIFEST_FILE in files)
 
 
+def resolve_version(store: ObjectStore, name: str) -> str:
+    """The published version ``name`` stands for: a full name, ``current``, ``previous`` (published
+    just before CURRENT) or a unique prefix of the name or of its fingerprint; IndexRejected otherwise."""
+    published = published_versions(store)
+    if name in published:
+        return name
+    listing = "`lakerag index list` shows them"
+    if name.lower() in ("current", "previous"):
+        current = read_current(store)
+        if current is None or not published:
+            raise IndexRejected(f"no index version published yet in {store.uri}: run `lakerag pipeline run`")
+        if name.lower() == "current":
+            return current
+        older = [v for v in published if v < current]
+        if not older:
+            raise IndexRejected(f"no version published before CURRENT ({current}) is retained; {listing}")
+        return older[-1]
+    matches = [v for v in published if v.startswith(name) or v.partition("-")[2].startswith(name)]
+    if len(matches) > 1:
+        raise IndexRejected(f"{name!r} matches {len(matches)} versions ({', '.join(matches)}): give more of the name")
+    if not matches:
+        raise IndexRejected(f"no published index version {name!r} in {store.uri} (never published, pruned, or not "
+                            f"finished); versions: {', '.join(published) or 'none'}; {listing}")
+    return matches[0]
+
+
 def publish_dir(store: ObjectStore, local_dir) -> str:
     """Upload a verified version directory, then point CURRENT at it; return the version."""
     local_dir = Path(local_dir)
@@ -204,12 +230,11 @@ def load_current(store: ObjectStore, dest_root, expected_model: str | None = Non
     return load_index_dir(path, expected_model, expected_dimension)
 
 
-def rollback(settings: Settings, version: str) -> None:
-    """Point CURRENT at an older (or newer) published version after verifying it is complete and intact."""
+def rollback(settings: Settings, name: str) -> str:
+    """Point CURRENT at an older (or newer) published version after verifying it is complete and intact;
+    return its full name (``name`` may be any that resolve_version takes)."""
     store = Lake.open(settings).store
-    published = published_versions(store)
-    if version not in published:
-        raise IndexRejected(f"no published index version {version!r}; versions: {', '.join(published) or 'none'}")
+    version = resolve_version(store, name)
     with tempfile.TemporaryDirectory(prefix="lakerag-rollback-") as tmp:
         manifest = verified_manifest(download_version(store, version, Path(tmp) / version))
     if manifest["model"] != settings.embedding_model:
@@ -218,6 +243,7 @@ def rollback(settings: Settings, version: str) -> None:
                             "set LAKERAG_EMBEDDING_MODEL to that model for the API and this command first")
     store.put(CURRENT_KEY, version.encode())
     log.info("index/CURRENT now points to %s", version)
+    return version
 
 
 def prune(store: ObjectStore, keep: int) -> list[str]:
