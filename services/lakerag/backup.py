@@ -26,6 +26,7 @@ import time
 
 from .config import Settings
 from .lake import CURRENT_KEY, INDEX_PREFIX, RAW_PREFIX
+from .lake.run_lock import LEASE_KEY  # a run's lease: restored, it would hold the new store for its length
 from .store import NotFound, ObjectStore, S3Access, open_store, read_blocks
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ def _snapshot(store: ObjectStore) -> dict:
     found = {}
     for prefix in PREFIXES:
         for info in store.list(prefix):
-            if "/_delta_log/" not in info.key and ".lakerag-tmp" not in info.key:
+            if "/_delta_log/" not in info.key and ".lakerag-tmp" not in info.key and info.key != LEASE_KEY:
                 found[info.key] = info
     found.update(logs)
     return found

@@ -177,8 +177,9 @@ def _pipeline_stage(stage: Stage, settings, rebuild: bool, as_json: bool, spark:
     if stage in {Stage.status, Stage.watch}:  # status reads; watch locks each of its runs
         return _run_stage(stage, settings, rebuild, as_json, spark, dry_run)
     from .lake.run_lock import pipeline_lock
+    from .store import store_for
 
-    with pipeline_lock(settings.store_uri, f"lakerag pipeline {stage.value}"):
+    with pipeline_lock(settings.store_uri, f"lakerag pipeline {stage.value}", store_for(settings)):
         return _run_stage(stage, settings, rebuild, as_json, spark, dry_run)
 
 

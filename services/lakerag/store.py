@@ -39,6 +39,10 @@ class StoreError(RuntimeError):
     """The store cannot be reached or the key is invalid; the message says why."""
 
 
+class ConditionalWritesUnsupported(StoreError):
+    """The S3 server refuses If-None-Match / If-Match writes (older S3-compatible servers)."""
+
+
 class NotFound(StoreError, KeyError):
     pass
 
@@ -373,11 +377,38 @@ class S3Store:
         self._call(self.client.delete_object, Bucket=self.bucket, Key=self._key(key))
 
     def exists(self, key: str) -> bool:
+        return self.etag(key) is not None
+
+    def etag(self, key: str) -> str | None:
+        """The object's ETag, or None when there is none."""
         try:
-            self._call(self.client.head_object, Bucket=self.bucket, Key=self._key(key))
-            return True
+            return self._call(self.client.head_object, Bucket=self.bucket, Key=self._key(key))["ETag"]
         except NotFound:
-            return False
+            return None
+
+    # Conditional writes (S3 since 2024; MinIO, moto): what a lease across hosts needs.
+
+    def create(self, key: str, data: bytes) -> str | None:
+        """Write ``key`` only if no object is there; its ETag, or None when one is."""
+        return self._write_if(key, data, IfNoneMatch="*")
+
+    def replace_if(self, key: str, data: bytes, etag: str) -> str | None:
+        """Overwrite ``key`` only while its ETag is ``etag``; the new ETag, or None when it changed or is gone."""
+        return self._write_if(key, data, IfMatch=etag)
+
+    def _write_if(self, key: str, data: bytes, **condition) -> str | None:
+        try:
+            return self._call(self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data,
+                              **condition)["ETag"]
+        except NotFound:  # IfMatch on a key that is gone
+            return None
+        except StoreError as exc:
+            code = getattr(exc.__cause__, "response", {}).get("Error", {}).get("Code", "")
+            if code in {"PreconditionFailed", "ConditionalRequestConflict"}:  # the condition did not hold
+                return None
+            if code in {"NotImplemented", "InvalidArgument"}:
+                raise ConditionalWritesUnsupported(f"{self.uri} does not support conditional writes: {exc}") from exc
+            raise
 
     def url(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._key(key)}"

@@ -3,13 +3,18 @@ index with duplicate chunks: the second run now waits for the first."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
-from lakerag.lake.run_lock import pipeline_lock
+import pytest
+from lakerag.lake.run_lock import LEASE_KEY, pipeline_lock, store_lease
+from lakerag.store import open_store, store_for
 
 LAKERAG = str(Path(sys.executable).with_name("lakerag"))
 
@@ -51,3 +56,102 @@ def test_without_a_writable_temp_dir_the_run_goes_ahead_and_says_so(tmp_path, mo
         ran.append(True)
     assert ran == [True]
     assert "running without the store's run lock" in caplog.text
+
+
+# --- across hosts: the lease in an S3 store (a real moto server) -------------------------------------------
+
+@pytest.fixture
+def s3_store(s3_settings):
+    return store_for(s3_settings)
+
+
+def test_a_run_on_another_host_waits_for_the_lease_in_the_store(s3_settings, s3_store, tmp_path):
+    """Another host has its own temp dir, so the flock cannot see this run: the store's lease must."""
+    other_host_tmp = tmp_path / "other-host-tmp"
+    other_host_tmp.mkdir()
+    env = {**os.environ, "LAKERAG_STORE_URI": s3_settings.store_uri, "LAKERAG_INDEX_DIR": str(tmp_path / "index"),
+           "TMPDIR": str(other_host_tmp)}
+    with pipeline_lock(s3_settings.store_uri, "the test's run", s3_store):
+        second = subprocess.Popen([LAKERAG, "pipeline", "index"], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)
+        time.sleep(5)
+        assert second.poll() is None, second.communicate()  # it waits while this run holds the lease
+        assert s3_store.exists(LEASE_KEY)
+    out, err = second.communicate(timeout=120)
+    assert second.returncode in (0, 1), err
+    assert (f"waiting for the pipeline run in flight on {s3_store.uri} to finish (the test's run, pid {os.getpid()}"
+            in err), err
+    assert f"host {socket.gethostname()}; its lease in {LEASE_KEY} is renewed every 20 s" in err
+    assert "LakeRAG pipeline index:" in out  # then it ran
+    assert not s3_store.exists(LEASE_KEY)  # and let go of it
+
+
+def test_a_live_holder_keeps_its_lease_past_its_length(s3_store, caplog):
+    order = []
+
+    def hold():
+        with store_lease(s3_store, "a long run", seconds=1.5):
+            order.append("first holds")
+            time.sleep(4)  # more than twice the lease: the renewals keep it
+            order.append("first done")
+
+    first = threading.Thread(target=hold)
+    first.start()
+    while not order:
+        time.sleep(0.05)
+    with store_lease(s3_store, "a second run", seconds=1.5):
+        order.append("second holds")
+    first.join()
+    assert order == ["first holds", "first done", "second holds"]
+    assert "took over" not in caplog.text and "lost the store's run lock" not in caplog.text
+    assert "waiting for the pipeline run in flight" in caplog.text and "a long run" in caplog.text
+
+
+def test_a_lease_nobody_renews_is_taken_over_after_its_length(s3_store, caplog):
+    """A pod killed mid-run (OOM, SIGKILL) cannot release its lease: the next run waits it out, not forever."""
+    dead = {"pid": 4242, "host": "node-7", "what": "lakerag pipeline gold", "since": "2026-12-05T12:00:00+00:00"}
+    assert s3_store.create(LEASE_KEY, json.dumps(dead).encode())
+    assert s3_store.create(LEASE_KEY, b"{}") is None  # the condition holds: one lease at a time
+    started = time.monotonic()
+    with store_lease(s3_store, "the next run", seconds=1.5):
+        waited = time.monotonic() - started
+        assert json.loads(s3_store.get(LEASE_KEY))["what"] == "the next run"
+    assert 1.5 <= waited < 10
+    assert "took over the store's run lock from lakerag pipeline gold, pid 4242" in caplog.text
+    assert "host node-7" in caplog.text
+
+
+def test_a_holder_that_lost_its_lease_says_so_and_leaves_the_new_one(s3_store, caplog):
+    with store_lease(s3_store, "a stalled run", seconds=1.5):
+        s3_store.put(LEASE_KEY, json.dumps({"what": "a run that took over", "pid": 1, "since": "now"}).encode())
+        time.sleep(1.2)  # one renewal: it finds another's lease
+    assert "lost the store's run lock to a run that took over" in caplog.text
+    assert json.loads(s3_store.get(LEASE_KEY))["what"] == "a run that took over"  # not deleted on the way out
+
+
+def test_a_store_without_conditional_writes_runs_without_the_lease_and_says_so(s3_store, monkeypatch, caplog):
+    from botocore.exceptions import ClientError
+
+    put_object = s3_store.client.put_object
+
+    def old_server(**kwargs):  # an S3-compatible server from before conditional writes
+        if "IfNoneMatch" in kwargs or "IfMatch" in kwargs:
+            raise ClientError({"Error": {"Code": "NotImplemented", "Message": "not implemented"}}, "PutObject")
+        return put_object(**kwargs)
+
+    monkeypatch.setattr(s3_store.client, "put_object", old_server)
+    ran = []
+    with store_lease(s3_store, "a run"):
+        ran.append(True)
+    assert ran == [True] and not s3_store.exists(LEASE_KEY)
+    assert "running without the store's lease" in caplog.text and "does not support conditional writes" in caplog.text
+
+
+def test_a_backup_taken_during_a_run_leaves_its_lease_behind(s3_settings, s3_store, tmp_path):
+    from lakerag.backup import backup, read_catalog
+
+    s3_store.put("raw/a.txt", b"a document")
+    with store_lease(s3_store, "a run"):
+        backup(s3_settings, f"file://{tmp_path / 'backup'}")
+    catalog = read_catalog(open_store(f"file://{tmp_path / 'backup'}"))
+    assert "raw/a.txt" in catalog["objects"] and LEASE_KEY not in catalog["objects"]
