@@ -149,7 +149,8 @@ def _acquire(store: ObjectStore, body: bytes, seconds: float) -> str:
         if etag is not None:
             return etag
         current = store.etag(LEASE_KEY)
-        if current is None:  # released meanwhile
+        if current is None:  # released meanwhile: try again (after a breath, in case it keeps racing)
+            time.sleep(0.05)
             continue
         if current != seen:  # a new holder, or a renewal: it is alive
             seen, seen_since = current, time.monotonic()
