@@ -69,3 +69,15 @@ def test_an_out_it_cannot_write_says_so_and_leaves_nothing_behind(local_settings
             export_jsonl(local_settings, out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-dir", "a-file", "store"]
     assert list((tmp_path / "a-dir").iterdir()) == []
+
+
+def test_a_gold_table_larger_than_one_slice_is_written_whole_and_in_order(local_settings, tmp_path):
+    """The export writes 2048 records at a time (bounded memory): every slice, in document order."""
+    lake = Lake.open(local_settings)
+    docs = synthetic_docs(800, chunks_per_doc=3)
+    write_gold(lake, docs)
+    append_copies(lake, "gold", 700)
+    out = tmp_path / "chunks.jsonl"
+    assert export_jsonl(local_settings, out) == 2400
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["source"], r["chunk_index"]) for r in records] == [(k, i) for k in sorted(docs) for i in range(3)]
