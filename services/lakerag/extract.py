@@ -34,6 +34,12 @@ FILE_TYPES = {
 }
 PAGED_TYPES = {"pdf"}
 
+# The version of the text the pipeline makes of a file: extraction here, cleaning and titles in
+# text.py. Bump it with any change that alters that text for some file: the next pipeline run
+# then re-extracts every document (each ETL table records the version it was built from as the
+# property lakerag.textVersion), not only new or changed files.
+TEXT_VERSION = "1"
+
 # pypdf reports every recoverable oddity of a damaged file as a log warning.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 

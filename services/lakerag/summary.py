@@ -50,6 +50,7 @@ def _etl_work(s: dict) -> str:
                      if key in f)
     gold = (s.get("rows") or {}).get("gold")
     work += f"; {_count(gold, 'gold chunk')}" if gold is not None else ""
+    work += f", all re-extracted ({s['retexted']})" if s.get("retexted") else ""
     return work + (f", all re-chunked ({s['rechunked']})" if s.get("rechunked") else "")
 
 

@@ -6,10 +6,13 @@ when something changed."""
 
 from __future__ import annotations
 
+import logging
+
 import pyarrow as pa
 import pyarrow.compute as pc
+from lakerag.extract import TEXT_VERSION
 from lakerag.lake import Lake, raw_documents
-from lakerag.lake.tables import SCHEMAS, conform, merge
+from lakerag.lake.tables import SCHEMAS, conform, merge, record_text_version, text_change, text_version
 from lakerag.store import S3Access
 from pyspark.sql.pandas.types import from_arrow_schema
 
@@ -21,11 +24,16 @@ from lakerag_spark.writes import FILE_ACTIONS, commit_files, table_files
 OUTCOME = pa.schema([f for f in EXTRACTED if f.name != "pages"]
                     + list(FILE_ACTIONS))
 
+log = logging.getLogger(__name__)
 LISTING = pa.schema([("key", pa.string()), ("size", pa.int64()), ("source_version", pa.string())])
 
 
 def run_bronze(spark, lake: Lake, full_rebuild: bool = False) -> dict:
     """Returns the run's file counts and whether bronze/quarantine were committed."""
+    retexted = text_change(text_version(lake, "bronze"), TEXT_VERSION)
+    if retexted:  # this release extracts other text than the one that built bronze
+        log.warning("text extraction changed since bronze was built (%s): re-extracting every document", retexted)
+        full_rebuild = True
     objects = list(raw_documents(lake.store))
     listing = pa.Table.from_pylist([{"key": o.key, "size": o.size, "source_version": o.version} for o in objects],
                                    schema=LISTING)
@@ -79,7 +87,9 @@ def run_bronze(spark, lake: Lake, full_rebuild: bool = False) -> dict:
              "deleted": len(gone), "read": len(processed)}
     changes = {"bronze_upserted": readable.num_rows, "bronze_deleted": len(bronze_deletes),
                "quarantine_upserted": quarantine_rows.num_rows, "quarantine_deleted": len(quarantine_deletes)}
-    return {"files": files, "changes": changes, "committed": committed}
+    record_text_version(lake, "bronze", TEXT_VERSION)  # after the rows: a run that dies re-extracts again
+    result = {"files": files, "changes": changes, "committed": committed}
+    return {**result, "retexted": retexted} if retexted else result
 
 
 def extract_and_write(lake: Lake, env: dict[str, str]):

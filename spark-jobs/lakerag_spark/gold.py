@@ -54,6 +54,11 @@ def run_gold(spark, lake: Lake, full_rebuild: bool = False) -> dict:
         full_rebuild = True
     elif tables.version(lake, "gold") is None:
         tables.set_properties(lake, "gold", chunking)  # a new table: recorded as it is created
+    source_text = tables.text_version(lake, "silver")
+    retexted = tables.text_change(tables.text_version(lake, "gold"), source_text)
+    if retexted:
+        log.warning("silver holds other text than gold was cut from (%s): re-chunking every document", retexted)
+        full_rebuild = True
     if full_rebuild:
         drop_repeated_chunks(spark, lake)
     gold = read_table(spark, lake, "gold", ["chunk_id", "doc_id", "content_hash", "title"])
@@ -85,5 +90,7 @@ def run_gold(spark, lake: Lake, full_rebuild: bool = False) -> dict:
             cached.unpersist()
     # After the chunks: a run that dies before this one re-chunks again, never leaves a mix.
     tables.set_properties(lake, "gold", chunking)
+    tables.record_text_version(lake, "gold", source_text)
     result = {"changes": {"gold_upserted": upserted, "gold_deleted": len(stale_ids)}, "committed": {"gold": committed}}
+    result = {**result, "retexted": retexted} if retexted else result
     return {**result, "rechunked": rechunked} if rechunked else result

@@ -73,6 +73,8 @@ def run_etl(settings: Settings, stages=STAGES, full_rebuild: bool = False, spark
             summary.setdefault("committed", {}).update(result.get("committed", {}))
             if "rechunked" in result:
                 summary["rechunked"] = result["rechunked"]
+            if "retexted" in result:  # the first stage that found it says from which version
+                summary.setdefault("retexted", result["retexted"])
     except Exception as exc:
         if interrupt := interrupted(exc):  # Ctrl-C or SIGTERM cancelled the Spark job that raised this
             raise interrupt from exc

@@ -316,6 +316,42 @@ def test_new_chunk_settings_rechunk_every_document_at_the_next_run(spark, local_
     assert "rechunked" not in again and again["versions"] == summary["versions"]
 
 
+def test_text_an_older_release_extracted_is_re_extracted_at_the_next_run(spark, local_settings):
+    """A release that extracts other text from files (extract.TEXT_VERSION bumped): documents
+    processed before kept the old release's text until someone knew to run --full-rebuild."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+    from lakerag.extract import TEXT_VERSION
+
+    settings = small_chunks(local_settings)
+    lake = Lake.open(settings)
+    put(lake, "ferries.txt", b"Ferries cross the bay every hour. The first one leaves at six.")
+    put(lake, "tides.md", b"# Tides\n\nThe tide turns twice a day.")
+    # The lake as an older release (text version 0) left it: its extraction, then silver and gold of that.
+    run_etl(settings, stages=("bronze",))
+    bronze = tables.read_arrow(lake, "bronze")
+    old_pages = pa.array([[f"{page} (old extraction)" for page in pages]
+                          for pages in bronze.column("pages").to_pylist()], pa.list_(pa.string()))
+    old_bronze = bronze.set_column(bronze.schema.get_field_index("pages"), "pages", old_pages)
+    write_deltalake(lake.table_uri("bronze"), old_bronze, mode="overwrite", storage_options=lake.storage_options())
+    tables.set_properties(lake, "bronze", {tables.TEXT_VERSION_PROPERTY: "0"})
+    run_etl(settings, stages=("silver", "gold"))
+    assert all("(old extraction)" in row["text"] for row in snapshot(lake, "gold"))
+    assert {tables.text_version(lake, name) for name in tables.TEXT_TABLES} == {"0"}
+
+    summary = run_etl(settings)  # this release, incremental: no file changed
+    assert summary["ok"], summary.get("error")
+    assert summary["retexted"] == f"text version 0 -> {TEXT_VERSION}"
+    assert summary["files"]["read"] == summary["files"]["seen"] == 2 and summary["files"]["changed"] == 0
+    texts = [row["text"] for row in snapshot(lake, "gold")]
+    assert not any("(old extraction)" in text for text in texts)
+    assert any(text.startswith("Ferries cross the bay every hour") for text in texts)
+    assert {tables.text_version(lake, name) for name in tables.TEXT_TABLES} == {TEXT_VERSION}
+    assert f"retexted                 text version 0 -> {TEXT_VERSION}" in format_summary(summary)
+    again = run_etl(settings)  # then nothing to do
+    assert "retexted" not in again and again["versions"] == summary["versions"] and again["files"]["read"] == 0
+
+
 def test_full_rebuild_repairs_chunks_gold_holds_twice(spark, local_settings):
     """Two runs that overlapped before the run lock left gold with chunks twice; `pipeline run
     --full-rebuild` kept them (their text was unchanged), so the index served them twice."""

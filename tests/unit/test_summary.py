@@ -50,6 +50,11 @@ def test_a_status_shows_each_stage_in_one_short_line():
     [line] = [line for line in format_summary({**status, "stages": {"etl": rechunked}}).splitlines()
               if line.startswith("    etl ")]
     assert line.endswith("; 310 gold chunks, all re-chunked (LAKERAG_CHUNK_TOKENS 512 -> 256)"), line
+    # So does one that re-extracted every document for a release that extracts other text.
+    retexted = {**etl, "retexted": "text version 1 -> 2"}
+    [line] = [line for line in format_summary({**status, "stages": {"etl": retexted}}).splitlines()
+              if line.startswith("    etl ")]
+    assert line.endswith("; 310 gold chunks, all re-extracted (text version 1 -> 2)"), line
 
 
 def test_documents_listing_says_one_chunk_and_why_a_file_waits():

@@ -20,6 +20,7 @@ from deltalake import CommitProperties, DeltaTable, WriterProperties
 from deltalake.transaction import AddAction, RemoveAction
 from pyarrow.fs import SubTreeFileSystem
 
+from ..extract import TEXT_VERSION
 from . import DOCUMENTS_KEY, Lake
 from .files import METRICS_KEY, TableFiles, conform, row_metrics
 
@@ -62,6 +63,9 @@ CREATE_OPTIONS: dict[str, dict] = {
     "gold": {"configuration": {"delta.enableChangeDataFeed": "true", "delta.targetFileSize": str(MERGE_FILE_BYTES)}},
     "embeddings": {"name": "embeddings", "description": "chunk vectors keyed by (model, chunk_id)"},
 }
+# The tables holding text made from the raw files, each recording the text version it was built from.
+TEXT_TABLES = ("bronze", "silver", "gold")
+TEXT_VERSION_PROPERTY = "lakerag.textVersion"
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,25 @@ def properties(lake: Lake, name: str) -> dict[str, str]:
     """The table's properties (Delta configuration); empty while the table does not exist."""
     current = snapshot(lake, name)
     return dict(current.configuration()) if current is not None else {}
+
+
+def text_version(lake: Lake, name: str) -> str | None:
+    """The text version (``extract.TEXT_VERSION``) an ETL table was built from; None before it was recorded."""
+    return properties(lake, name).get(TEXT_VERSION_PROPERTY)
+
+
+def text_change(recorded: str | None, wanted: str | None) -> str | None:
+    """"text version 1 -> 2" when a table was built from another text version than its input's
+    (a table made before versions were recorded: None, no surprise rebuild)."""
+    if recorded is None or wanted is None or recorded == wanted:
+        return None
+    return f"text version {recorded} -> {wanted}"
+
+
+def record_text_version(lake: Lake, name: str, version: str | None) -> None:
+    """After a successful stage: the text version its table now holds (one commit, only when it changed)."""
+    if version is not None and snapshot(lake, name) is not None:
+        set_properties(lake, name, {TEXT_VERSION_PROPERTY: version})
 
 
 def set_properties(lake: Lake, name: str, values: dict[str, str]) -> None:
@@ -267,6 +290,8 @@ def _ensure(lake: Lake, name: str, properties: dict[str, str] | None = None) -> 
     if current is not None:
         return current.delta
     options = dict(CREATE_OPTIONS.get(name, {}))
+    if name in TEXT_TABLES:  # a new ETL table holds text of this release's version
+        properties = {TEXT_VERSION_PROPERTY: TEXT_VERSION, **(properties or {})}
     if properties:  # ours, not Delta's: keys Delta does not know
         options.update(configuration={**options.get("configuration", {}), **properties}, raise_if_key_not_exists=False)
     return DeltaTable.create(lake.table_uri(name), SCHEMAS[name], mode="ignore",
