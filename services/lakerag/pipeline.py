@@ -7,6 +7,7 @@ import time
 
 from .config import Settings
 from .lake import Lake
+from .lake.run_lock import live_lease
 from .lake.run_marker import marker_state
 
 STAGES = ("etl", "embed", "index")
@@ -72,11 +73,17 @@ def health(lake: Lake, stages: dict[str, dict | None]) -> dict:
     """The one rule the CLI, the DAG's health task and the API's /pipeline share: unhealthy when
     a stage failed, a stage started and never finished (killed, or still running where that cannot
     be told from here: another host), or files are in quarantine (as of the last ETL). A stage whose
-    run is in flight on this host is ``running``, not a problem."""
+    run is in flight is ``running``, not a problem: on this host its process runs; on another, the
+    process holds the store's live lease (S3)."""
     problems = [f"{name} failed: {s.get('error') or s.get('reason') or 'see its summary'}"
                 for name, s in stages.items() if s is not None and not s.get("ok", True)]
     markers = {name: marker for name in STAGES if (marker := lake.read_run_started(name))}
     states = {name: marker_state(marker) for name, marker in markers.items()}
+    if "elsewhere" in states.values() and (lease := live_lease(lake.store)):  # S3: the lease says who runs
+        for name, marker in markers.items():
+            if states[name] == "elsewhere" and (lease.get("host"), lease.get("pid")) == (marker.get("host"),
+                                                                                      marker.get("pid")):
+                states[name] = "running"
     for name, m in markers.items():
         started = f"{name} started at {m.get('started_at')} (pid {m.get('pid')} on {m.get('host')})"
         if states[name] == "gone":

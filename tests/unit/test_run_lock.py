@@ -10,7 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from lakerag.lake.run_lock import LEASE_KEY, pipeline_lock, store_lease
@@ -155,3 +157,29 @@ def test_a_backup_taken_during_a_run_leaves_its_lease_behind(s3_settings, s3_sto
         backup(s3_settings, f"file://{tmp_path / 'backup'}")
     catalog = read_catalog(open_store(f"file://{tmp_path / 'backup'}"))
     assert "raw/a.txt" in catalog["objects"] and LEASE_KEY not in catalog["objects"]
+
+
+def test_status_from_another_pod_tells_a_run_in_flight_from_a_killed_one(s3_settings, s3_store, monkeypatch):
+    """The API's /pipeline and the DAG's health task run in other pods than the stage: a started
+    marker alone read "still running, or killed" (unhealthy) for the whole of every DAG run."""
+    from lakerag.pipeline import status
+
+    marker = {"stage": "etl", "started_at": "2026-12-05T12:00:00+00:00", "pid": os.getpid(), "host": "etl-pod"}
+    s3_store.put("lake/_runs/etl.started.json", json.dumps(marker).encode())
+    report = status(s3_settings)
+    assert not report["healthy"] and report["unfinished"] == ["etl"]
+    assert any("still running, or killed" in problem for problem in report["problems"])
+
+    # The lease the pod holds (only the lock module sees the pod's host name: this test is the other pod).
+    monkeypatch.setattr("lakerag.lake.run_lock.socket", SimpleNamespace(gethostname=lambda: "etl-pod"))
+    with store_lease(s3_store, "lakerag pipeline etl"):
+        report = status(s3_settings)
+        assert report["healthy"] and report["running"] == ["etl"] and report["unfinished"] == []
+    # A lease its holder stopped renewing minutes ago: the pod was killed.
+    stale = {"pid": os.getpid(), "host": "etl-pod", "what": "lakerag pipeline etl", "lease_seconds": 60,
+             "since": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(timespec="seconds")}
+    s3_store.put(LEASE_KEY, json.dumps(stale).encode())
+    assert status(s3_settings)["unfinished"] == ["etl"]
+    # A live lease of another process (the next run) says nothing about this marker.
+    s3_store.put(LEASE_KEY, json.dumps({**stale, "host": "next-pod", "since": datetime.now(UTC).isoformat()}).encode())
+    assert status(s3_settings)["unfinished"] == ["etl"]

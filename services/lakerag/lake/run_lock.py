@@ -177,6 +177,20 @@ def _lease_holder(store: ObjectStore) -> str:
         return "another run"
 
 
+def live_lease(store: ObjectStore, now: datetime | None = None) -> dict | None:
+    """The store's lease while its holder renews it (written within LEASE_SECONDS by the holder's
+    clock), else None: what tells a run in flight on another host from one that was killed."""
+    if not hasattr(store, "create"):
+        return None
+    try:
+        lease = json.loads(store.get(LEASE_KEY))
+        written = datetime.fromisoformat(lease.get("renewed") or lease["since"])
+        age = ((now or datetime.now(UTC)) - written).total_seconds()
+    except (StoreError, ValueError, KeyError, TypeError, AttributeError):  # none, or not what a holder writes
+        return None
+    return lease if age <= float(lease.get("lease_seconds") or LEASE_SECONDS) else None
+
+
 class _Renewer:
     """Rewrites the lease every third of its length while the run goes on."""
 

@@ -3,7 +3,8 @@
 A stage writes the marker when it starts and its summary removes it, so a marker left behind means
 the run is still going or died mid-way (kill -9, out of memory). On the host that wrote it the two
 can be told apart: the process that wrote it still runs or it does not (its start time, from /proc,
-tells a reused pid apart). From another host (the DAG's pods, the API's pod) they cannot.
+tells a reused pid apart). From another host (the DAG's pods, the API's pod) the marker alone
+cannot; on S3 the store's run lease can (pipeline.health: a live lease held by the marker's process).
 """
 
 from __future__ import annotations
