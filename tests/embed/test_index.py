@@ -507,6 +507,31 @@ def test_an_old_format_current_is_republished_even_when_nothing_changed(local_se
 
 
 @pytest.mark.slow
+def test_a_rollback_holds_until_the_lake_changes(local_settings, embedder):
+    """The next `pipeline index` (the DAG's next scheduled run) saw gold newer than the rolled-back
+    CURRENT and published the version rolled back from again, under a new name: the rollback
+    lasted until the next run, with no new data."""
+    store = Lake.open(local_settings).store
+    docs = synthetic_docs(3)
+    first = pipeline(local_settings, docs)
+    docs.update(synthetic_docs(1, start=50))
+    second = pipeline(local_settings, docs)
+    rollback(local_settings, first["version"])
+
+    again = run_index(local_settings)
+    assert again["ok"] and not again["published"], again
+    assert f"rolled back to {first['version']}" in again["reason"] and second["version"] in again["reason"]
+    assert read_current(store) == first["version"]
+    assert published_versions(store) == [first["version"], second["version"]]
+
+    docs.update(synthetic_docs(1, start=60))  # new data: published, and served
+    third = pipeline(local_settings, docs)
+    assert third["published"] and read_current(store) == third["version"] and third["vector_count"] == 15
+    forced = run_index(local_settings, force=True)  # --full-rebuild publishes whatever CURRENT is
+    assert forced["published"]
+
+
+@pytest.mark.slow
 def test_rollback_refuses_missing_and_tampered_versions(local_settings, embedder):
     store = Lake.open(local_settings).store
     docs = synthetic_docs(3)

@@ -386,6 +386,17 @@ def run_index(settings: Settings, force: bool = False) -> dict:
         return finish(reason=f"index/CURRENT ({current}) already reflects gold version {gold_version} and "
                              f"embeddings version {embeddings_version} of {model}", current=current,
                       gold_version=gold_version, vector_count=current_manifest.get("vector_count"))
+    newest = (published_versions(store) or [None])[-1]
+    rolled_back = current_manifest is not None and newest is not None and newest != current  # CURRENT verifies
+    newest_manifest = read_store_manifest(store, newest) if rolled_back else None
+    if newest_manifest and not force and newest_manifest.get("model") == model and \
+            newest_manifest.get("gold_version") == gold_version and \
+            newest_manifest.get("embeddings_version") == embeddings_version:
+        # A rollback holds until the lake changes: publishing the version rolled back from again undoes it.
+        return finish(reason=f"index/CURRENT was rolled back to {current}; the newest version, {newest}, already "
+                             f"reflects gold version {gold_version}: not publishing it again until the lake changes "
+                             f"(`lakerag index rollback {newest}` serves it; --full-rebuild publishes anyway)",
+                      current=current, gold_version=gold_version, vector_count=current_manifest.get("vector_count"))
 
     vectors, chunks, gold_version, embeddings_version, missing = load_index_inputs(lake, model)
     if missing:
