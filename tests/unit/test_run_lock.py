@@ -183,3 +183,40 @@ def test_status_from_another_pod_tells_a_run_in_flight_from_a_killed_one(s3_sett
     # A live lease of another process (the next run) says nothing about this marker.
     s3_store.put(LEASE_KEY, json.dumps({**stale, "host": "next-pod", "since": datetime.now(UTC).isoformat()}).encode())
     assert status(s3_settings)["unfinished"] == ["etl"]
+
+
+def test_a_server_with_create_but_not_replace_conditions_still_keeps_runs_apart(s3_store, monkeypatch, caplog):
+    """Renewals and take-overs need If-Match; on a server with only If-None-Match they failed, and a
+    waiter then ran beside the live holder once the lease looked unrenewed."""
+    from botocore.exceptions import ClientError
+
+    put_object = s3_store.client.put_object
+
+    def without_if_match(**kwargs):
+        if "IfMatch" in kwargs:
+            raise ClientError({"Error": {"Code": "NotImplemented", "Message": "not implemented"}}, "PutObject")
+        return put_object(**kwargs)
+
+    monkeypatch.setattr(s3_store.client, "put_object", without_if_match)
+    order = []
+
+    def hold():
+        with store_lease(s3_store, "a long run", seconds=1.5):
+            order.append("first holds")
+            time.sleep(4)
+            order.append("first done")
+
+    first = threading.Thread(target=hold)
+    first.start()
+    while not order:
+        time.sleep(0.05)
+    with store_lease(s3_store, "a second run", seconds=1.5):
+        order.append("second holds")
+    first.join()
+    assert order == ["first holds", "first done", "second holds"]
+    assert "running without" not in caplog.text and "could not renew" not in caplog.text
+
+    dead = {"pid": 4242, "host": "node-7", "what": "lakerag pipeline gold", "since": "2026-12-05T12:00:00+00:00"}
+    assert s3_store.create(LEASE_KEY, json.dumps(dead).encode())
+    with store_lease(s3_store, "the next run", seconds=1.5):  # a dead holder's lease is still taken over
+        assert json.loads(s3_store.get(LEASE_KEY))["what"] == "the next run"

@@ -161,12 +161,23 @@ def _acquire(store: ObjectStore, body: bytes, seconds: float) -> str:
                             seconds / 3)
                 said = described
         elif time.monotonic() - seen_since > seconds:
-            etag = store.replace_if(LEASE_KEY, body, current)
+            etag = _replace(store, body, current)
             if etag is not None:
                 log.warning("took over the store's run lock from %s: not renewed for %.0f s (its process was "
                             "killed?); what it committed stays, this run does the rest", said, seconds)
                 return etag
         time.sleep(min(2.0, seconds / 10))
+
+
+def _replace(store: ObjectStore, body: bytes, etag: str) -> str | None:
+    """Overwrite the lease while its ETag is ``etag``; the new ETag, or None when it changed."""
+    try:
+        return store.replace_if(LEASE_KEY, body, etag)
+    except ConditionalWritesUnsupported:  # If-None-Match but not If-Match (some S3 servers): look, then write
+        if store.etag(LEASE_KEY) != etag:
+            return None
+        store.put(LEASE_KEY, body)
+        return store.etag(LEASE_KEY)
 
 
 def _lease_holder(store: ObjectStore) -> str:
@@ -210,7 +221,7 @@ class _Renewer:
         while not self._stop.wait(self.seconds / 3):
             body = json.dumps(self.holder | {"renewed": datetime.now(UTC).isoformat(timespec="seconds")}).encode()
             try:
-                etag = self.store.replace_if(LEASE_KEY, body, self.etag)
+                etag = _replace(self.store, body, self.etag)
             except StoreError as exc:  # the store is down: try again; others wait until the lease runs out
                 log.warning("could not renew the store's run lock (%s); trying again", exc)
                 continue
