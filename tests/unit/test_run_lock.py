@@ -88,23 +88,29 @@ def test_a_run_on_another_host_waits_for_the_lease_in_the_store(s3_settings, s3_
     assert not s3_store.exists(LEASE_KEY)  # and let go of it
 
 
-def test_a_live_holder_keeps_its_lease_past_its_length(s3_store, caplog):
+def one_run_beside_another(store) -> list[str]:
+    """A run holding a 1.5 s lease for 4 s (more than twice its length: renewals keep it) while a
+    second run waits for it; the order things happened in."""
     order = []
 
     def hold():
-        with store_lease(s3_store, "a long run", seconds=1.5):
+        with store_lease(store, "a long run", seconds=1.5):
             order.append("first holds")
-            time.sleep(4)  # more than twice the lease: the renewals keep it
+            time.sleep(4)
             order.append("first done")
 
     first = threading.Thread(target=hold)
     first.start()
     while not order:
         time.sleep(0.05)
-    with store_lease(s3_store, "a second run", seconds=1.5):
+    with store_lease(store, "a second run", seconds=1.5):
         order.append("second holds")
     first.join()
-    assert order == ["first holds", "first done", "second holds"]
+    return order
+
+
+def test_a_live_holder_keeps_its_lease_past_its_length(s3_store, caplog):
+    assert one_run_beside_another(s3_store) == ["first holds", "first done", "second holds"]
     assert "took over" not in caplog.text and "lost the store's run lock" not in caplog.text
     assert "waiting for the pipeline run in flight" in caplog.text and "a long run" in caplog.text
 
@@ -198,22 +204,7 @@ def test_a_server_with_create_but_not_replace_conditions_still_keeps_runs_apart(
         return put_object(**kwargs)
 
     monkeypatch.setattr(s3_store.client, "put_object", without_if_match)
-    order = []
-
-    def hold():
-        with store_lease(s3_store, "a long run", seconds=1.5):
-            order.append("first holds")
-            time.sleep(4)
-            order.append("first done")
-
-    first = threading.Thread(target=hold)
-    first.start()
-    while not order:
-        time.sleep(0.05)
-    with store_lease(s3_store, "a second run", seconds=1.5):
-        order.append("second holds")
-    first.join()
-    assert order == ["first holds", "first done", "second holds"]
+    assert one_run_beside_another(s3_store) == ["first holds", "first done", "second holds"]
     assert "running without" not in caplog.text and "could not renew" not in caplog.text
 
     dead = {"pid": 4242, "host": "node-7", "what": "lakerag pipeline gold", "since": "2026-12-05T12:00:00+00:00"}
