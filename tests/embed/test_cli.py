@@ -54,7 +54,9 @@ def test_embed_and_index_from_the_command_line(tmp_path):
                                             "documents: 1 added, 0 removed, 0 changed, 4 unchanged"]
     rolled = lakerag(store_uri, "index", "rollback", "previous")
     assert rolled.returncode == 0 and rolled.stdout.strip() == f"index/CURRENT now points to {older}"
-    assert lakerag(store_uri, "index", "list").stdout.splitlines()[0].startswith("* " + older)
+    rolled_back = lakerag(store_uri, "index", "list").stdout.splitlines()
+    assert rolled_back[0].startswith("* " + older) and "rolled back" not in rolled_back[0]
+    assert rolled_back[1].endswith("(newer than CURRENT: rolled back from)")
     nothing_older = lakerag(store_uri, "index", "rollback", "previous")
     assert nothing_older.returncode == 1 and "no version published before CURRENT" in nothing_older.stderr
     forward = lakerag(store_uri, "index", "rollback", newer[:17])  # a prefix: the timestamp alone

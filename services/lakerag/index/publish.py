@@ -83,9 +83,11 @@ def describe_versions(settings: Settings) -> list[str]:
     lines = []
     for version in published_versions(store):
         manifest = read_store_manifest(store, version) or {}
+        # After a rollback: run_index publishes again only once the lake changes.
+        newer = "  (newer than CURRENT: rolled back from)" if current and version > current else ""
         lines.append(f"{'*' if version == current else ' '} {version}  {manifest.get('vector_count', '?'):>8} vectors  "
                      f"{manifest.get('index_type', '?'):5} gold v{manifest.get('gold_version', '?')}  "
-                     f"{manifest.get('model', '?')}")
+                     f"{manifest.get('model', '?')}{newer}")
     if not lines:  # name the store: a shell without LAKERAG_STORE_URI looks at the default one
         where = f"{store.url(INDEX_PREFIX)} (LAKERAG_STORE_URI)"
         return [f"no index versions published yet in {where}: run `lakerag pipeline run`"]
