@@ -179,7 +179,7 @@ def _pipeline_stage(stage: Stage, settings, rebuild: bool, as_json: bool, spark:
     from .lake.run_lock import pipeline_lock
     from .store import store_for
 
-    with pipeline_lock(settings.store_uri, f"lakerag pipeline {stage.value}", store_for(settings)):
+    with pipeline_lock(store_for(settings), f"lakerag pipeline {stage.value}"):
         return _run_stage(stage, settings, rebuild, as_json, spark, dry_run)
 
 

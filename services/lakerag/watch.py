@@ -87,7 +87,7 @@ class PipelineWatcher:
         from .lake.run_lock import pipeline_lock
         from .pipeline import run_all
 
-        with pipeline_lock(self.settings.store_uri, "the pipeline watcher", self.store):
+        with pipeline_lock(self.store, "the pipeline watcher"):
             return run_all(self.settings, spark=self._session)
 
     def run_once(self) -> dict:

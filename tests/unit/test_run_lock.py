@@ -24,7 +24,7 @@ LAKERAG = str(Path(sys.executable).with_name("lakerag"))
 def test_a_second_run_on_the_store_waits_for_the_first_then_runs(tmp_path):
     store = f"file://{tmp_path / 'lake'}"
     env = {**os.environ, "LAKERAG_STORE_URI": store, "LAKERAG_INDEX_DIR": str(tmp_path / "index")}
-    with pipeline_lock(store, "the test's run"):
+    with pipeline_lock(open_store(store), "the test's run"):
         second = subprocess.Popen([LAKERAG, "pipeline", "index"], env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
         time.sleep(4)
@@ -37,13 +37,14 @@ def test_a_second_run_on_the_store_waits_for_the_first_then_runs(tmp_path):
 
 def test_other_stores_and_a_dead_holder_do_not_block(tmp_path):
     store = f"file://{tmp_path / 'lake'}"
-    killed = (f"from lakerag.lake.run_lock import pipeline_lock\nwith pipeline_lock({store!r}, 'killed'):\n"
-              "    import os; os._exit(9)")
+    killed = ("from lakerag.lake.run_lock import pipeline_lock\nfrom lakerag.store import open_store\n"
+              f"with pipeline_lock(open_store({store!r}), 'killed'):\n    import os; os._exit(9)")
     holder = subprocess.run([sys.executable, "-c", killed], check=False,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert holder.returncode == 9
     started = time.monotonic()
-    with pipeline_lock(store, "after a killed run"), pipeline_lock(f"file://{tmp_path / 'other'}", "another store"):
+    with pipeline_lock(open_store(store), "after a killed run"), \
+            pipeline_lock(open_store(f"file://{tmp_path / 'other'}"), "another store"):
         pass
     assert time.monotonic() - started < 5
 
@@ -54,7 +55,7 @@ def test_without_a_writable_temp_dir_the_run_goes_ahead_and_says_so(tmp_path, mo
     locked_out.mkdir()
     monkeypatch.setattr("tempfile.gettempdir", lambda: str(locked_out / "missing"))
     ran = []
-    with pipeline_lock(f"file://{tmp_path / 'lake'}", "a run"):
+    with pipeline_lock(open_store(f"file://{tmp_path / 'lake'}"), "a run"):
         ran.append(True)
     assert ran == [True]
     assert "running without the store's run lock" in caplog.text
@@ -73,7 +74,7 @@ def test_a_run_on_another_host_waits_for_the_lease_in_the_store(s3_settings, s3_
     other_host_tmp.mkdir()
     env = {**os.environ, "LAKERAG_STORE_URI": s3_settings.store_uri, "LAKERAG_INDEX_DIR": str(tmp_path / "index"),
            "TMPDIR": str(other_host_tmp)}
-    with pipeline_lock(s3_settings.store_uri, "the test's run", s3_store):
+    with pipeline_lock(s3_store, "the test's run"):
         second = subprocess.Popen([LAKERAG, "pipeline", "index"], env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True)
         time.sleep(5)

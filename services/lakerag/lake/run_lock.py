@@ -46,15 +46,20 @@ def lock_path(store_uri: str) -> Path:
 
 
 @contextmanager
-def pipeline_lock(store_uri: str, what: str, store: ObjectStore | None = None) -> Iterator[None]:
+def pipeline_lock(store: ObjectStore, what: str) -> Iterator[None]:
     """Hold the store's run lock for ``what`` (e.g. "lakerag pipeline run"), waiting while another
-    process holds it: on this host, and on any host when ``store`` takes conditional writes (S3)."""
-    with _host_lock(store_uri, what):
-        if store is not None and hasattr(store, "create"):
+    process holds it: on this host, and on any host when the store takes conditional writes (S3)."""
+    with _host_lock(store.uri, what):
+        if _has_leases(store):
             with store_lease(store, what):
                 yield
         else:
             yield
+
+
+def _has_leases(store: ObjectStore) -> bool:
+    """S3 stores write conditionally; a file:// store is one host's directory, which the flock covers."""
+    return hasattr(store, "create")
 
 
 @contextmanager
@@ -191,7 +196,7 @@ def _lease_holder(store: ObjectStore) -> str:
 def live_lease(store: ObjectStore, now: datetime | None = None) -> dict | None:
     """The store's lease while its holder renews it (written within LEASE_SECONDS by the holder's
     clock), else None: what tells a run in flight on another host from one that was killed."""
-    if not hasattr(store, "create"):
+    if not _has_leases(store):
         return None
     try:
         lease = json.loads(store.get(LEASE_KEY))
