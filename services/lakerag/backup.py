@@ -11,7 +11,11 @@ anything at the destination (a backup taken after a loss cannot wipe the earlier
 Order keeps every copy usable even if it stops half way: data files before the Delta log
 entries that name them, index files before the manifest that marks a version complete,
 ``index/CURRENT`` last. The Delta logs are listed before the data files, so each log
-entry copied has its files already written at the source.
+entry copied has its files already written at the source; ``index/CURRENT`` is read before
+anything is listed, so the version it names is in the listing even when an index is
+published while the backup runs. ``_delta_log/_last_checkpoint`` is left out (and out of a
+restore): rewritten in place, it could name a checkpoint written after the listing, which
+makes the table unreadable; it is only a hint, and readers find checkpoints by listing.
 
 A restore copies the catalog's objects, verifying each hash, into an empty store, in the
 same order.
@@ -40,6 +44,12 @@ class BackupError(RuntimeError):
     """The backup or restore cannot go on; the message says why and what to do."""
 
 
+def _copied(key: str) -> bool:
+    """Whether a listed object belongs in a backup (and a restore): not a run's lease, a file still being
+    written, or the Delta log's checkpoint hint."""
+    return key != LEASE_KEY and ".lakerag-tmp" not in key and not key.endswith("/_delta_log/_last_checkpoint")
+
+
 def _order(key: str) -> tuple[int, str]:
     """Copy order: data, then Delta log entries, then index manifests, then CURRENT."""
     if key == CURRENT_KEY:
@@ -51,16 +61,24 @@ def _order(key: str) -> tuple[int, str]:
     return 0, key
 
 
-def _snapshot(store: ObjectStore) -> dict:
-    """key -> ObjectInfo of what to back up: Delta logs listed first, then everything else."""
-    logs = {i.key: i for i in store.list("lake/") if "/_delta_log/" in i.key}
+def _snapshot(store: ObjectStore) -> tuple[dict, bytes | None]:
+    """key -> ObjectInfo of what to back up (Delta logs listed first, then everything else) and the
+    bytes of index/CURRENT, read before the listing: read when copied, last, it could name a version
+    published after the listing, which the backup would not hold."""
+    try:
+        current = store.get(CURRENT_KEY)
+    except NotFound:
+        current = None
+    logs = {i.key: i for i in store.list("lake/") if "/_delta_log/" in i.key and _copied(i.key)}
     found = {}
     for prefix in PREFIXES:
         for info in store.list(prefix):
-            if "/_delta_log/" not in info.key and ".lakerag-tmp" not in info.key and info.key != LEASE_KEY:
+            if "/_delta_log/" not in info.key and _copied(info.key):
                 found[info.key] = info
     found.update(logs)
-    return found
+    if current is None:
+        found.pop(CURRENT_KEY, None)  # written after the read: it names a version not listed
+    return found, current
 
 
 def _copy_verified(source: ObjectStore, dest: ObjectStore, key: str, expected: str | None = None) -> tuple[str, int]:
@@ -81,10 +99,21 @@ def _copy_verified(source: ObjectStore, dest: ObjectStore, key: str, expected: s
         except BaseException:
             writer.abort()  # nothing half-copied is left at the destination
             raise
-    if _sha256(dest, key) != digest.hexdigest():
+    _check_read_back(dest, key, digest.hexdigest())
+    return digest.hexdigest(), size
+
+
+def _put_verified(dest: ObjectStore, key: str, data: bytes) -> str:
+    digest = hashlib.sha256(data).hexdigest()
+    dest.put(key, data)
+    _check_read_back(dest, key, digest)
+    return digest
+
+
+def _check_read_back(dest: ObjectStore, key: str, digest: str) -> None:
+    if _sha256(dest, key) != digest:
         raise BackupError(f"{dest.url(key)} reads back with another checksum than was written; check the "
                           "destination store and retry")
-    return digest.hexdigest(), size
 
 
 def _sha256(store: ObjectStore, key: str) -> str:
@@ -126,7 +155,7 @@ def backup(settings: Settings, dest_uri: str) -> dict:
                           "indexed as documents; choose a bucket or directory outside it")
     previous_catalog = read_catalog(dest) or {}
     previous = previous_catalog.get("objects", {})
-    snapshot = _snapshot(source)
+    snapshot, current = _snapshot(source)
     if not snapshot and previous:  # the catalog is what restore reads: an empty one would lose the backup
         raise BackupError(f"the store {source.uri} holds nothing, but the backup at {dest.uri} holds "
                           f"{len(previous)} object{'s' if len(previous) != 1 else ''} (of "
@@ -135,13 +164,21 @@ def backup(settings: Settings, dest_uri: str) -> dict:
     objects, copied, copied_bytes = {}, 0, 0
     for key, info in sorted(snapshot.items(), key=lambda item: _order(item[0])):
         known = previous.get(key)
-        if known and known["source_version"] == info.version and known["size"] == info.size:
+        if key == CURRENT_KEY:  # the bytes read before the listing, not what it holds now
+            digest = hashlib.sha256(current).hexdigest()
+            if known and known["sha256"] == digest:
+                objects[key] = known
+                continue
+            _warn_if_dangling(current, objects)
+            digest, size = _put_verified(dest, key, current), len(current)
+        elif known and known["source_version"] == info.version and known["size"] == info.size:
             objects[key] = known  # unchanged since the last backup: not read again
             continue
-        try:
-            digest, size = _copy_verified(source, dest, key)
-        except NotFound:  # removed since the listing (e.g. a pruned index version): not part of this snapshot
-            continue
+        else:
+            try:
+                digest, size = _copy_verified(source, dest, key)
+            except NotFound:  # removed since the listing (e.g. a pruned index version): not part of this snapshot
+                continue
         objects[key] = {"sha256": digest, "size": size, "source_version": info.version}
         copied, copied_bytes = copied + 1, copied_bytes + size
     catalog = {"format": CATALOG_FORMAT, "source": source.uri, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
@@ -153,6 +190,14 @@ def backup(settings: Settings, dest_uri: str) -> dict:
                "unchanged": len(objects) - copied, "seconds": round(time.perf_counter() - started, 2)}
     log.info("backup of %s to %s: %d objects, %d copied", source.uri, dest.uri, len(objects), copied)
     return summary
+
+
+def _warn_if_dangling(current: bytes, objects: dict) -> None:
+    version = current.decode("utf-8", "replace").strip()
+    if f"{INDEX_PREFIX}{version}/manifest.json" not in objects:
+        log.warning("index/CURRENT names %s, whose manifest.json is not in this backup (missing in the store, or "
+                    "pruned while the backup ran): a store restored from it serves no index until `lakerag "
+                    "pipeline index` runs; run the backup again to take the version now served", version[:80])
 
 
 def restore(settings: Settings, src_uri: str) -> dict:
@@ -169,7 +214,8 @@ def restore(settings: Settings, src_uri: str) -> dict:
             raise BackupError(f"restore needs an empty store, but {target.url(existing.key)} exists; restore into a "
                               "new bucket or directory (LAKERAG_STORE_URI) so nothing stored is overwritten")
     # Folder markers ("lake/_staging/") in a backup an older release took from S3: no file system holds them.
-    keys = sorted((key for key in catalog["objects"] if not key.endswith("/")), key=_order)
+    # The checkpoint hints older releases backed up may name checkpoints the backup lacks.
+    keys = sorted((key for key in catalog["objects"] if not key.endswith("/") and _copied(key)), key=_order)
     total = 0
     for key in keys:
         expected = catalog["objects"][key]["sha256"]

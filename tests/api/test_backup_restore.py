@@ -212,3 +212,87 @@ def test_a_plain_path_as_destination_is_answered_with_the_uri_it_means(local_set
     with pytest.raises(StoreError, match=f"use file://{tmp_path}/backup for that directory"):
         backup(local_settings, str(tmp_path / "backup"))
     assert not (tmp_path / "backup").exists()
+
+
+def test_an_index_published_while_the_backup_runs_leaves_current_naming_a_version_in_the_backup(
+        local_settings, tmp_path, monkeypatch):
+    """A backup read index/CURRENT when it came to copy it, last, but listed the versions first: a
+    publish in between (the DAG's index task beside the nightly backup) left the backup's CURRENT
+    naming a version it did not hold, and the restored store served no index."""
+    import lakerag.backup as backup_module
+
+    store = Lake.open(local_settings).store
+
+    def publish(version: str) -> None:
+        store.put(f"index/{version}/index.faiss", version.encode() * 100)
+        store.put(f"index/{version}/manifest.json", json.dumps({"version": version}).encode())
+        store.put("index/CURRENT", version.encode())
+
+    store.put("raw/a.txt", b"alpha")
+    publish("v1")
+    listed = backup_module._snapshot
+
+    def listed_then_published(source):
+        found = listed(source)
+        publish("v2")
+        return found
+
+    target = f"file://{tmp_path / 'backup'}"
+    monkeypatch.setattr(backup_module, "_snapshot", listed_then_published)
+    backup(local_settings, target)
+    monkeypatch.setattr(backup_module, "_snapshot", listed)
+
+    restored = open_store(f"file://{tmp_path / 'restored'}")
+    restore(local_settings.replace(store_uri=restored.uri), target)
+    assert restored.get("index/CURRENT") == b"v1"
+    assert restored.get("index/v1/manifest.json")
+    # The next backup, incremental, takes the new version and the CURRENT naming it.
+    assert backup(local_settings, target)["copied"] == 3
+    catalog = json.loads((tmp_path / "backup" / CATALOG_KEY).read_bytes())
+    assert {"index/v2/manifest.json", "index/CURRENT"} <= set(catalog["objects"])
+    assert (tmp_path / "backup" / "index" / "CURRENT").read_bytes() == b"v2"
+
+
+def test_a_current_naming_a_version_the_backup_lacks_is_copied_as_it_is_and_said(local_settings, tmp_path, caplog):
+    store = Lake.open(local_settings).store
+    store.put("raw/a.txt", b"alpha")
+    store.put("index/CURRENT", b"v9")  # its version pruned, or lost before the backup
+    assert backup(local_settings, f"file://{tmp_path / 'backup'}")["copied"] == 2
+    assert (tmp_path / "backup" / "index" / "CURRENT").read_bytes() == b"v9"
+    assert "index/CURRENT names v9, whose manifest.json is not in this backup" in caplog.text
+
+
+def test_a_delta_checkpoint_written_while_the_backup_runs_leaves_the_restored_table_readable(
+        local_settings, tmp_path, monkeypatch):
+    """_delta_log/_last_checkpoint is rewritten in place: read when copied, it could name a checkpoint
+    written after the listing, and every reader of the restored table then failed ("Had a
+    _last_checkpoint hint but didn't find any checkpoints"). Readers find checkpoints without it."""
+    import deltalake
+    import lakerag.backup as backup_module
+    import pyarrow as pa
+
+    table = Lake.open(local_settings).store.url("lake/gold")
+    for value in range(3):
+        deltalake.write_deltalake(table, pa.table({"n": [value]}), mode="append")
+    deltalake.DeltaTable(table).create_checkpoint()
+    listed = backup_module._snapshot
+
+    def listed_then_checkpointed(source):
+        found = listed(source)
+        deltalake.write_deltalake(table, pa.table({"n": [3]}), mode="append")
+        deltalake.DeltaTable(table).create_checkpoint()
+        return found
+
+    monkeypatch.setattr(backup_module, "_snapshot", listed_then_checkpointed)
+    backup(local_settings, f"file://{tmp_path / 'backup'}")
+    # As an older release took it: with the hint, read when copied.
+    hint = "lake/gold/_delta_log/_last_checkpoint"
+    older = open_store(f"file://{tmp_path / 'backup'}")
+    older.put(hint, Lake.open(local_settings).store.get(hint))
+    catalog = json.loads(older.get(CATALOG_KEY))
+    catalog["objects"][hint] = {"sha256": hashlib.sha256(older.get(hint)).hexdigest(), "size": 1, "source_version": "x"}
+    older.put(CATALOG_KEY, json.dumps(catalog).encode())
+
+    restore(local_settings.replace(store_uri=f"file://{tmp_path / 'restored'}"), f"file://{tmp_path / 'backup'}")
+    restored = deltalake.DeltaTable(str(tmp_path / "restored" / "lake" / "gold"))
+    assert sorted(restored.to_pyarrow_table()["n"].to_pylist()) == [0, 1, 2]
