@@ -531,6 +531,37 @@ def test_a_rollback_holds_until_the_lake_changes(local_settings, embedder):
     assert forced["published"]
 
 
+def test_a_rollback_while_an_index_run_builds_is_not_undone_by_its_publish(local_settings, embedder, monkeypatch):
+    """`index rollback` during an incident does not wait for the DAG's index task in flight, and that
+    task then pointed CURRENT at what it built: the rollback was undone seconds after it said done."""
+    import lakerag.index.publish as publish_module
+
+    store = Lake.open(local_settings).store
+    docs = synthetic_docs(3)
+    first = pipeline(local_settings, docs)
+    docs.update(synthetic_docs(1, start=50))
+    second = pipeline(local_settings, docs)
+    docs.update(synthetic_docs(1, start=60))
+    write_gold(Lake.open(local_settings), docs)
+    assert run_embed(local_settings)["ok"]
+    built = publish_module.write_index_dir
+
+    def built_while_someone_rolls_back(*args, **kwargs):
+        manifest = built(*args, **kwargs)
+        rollback(local_settings, first["version"])
+        return manifest
+
+    monkeypatch.setattr(publish_module, "write_index_dir", built_while_someone_rolls_back)
+    third = run_index(local_settings)
+    assert third["ok"] and not third["published"], third
+    assert read_current(store) == first["version"]
+    assert f"index/CURRENT changed while this run built its index ({second['version']} -> {first['version']}" \
+        in third["reason"]
+    assert third["uploaded"] in third["reason"] and published_versions(store)[-1] == third["uploaded"]
+    monkeypatch.setattr(publish_module, "write_index_dir", built)
+    assert not run_index(local_settings)["published"]  # and the rollback holds after it
+
+
 @pytest.mark.slow
 def test_rollback_refuses_missing_and_tampered_versions(local_settings, embedder):
     store = Lake.open(local_settings).store

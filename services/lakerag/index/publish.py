@@ -125,8 +125,23 @@ def resolve_version(store: ObjectStore, name: str) -> str:
     return matches[0]
 
 
-def publish_dir(store: ObjectStore, local_dir) -> str:
-    """Upload a verified version directory, then point CURRENT at it; return the version."""
+class CurrentMoved(Exception):
+    """CURRENT changed while a run built its version (a rollback meanwhile): the version is uploaded,
+    CURRENT is left as the operator set it."""
+
+    def __init__(self, version: str, was: str | None, now: str | None):
+        super().__init__(f"index/CURRENT changed while this run built its index ({was} -> {now}: a rollback?): "
+                         f"uploaded {version} but left CURRENT as it is (`lakerag index rollback {version}` serves it)")
+        self.version = version
+
+
+_UNCHECKED = object()
+
+
+def publish_dir(store: ObjectStore, local_dir, replacing: str | None | object = _UNCHECKED) -> str:
+    """Upload a verified version directory, then point CURRENT at it; return the version. With
+    ``replacing`` (the CURRENT the caller decided against), raise CurrentMoved instead of switching
+    when CURRENT no longer names it."""
     local_dir = Path(local_dir)
     manifest = verify_index_dir(local_dir)
     version = manifest["version"]
@@ -136,6 +151,8 @@ def publish_dir(store: ObjectStore, local_dir) -> str:
     for name in manifest["files"]:
         _upload(store, prefix + name, local_dir / name)
     store.put(prefix + MANIFEST_FILE, (local_dir / MANIFEST_FILE).read_bytes())  # marks the version complete
+    if replacing is not _UNCHECKED and (now := read_current(store)) != replacing:  # a rollback's window: this look
+        raise CurrentMoved(version, replacing, now)
     store.put(CURRENT_KEY, version.encode())  # last: readers switch only now
     log.info("published index %s (%s vectors) to %s", version, manifest["vector_count"], store.url(prefix))
     return version
@@ -425,7 +442,12 @@ def run_index(settings: Settings, force: bool = False) -> dict:
                                    extra={"embeddings_version": embeddings_version,
                                           "encoder": identity_for(settings)},
                                    recall_target=settings.ann_recall_target)
-        version = publish_dir(store, tmp)
+        try:
+            version = publish_dir(store, tmp, replacing=current)
+        except CurrentMoved as moved:
+            log.warning("%s", moved)
+            return finish(reason=str(moved), uploaded=moved.version, current=read_current(store),
+                          gold_version=gold_version, vector_count=manifest["vector_count"])
     pruned = prune(store, settings.index_keep_versions)
     result = {"published": True, "version": version, "previous": current, "index_type": index_type,
               "vector_count": manifest["vector_count"], "dimension": manifest["dimension"],
