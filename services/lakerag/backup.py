@@ -18,7 +18,9 @@ restore): rewritten in place, it could name a checkpoint written after the listi
 makes the table unreadable; it is only a hint, and readers find checkpoints by listing.
 
 A restore copies the catalog's objects, verifying each hash, into an empty store, in the
-same order.
+same order. A restore that was cut off resumes: a store holding only objects of the catalog,
+each with its hash, gets the rest; anything else in it (not in the backup, or changed since)
+is never overwritten and the restore is refused.
 """
 
 from __future__ import annotations
@@ -192,6 +194,31 @@ def backup(settings: Settings, dest_uri: str) -> dict:
     return summary
 
 
+def _restored_before(target: ObjectStore, objects: dict) -> set[str]:
+    """The keys an earlier restore of this backup already wrote into ``target`` (nothing, for an empty
+    store); BackupError for anything else there: a restore never overwrites what it did not write."""
+    present = set()
+    for prefix in PREFIXES:
+        for info in target.list(prefix):
+            if not _copied(info.key):
+                continue
+            known = objects.get(info.key)
+            if known is None:
+                what = "is not in this backup"
+            elif known["size"] != info.size or _sha256(target, info.key) != known["sha256"]:
+                what = "is not what this backup holds (changed since it was restored?)"
+            else:
+                present.add(info.key)
+                continue
+            raise BackupError(f"restore needs an empty store, or one an interrupted restore of this backup left, but "
+                              f"{target.url(info.key)} exists and {what}; restore into a new bucket or directory "
+                              "(LAKERAG_STORE_URI) so nothing stored is overwritten")
+    if present:
+        log.warning("%s holds %d object(s) of this backup (an interrupted restore?): restoring the rest",
+                    target.uri, len(present))
+    return present
+
+
 def _warn_if_dangling(current: bytes, objects: dict) -> None:
     version = current.decode("utf-8", "replace").strip()
     if f"{INDEX_PREFIX}{version}/manifest.json" not in objects:
@@ -208,17 +235,15 @@ def restore(settings: Settings, src_uri: str) -> dict:
     if catalog is None:
         raise BackupError(f"{source.url(CATALOG_KEY)} does not exist: {src_uri} holds no complete LakeRAG backup "
                           "(`lakerag backup` writes the catalog last)")
-    for prefix in PREFIXES:
-        existing = next(iter(target.list(prefix)), None)
-        if existing is not None:
-            raise BackupError(f"restore needs an empty store, but {target.url(existing.key)} exists; restore into a "
-                              "new bucket or directory (LAKERAG_STORE_URI) so nothing stored is overwritten")
+    present = _restored_before(target, catalog["objects"])
     # Folder markers ("lake/_staging/") in a backup an older release took from S3: no file system holds them.
     # The checkpoint hints older releases backed up may name checkpoints the backup lacks.
     keys = sorted((key for key in catalog["objects"] if not key.endswith("/") and _copied(key)), key=_order)
     total = 0
     for key in keys:
         expected = catalog["objects"][key]["sha256"]
+        if key in present:
+            continue
         try:
             _, size = _copy_verified(source, target, key, expected=expected)
         except NotFound:
@@ -227,5 +252,5 @@ def restore(settings: Settings, src_uri: str) -> dict:
         total += size
     log.info("restored %d objects from %s into %s", len(keys), source.uri, target.uri)
     return {"title": "restore", "ok": True, "source": source.uri, "store": target.uri,
-            "objects": len(keys), "bytes": total, "backup_created_at": catalog.get("created_at"),
+            "objects": len(keys), "resumed": len(present), "bytes": total, "backup_created_at": catalog.get("created_at"),
             "seconds": round(time.perf_counter() - started, 2)}

@@ -393,7 +393,7 @@ def backup(dest_uri: Annotated[str, typer.Argument(metavar="DEST_URI", help="fil
 
 @app.command()
 def restore(src_uri: Annotated[str, typer.Argument(metavar="SRC_URI", help="where `lakerag backup` wrote it")]) -> int:
-    """Copy a backup into the empty store LAKERAG_STORE_URI."""
+    """Copy a backup into the empty store LAKERAG_STORE_URI (or resume one cut off there)."""
     return _backup_or_restore("restore", src_uri)
 
 

@@ -64,8 +64,7 @@ def test_backup_then_restore_into_an_empty_bucket_serves_the_same_answers(s3_set
                                    index_dir=str(tmp_path / "restored-serving"))
     result = restore(restored, target)
     assert result["objects"] == third["objects"]
-    with pytest.raises(BackupError, match="empty store"):
-        restore(restored, target)  # never over existing data
+    assert restore(restored, target)["resumed"] == result["objects"]  # again: all there, nothing copied
     assert gold_version(restored) == gold_version(s3_settings)
 
     with start_api(s3_settings) as original:
@@ -296,3 +295,49 @@ def test_a_delta_checkpoint_written_while_the_backup_runs_leaves_the_restored_ta
     restore(local_settings.replace(store_uri=f"file://{tmp_path / 'restored'}"), f"file://{tmp_path / 'backup'}")
     restored = deltalake.DeltaTable(str(tmp_path / "restored" / "lake" / "gold"))
     assert sorted(restored.to_pyarrow_table()["n"].to_pylist()) == [0, 1, 2]
+
+
+def test_an_interrupted_restore_resumes_and_never_overwrites_what_it_did_not_write(local_settings, tmp_path,
+                                                                                 monkeypatch):
+    """A restore cut off half way (a network blip over a large lake) left a store that was no longer
+    empty, and every later restore into it was refused: the user had to find and delete what it had
+    copied, or start over in a new bucket."""
+    import lakerag.backup as backup_module
+
+    store = Lake.open(local_settings).store
+    for name in "abcdef":
+        store.put(f"raw/{name}.txt", name.encode() * 10)
+    store.put("index/CURRENT", b"v1")
+    target = f"file://{tmp_path / 'backup'}"
+    assert backup(local_settings, target)["objects"] == 7
+    restored = local_settings.replace(store_uri=f"file://{tmp_path / 'restored'}")
+    copy, calls = backup_module._copy_verified, []
+
+    def cut_off_after_three(*args, **kwargs):
+        calls.append(args[2])
+        if len(calls) > 3:
+            raise StoreError("connection reset by peer")
+        return copy(*args, **kwargs)
+
+    monkeypatch.setattr(backup_module, "_copy_verified", cut_off_after_three)
+    with pytest.raises(StoreError):
+        restore(restored, target)
+    monkeypatch.setattr(backup_module, "_copy_verified", copy)
+
+    resumed = restore(restored, target)
+    assert resumed["objects"] == 7 and resumed["resumed"] == 3
+    target_store = open_store(restored.store_uri)
+    assert {f"raw/{n}.txt": target_store.get(f"raw/{n}.txt") for n in "abcdef"} == \
+        {f"raw/{n}.txt": n.encode() * 10 for n in "abcdef"}
+    assert target_store.get("index/CURRENT") == b"v1"
+    assert restore(restored, target)["resumed"] == 7  # all there: nothing to copy
+
+    # An object the backup did not write, or one since changed, is never overwritten.
+    target_store.put("raw/a.txt", b"edited after the restore")
+    with pytest.raises(BackupError, match=r"raw/a.txt exists and is not what this backup holds.*new bucket"):
+        restore(restored, target)
+    assert target_store.get("raw/a.txt") == b"edited after the restore"
+    target_store.put("raw/a.txt", b"a" * 10)
+    target_store.put("raw/new.txt", b"uploaded after the restore")
+    with pytest.raises(BackupError, match=r"raw/new.txt exists and is not in this backup"):
+        restore(restored, target)
