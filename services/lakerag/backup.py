@@ -190,6 +190,10 @@ def backup(settings: Settings, dest_uri: str) -> dict:
     summary = {"title": "backup", "ok": True, "source": source.uri, "destination": dest.uri,
                "objects": len(objects), "copied": copied, "copied_bytes": copied_bytes,
                "unchanged": len(objects) - copied, "seconds": round(time.perf_counter() - started, 2)}
+    if not objects:  # a new store, or a mistyped one: succeeds, so that a nightly job says which
+        summary["warning"] = (f"the store {source.uri} holds nothing under raw/, lake/ or index/: this backup is "
+                              "empty; check LAKERAG_STORE_URI if the store should hold documents")
+        log.warning("%s", summary["warning"])
     log.info("backup of %s to %s: %d objects, %d copied", source.uri, dest.uri, len(objects), copied)
     return summary
 

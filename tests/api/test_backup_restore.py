@@ -202,8 +202,9 @@ def test_an_empty_store_does_not_replace_a_backup_of_a_full_one(local_settings, 
     assert (tmp_path / "backup" / CATALOG_KEY).read_bytes() == catalog
     restored = local_settings.replace(store_uri=f"file://{tmp_path / 'restored'}")
     assert restore(restored, target)["objects"] == 1
-    # A new store's first backup, with nothing in it yet, is no error.
-    assert backup(empty, f"file://{tmp_path / 'first-backup'}")["objects"] == 0
+    # A new store's first backup, with nothing in it yet, is no error, but says what to check.
+    first = backup(empty, f"file://{tmp_path / 'first-backup'}")
+    assert first["objects"] == 0 and "LAKERAG_STORE_URI" in first["warning"]
 
 
 def test_a_plain_path_as_destination_is_answered_with_the_uri_it_means(local_settings, tmp_path):
