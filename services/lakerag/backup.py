@@ -7,6 +7,8 @@ back to check the hash. ``_backup/catalog.json`` at the destination, written las
 the objects of the snapshot with their hash, size and source version; a second backup
 copies only objects whose source version changed (incremental) and never deletes
 anything at the destination (a backup taken after a loss cannot wipe the earlier one).
+A backup cut off half way resumes: ``_backup/progress.json``, rewritten every
+PROGRESS_EVERY objects copied, lists what was copied so far; restore never reads it.
 
 Order keeps every copy usable even if it stops half way: data files before the Delta log
 entries that name them, index files before the manifest that marks a version complete,
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 PREFIXES = (RAW_PREFIX, "lake/", INDEX_PREFIX)
 CATALOG_KEY = "_backup/catalog.json"
 CATALOG_FORMAT = 1
+PROGRESS_KEY = "_backup/progress.json"
+PROGRESS_EVERY = 200  # objects copied between two progress records
 
 
 class BackupError(RuntimeError):
@@ -136,6 +140,18 @@ def read_catalog(store: ObjectStore) -> dict | None:
     return catalog
 
 
+def _progress(dest: ObjectStore, source_uri: str) -> dict:
+    """What a backup of this store that was cut off had copied (key -> catalog entry), or nothing."""
+    try:
+        progress = json.loads(dest.get(PROGRESS_KEY))
+    except (NotFound, ValueError):
+        return {}
+    if not isinstance(progress, dict) or progress.get("format") != CATALOG_FORMAT or progress.get("source") != source_uri:
+        return {}
+    log.info("resuming the backup cut off at %s (%d objects copied)", dest.url(PROGRESS_KEY), len(progress["objects"]))
+    return progress["objects"]
+
+
 def _open(settings: Settings, uri: str) -> ObjectStore:
     """``uri`` (either side of a backup), reached with the settings' S3 access, as the lake's store is."""
     return open_store(uri, access=S3Access.from_settings(settings))
@@ -156,7 +172,7 @@ def backup(settings: Settings, dest_uri: str) -> dict:
                           "inside the other): a backup there is lost with the store, and one under raw/ would be "
                           "indexed as documents; choose a bucket or directory outside it")
     previous_catalog = read_catalog(dest) or {}
-    previous = previous_catalog.get("objects", {})
+    previous = previous_catalog.get("objects", {}) | _progress(dest, source.uri)
     snapshot, current = _snapshot(source)
     if not snapshot and previous:  # the catalog is what restore reads: an empty one would lose the backup
         raise BackupError(f"the store {source.uri} holds nothing, but the backup at {dest.uri} holds "
@@ -183,10 +199,14 @@ def backup(settings: Settings, dest_uri: str) -> dict:
                 continue
         objects[key] = {"sha256": digest, "size": size, "source_version": info.version}
         copied, copied_bytes = copied + 1, copied_bytes + size
+        if copied % PROGRESS_EVERY == 0:
+            dest.put(PROGRESS_KEY, json.dumps({"format": CATALOG_FORMAT, "source": source.uri,
+                                               "objects": objects}).encode())
     catalog = {"format": CATALOG_FORMAT, "source": source.uri, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                           time.gmtime()),
                "objects": objects}
     dest.put(CATALOG_KEY, json.dumps(catalog, indent=1, sort_keys=True).encode())  # last: marks it complete
+    dest.delete(PROGRESS_KEY)
     summary = {"title": "backup", "ok": True, "source": source.uri, "destination": dest.uri,
                "objects": len(objects), "copied": copied, "copied_bytes": copied_bytes,
                "unchanged": len(objects) - copied, "seconds": round(time.perf_counter() - started, 2)}

@@ -342,3 +342,36 @@ def test_an_interrupted_restore_resumes_and_never_overwrites_what_it_did_not_wri
     target_store.put("raw/new.txt", b"uploaded after the restore")
     with pytest.raises(BackupError, match=r"raw/new.txt exists and is not in this backup"):
         restore(restored, target)
+
+
+def test_an_interrupted_backup_resumes_where_it_stopped(local_settings, tmp_path, monkeypatch):
+    """The catalog is written last, so a first backup cut off half way (the CronJob's pod evicted
+    over a large lake) started again from nothing, and could keep failing the same way."""
+    import lakerag.backup as backup_module
+
+    store = Lake.open(local_settings).store
+    for name in "abcdef":
+        store.put(f"raw/{name}.txt", name.encode() * 10)
+    target = f"file://{tmp_path / 'backup'}"
+    copy, copied = backup_module._copy_verified, []
+
+    def cut_off_after_four(source, dest, key, *args, **kwargs):
+        if len(copied) == 4:
+            raise StoreError("connection reset by peer")
+        copied.append(key)
+        return copy(source, dest, key, *args, **kwargs)
+
+    monkeypatch.setattr(backup_module, "PROGRESS_EVERY", 2)
+    monkeypatch.setattr(backup_module, "_copy_verified", cut_off_after_four)
+    with pytest.raises(StoreError):
+        backup(local_settings, target)
+    assert not open_store(target).exists(CATALOG_KEY)  # no restore from half a backup
+    monkeypatch.setattr(backup_module, "_copy_verified", copy)
+
+    store.put("raw/b.txt", b"changed meanwhile")
+    resumed = backup(local_settings, target)
+    assert (resumed["objects"], resumed["copied"]) == (6, 3)  # c, d: kept; b: changed; e, f: not copied yet
+    assert not open_store(target).exists(backup_module.PROGRESS_KEY)
+    restored = local_settings.replace(store_uri=f"file://{tmp_path / 'restored'}")
+    assert restore(restored, target)["objects"] == 6
+    assert open_store(restored.store_uri).get("raw/b.txt") == b"changed meanwhile"
