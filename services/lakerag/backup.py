@@ -27,6 +27,7 @@ is never overwritten and the restore is refused.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -257,8 +258,13 @@ def restore(settings: Settings, src_uri: str) -> dict:
     source, target = _open(settings, src_uri), _open(settings, settings.store_uri)
     catalog = read_catalog(source)
     if catalog is None:
+        cut_off = ""
+        with contextlib.suppress(NotFound, ValueError, TypeError, KeyError):  # none, or not what a backup writes
+            progress = json.loads(source.get(PROGRESS_KEY))
+            cut_off = (f"; a backup of {progress['source']} was cut off there after {len(progress['objects'])} "
+                       "objects: run `lakerag backup` again with that store to finish it")
         raise BackupError(f"{source.url(CATALOG_KEY)} does not exist: {src_uri} holds no complete LakeRAG backup "
-                          "(`lakerag backup` writes the catalog last)")
+                          f"(`lakerag backup` writes the catalog last){cut_off}")
     present = _restored_before(target, catalog["objects"])
     # Folder markers ("lake/_staging/") in a backup an older release took from S3: no file system holds them.
     # The checkpoint hints older releases backed up may name checkpoints the backup lacks.

@@ -366,6 +366,8 @@ def test_an_interrupted_backup_resumes_where_it_stopped(local_settings, tmp_path
     with pytest.raises(StoreError):
         backup(local_settings, target)
     assert not open_store(target).exists(CATALOG_KEY)  # no restore from half a backup
+    with pytest.raises(BackupError, match=r"a backup of .* was cut off there after 4 objects: run `lakerag backup"):
+        restore(local_settings.replace(store_uri=f"file://{tmp_path / 'too-soon'}"), target)
     monkeypatch.setattr(backup_module, "_copy_verified", copy)
 
     store.put("raw/b.txt", b"changed meanwhile")
