@@ -147,8 +147,9 @@ def _progress(dest: ObjectStore, source_uri: str) -> dict:
         progress = json.loads(dest.get(PROGRESS_KEY))
     except (NotFound, ValueError):
         return {}
-    if not isinstance(progress, dict) or progress.get("format") != CATALOG_FORMAT or progress.get("source") != source_uri:
-        return {}
+    if not isinstance(progress, dict) or (progress.get("format"), progress.get("source")) != (CATALOG_FORMAT, source_uri) \
+            or not isinstance(progress.get("objects"), dict):
+        return {}  # another store's, or not what a backup writes: copy as if there were none
     log.info("resuming the backup cut off at %s (%d objects copied)", dest.url(PROGRESS_KEY), len(progress["objects"]))
     return progress["objects"]
 

@@ -377,3 +377,6 @@ def test_an_interrupted_backup_resumes_where_it_stopped(local_settings, tmp_path
     restored = local_settings.replace(store_uri=f"file://{tmp_path / 'restored'}")
     assert restore(restored, target)["objects"] == 6
     assert open_store(restored.store_uri).get("raw/b.txt") == b"changed meanwhile"
+    for damaged in (b"{", json.dumps({"format": 1, "source": store.uri}).encode()):  # not what a backup writes
+        open_store(target).put(backup_module.PROGRESS_KEY, damaged)
+        assert backup(local_settings, target)["copied"] == 0
