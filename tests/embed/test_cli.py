@@ -56,7 +56,7 @@ def test_embed_and_index_from_the_command_line(tmp_path):
     assert rolled.returncode == 0 and rolled.stdout.strip() == f"index/CURRENT now points to {older}"
     rolled_back = lakerag(store_uri, "index", "list").stdout.splitlines()
     assert rolled_back[0].startswith("* " + older) and "rolled back" not in rolled_back[0]
-    assert rolled_back[1].endswith("(newer than CURRENT: rolled back from)")
+    assert rolled_back[1].endswith("(newer than CURRENT, which was rolled back: not served)")
     nothing_older = lakerag(store_uri, "index", "rollback", "previous")
     assert nothing_older.returncode == 1 and "no version published before CURRENT" in nothing_older.stderr
     forward = lakerag(store_uri, "index", "rollback", newer[:17])  # a prefix: the timestamp alone

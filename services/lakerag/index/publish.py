@@ -84,7 +84,7 @@ def describe_versions(settings: Settings) -> list[str]:
     for version in published_versions(store):
         manifest = read_store_manifest(store, version) or {}
         # After a rollback: run_index publishes again only once the lake changes.
-        newer = "  (newer than CURRENT: rolled back from)" if current and version > current else ""
+        newer = "  (newer than CURRENT, which was rolled back: not served)" if current and version > current else ""
         lines.append(f"{'*' if version == current else ' '} {version}  {manifest.get('vector_count', '?'):>8} vectors  "
                      f"{manifest.get('index_type', '?'):5} gold v{manifest.get('gold_version', '?')}  "
                      f"{manifest.get('model', '?')}{newer}")
