@@ -281,7 +281,8 @@ def restore(settings: Settings, src_uri: str) -> dict:
             raise BackupError(f"{source.url(key)} is listed in the backup catalog but missing; the backup is "
                               "damaged; restore from another backup") from None
         total += size
-    log.info("restored %d objects from %s into %s", len(keys), source.uri, target.uri)
+    log.info("restored %d objects from %s into %s%s", len(keys) - len(present), source.uri, target.uri,
+             f" ({len(present)} were already there)" if present else "")
     return {"title": "restore", "ok": True, "source": source.uri, "store": target.uri,
             "objects": len(keys), "resumed": len(present), "bytes": total, "backup_created_at": catalog.get("created_at"),
             "seconds": round(time.perf_counter() - started, 2)}

@@ -299,7 +299,7 @@ def test_a_delta_checkpoint_written_while_the_backup_runs_leaves_the_restored_ta
 
 
 def test_an_interrupted_restore_resumes_and_never_overwrites_what_it_did_not_write(local_settings, tmp_path,
-                                                                                 monkeypatch):
+                                                                                 monkeypatch, caplog):
     """A restore cut off half way (a network blip over a large lake) left a store that was no longer
     empty, and every later restore into it was refused: the user had to find and delete what it had
     copied, or start over in a new bucket."""
@@ -331,7 +331,9 @@ def test_an_interrupted_restore_resumes_and_never_overwrites_what_it_did_not_wri
     assert {f"raw/{n}.txt": target_store.get(f"raw/{n}.txt") for n in "abcdef"} == \
         {f"raw/{n}.txt": n.encode() * 10 for n in "abcdef"}
     assert target_store.get("index/CURRENT") == b"v1"
+    caplog.set_level("INFO", logger="lakerag.backup")
     assert restore(restored, target)["resumed"] == 7  # all there: nothing to copy
+    assert "restored 0 objects from" in caplog.text and "(7 were already there)" in caplog.text
 
     # An object the backup did not write, or one since changed, is never overwritten.
     target_store.put("raw/a.txt", b"edited after the restore")
