@@ -7,8 +7,9 @@ back to check the hash. ``_backup/catalog.json`` at the destination, written las
 the objects of the snapshot with their hash, size and source version; a second backup
 copies only objects whose source version changed (incremental) and never deletes
 anything at the destination (a backup taken after a loss cannot wipe the earlier one).
-A backup cut off half way resumes: ``_backup/progress.json``, rewritten every
-PROGRESS_EVERY objects copied, lists what was copied so far; restore never reads it.
+A backup cut off half way resumes: every PROGRESS_EVERY objects copied, a record under
+``_backup/progress/`` lists them (each record only its own, so their bytes grow with the lake,
+not its square); restore never reads them.
 
 Order keeps every copy usable even if it stops half way: data files before the Delta log
 entries that name them, index files before the manifest that marks a version complete,
@@ -27,7 +28,6 @@ is never overwritten and the restore is refused.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 PREFIXES = (RAW_PREFIX, "lake/", INDEX_PREFIX)
 CATALOG_KEY = "_backup/catalog.json"
 CATALOG_FORMAT = 1
-PROGRESS_KEY = "_backup/progress.json"
+PROGRESS_PREFIX = "_backup/progress/"
 PROGRESS_EVERY = 200  # objects copied between two progress records
 
 
@@ -141,17 +141,30 @@ def read_catalog(store: ObjectStore) -> dict | None:
     return catalog
 
 
+def _progress_records(store: ObjectStore) -> list[tuple[str, dict]]:
+    """(key, record) of each progress record a backup that was cut off left, oldest first; records that
+    are not what a backup writes are skipped."""
+    records = []
+    for info in sorted(store.list(PROGRESS_PREFIX), key=lambda info: info.key):
+        try:
+            record = json.loads(store.get(info.key))
+        except (NotFound, ValueError):
+            continue
+        if isinstance(record, dict) and record.get("format") == CATALOG_FORMAT and isinstance(record.get("source"), str) \
+                and isinstance(record.get("objects"), dict):
+            records.append((info.key, record))
+    return records
+
+
 def _progress(dest: ObjectStore, source_uri: str) -> dict:
-    """What a backup of this store that was cut off had copied (key -> catalog entry), or nothing."""
-    try:
-        progress = json.loads(dest.get(PROGRESS_KEY))
-    except (NotFound, ValueError):
-        return {}
-    if not isinstance(progress, dict) or (progress.get("format"), progress.get("source")) != (CATALOG_FORMAT, source_uri) \
-            or not isinstance(progress.get("objects"), dict):
-        return {}  # another store's, or not what a backup writes: copy as if there were none
-    log.info("resuming the backup cut off at %s (%d objects copied)", dest.url(PROGRESS_KEY), len(progress["objects"]))
-    return progress["objects"]
+    """What backups of this store that were cut off had copied (key -> catalog entry), or nothing."""
+    done = {}
+    for _, record in _progress_records(dest):
+        if record["source"] == source_uri:
+            done |= record["objects"]
+    if done:
+        log.info("resuming the backup that was cut off at %s (%d objects copied)", dest.url(PROGRESS_PREFIX), len(done))
+    return done
 
 
 def _open(settings: Settings, uri: str) -> ObjectStore:
@@ -182,6 +195,7 @@ def backup(settings: Settings, dest_uri: str) -> dict:
                           f"{previous_catalog.get('source', 'another store')}, {previous_catalog.get('created_at')}): "
                           "check LAKERAG_STORE_URI (and the store's credentials); the backup is left as it was")
     objects, copied, copied_bytes = {}, 0, 0
+    progress = _Progress(dest, source.uri)
     for key, info in sorted(snapshot.items(), key=lambda item: _order(item[0])):
         known = previous.get(key)
         if key == CURRENT_KEY:  # the bytes read before the listing, not what it holds now
@@ -201,14 +215,12 @@ def backup(settings: Settings, dest_uri: str) -> dict:
                 continue
         objects[key] = {"sha256": digest, "size": size, "source_version": info.version}
         copied, copied_bytes = copied + 1, copied_bytes + size
-        if copied % PROGRESS_EVERY == 0:
-            dest.put(PROGRESS_KEY, json.dumps({"format": CATALOG_FORMAT, "source": source.uri,
-                                               "objects": objects}).encode())
+        progress.copied(key, objects[key])
     catalog = {"format": CATALOG_FORMAT, "source": source.uri, "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                                           time.gmtime()),
                "objects": objects}
     dest.put(CATALOG_KEY, json.dumps(catalog, indent=1, sort_keys=True).encode())  # last: marks it complete
-    dest.delete(PROGRESS_KEY)
+    progress.clear()
     summary = {"title": "backup", "ok": True, "source": source.uri, "destination": dest.uri,
                "objects": len(objects), "copied": copied, "copied_bytes": copied_bytes,
                "unchanged": len(objects) - copied, "seconds": round(time.perf_counter() - started, 2)}
@@ -218,6 +230,25 @@ def backup(settings: Settings, dest_uri: str) -> dict:
         log.warning("%s", summary["warning"])
     log.info("backup of %s to %s: %d objects, %d copied", source.uri, dest.uri, len(objects), copied)
     return summary
+
+
+class _Progress:
+    """Records what a backup copied, PROGRESS_EVERY objects at a time, after any records left before."""
+
+    def __init__(self, dest: ObjectStore, source_uri: str):
+        self.dest, self.source_uri, self.pending = dest, source_uri, {}
+        self.written = sum(1 for _ in dest.list(PROGRESS_PREFIX))
+
+    def copied(self, key: str, entry: dict) -> None:
+        self.pending[key] = entry
+        if len(self.pending) >= PROGRESS_EVERY:
+            record = {"format": CATALOG_FORMAT, "source": self.source_uri, "objects": self.pending}
+            self.dest.put(f"{PROGRESS_PREFIX}{self.written:06d}.json", json.dumps(record).encode())
+            self.written, self.pending = self.written + 1, {}
+
+    def clear(self) -> None:
+        for info in list(self.dest.list(PROGRESS_PREFIX)):
+            self.dest.delete(info.key)
 
 
 def _restored_before(target: ObjectStore, objects: dict) -> set[str]:
@@ -260,10 +291,10 @@ def restore(settings: Settings, src_uri: str) -> dict:
     catalog = read_catalog(source)
     if catalog is None:
         cut_off = ""
-        with contextlib.suppress(NotFound, ValueError, TypeError, KeyError):  # none, or not what a backup writes
-            progress = json.loads(source.get(PROGRESS_KEY))
-            cut_off = (f"; a backup of {progress['source']} was cut off there after {len(progress['objects'])} "
-                       "objects: run `lakerag backup` again with that store to finish it")
+        if records := _progress_records(source):
+            cut_off = (f"; a backup of {records[0][1]['source']} was cut off there after "
+                       f"{sum(len(record['objects']) for _, record in records)} objects: run `lakerag backup` again "
+                       "with that store to finish it")
         raise BackupError(f"{source.url(CATALOG_KEY)} does not exist: {src_uri} holds no complete LakeRAG backup "
                           f"(`lakerag backup` writes the catalog last){cut_off}")
     present = _restored_before(target, catalog["objects"])

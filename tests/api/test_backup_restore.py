@@ -357,28 +357,41 @@ def test_an_interrupted_backup_resumes_where_it_stopped(local_settings, tmp_path
     target = f"file://{tmp_path / 'backup'}"
     copy, copied = backup_module._copy_verified, []
 
-    def cut_off_after_four(source, dest, key, *args, **kwargs):
-        if len(copied) == 4:
-            raise StoreError("connection reset by peer")
-        copied.append(key)
-        return copy(source, dest, key, *args, **kwargs)
+    def cut_off_after(count: int):
+        def copy_until_cut_off(source, dest, key, *args, **kwargs):
+            if len(copied) == count:
+                raise StoreError("connection reset by peer")
+            copied.append(key)
+            return copy(source, dest, key, *args, **kwargs)
+        return copy_until_cut_off
+
+    def progress_records() -> list[list[str]]:
+        backed_up = open_store(target)
+        return [sorted(json.loads(backed_up.get(info.key))["objects"])
+                for info in sorted(backed_up.list(backup_module.PROGRESS_PREFIX), key=lambda info: info.key)]
 
     monkeypatch.setattr(backup_module, "PROGRESS_EVERY", 2)
-    monkeypatch.setattr(backup_module, "_copy_verified", cut_off_after_four)
+    monkeypatch.setattr(backup_module, "_copy_verified", cut_off_after(4))
     with pytest.raises(StoreError):
         backup(local_settings, target)
     assert not open_store(target).exists(CATALOG_KEY)  # no restore from half a backup
+    # Each record holds what it adds, so that their bytes grow with the lake, not with its square.
+    assert progress_records() == [["raw/a.txt", "raw/b.txt"], ["raw/c.txt", "raw/d.txt"]]
     with pytest.raises(BackupError, match=r"a backup of .* was cut off there after 4 objects: run `lakerag backup"):
         restore(local_settings.replace(store_uri=f"file://{tmp_path / 'too-soon'}"), target)
-    monkeypatch.setattr(backup_module, "_copy_verified", copy)
 
     store.put("raw/b.txt", b"changed meanwhile")
+    monkeypatch.setattr(backup_module, "_copy_verified", cut_off_after(6))  # cut off again: b and e copied
+    with pytest.raises(StoreError):
+        backup(local_settings, target)
+    assert progress_records()[-1] == ["raw/b.txt", "raw/e.txt"] and len(progress_records()) == 3
+    monkeypatch.setattr(backup_module, "_copy_verified", copy)
     resumed = backup(local_settings, target)
-    assert (resumed["objects"], resumed["copied"]) == (6, 3)  # c, d: kept; b: changed; e, f: not copied yet
-    assert not open_store(target).exists(backup_module.PROGRESS_KEY)
+    assert (resumed["objects"], resumed["copied"]) == (6, 1)  # only f was never copied
+    assert progress_records() == []
     restored = local_settings.replace(store_uri=f"file://{tmp_path / 'restored'}")
     assert restore(restored, target)["objects"] == 6
     assert open_store(restored.store_uri).get("raw/b.txt") == b"changed meanwhile"
     for damaged in (b"{", json.dumps({"format": 1, "source": store.uri}).encode()):  # not what a backup writes
-        open_store(target).put(backup_module.PROGRESS_KEY, damaged)
+        open_store(target).put(f"{backup_module.PROGRESS_PREFIX}000000.json", damaged)
         assert backup(local_settings, target)["copied"] == 0
