@@ -141,9 +141,9 @@ def read_catalog(store: ObjectStore) -> dict | None:
     return catalog
 
 
-def _progress_records(store: ObjectStore) -> list[tuple[str, dict]]:
-    """(key, record) of each progress record a backup that was cut off left, oldest first; records that
-    are not what a backup writes are skipped."""
+def _progress_records(store: ObjectStore) -> list[dict]:
+    """The progress records backups that were cut off left, oldest first; records that are not what a
+    backup writes are skipped."""
     records = []
     for info in sorted(store.list(PROGRESS_PREFIX), key=lambda info: info.key):
         try:
@@ -152,14 +152,14 @@ def _progress_records(store: ObjectStore) -> list[tuple[str, dict]]:
             continue
         if isinstance(record, dict) and record.get("format") == CATALOG_FORMAT and isinstance(record.get("source"), str) \
                 and isinstance(record.get("objects"), dict):
-            records.append((info.key, record))
+            records.append(record)
     return records
 
 
 def _progress(dest: ObjectStore, source_uri: str) -> dict:
     """What backups of this store that were cut off had copied (key -> catalog entry), or nothing."""
     done = {}
-    for _, record in _progress_records(dest):
+    for record in _progress_records(dest):
         if record["source"] == source_uri:
             done |= record["objects"]
     if done:
@@ -292,8 +292,8 @@ def restore(settings: Settings, src_uri: str) -> dict:
     if catalog is None:
         cut_off = ""
         if records := _progress_records(source):
-            cut_off = (f"; a backup of {records[0][1]['source']} was cut off there after "
-                       f"{sum(len(record['objects']) for _, record in records)} objects: run `lakerag backup` again "
+            cut_off = (f"; a backup of {records[0]['source']} was cut off there after "
+                       f"{sum(len(record['objects']) for record in records)} objects: run `lakerag backup` again "
                        "with that store to finish it")
         raise BackupError(f"{source.url(CATALOG_KEY)} does not exist: {src_uri} holds no complete LakeRAG backup "
                           f"(`lakerag backup` writes the catalog last){cut_off}")

@@ -132,7 +132,7 @@ class CurrentMoved(Exception):
     def __init__(self, version: str, was: str | None, now: str | None):
         super().__init__(f"index/CURRENT changed while this run built its index ({was} -> {now}: a rollback?): "
                          f"uploaded {version} but left CURRENT as it is (`lakerag index rollback {version}` serves it)")
-        self.version = version
+        self.version, self.now = version, now
 
 
 _UNCHECKED = object()
@@ -446,7 +446,7 @@ def run_index(settings: Settings, force: bool = False) -> dict:
             version = publish_dir(store, tmp, replacing=current)
         except CurrentMoved as moved:
             log.warning("%s", moved)
-            return finish(reason=str(moved), uploaded=moved.version, current=read_current(store),
+            return finish(reason=str(moved), uploaded=moved.version, current=moved.now,
                           gold_version=gold_version, vector_count=manifest["vector_count"])
     pruned = prune(store, settings.index_keep_versions)
     result = {"published": True, "version": version, "previous": current, "index_type": index_type,
