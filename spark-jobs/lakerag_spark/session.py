@@ -105,9 +105,21 @@ def _accumulator_connection_failed(_request, _address) -> None:
 
 def _drop_py4j_noise(record: logging.LogRecord) -> bool:
     """py4j logs a call it retries at INFO with its traceback (the caller gets the outcome), and
-    on the root logger, which `lakerag` shows at INFO."""
-    return not (f"{os.sep}py4j{os.sep}" in record.pathname and record.exc_info
-                and (record.levelno < logging.WARNING or interrupted(record.exc_info[1])))
+    on the root logger, which `lakerag` shows at INFO. A call whose connection the JVM broke (it
+    died mid-call) it logs at ERROR with its traceback and returns as a bare Py4JError, which the
+    caller reports: that record stays, as one line with what broke the connection."""
+    if f"{os.sep}py4j{os.sep}" not in record.pathname or not record.exc_info:
+        return True
+    error = record.exc_info[1]
+    if record.levelno < logging.WARNING or interrupted(error):
+        return False
+    from py4j.protocol import Py4JNetworkError
+
+    if isinstance(error, Py4JNetworkError):
+        cause = error.cause or error
+        record.msg, record.args = f"{record.getMessage()} The Spark JVM is gone? {type(cause).__name__}: {cause}", ()
+        record.exc_info = record.exc_text = None
+    return True
 
 
 # The interrupt that cancelled the session's jobs (KeyboardInterrupt for Ctrl-C, Terminated for

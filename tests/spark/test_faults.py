@@ -262,3 +262,39 @@ def test_a_stopped_pipeline_run_says_so_in_one_line(tmp_path, stop, code, said):
     assert read_current(Lake.open(settings).store) is None  # not published after the stop
     problems = status(settings)["problems"]
     assert any(p.endswith(f"failed: {said}") for p in problems), problems
+
+
+def test_a_py4j_call_cut_off_by_a_dying_jvm_is_one_line_in_the_log(spark, caplog):
+    """py4j logs a call whose connection the JVM reset (killed mid-call, or killed and then stopped
+    by SIGTERM) at ERROR with its traceback, on the root logger: `lakerag pipeline watch` printed it
+    between its own one-line reports. The line must stay, with its cause; the traceback must go."""
+    import socket
+    import struct
+    import threading
+
+    from py4j import protocol
+    from py4j.java_gateway import GatewayClient, GatewayParameters
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def reset_on_the_first_command() -> None:  # what the kernel sends for a killed JVM's socket
+        conn, _ = listener.accept()
+        conn.recv(1024)
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+    server = threading.Thread(target=reset_on_the_first_command, daemon=True)
+    server.start()
+    client = GatewayClient(gateway_parameters=GatewayParameters(port=listener.getsockname()[1]))
+    try:
+        with caplog.at_level("INFO"):
+            answer = client.send_command("c\nt\ngetName\ne\n")
+    finally:
+        client.shutdown_gateway = lambda: None
+        client.close()
+        listener.close()
+    server.join(5)
+    assert answer == protocol.ERROR  # what the caller turns into a Py4JError and reports
+    said = [record for record in caplog.records if record.levelname == "ERROR"]
+    assert len(said) == 1 and "ConnectionResetError" in said[0].getMessage(), caplog.text
+    assert "Traceback" not in caplog.text, caplog.text
