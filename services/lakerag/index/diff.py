@@ -1,52 +1,59 @@
 """`lakerag index diff V1 V2`: documents and chunks added, removed and changed between two
-published index versions, read from the versions themselves (their chunk rows, checksum-verified)."""
+published index versions, read from the versions themselves (their chunk rows, checksum-verified).
+
+Each version's rows file streams to a temporary file and only the ids are read from it: a diff
+holds two versions' ids, not their texts."""
 
 from __future__ import annotations
 
-import hashlib
-import io
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..lake import INDEX_PREFIX
-from ..store import NotFound, ObjectStore, write_blocks
+from ..store import ObjectStore
 from .artifacts import CHUNKS_FILE, IndexRejected, rows_file
-from .publish import read_store_manifest, resolve_version
-from .rows import ChunkRows
+from .publish import fetch_to, read_store_manifest, resolve_version
+from .rows import scan_rows
+
+# What a diff reads of each row (content_hash is null, or absent, in versions built before lineage).
+_ID_FIELDS = ("doc_id", "source", "chunk_index", "chunk_id", "content_hash")
 
 
-def read_version_chunks(store: ObjectStore, version: str):
-    """The chunk rows of one published version (a DataFrame); IndexRejected when it is not retained or corrupt."""
+def version_documents(store: ObjectStore, version: str) -> dict[str, dict]:
+    """doc_id -> {source, content_hash, chunks: {chunk_index: chunk_id}} of one published version;
+    IndexRejected when it is not retained or corrupt."""
     manifest = read_store_manifest(store, version)
     if manifest is None:
         raise IndexRejected(f"index version {version} is not retained in {store.uri} (never published, or "
                             "pruned); `lakerag index list` shows the retained ones")
     name = rows_file(manifest)
-    try:
-        data = store.get(f"{INDEX_PREFIX}{version}/{name}")
-    except NotFound:
-        raise IndexRejected(f"index version {version} lacks {name}: the version is incomplete") from None
-    if hashlib.sha256(data).hexdigest() != manifest["files"].get(name):
-        raise IndexRejected(f"{name} of {version} fails its checksum: the stored version is corrupt")
-    if name == CHUNKS_FILE:  # published before chunks.sqlite
-        import pyarrow.parquet as pq
-
-        return pq.read_table(io.BytesIO(data)).to_pandas()
-    import pandas as pd
-
     with tempfile.TemporaryDirectory(prefix="lakerag-diff-") as tmp:
-        with open(Path(tmp) / name, "wb") as out:
-            write_blocks(out, data)
-        rows = ChunkRows.open(Path(tmp) / name)
-        return pd.DataFrame(rows.columns())
+        path = Path(tmp) / name
+        digest = fetch_to(store, f"{INDEX_PREFIX}{version}/{name}", path,
+                          missing=f"index version {version} lacks {name}: the version is incomplete")
+        if digest != manifest["files"].get(name):
+            raise IndexRejected(f"{name} of {version} fails its checksum: the stored version is corrupt")
+        return _documents(_parquet_ids(path) if name == CHUNKS_FILE else scan_rows(path, _ID_FIELDS))
 
 
-def _documents(chunks) -> dict[str, dict]:
+def _parquet_ids(path: Path) -> Iterable[tuple]:
+    """The id fields of a version published before chunks.sqlite (chunks.parquet), one batch at a time."""
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    present = [field for field in _ID_FIELDS if field in parquet.schema_arrow.names]
+    for batch in parquet.iter_batches(columns=present):
+        columns = [batch.column(field).to_pylist() if field in present else [None] * batch.num_rows
+                   for field in _ID_FIELDS]
+        yield from zip(*columns)
+
+
+def _documents(rows: Iterable[tuple]) -> dict[str, dict]:
     docs: dict[str, dict] = {}
-    for row in chunks.itertuples(index=False):
-        doc = docs.setdefault(row.doc_id, {"source": row.source, "chunks": {},
-                                           "content_hash": getattr(row, "content_hash", None)})
-        doc["chunks"][int(row.chunk_index)] = row.chunk_id
+    for doc_id, source, chunk_index, chunk_id, content_hash in rows:
+        doc = docs.setdefault(doc_id, {"source": source, "chunks": {}, "content_hash": content_hash})
+        doc["chunks"][int(chunk_index)] = chunk_id
     return docs
 
 
@@ -58,7 +65,7 @@ def diff_versions(store: ObjectStore, old: str, new: str) -> dict:
     take any name resolve_version does (`previous`, `current`, a unique prefix).
     """
     old, new = resolve_version(store, old), resolve_version(store, new)
-    before, after = _documents(read_version_chunks(store, old)), _documents(read_version_chunks(store, new))
+    before, after = version_documents(store, old), version_documents(store, new)
     added = sorted(after[d]["source"] for d in after.keys() - before.keys())
     removed = sorted(before[d]["source"] for d in before.keys() - after.keys())
     changed = []

@@ -191,7 +191,7 @@ def download_version(store: ObjectStore, version: str, dest_dir) -> Path:
         for name, expected in manifest["files"].items():
             if "/" in name or name in {"", ".", "..", MANIFEST_FILE}:
                 raise IndexRejected(f"manifest of {version} lists an invalid file name {name!r}")
-            actual = _fetch_to(store, prefix + name, tmp / name,
+            actual = fetch_to(store, prefix + name, tmp / name,
                                f"index version {version} lacks {name} in the store: the version is incomplete; roll "
                                "back or republish (`lakerag pipeline index --full-rebuild`)")
             if actual != expected:
@@ -213,8 +213,9 @@ def _fetch(store: ObjectStore, key: str, missing: str) -> bytes:
         raise IndexRejected(missing) from None
 
 
-def _fetch_to(store: ObjectStore, key: str, path: Path, missing: str) -> str:
-    """Stream one object into ``path``; the sha256 of what was written."""
+def fetch_to(store: ObjectStore, key: str, path: Path, missing: str) -> str:
+    """Stream one object into ``path``; the sha256 of what was written. IndexRejected(``missing``)
+    when there is no such object."""
     digest = hashlib.sha256()
     try:
         with store.reader(key) as source, path.open("wb") as out:

@@ -10,9 +10,10 @@ opened read-only and ``immutable`` (no locking).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +74,7 @@ class ChunkRows:
 
     @classmethod
     def open(cls, path) -> ChunkRows:
-        uri = f"{Path(path).resolve().as_uri()}?mode=ro&immutable=1"  # versions never change: no locking
-        return cls(sqlite3.connect(uri, uri=True, check_same_thread=False))
+        return cls(_connect_read_only(path))
 
     @classmethod
     def in_memory(cls, columns: Mapping[str, Sequence]) -> ChunkRows:
@@ -146,6 +146,21 @@ class ChunkRows:
         """Every row as plain columns (``ROW_FIELDS``), in row order."""
         found = self._query(f"SELECT {', '.join(ROW_FIELDS)} FROM chunks ORDER BY row")
         return {name: [r[i] for r in found] for i, name in enumerate(ROW_FIELDS)}
+
+
+def scan_rows(path, columns: Sequence[str]) -> Iterator[tuple]:
+    """The ``columns`` (of ``ROW_FIELDS``) of every row of a rows file, in row order, read as they are
+    consumed: a whole-version read (`lakerag index diff`) holds no more than the caller keeps."""
+    unknown = set(columns) - set(ROW_FIELDS)
+    if unknown:
+        raise ValueError(f"no such row fields: {sorted(unknown)}")
+    with contextlib.closing(_connect_read_only(path)) as connection:
+        yield from connection.execute(f"SELECT {', '.join(columns)} FROM chunks ORDER BY row")
+
+
+def _connect_read_only(path) -> sqlite3.Connection:
+    uri = f"{Path(path).resolve().as_uri()}?mode=ro&immutable=1"  # versions never change: no locking
+    return sqlite3.connect(uri, uri=True, check_same_thread=False)
 
 
 def _next_prefix(prefix: str) -> str | None:
