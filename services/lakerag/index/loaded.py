@@ -127,6 +127,10 @@ class LoadedIndex:
     def chunks_per_document(self) -> dict[str, int]:
         return self.chunk_rows.chunks_per_document()
 
+    def source_of(self, doc_id: str) -> str | None:
+        """The raw key of the document ``doc_id``, when this version holds it."""
+        return self.chunk_rows.source_of(doc_id)
+
     @property
     def chunks(self):
         """All rows as a pandas DataFrame, for tools and tests (imports pandas; the API never calls it)."""

@@ -139,6 +139,11 @@ class ChunkRows:
         sql = "SELECT row FROM chunks" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY row"
         return np.array([r[0] for r in self._query(sql, parameters)], dtype=np.int64)
 
+    def source_of(self, doc_id: str) -> str | None:
+        """The raw key of the document ``doc_id``; None when no chunk of it is here."""
+        found = self._query("SELECT source FROM chunks WHERE doc_id = ? LIMIT 1", (doc_id,))
+        return found[0][0] if found else None
+
     def chunks_per_document(self) -> dict[str, int]:
         return dict(self._query("SELECT doc_id, count(*) FROM chunks GROUP BY doc_id"))
 

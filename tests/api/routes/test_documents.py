@@ -235,3 +235,27 @@ def test_an_upload_to_a_full_store_is_a_507_and_keeps_what_was_stored(local_sett
                 response.text
     assert store.get("raw/report.txt") == b"The report that was here before."
     assert sorted(os.listdir(local_settings.store_uri.removeprefix("file://") + "/raw")) == ["report.txt"]  # no temp
+
+
+def test_an_indexed_document_is_served_and_deleted_without_listing_raw(served, sample_docs):
+    """A citation's link (GET /documents/{doc_id}/content) and a delete found the doc_id's key by
+    listing all of raw/: on an S3 lake of 100k documents, 100 LIST calls per click. The served index
+    knows the key of every document it holds."""
+    store = served.state.lake.store
+    key = "raw/employee-travel-policy.pdf"
+    store.put(key, sample_docs["employee-travel-policy.pdf"])
+    listed = []
+    real_list = store.list
+    store.list = lambda prefix="": listed.append(prefix) or real_list(prefix)
+    try:
+        content = served.client.get(f"/documents/{doc_id_for(key)}/content")
+        assert content.status_code == 200 and content.content == sample_docs["employee-travel-policy.pdf"]
+        deleted = served.client.delete(f"/documents/{doc_id_for(key)}")
+        assert deleted.status_code == 200 and deleted.json()["key"] == key
+        assert not store.exists(key)
+        assert listed == []
+        # Gone from raw/, still in the served index until the next run: a 404, found by listing.
+        gone = served.client.get(f"/documents/{doc_id_for(key)}/content")
+        assert gone.status_code == 404 and "GET /documents" in gone.json()["detail"]
+    finally:
+        del store.list

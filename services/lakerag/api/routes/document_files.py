@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from ...extract import FILE_TYPES
 from ...lake import RAW_PREFIX, raw_keys_for
 from ...store import NotFound, StoreError, read_blocks, reader_size
-from ..deps import Store
+from ..deps import State, Store
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["documents"])
@@ -34,7 +34,7 @@ MEDIA_TYPES = {ext: {"pdf": "application/pdf", "json": "application/json"}.get(k
                        206: {"description": "the byte range asked for (Range: bytes=FIRST-LAST, FIRST- or -LAST_N)"},
                        404: {"description": "no raw object has this doc_id"},
                        416: {"description": "the range starts past the end of the file"}})
-def document_content(doc_id: str, store: Store, range_header: str | None = Header(None, alias="range"),
+def document_content(doc_id: str, state: State, store: Store, range_header: str | None = Header(None, alias="range"),
                      if_range: str | None = Header(None)) -> StreamingResponse:
     """Streamed: raw files land in the store at any size (only uploads are capped), and a whole
     1 GB scan in memory could get the API's pod OOM-killed. One byte range is served when asked
@@ -42,7 +42,7 @@ def document_content(doc_id: str, store: Store, range_header: str | None = Heade
     validator to compare), get the whole file."""
     key = None
     try:
-        keys = raw_keys_for(store, doc_id)
+        keys = raw_keys_for(store, doc_id, known=state.index and state.index.source_of(doc_id))
         if not keys:
             raise NotFound(doc_id)
         key = keys[0]

@@ -181,7 +181,7 @@ def list_documents(state: State) -> DocumentList:
                responses={404: {"description": "no raw object has this doc_id"}})
 def delete_document(doc_id: str, state: State, store: Store) -> DocumentDeleted:
     try:
-        keys = raw_keys_for(store, doc_id)
+        keys = raw_keys_for(store, doc_id, known=state.index and state.index.source_of(doc_id))
     except StoreError as exc:
         raise HTTPException(502, detail=f"could not list {RAW_PREFIX} in the store: {exc}") from None
     if not keys:
