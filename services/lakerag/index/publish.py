@@ -192,8 +192,8 @@ def download_version(store: ObjectStore, version: str, dest_dir) -> Path:
             if "/" in name or name in {"", ".", "..", MANIFEST_FILE}:
                 raise IndexRejected(f"manifest of {version} lists an invalid file name {name!r}")
             actual = fetch_to(store, prefix + name, tmp / name,
-                               f"index version {version} lacks {name} in the store: the version is incomplete; roll "
-                               "back or republish (`lakerag pipeline index --full-rebuild`)")
+                              f"index version {version} lacks {name} in the store: the version is incomplete; roll "
+                              "back or republish (`lakerag pipeline index --full-rebuild`)")
             if actual != expected:
                 raise checksum_error(tmp / name, actual, expected)
         record_verified(tmp, manifest)
