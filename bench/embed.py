@@ -288,13 +288,17 @@ def main() -> int:
               f"{results['job_vs_raw_torch_rate_ratio']:.3f}x  (target >= 1.0)")
     print(f"incremental  +{new_docs} docs ({incremental_embed['embedded']} chunks): embed+index {incremental:.2f}s vs "
           f"full {full:.2f}s   ratio {results['incremental_ratio']:.3f}  (target <= 0.10)")
-    print(json.dumps(results))
-    ok = results["rate_ratio_wall"] >= 0.9 and results["incremental_ratio"] <= 0.10 and \
-        (job_vs_raw_torch is None or job_vs_raw_torch >= 1.0)
-    if not ok and results["rate_ratio_cpu"] >= 0.9 and results["incremental_ratio"] <= 0.10:
+    # Each target this run missed, by name (a miss of the job / torch ratio printed "target missed (wall clock)").
+    missed = [name for name, met in (("job_vs_raw_wall >= 0.9", results["rate_ratio_wall"] >= 0.9),
+                                     ("incremental <= 0.10", results["incremental_ratio"] <= 0.10),
+                                     ("job_vs_raw_torch >= 1.0", job_vs_raw_torch is None or job_vs_raw_torch >= 1.0))
+              if not met]
+    if missed == ["job_vs_raw_wall >= 0.9"] and results["rate_ratio_cpu"] >= 0.9:
         print("wall-clock rate ratio below target but CPU-time ratio meets it: other processes' load "
               "(see the spread of raw passes) dominates the wall-clock comparison")
-    print("targets met" if ok else "target missed (wall clock)")
+    print("targets met" if not missed else f"target missed: {', '.join(missed)}")
+    ok = not missed
+    print(json.dumps({**results, "met": ok, "missed": missed}))
     return 0 if ok else 1
 
 
