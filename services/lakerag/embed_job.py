@@ -28,7 +28,9 @@ from tqdm import tqdm
 
 from .config import Settings
 from .embedding import ModelUnavailable, load_embedder
+from .encoder_identity import describe, identity_for, same_encoder
 from .lake import Lake, summarises_a_crash, tables
+from .store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +57,13 @@ class EmbedPlan:
     to_embed: set = field(default_factory=set)
     to_delete: set = field(default_factory=set)
     done: dict | None = None
+    encoder: dict | None = None  # what this run encodes with (None: not known here)
 
     @classmethod
-    def make(cls, lake: Lake, model: str, full_rebuild: bool, title: str) -> EmbedPlan:
+    def make(cls, lake: Lake, model: str, full_rebuild: bool, title: str,
+             encoder: dict | None = None) -> EmbedPlan:
         plan = cls(lake, {"title": title, "ok": True, "model": model, "embedded": 0, "deleted": 0, "unchanged": 0,
-                          "committed": False}, time.perf_counter())
+                          "committed": False}, time.perf_counter(), encoder=encoder)
         lake.mark_run_started("embed")  # its summary clears this; status reports a killed run
         plan.gold = tables.snapshot(lake, "gold")
         if plan.gold is None:
@@ -73,7 +77,14 @@ class EmbedPlan:
                         "`lakerag pipeline run --full-rebuild` repairs it", len(gold_ids) - len(plan.gold_ids))
         embeddings = tables.snapshot(lake, "embeddings")
         plan.have = _drop_repeated_vectors(lake, embeddings, model)
-        plan.to_embed = plan.gold_ids if full_rebuild else plan.gold_ids - plan.have
+        # Vectors another encoder made (an export of other bytes, int8, torch) would be served with
+        # this encoder's name on them: every chunk is embedded again.
+        changed = _encoder_change(lake, model, encoder) if plan.have else ""
+        if changed:
+            log.warning("the embeddings of %s were made by another encoder (%s): embedding every chunk again",
+                        model, changed)
+            plan.summary["encoder_changed"] = changed
+        plan.to_embed = plan.gold_ids if full_rebuild or changed else plan.gold_ids - plan.have
         plan.to_delete = plan.have - plan.gold_ids
         plan.summary.update(gold_version=plan.gold_version, unchanged=len(plan.gold_ids) - len(plan.to_embed))
         if not plan.to_embed and not plan.to_delete:
@@ -83,12 +94,43 @@ class EmbedPlan:
 
     def finish(self, **fields) -> dict:
         self.summary.update(fields)
+        if self.summary["ok"] and self.encoder:  # every vector of the model is now this encoder's
+            self.lake.write_embeddings_encoder(self.summary["model"], self.encoder)
         seconds = time.perf_counter() - self.started
         self.summary["seconds"] = round(seconds, 2)
         embedded = self.summary["embedded"]
         self.summary["rate_per_s"] = round(embedded / seconds, 1) if embedded else 0.0
         self.lake.write_run_summary("embed", self.summary)
         return self.summary
+
+
+def current_encoder(settings: Settings) -> dict | None:
+    """The encoder a run with ``settings`` encodes with; None when it cannot be told here (no
+    export and no torch: the model's load says so, if there is anything to embed)."""
+    try:
+        return identity_for(settings)
+    except ModelUnavailable:
+        return None
+
+
+def _encoder_change(lake: Lake, model: str, encoder: dict | None) -> str:
+    """"A -> B" when the vectors of ``model`` were made by another encoder than ``encoder``, else "".
+    Lakes embedded before that was recorded: the served index's encoder, when it is of ``model``."""
+    if encoder is None:
+        return ""
+    made_by = lake.read_embeddings_encoder(model)
+    if made_by is None:
+        from .index.publish import read_current, read_store_manifest
+
+        try:
+            current = read_current(lake.store)
+            manifest = read_store_manifest(lake.store, current) if current else None
+        except (StoreError, ValueError):
+            manifest = None
+        made_by = manifest.get("encoder") if manifest and manifest.get("model") == model else None
+    if not made_by or same_encoder(made_by, encoder):
+        return ""
+    return f"{describe(made_by)} -> {describe(encoder)}"
 
 
 def _drop_repeated_vectors(lake: Lake, embeddings: tables.Snapshot | None, model: str) -> set[str]:
@@ -112,7 +154,7 @@ def run_embed(settings: Settings, full_rebuild: bool = False) -> dict:
     vectors of chunks gone from gold; ``full_rebuild`` re-encodes every chunk."""
     lake = Lake.open(settings)
     model = settings.embedding_model
-    plan = EmbedPlan.make(lake, model, full_rebuild, "pipeline embed")
+    plan = EmbedPlan.make(lake, model, full_rebuild, "pipeline embed", encoder=current_encoder(settings))
     if plan.done is not None:
         return plan.done
     finish, gold, to_embed, to_delete = plan.finish, plan.gold, plan.to_embed, plan.to_delete

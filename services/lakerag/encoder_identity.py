@@ -29,13 +29,17 @@ def describe(encoder: dict) -> str:
     return f"{encoder.get('runtime')} {encoder.get('name')}{sha}"
 
 
+def same_encoder(a: dict, b: dict) -> bool:
+    """Whether vectors made by encoder ``a`` are the vectors ``b`` makes: the same runtime and,
+    for ONNX, the same model file."""
+    return a.get("runtime") == b.get("runtime") and a.get("sha256") == b.get("sha256")
+
+
 def check_encoder(manifest: dict, loaded: dict) -> None:
     """Raise IndexRejected when ``manifest`` was built by another encoder than ``loaded``.
     Indexes from before encoders were recorded carry none and are accepted."""
     built = manifest.get("encoder")
-    if not built or not loaded:
-        return
-    if built.get("runtime") == loaded.get("runtime") and built.get("sha256") == loaded.get("sha256"):
+    if not built or not loaded or same_encoder(built, loaded):
         return
     if built.get("runtime") == "onnx":
         fix = (f"set LAKERAG_ENCODER=onnx and LAKERAG_MODEL_CACHE_DIR to the model cache the embeddings job used "
@@ -45,4 +49,5 @@ def check_encoder(manifest: dict, loaded: dict) -> None:
     raise IndexRejected(
         f"index {manifest.get('version')} was built by encoder {describe(built)}, but this process loaded "
         f"{describe(loaded)}: its query vectors would not match. Either {fix}, or rebuild the index with this "
-        "process's encoder (`lakerag pipeline embed --full-rebuild` then `lakerag pipeline index`)")
+        "process's encoder (`lakerag pipeline embed`, which embeds every chunk again for a new encoder, then "
+        "`lakerag pipeline index`)")

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import pyarrow as pa
 from lakerag.config import Settings
-from lakerag.embed_job import EmbedPlan
+from lakerag.embed_job import EmbedPlan, current_encoder
 from lakerag.lake import Lake, summarises_a_crash, tables
 from lakerag.lake.files import FileWriter
 
@@ -66,7 +66,7 @@ def encode_and_write(settings: Settings, gold_version: int):
 def run_embed_spark(spark, settings: Settings, full_rebuild: bool = False) -> dict:
     lake = Lake.open(settings)
     model = settings.embedding_model
-    plan = EmbedPlan.make(lake, model, full_rebuild, "pipeline embed (spark)")
+    plan = EmbedPlan.make(lake, model, full_rebuild, "pipeline embed (spark)", encoder=current_encoder(settings))
     if plan.done is not None:
         return plan.done
     written = FILE_ACTIONS.empty_table()

@@ -160,3 +160,54 @@ def test_unloadable_model_fails_the_run_with_the_reason(local_settings, tmp_path
     assert "LAKERAG_MODEL_CACHE_DIR" in summary["error"]
     assert Lake.open(local_settings).read_run_summary("embed")["ok"] is False
     assert tables.snapshot(Lake.open(local_settings), "embeddings") is None
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "lake-from-before-the-record"])
+def test_vectors_another_encoder_made_are_embedded_again_and_published_under_this_one(local_settings, embedder,
+                                                                                     recorded):
+    """Switching the encoder (torch for ONNX, an int8 export, an export of other bytes after an
+    upgrade) left the lake's vectors as they were and the index unpublished: an API holding the
+    new encoder refused the served index until someone ran `embed --full-rebuild`. A lake embedded
+    before the encoder was recorded with its vectors goes by the served index's encoder."""
+    from lakerag.encoder_identity import check_encoder, identity_for
+    from lakerag.index.publish import read_current, read_store_manifest, run_index
+    from lakerag.lake import ENCODERS_KEY
+
+    lake = Lake.open(local_settings)
+    write_gold(lake, synthetic_docs(4))
+    assert run_embed(local_settings)["embedded"] == 12 and run_index(local_settings)["published"]
+    served = read_store_manifest(lake.store, read_current(lake.store))
+    assert served["encoder"]["runtime"] == "onnx"
+    if not recorded:
+        lake.store.delete(ENCODERS_KEY)
+
+    on_torch = local_settings.replace(encoder="torch")
+    summary = run_embed(on_torch)
+    assert (summary["embedded"], summary["unchanged"]) == (12, 0), summary
+    assert "onnx sentence-transformers/all-MiniLM-L6-v2" in summary["encoder_changed"]
+    assert summary["encoder_changed"].endswith("-> torch sentence-transformers/all-MiniLM-L6-v2")
+    assert run_index(on_torch)["published"]
+    republished = read_store_manifest(lake.store, read_current(lake.store))
+    check_encoder(republished, identity_for(on_torch))  # the API on torch serves it
+    assert run_embed(on_torch)["embedded"] == 0  # recorded: the next run has nothing to do
+    assert lake.read_embeddings_encoder("sentence-transformers/all-MiniLM-L6-v2") == identity_for(on_torch)
+
+
+def test_the_same_vectors_from_an_export_of_other_bytes_are_published_under_its_name(local_settings, embedder,
+                                                                                    monkeypatch):
+    """An export of other bytes can compute the very same vectors. The index job saw identical content
+    and published nothing, so the served index kept the old export's SHA-256 and an API holding the
+    new export refused it."""
+    from lakerag.encoder_identity import check_encoder
+    from lakerag.index import publish
+    from lakerag.index.publish import read_current, read_store_manifest, run_index
+
+    lake = Lake.open(local_settings)
+    write_gold(lake, synthetic_docs(3))
+    run_embed(local_settings)
+    assert run_index(local_settings)["published"]
+    other_bytes = {**publish.identity_for(local_settings), "sha256": "0" * 64}
+    monkeypatch.setattr(publish, "identity_for", lambda _settings: other_bytes)
+    assert run_embed(local_settings, full_rebuild=True)["embedded"] == 9  # the same vectors, a new table version
+    assert run_index(local_settings)["published"]
+    check_encoder(read_store_manifest(lake.store, read_current(lake.store)), other_bytes)

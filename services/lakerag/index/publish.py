@@ -24,7 +24,7 @@ import numpy as np
 
 from ..config import Settings
 from ..embedding import cap_build_threads
-from ..encoder_identity import identity_for
+from ..encoder_identity import identity_for, same_encoder
 from ..lake import CURRENT_KEY, INDEX_PREFIX, Lake, summarises_a_crash
 from ..store import NotFound, ObjectStore, read_blocks
 from .artifacts import (
@@ -429,8 +429,12 @@ def run_index(settings: Settings, force: bool = False) -> dict:
         # Everything was deleted: publish an empty index so readers stop serving old chunks.
         vectors = np.zeros((0, int(current_manifest["dimension"])), dtype=np.float32)
     fingerprint = content_fingerprint(vectors, chunks, model)
+    encoder = identity_for(settings)
+    # The same vectors re-embedded by another encoder (an export of other bytes that computes the
+    # same): published again under its name, or an API holding that encoder would refuse the index.
     if not force and current_manifest and current_manifest.get("model") == model and \
-            current_manifest.get("content_sha256") == fingerprint:
+            current_manifest.get("content_sha256") == fingerprint and \
+            same_encoder(current_manifest.get("encoder") or encoder, encoder):
         return finish(reason=f"index/CURRENT ({current}) already serves identical content (gold version "
                              f"{current_manifest.get('gold_version')}); nothing to publish", current=current,
                       gold_version=gold_version, vector_count=len(chunks))
@@ -441,7 +445,7 @@ def run_index(settings: Settings, force: bool = False) -> dict:
         manifest = write_index_dir(tmp, vectors, chunks, model, gold_version, index_type=index_type,
                                    version=_next_version(store, fingerprint),
                                    extra={"embeddings_version": embeddings_version,
-                                          "encoder": identity_for(settings)},
+                                          "encoder": encoder},
                                    recall_target=settings.ann_recall_target)
         try:
             version = publish_dir(store, tmp, replacing=current)

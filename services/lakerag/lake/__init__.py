@@ -8,6 +8,7 @@
     lake/embeddings           chunk vectors keyed by model         (Delta)
     lake/_runs/<stage>.json   last run summary per stage (pipeline health)
     lake/_runs/documents.json where each raw file stands (GET /documents; written by each ETL run)
+    lake/_runs/encoders.json  which encoder made each model's embeddings (written by each embed run)
     index/<version>/...       published, immutable index versions
     index/CURRENT             pointer to the served version, written last
 """
@@ -35,6 +36,7 @@ INDEX_PREFIX = "index/"
 CURRENT_KEY = "index/CURRENT"
 TABLES = ("bronze", "quarantine", "silver", "gold", "embeddings")
 DOCUMENTS_KEY = "lake/_runs/documents.json"
+ENCODERS_KEY = "lake/_runs/encoders.json"  # model -> the encoder that made all of its embeddings
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,27 @@ class Lake:
             return json.loads(self.store.get(f"lake/_runs/{stage}.json"))
         except NotFound:
             return None
+
+    def read_embeddings_encoder(self, model: str) -> dict | None:
+        """The encoder (``encoder_identity``) that made every embeddings vector of ``model``, as the
+        last embeddings run that finished recorded it; None before one did."""
+        try:
+            recorded = json.loads(self.store.get(ENCODERS_KEY))
+        except NotFound:
+            return None
+        except ValueError:  # damaged: the next run that finishes writes it again
+            return None
+        found = recorded.get(model) if isinstance(recorded, dict) else None
+        return found if isinstance(found, dict) else None
+
+    def write_embeddings_encoder(self, model: str, encoder: dict) -> None:
+        try:
+            recorded = json.loads(self.store.get(ENCODERS_KEY))
+        except (NotFound, ValueError):
+            recorded = {}
+        recorded = recorded if isinstance(recorded, dict) else {}
+        if recorded.get(model) != encoder:
+            self.store.put(ENCODERS_KEY, json.dumps({**recorded, model: encoder}, indent=2).encode())
 
 
 def raw_documents(store: ObjectStore) -> Iterator[ObjectInfo]:
