@@ -98,23 +98,22 @@ class Lake:
     def read_embeddings_encoder(self, model: str) -> dict | None:
         """The encoder (``encoder_identity``) that made every embeddings vector of ``model``, as the
         last embeddings run that finished recorded it; None before one did."""
-        try:
-            recorded = json.loads(self.store.get(ENCODERS_KEY))
-        except NotFound:
-            return None
-        except ValueError:  # damaged: the next run that finishes writes it again
-            return None
-        found = recorded.get(model) if isinstance(recorded, dict) else None
+        found = self._recorded_encoders().get(model)
         return found if isinstance(found, dict) else None
 
     def write_embeddings_encoder(self, model: str, encoder: dict) -> None:
+        recorded = self._recorded_encoders()
+        if recorded.get(model) != encoder:
+            self.store.put(ENCODERS_KEY, json.dumps({**recorded, model: encoder}, indent=2).encode())
+
+    def _recorded_encoders(self) -> dict:
+        """``ENCODERS_KEY`` as a dict; empty when missing or damaged (the next run that finishes
+        writes it again)."""
         try:
             recorded = json.loads(self.store.get(ENCODERS_KEY))
         except (NotFound, ValueError):
-            recorded = {}
-        recorded = recorded if isinstance(recorded, dict) else {}
-        if recorded.get(model) != encoder:
-            self.store.put(ENCODERS_KEY, json.dumps({**recorded, model: encoder}, indent=2).encode())
+            return {}
+        return recorded if isinstance(recorded, dict) else {}
 
 
 def raw_documents(store: ObjectStore) -> Iterator[ObjectInfo]:
