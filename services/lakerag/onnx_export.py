@@ -133,7 +133,7 @@ def _export(name: str, settings, dest: Path, force: bool, quantize: bool) -> dic
         if not (tmp / "tokenizer.json").is_file():
             model.tokenizer.backend_tokenizer.save(str(tmp / "tokenizer.json"))
         read_pooling(tmp)  # fail now, not at serving time, on a pooling the encoder lacks
-        _export_transformer(model, tmp / ONNX_FILE)
+        attention = _export_transformer(model, tmp / ONNX_FILE)
         if quantize:
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -151,7 +151,7 @@ def _export(name: str, settings, dest: Path, force: bool, quantize: bool) -> dic
             "pad_token": model.tokenizer.pad_token,
             "pad_id": int(model.tokenizer.pad_token_id),
             "exported_from": source,
-            "exported_with": f"torch {torch.__version__}, opset {OPSET}, eager attention",
+            "exported_with": f"torch {torch.__version__}, opset {OPSET}, {attention} attention",
         }
         if folder := model_files.local_directory(name):
             identity["source_files"] = model_files.describe(folder)
@@ -202,7 +202,9 @@ def _dimension(model) -> int:
     return get()
 
 
-def _export_transformer(model, target: Path) -> None:
+def _export_transformer(model, target: Path) -> str:
+    """Export the model's transformer (token embeddings out) to ``target``; returns the form of
+    attention it exported ("eager" unless this transformers cannot switch to it)."""
     import torch
 
     transformer = model[0].auto_model.eval()
@@ -233,3 +235,4 @@ def _export_transformer(model, target: Path) -> None:
     finally:
         if eager:  # the model may go on encoding with torch in this process
             transformer.set_attn_implementation(attention)
+    return "eager" if eager or attention in (None, "eager") else attention

@@ -238,3 +238,16 @@ def test_batches_are_cut_by_token_count_not_characters(exported):
     assert shapes == [(2, 24), (2, 18)]  # by characters: (2, 23) and (2, 24)
     alone = np.vstack([encoder.encode([text]) for text in texts])
     np.testing.assert_allclose(together, alone, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_export_names_the_attention_it_exported(tmp_path, monkeypatch):
+    """encoder.json said "eager attention" even where this transformers could not switch to it."""
+    from lakerag.embedding import _load_torch_model
+    from lakerag.onnx_export import _export_transformer
+    from transformers import PreTrainedModel
+
+    model, _ = _load_torch_model(config.PACKAGED_MODEL, config.from_env({}))
+    assert _export_transformer(model, tmp_path / "eager.onnx") == "eager"
+    monkeypatch.delattr(PreTrainedModel, "set_attn_implementation")
+    assert _export_transformer(model, tmp_path / "sdpa.onnx") == "sdpa"
