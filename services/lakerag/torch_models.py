@@ -92,7 +92,7 @@ def _load_hub(name: str, settings: Settings):
                 "or set LAKERAG_EMBEDDING_MODEL to a local model directory"
             ) from exc
         raise ModelUnavailable(
-            f"embedding model {name!r} could not be loaded into {where}: {exc}. Check the name and network "
+            f"embedding model {name!r} could not be loaded into {where}: {str(exc).rstrip('.')}. Check the name and network "
             "access to the model hub, or pre-populate LAKERAG_MODEL_CACHE_DIR and set LAKERAG_OFFLINE=true"
         ) from exc
     return model, (f"model cache {where}" if cached or offline else f"model hub, downloaded into {where}")

