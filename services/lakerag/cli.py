@@ -315,15 +315,10 @@ def run(samples: Annotated[bool, typer.Option(help="first copy the bundled sampl
 def servable_index(settings, store) -> str | None:
     """The published version ``lakerag run`` serves before its first pipeline run: one built with the
     configured model (another model's index would be refused; the run first says what is wrong)."""
-    from .index.publish import read_current, read_store_manifest
-    from .store import StoreError
+    from .index.publish import served_manifest
 
-    try:
-        version = read_current(store)
-        manifest = read_store_manifest(store, version) if version else None
-    except (StoreError, ValueError):  # the first run says what is wrong with the store
-        return None
-    return version if manifest and manifest.get("model") == settings.embedding_model else None
+    manifest = served_manifest(store, settings.embedding_model)  # unreadable: the first run says why
+    return manifest["version"] if manifest else None
 
 
 @index_app.command("sync")

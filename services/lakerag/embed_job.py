@@ -30,7 +30,6 @@ from .config import Settings
 from .embedding import ModelUnavailable, load_embedder
 from .encoder_identity import describe, identity_for, same_encoder
 from .lake import Lake, summarises_a_crash, tables
-from .store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -120,14 +119,9 @@ def _encoder_change(lake: Lake, model: str, encoder: dict | None) -> str:
         return ""
     made_by = lake.read_embeddings_encoder(model)
     if made_by is None:
-        from .index.publish import read_current, read_store_manifest
+        from .index.publish import served_manifest
 
-        try:
-            current = read_current(lake.store)
-            manifest = read_store_manifest(lake.store, current) if current else None
-        except (StoreError, ValueError):
-            manifest = None
-        made_by = manifest.get("encoder") if manifest and manifest.get("model") == model else None
+        made_by = (served_manifest(lake.store, model) or {}).get("encoder")
     if not made_by or same_encoder(made_by, encoder):
         return ""
     return f"{describe(made_by)} -> {describe(encoder)}"

@@ -26,7 +26,7 @@ from ..config import Settings
 from ..embedding import cap_build_threads
 from ..encoder_identity import identity_for, same_encoder
 from ..lake import CURRENT_KEY, INDEX_PREFIX, Lake, summarises_a_crash
-from ..store import NotFound, ObjectStore, read_blocks
+from ..store import NotFound, ObjectStore, StoreError, read_blocks
 from .artifacts import (
     CHUNK_COLUMNS,
     MANIFEST_FILE,
@@ -64,6 +64,17 @@ def read_store_manifest(store: ObjectStore, version: str) -> dict | None:
         return json.loads(store.get(f"{INDEX_PREFIX}{version}/{MANIFEST_FILE}"))
     except NotFound:
         return None
+
+
+def served_manifest(store: ObjectStore, model: str) -> dict | None:
+    """The served version's manifest when it was built for ``model``; None when nothing is
+    published, it is another model's, or the store cannot be read (callers go on without it)."""
+    try:
+        version = read_current(store)
+        manifest = read_store_manifest(store, version) if version else None
+    except (StoreError, ValueError):
+        return None
+    return manifest if manifest and manifest.get("model") == model else None
 
 
 def _version_dirs(store: ObjectStore) -> dict[str, set[str]]:
