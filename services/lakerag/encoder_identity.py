@@ -1,17 +1,29 @@
 """Which encoder made an index's vectors, and whether a process may serve it.
 
-The manifest of every published index records ``encoder``: the runtime (``onnx``
-or ``torch``), the model name and, for ONNX, the SHA-256 of ``model.onnx``. A
-process that embeds queries with another encoder would search vectors it did not
-make, so the API refuses such an index and says what to set.
+The manifest of every published index records ``encoder``: the runtime (``onnx`` or ``torch``),
+the model name and, for ONNX, the SHA-256 of ``model.onnx``. A process that embeds queries with
+another encoder would search vectors it did not make. The recorded encoder decides when it is
+the one this process loaded. When it is another (an export of other bytes after an image
+upgrade, torch for ONNX), the API encodes a few of the index's own chunks again: the index is
+served when every vector comes back the same, and refused otherwise, saying what to set.
 """
 
 from __future__ import annotations
+
+import logging
+
+import numpy as np
 
 from .config import Settings
 from .embedding import resolve_encoder
 from .index.artifacts import IndexRejected
 from .onnx_encoder import read_identity
+
+log = logging.getLogger(__name__)
+# Issue 11's bar for "the same vectors": an ONNX export against sentence-transformers. An int8
+# export (0.93 on the sample chunks) or another model falls far below it.
+SAME_VECTORS_COSINE = 0.9999
+CHECKED_CHUNKS = 8
 
 
 def identity_for(settings: Settings) -> dict:
@@ -51,3 +63,46 @@ def check_encoder(manifest: dict, loaded: dict) -> None:
         f"{describe(loaded)}: its query vectors would not match. Either {fix}, or rebuild the index with this "
         "process's encoder (`lakerag pipeline embed`, which embeds every chunk again for a new encoder, then "
         "`lakerag pipeline index`)")
+
+
+def check_served_encoder(index, embedder) -> None:
+    """Raise IndexRejected unless ``embedder`` makes the vectors of ``index`` (a LoadedIndex), and
+    say in ``index.encoder_check`` how that was decided.
+
+    Only an index whose recorded encoder differs costs anything: ``CHECKED_CHUNKS`` of its chunks,
+    spread over its rows, encoded again and compared with their stored vectors."""
+    built, loaded = index.manifest.get("encoder"), embedder.encoder
+    try:
+        check_encoder(index.manifest, loaded)
+    except IndexRejected as refused:
+        compared = remade_cosine(index, embedder)
+        if isinstance(compared, str):
+            raise IndexRejected(f"{refused}. Its vectors cannot be read back to compare them with this "
+                                f"encoder's ({compared})") from None
+        lowest, count = compared
+        if lowest < SAME_VECTORS_COSINE:
+            raise IndexRejected(f"{refused}. This encoder's vectors of {count} of its chunks differ from the stored "
+                                f"ones: lowest cosine {lowest:.4f}, below {SAME_VECTORS_COSINE}") from None
+        index.encoder_check = (f"built by {describe(built)}; this process's {describe(loaded)} makes the same "
+                               f"vectors (lowest cosine {lowest:.6f} over {count} of its chunks)")
+        log.warning("index %s: %s", index.version, index.encoder_check)
+        return
+    index.encoder_check = ("built before encoders were recorded" if not built else
+                           "not checked: this process's encoder has no identity" if not loaded else
+                           "built by this encoder")
+
+
+def remade_cosine(index, embedder) -> tuple[float, int] | str:
+    """(the lowest cosine between stored and re-encoded vectors, how many chunks were compared), or
+    why the stored vectors cannot be compared (IVF keeps 8-bit codes, not the vectors)."""
+    count = index.index.ntotal
+    if count == 0:
+        return "the index holds no vectors"
+    rows = np.unique(np.linspace(0, count - 1, min(CHECKED_CHUNKS, count)).round().astype(np.int64))
+    try:
+        stored = np.vstack([index.index.reconstruct(int(row)) for row in rows])
+    except RuntimeError as exc:
+        return f"{type(index.index).__name__}: {str(exc).strip().rsplit(': ', 1)[-1]}"
+    remade = embedder.encode_passages(index.chunk_rows.texts(rows))
+    cosines = np.sum(stored * remade, axis=1) / (np.linalg.norm(stored, axis=1) * np.linalg.norm(remade, axis=1))
+    return float(np.min(cosines)), len(rows)

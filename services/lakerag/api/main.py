@@ -27,7 +27,7 @@ from fastapi import FastAPI
 
 from ..config import Settings
 from ..embedding import Embedder, cap_threads, load_embedder
-from ..encoder_identity import check_encoder
+from ..encoder_identity import check_served_encoder
 from ..index.loaded import LoadedIndex
 from ..index.sync import IndexWatcher
 from ..lake import doc_id_for
@@ -74,7 +74,7 @@ def warm_up(state: AppState, embedder: Embedder | None = None, watch: bool = Tru
         metrics.set_index(loaded.version, loaded.model, loaded.vector_count, _created_unix(loaded.manifest))
 
     def check(loaded) -> None:
-        check_encoder(loaded.manifest, loaded_model[0].encoder)
+        check_served_encoder(loaded, loaded_model[0])
 
     # The dimension is known once the model is loaded; the model name now (it names the model).
     watcher = IndexWatcher(settings, expected_model=embedder.name if embedder else settings.embedding_model,

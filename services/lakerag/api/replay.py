@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fastapi import HTTPException
 
-from ..encoder_identity import check_encoder
+from ..encoder_identity import check_served_encoder
 from ..index.artifacts import IndexRejected, LoadedIndex, load_index_dir
 from ..index.publish import published_versions, read_store_manifest
 from ..index.sync import IndexDirError, download_local
@@ -44,8 +44,8 @@ class RetainedVersions:
     """A bounded LRU of loaded index versions, filled from the store on demand."""
 
     def __init__(self, store, root: Path, expected_model: str, expected_dimension: int, capacity: int,
-                 encoder: dict | None = None):
-        self.store, self.root, self.encoder = store, Path(root), encoder
+                 embedder):
+        self.store, self.root, self.embedder = store, Path(root), embedder
         self.expected_model, self.expected_dimension = expected_model, expected_dimension
         self.capacity = max(1, capacity)
         self._loaded: OrderedDict[str, LoadedIndex] = OrderedDict()
@@ -60,7 +60,7 @@ class RetainedVersions:
                 raise VersionGone(version)
             path = download_local(self.store, version, self.root / version, self.root)  # verifies every checksum
             loaded = load_index_dir(path, self.expected_model, self.expected_dimension)
-            check_encoder(loaded.manifest, self.encoder)  # the same checks as a served version
+            check_served_encoder(loaded, self.embedder)  # the same checks as a served version
             self._loaded[version] = loaded
             while len(self._loaded) > self.capacity:
                 old, _ = self._loaded.popitem(last=False)
@@ -83,8 +83,7 @@ def retained_versions(state) -> RetainedVersions:
                 settings = state.settings
                 cache = RetainedVersions(state.lake.store, Path(settings.index_dir) / REPLAY_DIR,
                                          state.embedder.name, state.embedder.dimension,
-                                         settings.replay_cache_versions,
-                                         encoder=getattr(state.embedder, "encoder", None))
+                                         settings.replay_cache_versions, state.embedder)
                 state.retained = cache
     return cache
 

@@ -270,6 +270,8 @@ class IndexStatus(BaseModel):
                                                       "index_dir_unusable (full, or not writable)")
     rejected_version: str | None = Field(default=None, description="the version CURRENT names when it was rejected")
     last_error: str | None = None
+    encoder_check: str | None = Field(default=None, description="how the served version's encoder was checked: "
+                                      "built by this encoder, or by another that makes the same vectors")
     index_dir: str
 
 

@@ -27,6 +27,7 @@ class LoadedIndex:
     chunk_rows: ChunkRows
     path: Path
     lexical: LexicalIndex | None = None  # None: a version built before hybrid search (dense only)
+    encoder_check: str | None = None  # how the API decided its query encoder fits (encoder_identity)
 
     @property
     def model(self) -> str:

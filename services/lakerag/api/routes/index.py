@@ -42,6 +42,7 @@ async def index_status(state: State) -> IndexStatus:
         vectors=index.vector_count, index_type=manifest.get("index_type"), gold_version=manifest.get("gold_version"),
         search_modes=list(SEARCH_MODES) if index.has_lexical else ["dense"],
         created_at=manifest.get("created_at"), age_seconds=_age_seconds(manifest.get("created_at")),
+        encoder_check=index.encoder_check,
         loaded_at=watcher.loaded_at.isoformat(timespec="seconds") if watcher.loaded_at else None, **common)
 
 
