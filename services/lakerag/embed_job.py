@@ -9,7 +9,9 @@ gold being rewritten or vacuumed, which a change-data-feed cursor is not.
 Reading two id columns is cheap next to encoding; only new chunks are encoded.
 
 Rows are keyed by (model, chunk_id): another model gets its own rows and never
-touches, or mixes with, the vectors of the first. Each commit records the gold
+touches, or mixes with, the vectors of the first. When the encoder differs from the one that
+made a model's vectors (an export of other bytes after an upgrade, torch for ONNX), a few
+stored vectors are made again: the same vectors keep every row, other ones re-embed them all. Each commit records the gold
 version it reflects (rows' ``gold_version`` and the commit's metadata).
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -28,7 +31,15 @@ from tqdm import tqdm
 
 from .config import Settings
 from .embedding import ModelUnavailable, load_embedder
-from .encoder_identity import describe, identity_for, same_encoder
+from .encoder_identity import (
+    CHECKED_CHUNKS,
+    SAME_VECTORS_COSINE,
+    UNFINISHED,
+    describe,
+    identity_for,
+    lowest_cosine,
+    same_encoder,
+)
 from .lake import Lake, summarises_a_crash, tables
 
 log = logging.getLogger(__name__)
@@ -59,8 +70,10 @@ class EmbedPlan:
     encoder: dict | None = None  # what this run encodes with (None: not known here)
 
     @classmethod
-    def make(cls, lake: Lake, model: str, full_rebuild: bool, title: str,
-             encoder: dict | None = None) -> EmbedPlan:
+    def make(cls, lake: Lake, model: str, full_rebuild: bool, title: str, encoder: dict | None = None,
+             remake: Callable[[list[str]], np.ndarray] | None = None) -> EmbedPlan:
+        """``remake`` encodes passages with this run's encoder, to tell whether it makes the stored
+        vectors of another (None: it cannot be told, and a changed encoder embeds every chunk again)."""
         plan = cls(lake, {"title": title, "ok": True, "model": model, "embedded": 0, "deleted": 0, "unchanged": 0,
                           "committed": False}, time.perf_counter(), encoder=encoder)
         lake.mark_run_started("embed")  # its summary clears this; status reports a killed run
@@ -76,13 +89,23 @@ class EmbedPlan:
                         "`lakerag pipeline run --full-rebuild` repairs it", len(gold_ids) - len(plan.gold_ids))
         embeddings = tables.snapshot(lake, "embeddings")
         plan.have = _drop_repeated_vectors(lake, embeddings, model)
-        # Vectors another encoder made (an export of other bytes, int8, torch) would be served with
-        # this encoder's name on them: every chunk is embedded again.
-        changed = _encoder_change(lake, model, encoder) if plan.have else ""
+        # Vectors another encoder made would be served with this encoder's name on them: unless this
+        # encoder makes them again (an export of other bytes, torch for ONNX), every chunk is embedded again.
+        made_by = _made_by(lake, model) if plan.have else None
+        changed = _encoder_change(made_by, encoder)
         if changed:
-            log.warning("the embeddings of %s were made by another encoder (%s): embedding every chunk again",
-                        model, changed)
             plan.summary["encoder_changed"] = changed
+            same = "" if made_by.get("runtime") == UNFINISHED else \
+                _same_vectors(embeddings, plan.gold, model, plan.have & plan.gold_ids, remake)
+            if same:
+                log.warning("the embeddings of %s were made by another encoder (%s), whose vectors this one makes "
+                            "again (%s): keeping them", model, changed, same)
+                plan.summary["same_vectors"] = same
+                changed = ""
+            else:
+                log.warning("the embeddings of %s were made by another encoder (%s): embedding every chunk again",
+                            model, changed)
+                lake.write_embeddings_encoder(model, {"runtime": UNFINISHED, "name": model, "encoder": encoder})
         plan.to_embed = plan.gold_ids if full_rebuild or changed else plan.gold_ids - plan.have
         plan.to_delete = plan.have - plan.gold_ids
         plan.summary.update(gold_version=plan.gold_version, unchanged=len(plan.gold_ids) - len(plan.to_embed))
@@ -112,19 +135,53 @@ def current_encoder(settings: Settings) -> dict | None:
         return None
 
 
-def _encoder_change(lake: Lake, model: str, encoder: dict | None) -> str:
-    """"A -> B" when the vectors of ``model`` were made by another encoder than ``encoder``, else "".
-    Lakes embedded before that was recorded: the served index's encoder, when it is of ``model``."""
-    if encoder is None:
-        return ""
+def _made_by(lake: Lake, model: str) -> dict | None:
+    """The encoder that made the vectors of ``model``. Lakes embedded before that was recorded: the
+    served index's encoder, when it is of ``model``."""
     made_by = lake.read_embeddings_encoder(model)
     if made_by is None:
         from .index.publish import served_manifest
 
         made_by = (served_manifest(lake.store, model) or {}).get("encoder")
-    if not made_by or same_encoder(made_by, encoder):
+    return made_by or None
+
+
+def _encoder_change(made_by: dict | None, encoder: dict | None) -> str:
+    """"A -> B" when the vectors were made by another encoder than ``encoder``, else ""."""
+    if encoder is None or not made_by or same_encoder(made_by, encoder):
         return ""
+    if made_by.get("runtime") == UNFINISHED:
+        return f"a run that embedded every chunk again with {describe(made_by.get('encoder') or {})} did not " \
+               f"finish -> {describe(encoder)}"
     return f"{describe(made_by)} -> {describe(encoder)}"
+
+
+def _same_vectors(embeddings: tables.Snapshot, gold: tables.Snapshot, model: str, kept: set[str],
+                  remake: Callable[[list[str]], np.ndarray] | None) -> str:
+    """"lowest cosine … over N chunks" when ``remake`` makes the stored vectors of ``model`` again
+    (issue 11's bar, as the API checks a served index), else "". The first stored rows are enough:
+    every vector of a finished run was made by one encoder (UNFINISHED marks the other case)."""
+    if remake is None or not kept:
+        return ""
+    ids, stored = [], []
+    for part in embeddings.batches(["model", "chunk_id", "vector"]):
+        part = part.filter(pc.equal(part.column("model"), model))
+        rows = [i for i, chunk_id in enumerate(part.column("chunk_id").to_pylist()) if chunk_id in kept]
+        rows = rows[:CHECKED_CHUNKS - len(ids)]
+        ids += part.column("chunk_id").take(rows).to_pylist()
+        stored += part.column("vector").take(rows).to_pylist()
+        if len(ids) == CHECKED_CHUNKS:
+            break
+    texts = dict(zip(*_read_texts(gold, set(ids)), strict=True))
+    try:
+        lowest = lowest_cosine(np.array(stored, np.float32), remake([texts[chunk_id] for chunk_id in ids]))
+    except Exception as exc:  # noqa: BLE001 - cannot be told: embedding every chunk again is always safe
+        log.warning("could not make %d stored vectors of %s again to compare them: %s", len(ids), model, exc)
+        return ""
+    if lowest < SAME_VECTORS_COSINE:
+        log.info("this encoder's vectors of %d stored chunks of %s differ: lowest cosine %.4f", len(ids), model, lowest)
+        return ""
+    return f"lowest cosine {lowest:.6f} over {len(ids)} of its chunks"
 
 
 def _drop_repeated_vectors(lake: Lake, embeddings: tables.Snapshot | None, model: str) -> set[str]:
@@ -148,7 +205,8 @@ def run_embed(settings: Settings, full_rebuild: bool = False) -> dict:
     vectors of chunks gone from gold; ``full_rebuild`` re-encodes every chunk."""
     lake = Lake.open(settings)
     model = settings.embedding_model
-    plan = EmbedPlan.make(lake, model, full_rebuild, "pipeline embed", encoder=current_encoder(settings))
+    plan = EmbedPlan.make(lake, model, full_rebuild, "pipeline embed", encoder=current_encoder(settings),
+                          remake=lambda texts: load_embedder(settings).encode_passages(texts))  # loaded once
     if plan.done is not None:
         return plan.done
     finish, gold, to_embed, to_delete = plan.finish, plan.gold, plan.to_embed, plan.to_delete

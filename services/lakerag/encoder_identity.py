@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 # export (0.93 on the sample chunks) or another model falls far below it.
 SAME_VECTORS_COSINE = 0.9999
 CHECKED_CHUNKS = 8
+# The runtime recorded as a model's encoder (lake/_runs/encoders.json) while an embed run embeds
+# every chunk again for another encoder: until it finishes, the table holds vectors of both.
+UNFINISHED = "unfinished"
 
 
 def identity_for(settings: Settings) -> dict:
@@ -61,8 +64,8 @@ def check_encoder(manifest: dict, loaded: dict) -> None:
     raise IndexRejected(
         f"index {manifest.get('version')} was built by encoder {describe(built)}, but this process loaded "
         f"{describe(loaded)}: its query vectors would not match. Either {fix}, or rebuild the index with this "
-        "process's encoder (`lakerag pipeline embed`, which embeds every chunk again for a new encoder, then "
-        "`lakerag pipeline index`)")
+        "process's encoder (`lakerag pipeline embed`, which embeds every chunk again for an encoder that "
+        "makes other vectors, then `lakerag pipeline index`)")
 
 
 def check_served_encoder(index, embedder) -> None:
@@ -103,6 +106,10 @@ def remade_cosine(index, embedder) -> tuple[float, int] | str:
         stored = np.vstack([index.index.reconstruct(int(row)) for row in rows])
     except RuntimeError as exc:
         return f"{type(index.index).__name__}: {str(exc).strip().rsplit(': ', 1)[-1]}"
-    remade = embedder.encode_passages(index.chunk_rows.texts(rows))
+    return lowest_cosine(stored, embedder.encode_passages(index.chunk_rows.texts(rows))), len(rows)
+
+
+def lowest_cosine(stored: np.ndarray, remade: np.ndarray) -> float:
+    """The lowest cosine between each stored vector and the same text's vector made again."""
     cosines = np.sum(stored * remade, axis=1) / (np.linalg.norm(stored, axis=1) * np.linalg.norm(remade, axis=1))
-    return float(np.min(cosines)), len(rows)
+    return float(np.min(cosines))

@@ -27,6 +27,22 @@ log = logging.getLogger(__name__)
 ENCODE_GROUP = 256  # texts per encode call inside a task
 
 
+def remake_on_an_executor(spark, settings: Settings):
+    """``texts -> vectors`` made by one executor task: the plan's check of a few stored vectors
+    against a changed encoder, without loading the model into the driver."""
+    settings = settings.replace(api_key="", gemini_api_key="", gemini_base_url="")
+
+    def remake(texts: list[str]):
+        def run(_):
+            from lakerag.embedding import load_embedder
+
+            yield load_embedder(settings).encode_passages(texts)
+
+        return spark.sparkContext.parallelize([0], 1).mapPartitions(run).collect()[0]
+
+    return remake
+
+
 def encode_and_write(settings: Settings, gold_version: int):
     """Executor function: (chunk_id, text) batches in, embeddings files written, FILE_ACTIONS out."""
     settings = settings.replace(api_key="", gemini_api_key="", gemini_base_url="")
@@ -66,7 +82,8 @@ def encode_and_write(settings: Settings, gold_version: int):
 def run_embed_spark(spark, settings: Settings, full_rebuild: bool = False) -> dict:
     lake = Lake.open(settings)
     model = settings.embedding_model
-    plan = EmbedPlan.make(lake, model, full_rebuild, "pipeline embed (spark)", encoder=current_encoder(settings))
+    plan = EmbedPlan.make(lake, model, full_rebuild, "pipeline embed (spark)", encoder=current_encoder(settings),
+                          remake=remake_on_an_executor(spark, settings))
     if plan.done is not None:
         return plan.done
     written = FILE_ACTIONS.empty_table()

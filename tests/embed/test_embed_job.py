@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyarrow.compute as pc
 import pytest
@@ -164,13 +166,41 @@ def test_unloadable_model_fails_the_run_with_the_reason(local_settings, tmp_path
     assert tables.snapshot(Lake.open(local_settings), "embeddings") is None
 
 
+class OtherVectors:
+    """An encoder of the same model that makes other vectors, as an int8 export does (cosine ~0.98)."""
+
+    def __init__(self, embedder):
+        self._embedder = embedder
+
+    def __getattr__(self, name):
+        return getattr(self._embedder, name)
+
+    def encode_passages(self, texts):
+        made = self._embedder.encode_passages(texts)
+        other = made + 0.2 * np.roll(made, 1, axis=1)
+        return other / np.linalg.norm(other, axis=1, keepdims=True)
+
+
+def _switch_to_other_vectors(monkeypatch, settings) -> dict:
+    """This process's encoder from here on: an export with other bytes that makes other vectors."""
+    from lakerag import embed_job
+    from lakerag.encoder_identity import identity_for
+    from lakerag.index import publish
+
+    other = {**identity_for(settings), "sha256": "1" * 64}
+    real_load = embed_job.load_embedder
+    monkeypatch.setattr(embed_job, "current_encoder", lambda _settings: other)
+    monkeypatch.setattr(embed_job, "load_embedder", lambda s: OtherVectors(real_load(s)))
+    monkeypatch.setattr(publish, "identity_for", lambda _settings: other)
+    return other
+
+
 @pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "lake-from-before-the-record"])
-def test_vectors_another_encoder_made_are_embedded_again_and_published_under_this_one(local_settings, embedder,
-                                                                                     recorded):
-    """Switching the encoder (torch for ONNX, an int8 export, an export of other bytes after an
-    upgrade) left the lake's vectors as they were and the index unpublished: an API holding the
-    new encoder refused the served index until someone ran `embed --full-rebuild`. A lake embedded
-    before the encoder was recorded with its vectors goes by the served index's encoder."""
+def test_another_encoder_that_makes_the_same_vectors_keeps_them_and_the_index_is_published_under_it(
+        local_settings, embedder, recorded):
+    """Switching to an encoder that makes the same vectors (torch for ONNX, an upgrade's export of
+    other bytes) embedded every chunk again: hours at bge-large's scale, for the same vectors. A
+    lake embedded before the encoder was recorded goes by the served index's encoder."""
     from lakerag.encoder_identity import check_encoder, identity_for
     from lakerag.index.publish import read_current, read_store_manifest, run_index
     from lakerag.lake import ENCODERS_KEY
@@ -182,17 +212,83 @@ def test_vectors_another_encoder_made_are_embedded_again_and_published_under_thi
     assert served["encoder"]["runtime"] == "onnx"
     if not recorded:
         lake.store.delete(ENCODERS_KEY)
+    version = tables.version(lake, "embeddings")
 
     on_torch = local_settings.replace(encoder="torch")
     summary = run_embed(on_torch)
-    assert (summary["embedded"], summary["unchanged"]) == (12, 0), summary
+    assert (summary["embedded"], summary["unchanged"]) == (0, 12), summary
     assert "onnx sentence-transformers/all-MiniLM-L6-v2" in summary["encoder_changed"]
     assert summary["encoder_changed"].endswith("-> torch sentence-transformers/all-MiniLM-L6-v2")
-    assert run_index(on_torch)["published"]
-    republished = read_store_manifest(lake.store, read_current(lake.store))
-    check_encoder(republished, identity_for(on_torch))  # the API on torch serves it
-    assert run_embed(on_torch)["embedded"] == 0  # recorded: the next run has nothing to do
+    assert re.fullmatch(r"lowest cosine (1\.0+|0\.9999\d+) over 8 of its chunks", summary["same_vectors"]), summary
+    assert tables.version(lake, "embeddings") == version  # not a row rewritten
     assert lake.read_embeddings_encoder("sentence-transformers/all-MiniLM-L6-v2") == identity_for(on_torch)
+    # The index has the same inputs, but is published again under the encoder the lake now records.
+    assert run_index(on_torch)["published"]
+    check_encoder(read_store_manifest(lake.store, read_current(lake.store)), identity_for(on_torch))
+    assert run_embed(on_torch)["embedded"] == 0 and not run_index(on_torch)["published"]
+
+
+def test_vectors_another_encoder_made_are_embedded_again_and_published_under_this_one(local_settings, embedder,
+                                                                                     monkeypatch):
+    """An encoder that makes other vectors (an int8 export) would search vectors it did not make:
+    every chunk is embedded again, and the index is published under it."""
+    from lakerag.encoder_identity import check_encoder
+    from lakerag.index.publish import read_current, read_store_manifest, run_index
+
+    lake = Lake.open(local_settings)
+    write_gold(lake, synthetic_docs(4))
+    assert run_embed(local_settings)["embedded"] == 12 and run_index(local_settings)["published"]
+    _, before = embeddings_rows(lake)
+
+    other = _switch_to_other_vectors(monkeypatch, local_settings)
+    summary = run_embed(local_settings)
+    assert (summary["embedded"], summary["unchanged"]) == (12, 0), summary
+    assert "1111111111" in summary["encoder_changed"] and "same_vectors" not in summary
+    _, after = embeddings_rows(lake)
+    cosines = [float(np.dot(after.loc[c, "vector"], before.loc[c, "vector"])) for c in before.index]
+    assert max(cosines) < 0.999  # every row is the new encoder's
+    assert lake.read_embeddings_encoder(embedder.name) == other
+    assert run_index(local_settings)["published"]
+    check_encoder(read_store_manifest(lake.store, read_current(lake.store)), other)
+
+
+def test_a_re_embedding_for_another_encoder_that_stopped_half_way_is_never_taken_for_done(local_settings, embedder,
+                                                                                         monkeypatch):
+    """A run that re-embeds every chunk for another encoder and stops after its first commit leaves
+    vectors of both in the table. Switching back to the first encoder then embedded nothing, so the
+    index was built from the other encoder's vectors for those chunks, under the first one's name."""
+    from lakerag import embed_job
+    from lakerag.encoder_identity import UNFINISHED
+    from lakerag.index.publish import run_index
+
+    lake = Lake.open(local_settings)
+    write_gold(lake, synthetic_docs(4))
+    assert run_embed(local_settings)["embedded"] == 12
+    _, first = embeddings_rows(lake)
+
+    with monkeypatch.context() as patched:
+        _switch_to_other_vectors(patched, local_settings)
+        patched.setattr(embed_job, "COMMIT_ROWS", 4)
+        real_merge, merges = embed_job._merge, []
+
+        def merge_then_stop(*args):
+            if merges:
+                raise KeyboardInterrupt  # the pod is killed after the first commit
+            merges.append(real_merge(*args))
+
+        patched.setattr(embed_job, "_merge", merge_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            run_embed(local_settings)
+    assert lake.read_embeddings_encoder(embedder.name)["runtime"] == UNFINISHED
+    refused = run_index(local_settings)
+    assert not refused["ok"] and "has not finished" in refused["reason"], refused
+
+    again = run_embed(local_settings)  # the first encoder again
+    assert again["embedded"] == 12 and "did not finish" in again["encoder_changed"], again
+    _, now = embeddings_rows(lake)
+    for chunk_id in first.index:
+        np.testing.assert_allclose(now.loc[chunk_id, "vector"], first.loc[chunk_id, "vector"], atol=1e-4)
+    assert run_index(local_settings)["published"]
 
 
 def test_the_same_vectors_from_an_export_of_other_bytes_are_published_under_its_name(local_settings, embedder,

@@ -66,3 +66,25 @@ def test_executors_embed_gold_like_the_single_process_job(spark, local_settings,
     rebuilt = run_embed_spark(spark, settings, full_rebuild=True)
     assert rebuilt["embedded"] == len(gold_ids) == tables.row_count(lake, "embeddings")
     assert run_index(settings)["vector_count"] == len(gold_ids)
+
+
+def test_executors_check_another_encoder_against_the_stored_vectors(spark, local_settings, embedder, monkeypatch):
+    """torch for ONNX makes the same vectors: the Spark job keeps every row, as the single-process
+    job does, and makes the few vectors it compares on an executor, never in the driver."""
+    from lakerag import embed_job, embedding
+    from lakerag_spark.embed import run_embed_spark
+
+    settings = local_settings.replace(spark_master="local[2]")
+    lake = Lake.open(settings)
+    write_gold(lake, synthetic_docs(3))
+    assert run_embed_spark(spark, settings)["embedded"] == 9
+    version = tables.version(lake, "embeddings")
+
+    def not_in_the_driver(_settings):
+        raise AssertionError("the driver loaded the model")
+
+    monkeypatch.setattr(embedding, "load_embedder", not_in_the_driver)
+    monkeypatch.setattr(embed_job, "load_embedder", not_in_the_driver)
+    summary = run_embed_spark(spark, settings.replace(encoder="torch"))
+    assert summary["embedded"] == 0 and "over 8 of its chunks" in summary["same_vectors"], summary
+    assert tables.version(lake, "embeddings") == version

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..config import Settings
 from ..embedding import cap_build_threads
-from ..encoder_identity import identity_for, same_encoder
+from ..encoder_identity import UNFINISHED, identity_for, same_encoder
 from ..lake import CURRENT_KEY, INDEX_PREFIX, Lake, summarises_a_crash
 from ..store import NotFound, ObjectStore, StoreError, read_blocks
 from .artifacts import (
@@ -410,9 +410,17 @@ def run_index(settings: Settings, force: bool = False) -> dict:
         return finish(reason="no gold table yet: run `lakerag pipeline etl` first", current=current)
     embeddings = tables.snapshot(lake, "embeddings")
     gold_version, embeddings_version = gold.version, (embeddings.version if embeddings else None)
+    made_by = lake.read_embeddings_encoder(model)
+    if made_by and made_by.get("runtime") == UNFINISHED:
+        return finish(ok=False, current=current, gold_version=gold_version,
+                      reason=f"an embed run that embeds every chunk of {model} again for another encoder has not "
+                             "finished, so its vectors are of two encoders: run `lakerag pipeline embed` to the end first")
+    # An embed run that found its new encoder makes the stored vectors again changed no row: the
+    # index is published again all the same, under the encoder the lake now records.
     same_inputs = bool(current_manifest) and current_manifest.get("model") == model and \
         current_manifest.get("gold_version") == gold_version and \
-        current_manifest.get("embeddings_version") == embeddings_version
+        current_manifest.get("embeddings_version") == embeddings_version and \
+        not (made_by and current_manifest.get("encoder") and not same_encoder(current_manifest["encoder"], made_by))
     if same_inputs and not force:
         return finish(reason=f"index/CURRENT ({current}) already reflects gold version {gold_version} and "
                              f"embeddings version {embeddings_version} of {model}", current=current,
