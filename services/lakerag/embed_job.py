@@ -9,10 +9,11 @@ gold being rewritten or vacuumed, which a change-data-feed cursor is not.
 Reading two id columns is cheap next to encoding; only new chunks are encoded.
 
 Rows are keyed by (model, chunk_id): another model gets its own rows and never
-touches, or mixes with, the vectors of the first. When the encoder differs from the one that
-made a model's vectors (an export of other bytes after an upgrade, torch for ONNX), a few
-stored vectors are made again: the same vectors keep every row, other ones re-embed them all. Each commit records the gold
-version it reflects (rows' ``gold_version`` and the commit's metadata).
+touches, or mixes with, the vectors of the first. Each commit records the gold
+version it reflects (rows' ``gold_version`` and the commit's metadata). When the encoder
+differs from the one that made a model's vectors (an export of other bytes after an upgrade,
+torch for ONNX), a few stored vectors are made again: the same vectors keep every row, other
+ones have every chunk embedded again.
 """
 
 from __future__ import annotations
@@ -166,9 +167,9 @@ def _same_vectors(embeddings: tables.Snapshot, gold: tables.Snapshot, model: str
     ids, stored = [], []
     for part in embeddings.batches(["model", "chunk_id", "vector"]):
         part = part.filter(pc.equal(part.column("model"), model))
-        rows = [i for i, chunk_id in enumerate(part.column("chunk_id").to_pylist()) if chunk_id in kept]
-        rows = rows[:CHECKED_CHUNKS - len(ids)]
-        ids += part.column("chunk_id").take(rows).to_pylist()
+        chunk_ids = part.column("chunk_id").to_pylist()
+        rows = [i for i, chunk_id in enumerate(chunk_ids) if chunk_id in kept][:CHECKED_CHUNKS - len(ids)]
+        ids += [chunk_ids[i] for i in rows]
         stored += part.column("vector").take(rows).to_pylist()
         if len(ids) == CHECKED_CHUNKS:
             break

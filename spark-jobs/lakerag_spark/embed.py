@@ -21,6 +21,7 @@ from lakerag.lake import Lake, summarises_a_crash, tables
 from lakerag.lake.files import FileWriter
 
 from lakerag_spark.frames import read_table
+from lakerag_spark.session import for_executors
 from lakerag_spark.writes import FILE_ACTIONS, FILE_ACTIONS_SPARK, added_rows, commit_files, conform_actions
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ ENCODE_GROUP = 256  # texts per encode call inside a task
 def remake_on_an_executor(spark, settings: Settings):
     """``texts -> vectors`` made by one executor task: the plan's check of a few stored vectors
     against a changed encoder, without loading the model into the driver."""
-    settings = settings.replace(api_key="", gemini_api_key="", gemini_base_url="")
+    settings = for_executors(settings)
 
     def remake(texts: list[str]):
         def run(_):
@@ -45,7 +46,7 @@ def remake_on_an_executor(spark, settings: Settings):
 
 def encode_and_write(settings: Settings, gold_version: int):
     """Executor function: (chunk_id, text) batches in, embeddings files written, FILE_ACTIONS out."""
-    settings = settings.replace(api_key="", gemini_api_key="", gemini_base_url="")
+    settings = for_executors(settings)
     target = tables.table_files(Lake.open(settings), "embeddings")
 
     def run(batches):

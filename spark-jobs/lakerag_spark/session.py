@@ -34,6 +34,12 @@ LOOPBACK = "127.0.0.1"
 log = logging.getLogger(__name__)
 
 
+def for_executors(settings: Settings) -> Settings:
+    """The settings an executor function closes over: executors need the store settings only,
+    so the API and LLM keys stay on the driver."""
+    return settings.replace(api_key="", gemini_api_key="", gemini_base_url="")
+
+
 def _log4j2_file() -> str:
     path = os.path.join(tempfile.gettempdir(), f"lakerag-spark-log4j2-{os.getuid()}.properties")
     with open(path, "w") as handle:

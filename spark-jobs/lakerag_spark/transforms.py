@@ -19,6 +19,8 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
+from lakerag_spark.session import for_executors
+
 # What extraction yields per raw object: a bronze row plus the quarantine reason (null when readable).
 EXTRACTED = pa.schema(list(SCHEMAS["bronze"]) + [pa.field("reason", pa.string())])
 
@@ -66,8 +68,7 @@ def extractor(settings: Settings, env: dict[str, str] | None = None):
     """The executor function of ``extract_objects``: Arrow batches of (key, size, source_version)
     in, EXTRACTED batches out; each object's bytes are fetched once."""
     env = dict(env or {})
-    # Executors need the store settings only; the API and LLM keys stay on the driver.
-    settings = settings.replace(api_key="", gemini_api_key="", gemini_base_url="")
+    settings = for_executors(settings)
 
     def run(batches):
         os.environ.update(env)

@@ -417,10 +417,11 @@ def run_index(settings: Settings, force: bool = False) -> dict:
                              "finished, so its vectors are of two encoders: run `lakerag pipeline embed` to the end first")
     # An embed run that found its new encoder makes the stored vectors again changed no row: the
     # index is published again all the same, under the encoder the lake now records.
+    built_by = (current_manifest or {}).get("encoder")
+    recorded_since = bool(made_by and built_by) and not same_encoder(built_by, made_by)
     same_inputs = bool(current_manifest) and current_manifest.get("model") == model and \
         current_manifest.get("gold_version") == gold_version and \
-        current_manifest.get("embeddings_version") == embeddings_version and \
-        not (made_by and current_manifest.get("encoder") and not same_encoder(current_manifest["encoder"], made_by))
+        current_manifest.get("embeddings_version") == embeddings_version and not recorded_since
     if same_inputs and not force:
         return finish(reason=f"index/CURRENT ({current}) already reflects gold version {gold_version} and "
                              f"embeddings version {embeddings_version} of {model}", current=current,
