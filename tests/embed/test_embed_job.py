@@ -252,6 +252,24 @@ def test_vectors_another_encoder_made_are_embedded_again_and_published_under_thi
     check_encoder(read_store_manifest(lake.store, read_current(lake.store)), other)
 
 
+def test_the_index_names_the_encoder_that_made_its_vectors_not_the_index_jobs(local_settings, embedder, monkeypatch):
+    """The index job named whatever encoder its own pod resolved: one whose model cache held another
+    export (an int8 one) published the embeddings job's vectors under that export's name, and an
+    API loading that export served them without checking a vector."""
+    from lakerag.encoder_identity import identity_for
+    from lakerag.index import publish
+    from lakerag.index.publish import read_current, read_store_manifest, run_index
+
+    lake = Lake.open(local_settings)
+    write_gold(lake, synthetic_docs(4))
+    assert run_embed(local_settings)["embedded"] == 12
+    made_by = identity_for(local_settings)
+    other = {**made_by, "sha256": "1" * 64}
+    monkeypatch.setattr(publish, "identity_for", lambda _settings: other)  # the index pod's own export
+    assert run_index(local_settings)["published"]
+    assert read_store_manifest(lake.store, read_current(lake.store))["encoder"] == made_by
+
+
 def test_a_re_embedding_for_another_encoder_that_stopped_half_way_is_never_taken_for_done(local_settings, embedder,
                                                                                          monkeypatch):
     """A run that re-embeds every chunk for another encoder and stops after its first commit leaves
@@ -296,6 +314,7 @@ def test_the_same_vectors_from_an_export_of_other_bytes_are_published_under_its_
     """An export of other bytes can compute the very same vectors. The index job saw identical content
     and published nothing, so the served index kept the old export's SHA-256 and an API holding the
     new export refused it."""
+    from lakerag import embed_job
     from lakerag.encoder_identity import check_encoder
     from lakerag.index import publish
     from lakerag.index.publish import read_current, read_store_manifest, run_index
@@ -305,6 +324,7 @@ def test_the_same_vectors_from_an_export_of_other_bytes_are_published_under_its_
     run_embed(local_settings)
     assert run_index(local_settings)["published"]
     other_bytes = {**publish.identity_for(local_settings), "sha256": "0" * 64}
+    monkeypatch.setattr(embed_job, "current_encoder", lambda _settings: other_bytes)  # both jobs' export
     monkeypatch.setattr(publish, "identity_for", lambda _settings: other_bytes)
     assert run_embed(local_settings, full_rebuild=True)["embedded"] == 9  # the same vectors, a new table version
     assert run_index(local_settings)["published"]

@@ -449,7 +449,9 @@ def run_index(settings: Settings, force: bool = False) -> dict:
         # Everything was deleted: publish an empty index so readers stop serving old chunks.
         vectors = np.zeros((0, int(current_manifest["dimension"])), dtype=np.float32)
     fingerprint = content_fingerprint(vectors, chunks, model)
-    encoder = identity_for(settings)
+    # The encoder that made the vectors, as the embeddings run recorded it: this pod's own export may
+    # be another (an int8 one on its cache). Lakes embedded before the record: this pod's encoder.
+    encoder = made_by or identity_for(settings)
     # The same vectors re-embedded by another encoder (an export of other bytes that computes the
     # same): published again under its name, or an API holding that encoder would refuse the index.
     if not force and current_manifest and current_manifest.get("model") == model and \
