@@ -253,9 +253,9 @@ def _torch_available() -> bool:
 
 def resolve_encoder(settings: Settings) -> tuple[str, Path]:
     """The runtime LAKERAG_ENCODER resolves to here ("onnx" or "torch") and the ONNX export's
-    folder, exporting the model first when ONNX is chosen, none exists yet and torch can make
-    one. The index job calls this too, so its manifest names the encoder the embeddings job
-    used even when each runs in a fresh pod with an empty cache (the export is deterministic)."""
+    folder, exporting the model first when ONNX is chosen, none exists yet (or it is outdated:
+    ``onnx_export.outdated``) and torch can make one. The index job names the encoder the
+    embeddings run recorded; this, only for lakes embedded before that record."""
     from .onnx_encoder import export_dir, find_export, read_identity
 
     name = settings.embedding_model
@@ -284,6 +284,12 @@ def resolve_encoder(settings: Settings) -> tuple[str, Path]:
         else:
             log.info("no ONNX export of %s in %s yet: exporting it now (once per model cache)", name, where)
         export(name, settings, where)
+    elif choice == "onnx" and _torch_available():
+        from .onnx_export import export, slower_attention
+
+        # Made again once per model cache (a baked export is the image's own); without torch it is served as it is.
+        if slower_attention(identity) and where == export_dir(name, settings.model_cache_dir):
+            export(name, settings, where)
     return choice, where
 
 

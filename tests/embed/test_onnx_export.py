@@ -6,8 +6,10 @@ go away. Real exports of the packaged model (torch), no stand-ins."""
 from __future__ import annotations
 
 import fcntl
+import json
 import shutil
 import threading
+from pathlib import Path
 
 import pytest
 from lakerag import config, onnx_export
@@ -182,3 +184,121 @@ def test_a_model_cache_that_fills_up_during_the_export_says_so_and_leaves_nothin
     assert f"cannot write the ONNX export of {config.PACKAGED_MODEL} into {cache / 'onnx'} (File too large)" in last, last
     assert "LAKERAG_MODEL_CACHE_DIR" in last and "site-packages" not in last, last
     assert [p.name for p in (cache / "onnx").iterdir() if not p.name.endswith(".lock")] == []  # no half export
+
+
+@pytest.fixture(scope="module")
+def sdpa_export(tmp_path_factory):
+    """A real export as LakeRAG made them before 2026-12-05: transformers' SDPA attention (the exporter
+    could not switch to eager), which ONNX Runtime runs 5-30% slower for the same vectors."""
+    from transformers import PreTrainedModel
+
+    cache = tmp_path_factory.mktemp("sdpa-cache")
+    settings = config.from_env({}, model_cache_dir=str(cache), encoder="onnx")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delattr(PreTrainedModel, "set_attn_implementation")
+        identity = onnx_export.export(config.PACKAGED_MODEL, settings)
+    assert identity["exported_with"].endswith("sdpa attention")
+    return export_dir(config.PACKAGED_MODEL, str(cache))
+
+
+def _nan_guards(export: Path) -> int:
+    import onnx
+
+    return sum(node.op_type == "IsNaN" for node in onnx.load(str(export / "model.onnx")).graph.node)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("exported_with", ["sdpa", "before attention was recorded"])
+def test_an_export_in_the_slower_sdpa_form_is_made_again_once(sdpa_export, exported_with, tmp_path, monkeypatch):
+    """A model cache kept the SDPA export it was given before the eager one existed: every later
+    `lakerag model export` (the chart's init container on each API pod) found it and kept it, so an
+    upgraded deployment encoded ~0.3 ms slower per query until someone ran it with --force."""
+    settings = config.from_env({}, model_cache_dir=str(tmp_path), encoder="onnx")
+    dest = export_dir(config.PACKAGED_MODEL, str(tmp_path))
+    shutil.copytree(sdpa_export, dest)
+    if exported_with != "sdpa":  # an export from before encoder.json named its attention
+        old = read_identity(dest)
+        old["exported_with"] = "torch 2.5.1+cpu, opset 17"
+        (dest / "encoder.json").write_text(json.dumps(old))
+    assert _nan_guards(dest) > 0
+    loads = _spy_on_model_loads(monkeypatch)
+    identity = onnx_export.export(config.PACKAGED_MODEL, settings)
+    assert loads == [config.PACKAGED_MODEL], "the SDPA export was kept"
+    assert identity == read_identity(dest) and identity["exported_with"].endswith("eager attention")
+    assert identity["sha256"] != read_identity(sdpa_export)["sha256"] and _nan_guards(dest) == 0
+    assert onnx_export.export(config.PACKAGED_MODEL, settings) == identity and len(loads) == 1  # once
+    assert sorted(p.name for p in dest.parent.iterdir() if p.is_dir()) == [dest.name]
+
+
+@pytest.mark.slow
+def test_an_sdpa_export_is_kept_where_the_eager_form_cannot_be_made(sdpa_export, tmp_path, monkeypatch):
+    """Where this transformers cannot switch to eager attention, exporting again would make the same
+    SDPA export on every pod start: it is kept."""
+    from transformers import PreTrainedModel
+
+    settings = config.from_env({}, model_cache_dir=str(tmp_path), encoder="onnx")
+    dest = export_dir(config.PACKAGED_MODEL, str(tmp_path))
+    shutil.copytree(sdpa_export, dest)
+    monkeypatch.delattr(PreTrainedModel, "set_attn_implementation")
+    loads = _spy_on_model_loads(monkeypatch)
+    assert onnx_export.export(config.PACKAGED_MODEL, settings) == read_identity(sdpa_export) and loads == []
+
+
+@pytest.mark.slow
+def test_an_int8_export_in_the_sdpa_form_is_made_again_in_int8(sdpa_export, tmp_path):
+    """int8 is an operator's opt-in (`lakerag model export NAME --int8`): making the export again for
+    its attention must not turn it into fp32 (other vectors: the next DAG run would embed everything)."""
+    settings = config.from_env({}, model_cache_dir=str(tmp_path), encoder="onnx")
+    dest = export_dir(config.PACKAGED_MODEL, str(tmp_path))
+    shutil.copytree(sdpa_export, dest)
+    old = read_identity(dest)
+    old["precision"] = "int8"
+    (dest / "encoder.json").write_text(json.dumps(old))
+    identity = onnx_export.export(config.PACKAGED_MODEL, settings)
+    assert identity["precision"] == "int8" and identity["exported_with"].endswith("eager attention")
+    assert (dest / "model.onnx").stat().st_size < (sdpa_export / "model.onnx").stat().st_size / 2
+
+
+@pytest.mark.slow
+def test_loading_the_model_makes_an_sdpa_export_again_only_where_torch_is(sdpa_export, tmp_path, monkeypatch):
+    """`make run` and the torch variant load the model from the cache's export: an SDPA export there
+    is made again in the eager form. Without torch (the api image) it is served as it is: the same
+    vectors, only slower."""
+    from lakerag import embedding
+
+    settings = config.from_env({}, model_cache_dir=str(tmp_path), encoder="onnx")
+    dest = export_dir(config.PACKAGED_MODEL, str(tmp_path))
+    shutil.copytree(sdpa_export, dest)
+    with monkeypatch.context() as api_image:
+        api_image.setattr(embedding, "_cache", {})
+        api_image.setattr(embedding, "_torch_available", lambda: False)
+        kept = embedding.load_embedder(settings)
+    assert kept.encoder["sha256"] == read_identity(sdpa_export)["sha256"]
+    monkeypatch.setattr(embedding, "_cache", {})  # as a new process would load it
+    loaded = embedding.load_embedder(settings)
+    assert loaded.encoder["sha256"] == read_identity(dest)["sha256"] != kept.encoder["sha256"]
+    assert read_identity(dest)["exported_with"].endswith("eager attention")
+
+
+@pytest.mark.slow
+def test_an_sdpa_export_whose_model_is_not_at_hand_is_kept_and_served(sdpa_export, tmp_path, monkeypatch, caplog):
+    """Making the eager form needs the model itself: where only its export is on the volume (offline,
+    the model never downloaded there), the pod that served the SDPA export must still start."""
+    from lakerag import embedding
+    from lakerag.torch_models import ModelUnavailable
+
+    settings = config.from_env({}, model_cache_dir=str(tmp_path), encoder="onnx")
+    dest = export_dir(config.PACKAGED_MODEL, str(tmp_path))
+    shutil.copytree(sdpa_export, dest)
+
+    def not_at_hand(name, _settings):
+        raise ModelUnavailable(f"{name} is not in the model cache and LAKERAG_OFFLINE forbids downloading it")
+
+    monkeypatch.setattr(onnx_export, "_load_torch_model", not_at_hand)
+    assert onnx_export.export(config.PACKAGED_MODEL, settings) == read_identity(sdpa_export)
+    assert "kept the ONNX export" in caplog.text and "LAKERAG_OFFLINE" in caplog.text
+    monkeypatch.setattr(embedding, "_cache", {})
+    assert embedding.load_embedder(settings).encoder["sha256"] == read_identity(sdpa_export)["sha256"]
+    assert sorted(p.name for p in dest.parent.iterdir() if p.is_dir()) == [dest.name]
+    with pytest.raises(ModelUnavailable, match="LAKERAG_OFFLINE"):  # asked for: --force says why it cannot
+        onnx_export.export(config.PACKAGED_MODEL, settings, force=True)
