@@ -11,7 +11,7 @@ import tempfile
 import threading
 import warnings
 
-from lakerag.config import Settings
+from lakerag.config import SECRET_VARS, Settings, env_var
 from lakerag.lake import Terminated
 
 # Only errors from the JVM: Spark's INFO/WARN chatter would bury the run summary.
@@ -35,9 +35,10 @@ log = logging.getLogger(__name__)
 
 
 def for_executors(settings: Settings) -> Settings:
-    """The settings an executor function closes over: executors need the store settings only,
-    so the API and LLM keys stay on the driver."""
-    return settings.replace(api_key="", gemini_api_key="", gemini_base_url="")
+    """The settings an executor function closes over: executors need the store settings only, so
+    every secret (``config.SECRET_VARS``), the LLM's address and the Airflow login stay on the driver."""
+    secrets = {field: "" for field in Settings.model_fields if env_var(field) in SECRET_VARS}
+    return settings.replace(**secrets, gemini_base_url="", airflow_username="")
 
 
 def _log4j2_file() -> str:

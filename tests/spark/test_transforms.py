@@ -181,3 +181,16 @@ def test_local_mode_binds_the_driver_to_loopback(spark):
     conf = spark.sparkContext.getConf()
     assert conf.get("spark.driver.bindAddress") == "127.0.0.1"
     assert conf.get("spark.driver.host") == "127.0.0.1"
+
+
+def test_what_executors_close_over_holds_no_secret():
+    """Spark ships a closure's settings to every executor (pods of their own on a cluster): the
+    Airflow password went with them, though no executor calls Airflow."""
+    from lakerag_spark.session import for_executors
+
+    secrets = {var: f"secret-{var.lower()}" for var in config.SECRET_VARS}
+    settings = config.from_env({**secrets, "LAKERAG_AIRFLOW_USERNAME": "lakerag", "LAKERAG_STORE_URI": "s3://lake",
+                                "LAKERAG_GEMINI_BASE_URL": "http://llm:9000"})
+    shipped = for_executors(settings)
+    assert not any(value in repr(shipped.model_dump()) for value in secrets.values()), shipped.model_dump()
+    assert (shipped.store_uri, shipped.gemini_base_url) == ("s3://lake", "")
