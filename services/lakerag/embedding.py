@@ -256,7 +256,7 @@ def resolve_encoder(settings: Settings) -> tuple[str, Path]:
     folder, exporting the model first when ONNX is chosen, none exists yet (or it is outdated:
     ``onnx_export.outdated``) and torch can make one. The index job names the encoder the
     embeddings run recorded; this, only for lakes embedded before that record."""
-    from .onnx_encoder import export_dir, find_export, read_identity
+    from .onnx_encoder import export_dir, exported_attention, find_export, read_identity
 
     name = settings.embedding_model
     choice = settings.encoder
@@ -284,11 +284,13 @@ def resolve_encoder(settings: Settings) -> tuple[str, Path]:
         else:
             log.info("no ONNX export of %s in %s yet: exporting it now (once per model cache)", name, where)
         export(name, settings, where)
-    elif choice == "onnx" and _torch_available():
+    # An export in a slower form is made again once per model cache (a baked export is the image's
+    # own); without torch it is served as it is, and an eager one never looks for torch (the api image).
+    elif choice == "onnx" and exported_attention(identity) != "eager" and \
+            where == export_dir(name, settings.model_cache_dir) and _torch_available():
         from .onnx_export import export, slower_attention
 
-        # Made again once per model cache (a baked export is the image's own); without torch it is served as it is.
-        if slower_attention(identity) and where == export_dir(name, settings.model_cache_dir):
+        if slower_attention(identity):
             export(name, settings, where)
     return choice, where
 
