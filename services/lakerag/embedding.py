@@ -256,7 +256,7 @@ def resolve_encoder(settings: Settings) -> tuple[str, Path]:
     folder, exporting the model first when ONNX is chosen, none exists yet (or it is outdated:
     ``onnx_export.outdated``) and torch can make one. The index job names the encoder the
     embeddings run recorded; this, only for lakes embedded before that record."""
-    from .onnx_encoder import export_dir, exported_attention, find_export, read_identity
+    from .onnx_encoder import export_dir, find_export, read_identity
 
     name = settings.embedding_model
     choice = settings.encoder
@@ -286,11 +286,10 @@ def resolve_encoder(settings: Settings) -> tuple[str, Path]:
         export(name, settings, where)
     # An export in a slower form is made again once per model cache (a baked export is the image's
     # own); without torch it is served as it is, and an eager one never looks for torch (the api image).
-    elif choice == "onnx" and exported_attention(identity) != "eager" and \
-            where == export_dir(name, settings.model_cache_dir) and _torch_available():
+    elif choice == "onnx" and where == export_dir(name, settings.model_cache_dir):
         from .onnx_export import export, slower_attention
 
-        if slower_attention(identity):
+        if slower_attention(identity) and _torch_available():
             export(name, settings, where)
     return choice, where
 

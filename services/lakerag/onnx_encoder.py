@@ -65,13 +65,6 @@ def read_identity(path: Path) -> dict | None:
     return identity if (Path(path) / ONNX_FILE).is_file() else None
 
 
-def exported_attention(identity: dict) -> str:
-    """The attention an export computes, as its ``exported_with`` names it ("eager", "sdpa"); exports
-    made before it was named are transformers' SDPA."""
-    made_with = identity.get("exported_with", "").rsplit(", ", 1)[-1]
-    return made_with.removesuffix(" attention") if made_with.endswith(" attention") else "sdpa"
-
-
 def read_pooling(path: Path) -> tuple[str, bool]:
     """(pooling mode, normalise?) from a sentence-transformers model directory's
     ``modules.json`` and its pooling module's ``config.json``."""

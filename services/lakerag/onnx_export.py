@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from . import model_files
-from .onnx_encoder import ENCODER_FILE, ONNX_FILE, export_dir, exported_attention, read_identity, read_pooling
+from .onnx_encoder import ENCODER_FILE, ONNX_FILE, export_dir, read_identity, read_pooling
 from .torch_models import ModelUnavailable, _load_torch_model
 from .volume import WRITE_ERRNOS
 
@@ -205,10 +205,12 @@ def outdated(name: str, identity: dict, log_it: bool = False) -> str:
 
 
 def slower_attention(identity: dict) -> str:
-    """The attention an export computes when this exporter would write the eager form instead (as
-    ``_export_transformer`` does), else empty. An export made again keeps the same vectors, so a served index stays
-    served (encoder_identity) and the embeddings job keeps its rows."""
-    attention = exported_attention(identity)
+    """The attention an export computes (as ``exported_with`` names it; SDPA before it was named) when
+    this exporter would write the eager form instead (as ``_export_transformer`` does), else empty.
+    Read before transformers is looked for, so an eager export never looks. An export made again
+    keeps the same vectors: a served index stays served and the embeddings job keeps its rows."""
+    made_with = identity.get("exported_with", "").rsplit(", ", 1)[-1]
+    attention = made_with.removesuffix(" attention") if made_with.endswith(" attention") else "sdpa"
     if attention == "eager":
         return ""
     try:
