@@ -224,7 +224,7 @@ def upload(url: str, paths: list[Path], api_key: str = "") -> int:
             continue
         note = body["note"]  # the server knows what indexes them: Airflow, its own watcher or a manual run
         print(f"{body['key']}  doc_id {body['doc_id']}  {body['size']} bytes"
-              f"{'  (replaced)' if body.get('replaced') else ''}")
+              f"{'  (replaced)' if body.get('replaced') else '  (unchanged: already stored)' if body.get('unchanged') else ''}")
     if note:  # what was stored is indexed whatever else failed
         print(note if len(paths) - failed == 1 else note.replace(" indexes it", " indexes them"))
     if failed:

@@ -9,6 +9,7 @@ what the publish protocol relies on: write the objects, then the pointer.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import tempfile
@@ -77,6 +78,21 @@ def read_blocks(reader) -> Iterator[bytes]:
     is in memory at once."""
     while block := reader.read(WRITE_BLOCK_BYTES):
         yield block
+
+
+def same_bytes(store, key: str, size: int, sha256: str) -> bool | None:
+    """Whether ``key`` holds exactly the bytes of this size and SHA-256 hex digest; None when
+    there is no ``key``. Its bytes are read only when its size matches."""
+    try:
+        with store.reader(key) as reader:
+            if reader_size(reader) not in (None, size):
+                return False
+            digest = hashlib.sha256()
+            for block in read_blocks(reader):
+                digest.update(block)
+    except NotFound:
+        return None
+    return digest.hexdigest() == sha256
 
 
 def write_blocks(handle, data) -> None:

@@ -29,7 +29,10 @@ def trigger_settings(local_settings: config.Settings, url: str, **changes) -> co
                                   airflow_password="s3cret", **changes)
 
 
-def upload(api, name: str, data: bytes = b"Basalt columns form as lava cools and contracts.") -> dict:
+BASALT = b"Basalt columns form as lava cools and contracts."
+
+
+def upload(api, name: str, data: bytes = BASALT) -> dict:
     response = api.client.post("/documents", files={"file": (name, data)})
     assert response.status_code == 201, response.text
     return response.json()
@@ -48,6 +51,9 @@ def test_upload_and_delete_each_record_an_event_on_the_asset(local_settings, sta
         assert "requested from Airflow" in uploaded["note"]
         events = airflow.wait_for_events(1)
         assert events == [{"asset_id": ASSET_ID, "extra": {"source": "lakerag-api", "changes": ["uploaded raw/basalt.txt"]}}]
+        # The same bytes again change nothing: no event (the next one is the delete's).
+        again = api.client.post("/documents", files={"file": ("basalt.txt", BASALT)})
+        assert again.status_code == 200 and "Airflow" not in again.json()["note"], again.text
         response = api.client.delete(f"/documents/{doc_id_for('raw/basalt.txt')}")
         assert response.status_code == 200 and "requested from Airflow" in response.json()["note"]
         assert airflow.wait_for_events(2)[1]["extra"]["changes"] == ["deleted raw/basalt.txt"]

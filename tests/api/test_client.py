@@ -181,13 +181,19 @@ def test_upload_a_directory_sends_the_documents_under_it(served, tmp_path):
     assert result.stdout.endswith("stored; the next pipeline run (`lakerag pipeline run`) indexes them\n")
 
     # Under `lakerag run` the server's own watcher indexes them: the CLI said "the next pipeline run".
+    (docs / "handbook.md").write_text("# Handbook\n\nBadges are collected at the front desk.")
     served.state.raw_watched = True
     try:
         result = runner.invoke(cli.app, ["upload", str(docs / "handbook.md"), "--url", served.url])
     finally:
         served.state.raw_watched = False
     assert result.exit_code == 0, result.output
+    assert "(replaced)" in result.stdout
     assert result.stdout.endswith("stored; this server's pipeline watcher (`lakerag run`) indexes it within seconds\n")
+    # The same bytes again: stored already, nothing written, and the CLI says so.
+    result = runner.invoke(cli.app, ["upload", str(docs / "handbook.md"), "--url", served.url])
+    assert result.exit_code == 0, result.output
+    assert "(unchanged: already stored)" in result.stdout and "already holds these bytes" in result.stdout
 
     (docs / "2026" / "handbook.md").write_text("an older handbook")
     result = runner.invoke(cli.app, ["upload", str(docs), "--url", served.url])

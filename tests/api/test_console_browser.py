@@ -142,6 +142,10 @@ def test_console_search_ask_upload_pipeline_delete(local_settings, start_api, br
             assert page.get_by_label(f"Upload progress of {name}").evaluate("p => p.value") == 100
         page.wait_for_function("() => document.querySelectorAll('#documents-table tbody tr').length === 3")
         assert {row_state(page, f"raw/{n}") for n in ("volcano.txt", "bees.md", "broken.pdf")} == {"landed"}
+        # The same file again (a second drop): 200 "unchanged", shown as stored, not as a failure.
+        drop_files(page, {"volcano.txt": VOLCANO})
+        expect_upload_status(page, "volcano.txt", "unchanged: raw/volcano.txt already holds these bytes")
+        assert page.locator("#upload-list li", has_text="volcano.txt").last.locator(".upload-status.good").count() == 1
         assert "Waiting for the pipeline" in page.locator(f"#doc-{doc_id_for('raw/volcano.txt')}").inner_text()
         shots.take(page, "02-uploaded")
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
-from lakerag.store import LocalStore, NotFound, S3Store, StoreError, check_key, open_store
+from lakerag.store import LocalStore, NotFound, S3Store, StoreError, check_key, open_store, same_bytes
 
 
 @pytest.fixture(params=["file", "s3"])
@@ -57,6 +58,17 @@ def test_version_changes_when_the_bytes_change(store):
     first = next(iter(store.list("raw/"))).version
     store.put("raw/v.txt", b"two, longer")
     assert next(iter(store.list("raw/"))).version != first
+
+
+def test_same_bytes_tells_the_stored_bytes_from_others_of_any_size(store):
+    data = b"forklift pallets " * 100_000  # several read blocks
+    sha = hashlib.sha256(data).hexdigest()
+    assert same_bytes(store, "raw/a.txt", len(data), sha) is None  # nothing stored yet
+    store.put("raw/a.txt", data)
+    assert same_bytes(store, "raw/a.txt", len(data), sha) is True
+    other = data[:-1] + b"S"  # the same size: only the hash tells
+    assert same_bytes(store, "raw/a.txt", len(other), hashlib.sha256(other).hexdigest()) is False
+    assert same_bytes(store, "raw/a.txt", len(data) + 1, sha) is False
 
 
 def test_url_points_at_the_key(store):

@@ -221,7 +221,9 @@ class DocumentUploaded(BaseModel):
     key: str
     doc_id: str
     size: int
-    replaced: bool
+    replaced: bool = Field(description="other bytes were stored under this key; these replaced them")
+    unchanged: bool = Field(default=False, description="these bytes were already stored under this key: nothing "
+                                                       "was written and no pipeline run was asked for (status 200)")
     note: str
 
 

@@ -6,6 +6,7 @@ before the API key and the declared length have been checked.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Callable
 
 from python_multipart.exceptions import FormParserError
@@ -23,6 +24,24 @@ class UploadError(Exception):
         super().__init__(detail)
         self.status = status
         self.detail = detail
+
+
+class HashingWriter:
+    """A store writer that also hashes what it writes: an upload of the bytes already stored is
+    told apart before it is committed."""
+
+    def __init__(self, writer):
+        self.writer, self.sha256 = writer, hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        self.sha256.update(data)
+        self.writer.write(data)
+
+    def commit(self) -> None:
+        self.writer.commit()
+
+    def abort(self) -> None:
+        self.writer.abort()
 
 
 class _FilePart:

@@ -36,7 +36,8 @@ def test_upload_lands_in_raw_with_a_safe_key(api, local_settings):
     assert body == {**body, "key": "raw/notes.txt", "doc_id": doc_id_for("raw/notes.txt"), "replaced": False,
                     "size": 38}
     assert store.get("raw/notes.txt") == b"Some text about forklifts and pallets."
-    assert upload(api, "notes.txt").json()["replaced"] is True
+    assert upload(api, "notes.txt", b"Other text about forklifts.").json()["replaced"] is True
+    assert store.get("raw/notes.txt") == b"Other text about forklifts."
     assert response.json()["note"] == "stored; the next pipeline run (`lakerag pipeline run`) indexes it"
 
     for hostile, expected in (("../../etc/passwd.txt", "raw/passwd.txt"), ("..\\..\\win.md", "raw/win.md"),
@@ -48,6 +49,31 @@ def test_upload_lands_in_raw_with_a_safe_key(api, local_settings):
         assert store.exists(expected)
     assert sorted(p.name for p in (store.root).iterdir()) == ["raw"]  # nothing escaped raw/
     assert 'lakerag_upload_bytes_total' in api.client.get("/metrics").text
+
+
+def test_uploading_the_bytes_already_stored_writes_nothing_and_asks_for_no_run(api, local_settings):
+    """The same file uploaded again (a retry, a second click) said "replaced", rewrote the object
+    (a new version, so the pipeline read it again) and asked for a pipeline run. Now it is 200
+    ``unchanged``: nothing is written and no run is asked for. Other bytes of the same size replace it."""
+    store = open_store(local_settings.store_uri)
+    data = b"Some text about forklifts and pallets."
+    assert upload(api, "notes.txt", data).status_code == 201
+    path = store.root / "raw" / "notes.txt"
+    os.utime(path, ns=(1_000_000_000, 1_000_000_000))  # a version the pipeline has already read
+    before = next(store.list("raw/notes.txt")).version
+
+    again = upload(api, "notes.txt", data)
+    assert again.status_code == 200, again.text
+    body = again.json()
+    assert body["unchanged"] is True and body["replaced"] is False and body["size"] == len(data)
+    assert "already holds these bytes" in body["note"] and "indexes it" not in body["note"]
+    assert next(store.list("raw/notes.txt")).version == before  # not written: the pipeline has nothing to read
+    assert not [p for p in path.parent.iterdir() if p.name != "notes.txt"]  # no temp file left behind
+
+    same_size = data.replace(b"pallets", b"PALLETS")
+    changed = upload(api, "notes.txt", same_size)
+    assert changed.status_code == 201 and changed.json()["replaced"] is True and not changed.json()["unchanged"]
+    assert store.get("raw/notes.txt") == same_size
 
 
 def test_upload_refuses_bad_type_size_name_and_missing_or_wrong_key(api):
@@ -184,6 +210,8 @@ def test_safe_name_drops_control_characters_and_normalises_unicode():
 def test_documents_on_an_s3_store(s3_settings, start_api):
     with start_api(s3_settings) as api:
         assert upload(api, "report.md", key=None).status_code == 201
+        again = upload(api, "report.md", key=None)  # the same bytes: S3 keeps its object, nothing is written
+        assert again.status_code == 200 and again.json()["unchanged"] is True, again.text
         listing = api.client.get("/documents").json()
         assert [(d["key"], d["state"]) for d in listing["documents"]] == [("raw/report.md", "landed")]
         doc_id = doc_id_for("raw/report.md")

@@ -6,18 +6,18 @@ import logging
 import unicodedata
 from pathlib import PurePosixPath
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from ...extract import FILE_TYPES
 from ...lake import DOCUMENTS_KEY, RAW_PREFIX, doc_id_for, raw_documents, raw_keys_for
-from ...store import StoreError
+from ...store import StoreError, same_bytes
 from ...volume import VOLUME_FULL_ERRNOS
 from ..deps import ApiKey, State, Store
 from ..schemas import DocumentDeleted, DocumentList, DocumentState, DocumentUploaded
-from ..uploads import UploadError, boundary_of, check_declared_length, stream_file
+from ..uploads import HashingWriter, UploadError, boundary_of, check_declared_length, stream_file
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["documents"])
@@ -68,14 +68,16 @@ UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-dat
 
 @router.post("/documents", status_code=201, response_model=DocumentUploaded, dependencies=[ApiKey],
              openapi_extra=UPLOAD_BODY,
-             responses={400: {"description": "unusable file name, empty file or malformed multipart body"},
+             responses={200: {"model": DocumentUploaded, "description": "the same bytes are already stored under "
+                              "this name (unchanged): nothing was written and no pipeline run is asked for"},
+                        400: {"description": "unusable file name, empty file or malformed multipart body"},
                         401: {"description": "X-API-Key missing"}, 403: {"description": "X-API-Key wrong"},
                         413: {"description": "file too large"},
                         415: {"description": "file type not accepted, or the body is not multipart/form-data"},
                         422: {"description": "no 'file' field in the form"},
                         502: {"description": "the store cannot be written"},
                         507: {"description": "the store's volume is full; what was stored is kept"}})
-async def upload(request: Request, state: State, store: Store) -> DocumentUploaded:
+async def upload(request: Request, response: Response, state: State, store: Store) -> DocumentUploaded:
     """The API key (a dependency) and the declared length are checked before any of the body is
     read; the file then streams to the store (uploads.py), never whole in memory or on local disk."""
     limit = state.settings.max_upload_bytes
@@ -90,7 +92,7 @@ async def upload(request: Request, state: State, store: Store) -> DocumentUpload
             raise UploadError(415, f"{name!r}: only {', '.join(ALLOWED_EXTENSIONS)} files are accepted")
         found["key"] = key = RAW_PREFIX + name
         try:
-            return store.writer(key)
+            return HashingWriter(store.writer(key))
         except (StoreError, OSError) as exc:
             failed = _write_failed(key, exc)
             raise UploadError(failed.status_code, failed.detail) from None
@@ -113,16 +115,27 @@ async def upload(request: Request, state: State, store: Store) -> DocumentUpload
         await run_in_threadpool(writer.abort)
         raise HTTPException(400, detail=f"{key.removeprefix(RAW_PREFIX)!r} is empty")
 
-    def commit() -> bool:
-        replaced = store.exists(key)
-        writer.commit()
-        return replaced
+    def commit() -> bool | None:
+        """The stored bytes' likeness (store.same_bytes); the upload is written only when they differ."""
+        same = same_bytes(store, key, size, writer.sha256.hexdigest())
+        if same:  # a retry, a second click: writing would only make a new version for the pipeline to read
+            writer.abort()
+        else:
+            writer.commit()
+        return same
 
     try:
-        replaced = await run_in_threadpool(commit)
+        same = await run_in_threadpool(commit)
     except (StoreError, OSError) as exc:
         await run_in_threadpool(writer.abort)
         raise _write_failed(key, exc) from None
+    if same:
+        log.info("upload of %s: the same %d bytes are already stored; nothing written", key, size)
+        response.status_code = 200
+        return DocumentUploaded(key=key, doc_id=doc_id_for(key), size=size, replaced=False, unchanged=True,
+                                note=f"unchanged: {key} already holds these bytes, so nothing was written "
+                                     "(GET /documents says whether it is indexed)")
+    replaced = same is False
     state.metrics.upload_bytes.inc(size)
     log.info("uploaded %s (%d bytes%s)", key, size, ", replacing the previous file" if replaced else "")
     return DocumentUploaded(key=key, doc_id=doc_id_for(key), size=size, replaced=replaced,

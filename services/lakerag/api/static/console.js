@@ -282,7 +282,8 @@ function uploadOne(file) {
     xhr.addEventListener("load", () => {
       let data = null;
       try { data = JSON.parse(xhr.responseText); } catch { data = null; }
-      if (xhr.status === 201) {
+      const stored = xhr.status === 201 || xhr.status === 200; // 200: the same bytes were already stored
+      if (stored) {
         progress.value = 100;
         // The API's note says what indexes it and when (`lakerag run`'s watcher, Airflow, a manual run).
         status.textContent = `${data.note}${data.replaced ? " (it replaced the previous file)" : ""}`;
@@ -292,7 +293,7 @@ function uploadOne(file) {
         status.className = "upload-status bad";
         item.classList.add("failed");
       }
-      resolve(xhr.status === 201);
+      resolve(stored);
     });
     xhr.addEventListener("error", () => {
       status.textContent = explain(0, null, "Uploading");
