@@ -215,18 +215,24 @@ def upload(url: str, paths: list[Path], api_key: str = "") -> int:
     except ValueError as exc:
         print(f"lakerag: {exc}; nothing uploaded", file=sys.stderr)
         return 1
-    failed, note = 0, ""
+    failed, stored, note, unchanged = 0, 0, "", []
     for path in paths:
         with open(path, "rb") as handle:
             body = _call("POST", url, "/documents", api_key, files={"file": (path.name, handle)})
         if body is None:
             failed += 1
             continue
-        note = body["note"]  # the server knows what indexes them: Airflow, its own watcher or a manual run
+        if body.get("unchanged"):  # the same bytes were stored already: nothing written, nothing to index
+            unchanged.append(body["note"])
+        else:
+            stored += 1
+            note = body["note"]  # the server knows what indexes them: Airflow, its own watcher or a manual run
         print(f"{body['key']}  doc_id {body['doc_id']}  {body['size']} bytes"
               f"{'  (replaced)' if body.get('replaced') else '  (unchanged: already stored)' if body.get('unchanged') else ''}")
     if note:  # what was stored is indexed whatever else failed
-        print(note if len(paths) - failed == 1 else note.replace(" indexes it", " indexes them"))
+        print(note if stored == 1 else note.replace(" indexes it", " indexes them"))
+    elif unchanged:
+        print(unchanged[0] if len(unchanged) == 1 else f"nothing written: {len(unchanged)} files were already stored")
     if failed:
         print(f"lakerag: {failed} of {len(paths)} file{'s' if len(paths) != 1 else ''} failed (above)",
               file=sys.stderr)

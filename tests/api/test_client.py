@@ -194,6 +194,17 @@ def test_upload_a_directory_sends_the_documents_under_it(served, tmp_path):
     result = runner.invoke(cli.app, ["upload", str(docs / "handbook.md"), "--url", served.url])
     assert result.exit_code == 0, result.output
     assert "(unchanged: already stored)" in result.stdout and "already holds these bytes" in result.stdout
+    # The directory again, one file changed: the note speaks of that one, not of the unchanged one.
+    (docs / "2026" / "minutes.TXT").write_text("The board met on 4 March.")
+    result = runner.invoke(cli.app, ["upload", str(docs), "--url", served.url])
+    assert result.exit_code == 0, result.output
+    assert "raw/handbook.md" in result.stdout and "(unchanged: already stored)" in result.stdout
+    assert result.stdout.endswith("stored; the next pipeline run (`lakerag pipeline run`) indexes it\n"), result.stdout
+    # Nothing changed: no note says a run indexes anything.
+    result = runner.invoke(cli.app, ["upload", str(docs), "--url", served.url])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("(unchanged: already stored)") == 2 and "indexes" not in result.stdout
+    assert result.stdout.endswith("nothing written: 2 files were already stored\n"), result.stdout
 
     (docs / "2026" / "handbook.md").write_text("an older handbook")
     result = runner.invoke(cli.app, ["upload", str(docs), "--url", served.url])
