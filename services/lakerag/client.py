@@ -224,11 +224,12 @@ def upload(url: str, paths: list[Path], api_key: str = "") -> int:
             continue
         if body.get("unchanged"):  # the same bytes were stored already: nothing written, nothing to index
             unchanged.append(body["note"])
+            mark = "  (unchanged: already stored)"
         else:
             stored += 1
             note = body["note"]  # the server knows what indexes them: Airflow, its own watcher or a manual run
-        print(f"{body['key']}  doc_id {body['doc_id']}  {body['size']} bytes"
-              f"{'  (replaced)' if body.get('replaced') else '  (unchanged: already stored)' if body.get('unchanged') else ''}")
+            mark = "  (replaced)" if body.get("replaced") else ""
+        print(f"{body['key']}  doc_id {body['doc_id']}  {body['size']} bytes{mark}")
     if note:  # what was stored is indexed whatever else failed
         print(note if stored == 1 else note.replace(" indexes it", " indexes them"))
     elif unchanged:

@@ -116,7 +116,7 @@ async def upload(request: Request, response: Response, state: State, store: Stor
         raise HTTPException(400, detail=f"{key.removeprefix(RAW_PREFIX)!r} is empty")
 
     def commit() -> bool | None:
-        """The stored bytes' likeness (store.same_bytes); the upload is written only when they differ."""
+        """Write the upload unless the key holds these bytes already; store.same_bytes's answer."""
         same = same_bytes(store, key, size, writer.sha256.hexdigest())
         if same:  # a retry, a second click: writing would only make a new version for the pipeline to read
             writer.abort()
