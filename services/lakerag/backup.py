@@ -36,7 +36,7 @@ import time
 from .config import Settings
 from .lake import CURRENT_KEY, INDEX_PREFIX, RAW_PREFIX
 from .lake.run_lock import LEASE_KEY  # a run's lease: restored, it would hold the new store for its length
-from .store import NotFound, ObjectStore, S3Access, open_store, read_blocks
+from .store import NotFound, ObjectStore, S3Access, open_store, read_blocks, reader_sha256
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +124,8 @@ def _check_read_back(dest: ObjectStore, key: str, digest: str) -> None:
 
 
 def _sha256(store: ObjectStore, key: str) -> str:
-    digest = hashlib.sha256()
     with store.reader(key) as reader:
-        for block in read_blocks(reader):
-            digest.update(block)
-    return digest.hexdigest()
+        return reader_sha256(reader)
 
 
 def read_catalog(store: ObjectStore) -> dict | None:

@@ -80,19 +80,22 @@ def read_blocks(reader) -> Iterator[bytes]:
         yield block
 
 
+def reader_sha256(reader) -> str:
+    """The SHA-256 hex digest of what a reader from ``store.reader(key)`` gives, read in blocks."""
+    digest = hashlib.sha256()
+    for block in read_blocks(reader):
+        digest.update(block)
+    return digest.hexdigest()
+
+
 def same_bytes(store, key: str, size: int, sha256: str) -> bool | None:
     """Whether ``key`` holds exactly the bytes of this size and SHA-256 hex digest; None when
     there is no ``key``. Its bytes are read only when its size matches."""
     try:
         with store.reader(key) as reader:
-            if reader_size(reader) not in (None, size):
-                return False
-            digest = hashlib.sha256()
-            for block in read_blocks(reader):
-                digest.update(block)
+            return reader_size(reader) in (None, size) and reader_sha256(reader) == sha256
     except NotFound:
         return None
-    return digest.hexdigest() == sha256
 
 
 def write_blocks(handle, data) -> None:
