@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import platform
+import threading
 from pathlib import Path
 
 import faiss
@@ -68,10 +70,9 @@ def test_the_collapse_can_run_while_the_index_serves(caplog):
     index.add(vectors)
     address = faiss.rev_swig_ptr(index.codes.data(), index.codes.size()).ctypes.data
     before = index.search(vectors[:5], 10)
-    collapsing = use_huge_pages_soon(index)
+    collapsed = use_huge_pages_soon(index)
     during = index.search(vectors[:5], 10)  # the API serves while the kernel collapses
-    collapsing.join(timeout=60)
-    assert not collapsing.is_alive()
+    assert collapsed.wait(timeout=60)
     after = index.search(vectors[:5], 10)
     for answer in (during, after):
         np.testing.assert_array_equal(before[1], answer[1])
@@ -81,39 +82,97 @@ def test_the_collapse_can_run_while_the_index_serves(caplog):
     assert _huge_kib(address, index.codes.size()) >= 56 * 1024, caplog.text
 
 
+def test_on_a_schedule_each_step_runs_on_the_loop_between_its_other_work(monkeypatch):
+    """The API hands the collapse to its event loop (the thread that searches): every madvise runs
+    there, one huge page per loop turn, while the loop goes on with its other callbacks."""
+    real_madvise = huge_pages._libc_madvise()
+    calls: list[tuple[int, int, int]] = []  # (advice, length, thread)
+
+    def recording(start: int, length: int, advice: int) -> int:
+        calls.append((advice, length, threading.get_ident()))
+        return real_madvise(start, length, advice)
+
+    monkeypatch.setattr(huge_pages, "_libc_madvise", lambda: recording)
+    vectors = _vectors(40_000)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    address = faiss.rev_swig_ptr(index.codes.data(), index.codes.size()).ctypes.data
+    before = index.search(vectors[:5], 10)
+
+    async def serve() -> int:
+        loop = asyncio.get_running_loop()
+        schedule = lambda delay, callback: loop.call_soon_threadsafe(loop.call_later, delay, callback)
+        loader = threading.Thread(target=lambda: loaded.append(use_huge_pages_soon(index, schedule)))
+        loaded: list[threading.Event] = []
+        loader.start()  # as the API's index watcher: it loads the version in its own thread
+        loader.join()
+        turns = 0
+        while not loaded[0].is_set():
+            await asyncio.sleep(0)
+            turns += 1
+        return turns
+
+    loop_thread = threading.get_ident()
+    turns = asyncio.run(serve())
+    assert calls and {thread for _, _, thread in calls} == {loop_thread}
+    np.testing.assert_array_equal(before[1], index.search(vectors[:5], 10)[1])
+    if not _kernel_collapses():
+        pytest.skip("this kernel keeps 4 KiB pages (THP off or no MADV_COLLAPSE): nothing more to check")
+    collapses = [length for advice, length, _ in calls if advice == MADV_COLLAPSE]
+    assert len(collapses) >= 28 and set(collapses) == {huge_pages.STEP_BYTES}  # ~58 MiB, a huge page at a time
+    assert turns >= len(collapses)  # the loop ran its own work between the steps
+    assert _huge_kib(address, index.codes.size()) >= 56 * 1024
+
+
 class _Kernel:
-    """madvise answering from a script of errnos per advice (0: done), as the kernel would; the
-    transient refusals it scripts cannot be produced on demand with real pages."""
+    """madvise answering from a script of errnos per advice (0: done; done once the script is out),
+    as the kernel would; the transient refusals it scripts cannot be produced on demand with real pages."""
 
     def __init__(self, collapse_errors, hugepage_error=0):
         self.script = {MADV_HUGEPAGE: [hugepage_error], MADV_COLLAPSE: list(collapse_errors)}
         self.calls = []
+        self.collapsed: list[tuple[int, int]] = []
 
-    def __call__(self, advice: int) -> int:
+    def __call__(self, start: int, length: int, advice: int) -> int:
         self.calls.append(advice)
-        return self.script[advice].pop(0)
+        error = self.script[advice].pop(0) if self.script[advice] else 0
+        if advice == MADV_COLLAPSE and not error:
+            self.collapsed.append((start, length))
+        return error
+
+
+def _advise(kernel: _Kernel, length: int) -> bool:
+    """``huge_pages._advise`` over [0, length), every step run at once, as ``use_huge_pages`` does."""
+    steps = huge_pages._advise(kernel, 0, length)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 def test_a_transient_refusal_is_retried_and_the_collapse_completes(monkeypatch):
     monkeypatch.setattr(huge_pages, "COLLAPSE_RETRY_SECONDS", 0)
     kernel = _Kernel([errno.EAGAIN, errno.EAGAIN, 0])
-    assert huge_pages._advise(kernel, 60 << 20) is True
-    assert kernel.calls == [MADV_HUGEPAGE, MADV_COLLAPSE, MADV_COLLAPSE, MADV_COLLAPSE]
+    assert _advise(kernel, 60 << 20) is True
+    assert kernel.calls[:4] == [MADV_HUGEPAGE, MADV_COLLAPSE, MADV_COLLAPSE, MADV_COLLAPSE]  # the first step, twice again
+    step = huge_pages.STEP_BYTES
+    assert kernel.collapsed == [(at, step) for at in range(0, 60 << 20, step)]  # then the rest, each once
 
 
 def test_a_lasting_refusal_keeps_small_pages_and_says_why(monkeypatch, caplog):
     monkeypatch.setattr(huge_pages, "COLLAPSE_RETRY_SECONDS", 0)
     caplog.set_level(logging.INFO, logger="lakerag.index.huge_pages")
     out_of_huge_pages = _Kernel([errno.ENOMEM])  # not transient: not retried
-    assert huge_pages._advise(out_of_huge_pages, 60 << 20) is False
+    assert _advise(out_of_huge_pages, 60 << 20) is False
     assert out_of_huge_pages.calls == [MADV_HUGEPAGE, MADV_COLLAPSE]
     assert "ENOMEM" in caplog.text and "60 MiB" in caplog.text and "searches are correct" in caplog.text
     always_busy = _Kernel([errno.EAGAIN] * huge_pages.COLLAPSE_TRIES)
-    assert huge_pages._advise(always_busy, 60 << 20) is False
+    assert _advise(always_busy, 60 << 20) is False
     assert always_busy.calls.count(MADV_COLLAPSE) == huge_pages.COLLAPSE_TRIES
     no_thp = _Kernel([], hugepage_error=errno.EINVAL)  # nothing to collapse with: not tried, not an INFO line
     caplog.clear()
-    assert huge_pages._advise(no_thp, 60 << 20) is False
+    assert _advise(no_thp, 60 << 20) is False
     assert no_thp.calls == [MADV_HUGEPAGE] and caplog.text == ""
 
 

@@ -17,6 +17,7 @@ from fastapi import Depends, Header, HTTPException, Request
 
 from ..config import Settings
 from ..embedding import Embedder
+from ..index.huge_pages import Schedule
 from ..index.loaded import LoadedIndex
 from ..index.sync import INDEX_DIR_UNUSABLE, STORE_UNREACHABLE, IndexWatcher
 from ..lake import Lake
@@ -47,6 +48,9 @@ class AppState:
     ready: threading.Event = field(default_factory=threading.Event)
     on_ready: Callable[[AppState], None] | None = None
     on_fatal: Callable[[str], None] | None = None
+    # Runs a callback on the event loop's thread (set at start-up): the thread that answers lone
+    # searches collapses the index into huge pages between requests (index/huge_pages.py).
+    on_loop: Schedule | None = None
     _lake: Lake | None = None
     # Built once from the settings (they do not change while the app runs), not per search:
     # ~0.03 ms a request on the caches a FAISS scan has just flushed (py-spy, bench/search.py's index).

@@ -8,6 +8,7 @@ new versions. /ready turns 200 when the model is loaded.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import json
 import logging
@@ -79,7 +80,8 @@ def warm_up(state: AppState, embedder: Embedder | None = None, watch: bool = Tru
     # The dimension is known once the model is loaded; the model name now (it names the model).
     watcher = IndexWatcher(settings, expected_model=embedder.name if embedder else settings.embedding_model,
                            expected_dimension=None, on_swap=on_swap,
-                           on_failure=lambda _message, reason: metrics.count_reload_failure(reason), check=check)
+                           on_failure=lambda _message, reason: metrics.count_reload_failure(reason), check=check,
+                           schedule=state.on_loop)
     threading.Thread(target=watcher.prefetch, name="index-prefetch", daemon=True).start()
     try:
         embedder = embedder or load_embedder(settings)
@@ -129,6 +131,8 @@ def create_app(settings: Settings, embedder: Embedder | None = None, watch: bool
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        loop = asyncio.get_running_loop()
+        state.on_loop = lambda delay, callback: loop.call_soon_threadsafe(loop.call_later, delay, callback)
         thread = threading.Thread(target=warm_up, args=(state, embedder, watch), name="warm-up", daemon=True)
         thread.start()
         if state.trigger is not None:

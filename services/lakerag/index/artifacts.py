@@ -27,7 +27,7 @@ import numpy as np
 
 from ..store import write_blocks
 from .errors import IndexRejected
-from .huge_pages import use_huge_pages, use_huge_pages_soon
+from .huge_pages import Schedule, use_huge_pages, use_huge_pages_soon
 from .lexical import load_lexical, write_lexical
 from .loaded import LoadedIndex
 from .rows import ROW_FIELDS, ROWS_FILE, ChunkRows, write_rows
@@ -372,9 +372,10 @@ def read_rows(path: Path, manifest: dict) -> ChunkRows:
 
 
 def load_index_dir(path, expected_model: str | None = None, expected_dimension: int | None = None,
-                   huge_pages_later: bool = False) -> LoadedIndex:
+                   huge_pages_later: bool = False, schedule: Schedule | None = None) -> LoadedIndex:
     """Verify (``verified_manifest``) and load one version directory; IndexRejected when it must not be served.
-    ``huge_pages_later``: return before the vectors are collapsed into huge pages (``use_huge_pages_soon``)."""
+    ``huge_pages_later``: return before the vectors are collapsed into huge pages (``use_huge_pages_soon``,
+    its steps run by ``schedule``)."""
     path = Path(path)
     manifest = verified_manifest(path)
     check_model(manifest, expected_model, expected_dimension)
@@ -391,7 +392,7 @@ def load_index_dir(path, expected_model: str | None = None, expected_dimension: 
     if manifest.get("lexical"):
         lexical = load_lexical(path, manifest["lexical"], count)
     if huge_pages_later:  # last: the collapse slows the page faults of anything loading beside it
-        use_huge_pages_soon(index)
+        use_huge_pages_soon(index, schedule)
     else:
         use_huge_pages(index)
     return LoadedIndex(version=manifest["version"], manifest=manifest, index=index, chunk_rows=chunks, path=path,

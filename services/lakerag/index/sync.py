@@ -36,6 +36,7 @@ from ..config import Settings
 from ..store import ObjectStore, StoreError, store_for
 from ..volume import WRITE_ERRNOS
 from .artifacts import IndexRejected, LoadedIndex, check_model, load_index_dir, read_manifest, verify_index_dir
+from .huge_pages import Schedule
 from .publish import download_version, published_versions, read_current
 
 log = logging.getLogger(__name__)
@@ -256,7 +257,7 @@ class IndexWatcher:
     def __init__(self, settings: Settings, expected_model: str, expected_dimension: int | None,
                  on_swap: Callable[[LoadedIndex], None] | None = None,
                  on_failure: Callable[[str, str], None] | None = None, sync_from_store: bool = True,
-                 check: Callable[[LoadedIndex], None] | None = None):
+                 check: Callable[[LoadedIndex], None] | None = None, schedule: Schedule | None = None):
         self.settings = settings
         self.dest = Path(settings.index_dir)
         self.expected_model = expected_model
@@ -265,6 +266,7 @@ class IndexWatcher:
         self.on_failure = on_failure
         self.sync_from_store = sync_from_store
         self.check_version = check  # refuses a version (raises) before it is served, e.g. another encoder
+        self.schedule = schedule  # runs the huge-page collapse's steps on the searching thread (huge_pages.py)
         self.current: LoadedIndex | None = None
         self.loaded_at: datetime | None = None
         self.last_error: str | None = None
@@ -342,7 +344,8 @@ class IndexWatcher:
                 # Served before its vectors are on huge pages: a start or swap does not wait for the
                 # kernel to compact memory for them (up to ~0.4 s; index/huge_pages.py).
                 loaded = load_index_dir(path, expected_model=self.expected_model,
-                                        expected_dimension=self.expected_dimension, huge_pages_later=True)
+                                        expected_dimension=self.expected_dimension, huge_pages_later=True,
+                                        schedule=self.schedule)
                 if self.check_version:
                     self.check_version(loaded)
             except (IndexRejected, OSError, RuntimeError, ValueError) as exc:
