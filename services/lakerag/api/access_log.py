@@ -1,20 +1,22 @@
-"""Each request's access line, written off the event loop.
+"""Each request's access line, written after its response, in batches on the event loop.
 
 Writing a line (a LogRecord, uvicorn's AccessFormatter, a write to stdout) took
 ~0.1 ms of the loop's time per request on a 2-vCPU VM, right after each
 response: 13% of the loop's time outside the search itself (py-spy, POST
-/search), and bench/search.py measured 0.06-0.08 ms more HTTP overhead with it than
-without. Here the loop only queues the line's fields; a thread logs them through
-``uvicorn.access`` within ``FLUSH_SECONDS`` of the response, in the order the
-responses left, like nginx's ``access_log ... buffer= flush=``. The logger's
-level, handler and format stay as uvicorn sets them (LAKERAG_LOG_LEVEL); only
-the record's thread and time are the writer's. ``close()`` writes what is queued.
+/search). Here the loop only queues the line's fields, and writes what is queued
+``FLUSH_SECONDS`` after the first of them, in the order the responses left, like
+nginx's ``access_log ... buffer= flush=``: a burst's lines cost the loop one
+pause between requests, not a step after each. Not a thread: its Python work
+took the GIL and a core in the middle of the next search, and the API's query
+encodes ran ~0.1 ms slower than without access lines (images/README.md,
+2026-12-06). The logger's level, handler and format stay as uvicorn sets them
+(LAKERAG_LOG_LEVEL). ``close()`` writes what is queued.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import threading
 from collections import deque
 from urllib.parse import quote
 
@@ -42,9 +44,7 @@ class AccessLog:
     def __init__(self, logger: logging.Logger = ACCESS_LOG):
         self._logger = logger
         self._pending: deque[tuple] = deque()
-        self._wake = threading.Event()
-        self._closed = threading.Event()
-        self._writer: threading.Thread | None = None  # started with the first line
+        self._flush_due = False  # a flush is scheduled on the loop
 
     def add(self, scope, status: int) -> None:
         """Queue the line of a request whose response has been sent (event loop, cheap)."""
@@ -52,14 +52,18 @@ class AccessLog:
             return
         self._pending.append((client_addr(scope), scope["method"], path_with_query(scope), scope["http_version"],
                               status))
-        if self._writer is None:  # add() runs on the event loop only: no race to start two
-            self._writer = threading.Thread(target=self._write, name="access-log", daemon=True)
-            self._writer.start()
-        if not self._wake.is_set():
-            self._wake.set()
+        if not self._flush_due:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # not on a loop: written now
+                self.flush()
+                return
+            loop.call_later(FLUSH_SECONDS, self.flush)
+            self._flush_due = True
 
     def flush(self) -> None:
-        """Log every queued line (the writer thread, and ``close``)."""
+        """Log every queued line (the loop, ``FLUSH_SECONDS`` after the first; and ``close``)."""
+        self._flush_due = False
         while True:
             try:
                 fields = self._pending.popleft()
@@ -68,17 +72,5 @@ class AccessLog:
             self._logger.info('%s - "%s %s HTTP/%s" %d', *fields)
 
     def close(self) -> None:
-        """Stop the writer and log what is queued (app shutdown: every response has been sent)."""
-        self._closed.set()
-        self._wake.set()
-        if self._writer is not None:
-            self._writer.join(timeout=5)
+        """Log what is queued (app shutdown: every response has been sent)."""
         self.flush()
-
-    def _write(self) -> None:
-        while not self._closed.is_set():
-            self._wake.wait()
-            self._closed.wait(FLUSH_SECONDS)  # let a burst's lines gather (not when closing)
-            # Cleared before the queue is read: a line queued from here on sets it again.
-            self._wake.clear()
-            self.flush()
