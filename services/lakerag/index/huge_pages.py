@@ -7,9 +7,9 @@ measured in one process). FAISS allocates the vectors itself, so this asks the
 kernel to collapse that allocation once it is loaded (``MADV_COLLAPSE``, Linux
 6.1+; ~0.05 s for 150 MB, but ~0.4 s in a process started right after ~0.5 GB of
 files were written, as a pod's first start after its index sync).
-The API does it beside serving (``use_huge_pages_soon``), a huge page per turn of
-its event loop: the index serves at once and its scans speed up when the collapse is done. Elsewhere, or with THP set
-to ``never``, nothing changes.
+The API does it beside serving (``use_huge_pages_soon``), a huge page per turn
+of its event loop: the index serves at once and its scans speed up when the
+collapse is done. Elsewhere, or with THP set to ``never``, nothing changes.
 """
 
 from __future__ import annotations
