@@ -535,7 +535,7 @@ def main() -> int:
     bare_ratio = statistics.median(pooled["bare"]) / statistics.median(local)
     # The server's own encode + FAISS per request: its difference from the in-process side is not
     # HTTP but how fast each process encodes and scans while it runs (one process's encode p50 moved
-    # 4.7-6.1 ms from one 2.5 s window to the next here; images/README.md), -0.21..+0.63 ms in a
+    # 4.7-6.1 ms from one 2.5 s window to the next here; docs/search-latency.md), -0.21..+0.63 ms in a
     # run, up to ~5 points of its ratio. The rest of a request's latency is the overhead.
     server_each = compute_times(pooled, "server")
     server_compute = statistics.median(server_each)

@@ -121,7 +121,7 @@ class OnnxEncoder:
         # query's encode hands its worker a piece of work every ~50-100 us, and waking a sleeping
         # thread took 20-35 us each time on a 2-vCPU VM. Not ORT's default spin either: that held a
         # core after each run, slowing the FAISS search and event loop that follow it (and the pod's
-        # neighbours). Measured in images/README.md.
+        # neighbours). Measured in docs/search-latency.md.
         options.add_session_config_entry("session.intra_op.allow_spinning", "1")
         options.add_session_config_entry("session.intra_op.spin_duration_us", str(SPIN_MICROSECONDS))
         if threads:

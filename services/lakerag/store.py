@@ -29,7 +29,7 @@ S3_PART_BYTES = 8 * 1024 * 1024
 # Local files are written in blocks of at most 1 MiB. On these machines (a VM that hands free
 # memory back to its host) a write() of 2 MiB or more into the page cache took whole free 2 MiB
 # blocks, the ones handed back, which are slow to touch again; 1 MiB writes use partly used blocks
-# first (240 MB: 1.95-2.71 s against 0.06-0.21 s; 2026-12-03, images/README.md). Smaller writes
+# first (240 MB: 1.95-2.71 s against 0.06-0.21 s; 2026-12-03, docs/search-latency.md). Smaller writes
 # cost nothing measurable elsewhere.
 WRITE_BLOCK_BYTES = 1024 * 1024
 # Objects are read by other processes of the deployment (the chart runs them under one group).

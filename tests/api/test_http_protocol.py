@@ -191,7 +191,7 @@ def test_each_access_line_is_written_once_after_its_response_left():
     assert [message for kind, message in log.events if kind == "log"] == [
         '127.0.0.1:50000 - "GET /json?x=1 HTTP/1.1" 200', '127.0.0.1:50000 - "GET /missing HTTP/1.1" 404']
     # Written by the event loop, where the requests ran: a thread writing them took the GIL and a core
-    # in the middle of the next search (its encode ~0.1 ms slower, images/README.md).
+    # in the middle of the next search (its encode ~0.1 ms slower, docs/search-latency.md).
     assert log.threads == [threading.current_thread().name] * 2
 
 

@@ -8,7 +8,7 @@ response: 13% of the loop's time outside the search itself (py-spy, POST
 nginx's ``access_log ... buffer= flush=``: a burst's lines cost the loop one
 pause between requests, not a step after each. Not a thread: its Python work
 took the GIL and a core in the middle of the next search, and the API's query
-encodes ran ~0.1 ms slower than without access lines (images/README.md,
+encodes ran ~0.1 ms slower than without access lines (docs/search-latency.md,
 2026-12-06). The logger's level, handler and format stay as uvicorn sets them
 (LAKERAG_LOG_LEVEL). ``close()`` writes what is queued.
 """

@@ -118,7 +118,7 @@ def use_huge_pages_soon(index, schedule: Schedule | None = None) -> threading.Ev
     ``schedule`` runs each step on the thread that searches, between requests (the API passes its
     event loop's). Collapsed from any other thread, the API's later query encodes ran ~0.1 ms slower
     for the life of the process (bench/search.py's LakeRAG server against its bare one; a server that
-    loads in a thread and collapses on its main thread did not: images/README.md, 2026-12-06). The
+    loads in a thread and collapses on its main thread did not: docs/search-latency.md, 2026-12-06). The
     cause is not pinned down. Without ``schedule``, a daemon thread collapses it (madvise runs
     without the GIL); searches meanwhile read the same vectors on 4 KiB pages."""
     done = threading.Event()

@@ -133,7 +133,7 @@ def test_a_loaded_version_is_collapsed_into_huge_pages_by_the_loop_that_searches
                                                                                   monkeypatch):
     """The watcher loads a version in its own thread; the collapse of its vectors into huge pages runs on
     the event loop, one huge page per turn. Collapsed from another thread, the process's later query
-    encodes ran ~0.1 ms slower (images/README.md, 2026-12-06)."""
+    encodes ran ~0.1 ms slower (docs/search-latency.md, 2026-12-06)."""
     real_madvise = huge_pages._libc_madvise()
     calls: list[tuple[int, int, int]] = []  # (advice, thread, errno)
 
