@@ -17,12 +17,9 @@ import numpy as np
 from .config import Settings
 from .embedding import resolve_encoder
 from .index.artifacts import IndexRejected
-from .onnx_encoder import read_identity
+from .onnx_encoder import SAME_VECTORS_COSINE, read_identity
 
 log = logging.getLogger(__name__)
-# Issue 11's bar for "the same vectors": an ONNX export against sentence-transformers. An int8
-# export (0.93 on the sample chunks) or another model falls far below it.
-SAME_VECTORS_COSINE = 0.9999
 CHECKED_CHUNKS = 8
 # The runtime recorded as a model's encoder (lake/_runs/encoders.json) while an embed run embeds
 # every chunk again for another encoder: until it finishes, the table holds vectors of both.

@@ -30,6 +30,9 @@ NEW_POOLING_NAMES = {"cls": "cls_token", "mean": "mean_tokens", "max": "max_toke
 BAKED_ROOT = Path("/opt/lakerag/models")
 SPIN_MICROSECONDS = 50  # how long an idle ONNX Runtime worker spins before it sleeps (OnnxEncoder)
 SORT_WINDOW_BATCHES = 32  # batches whose texts are tokenized together and ordered by token count
+# Issue 11's bar for "the same vectors": an ONNX export against sentence-transformers. An int8
+# export (0.93 on the sample chunks) or another model falls far below it.
+SAME_VECTORS_COSINE = 0.9999
 
 
 class EncoderUnavailable(RuntimeError):

@@ -6,7 +6,9 @@ Runs where torch is installed (the dev venv, an image build stage, the
 with the TorchScript exporter (``dynamo=False``: deterministic and needs no
 onnxscript), so two exports of the same weights give the same file and the same
 SHA-256. Pooling and normalisation are not in the graph: the encoder reads them
-from the sentence-transformers configuration copied next to it.
+from the sentence-transformers configuration copied next to it. Where ONNX Runtime is
+installed, an export is checked before it is installed: it must make sentence-transformers'
+own vectors of a few texts, short to truncated, in one padded batch (``check_export``).
 """
 
 from __future__ import annotations
@@ -20,10 +22,22 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
+import numpy as np
+
 from . import model_files
-from .onnx_encoder import ENCODER_FILE, ONNX_FILE, export_dir, read_identity, read_pooling
+from .onnx_encoder import (
+    ENCODER_FILE,
+    ONNX_FILE,
+    SAME_VECTORS_COSINE,
+    EncoderUnavailable,
+    OnnxEncoder,
+    export_dir,
+    read_identity,
+    read_pooling,
+)
 from .torch_models import ModelUnavailable, _load_torch_model
 from .volume import WRITE_ERRNOS
 
@@ -33,6 +47,11 @@ log = logging.getLogger(__name__)
 CONFIG_FILES = ("tokenizer.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
                 "config.json", "tokenizer_config.json", "special_tokens_map.json")
 OPSET = 17
+# What an export is checked on: a word, a question, accented text and one past any model's
+# max_seq_length (truncated), encoded in one batch, so padding and truncation are checked too.
+CHECK_TEXTS = ("lake", "How long are incident postmortems kept?",
+               "Les frais de déplacement sont remboursés sous 30 jours ; joindre les reçus au-delà de 25 €.",
+               " ".join(["The freight manifest lists every pallet, its carrier and its invoice number."] * 60))
 
 
 def export(name: str, settings, dest: Path | None = None, force: bool = False, quantize: bool = False) -> dict:
@@ -172,6 +191,9 @@ def _export(name: str, settings, dest: Path, force: bool, quantize: bool) -> dic
         if folder := model_files.local_directory(name):
             identity["source_files"] = model_files.describe(folder)
         (tmp / ENCODER_FILE).write_text(json.dumps(identity, indent=2))
+        if checked := check_export(name, model, tmp, quantize):
+            identity["checked"] = checked
+            (tmp / ENCODER_FILE).write_text(json.dumps(identity, indent=2))
         tmp.chmod(0o755)  # mkdtemp makes it 0700: other users (an image's non-root user) must read it
         installed = _install(tmp, dest, force)
     except BaseException as exc:
@@ -188,6 +210,36 @@ def _export(name: str, settings, dest: Path, force: bool, quantize: bool) -> dic
     log.info("exported %s to %s (%s, sha256 %s) in %.1fs", name, dest, identity["precision"],
              identity["sha256"][:12], time.perf_counter() - started)
     return identity
+
+
+def check_export(name: str, model, export: Path, quantized: bool) -> dict | None:
+    """How the export's vectors of CHECK_TEXTS compare with sentence-transformers' (``model``):
+    {"texts": N, "lowest_cosine": x}. An fp32 export below SAME_VECTORS_COSINE is refused
+    (ModelUnavailable: nothing is installed); an int8 one is recorded as it is (opt-in, lossy).
+    None where ONNX Runtime is not installed (an image's export stage, which bakes the packaged
+    model that the test suite checks)."""
+    try:
+        encoder = OnnxEncoder(export)
+    except ImportError:
+        log.info("ONNX export of %s not checked against sentence-transformers: no ONNX Runtime here", name)
+        return None
+    except EncoderUnavailable as exc:
+        raise ModelUnavailable(f"the ONNX export of {name} cannot be loaded by ONNX Runtime ({exc}): "
+                               "not installed") from exc
+    texts = list(CHECK_TEXTS)
+    theirs = np.asarray(model.encode(texts, normalize_embeddings=True, show_progress_bar=False), dtype=np.float32)
+    # model.encode puts a model's default prompt (if it names one) before each text; the encoder
+    # serving the export is given its prompts by the caller (embedding.Embedder).
+    default = getattr(model, "default_prompt_name", None)
+    prompt = (getattr(model, "prompts", None) or {}).get(default, "") if default else ""
+    ours = encoder.encode([prompt + text for text in texts])
+    lowest = float(np.min(np.sum(ours * theirs, axis=1)))
+    if lowest < SAME_VECTORS_COSINE and not quantized:
+        raise ModelUnavailable(
+            f"the ONNX export of {name} makes other vectors than sentence-transformers (lowest cosine {lowest:.4f} "
+            f"over {len(texts)} texts, below {SAME_VECTORS_COSINE}): not installed, and any export already there "
+            "is kept. Serve this model with torch (LAKERAG_ENCODER=torch, the api-torch image) and report it")
+    return {"texts": len(texts), "lowest_cosine": round(lowest, 6)}
 
 
 def outdated(name: str, identity: dict, log_it: bool = False) -> str:
@@ -267,7 +319,11 @@ def _export_transformer(model, target: Path) -> str:
     if eager:
         transformer.set_attn_implementation("eager")
     try:
-        with torch.no_grad():
+        # The tracer warns that a traced branch on shapes "might not generalize to other inputs" and that
+        # negative indices would be wrong; check_export encodes other shapes against the model itself.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message="Exporting aten::index operator of advanced indexing")
             torch.onnx.export(TokenEmbeddings(transformer), tuple(sample[n] for n in names), str(target),
                               input_names=names, output_names=["token_embeddings"], dynamic_axes=axes,
                               opset_version=OPSET, dynamo=False)

@@ -9,11 +9,13 @@ import fcntl
 import json
 import shutil
 import threading
+import warnings
 from pathlib import Path
 
 import pytest
 from lakerag import config, onnx_export
-from lakerag.onnx_encoder import export_dir, read_identity
+from lakerag.onnx_encoder import SAME_VECTORS_COSINE, export_dir, read_identity
+from lakerag.torch_models import ModelUnavailable
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +103,56 @@ def test_force_replaces_the_export_in_one_rename(finished, tmp_path):
     identity = onnx_export.export(config.PACKAGED_MODEL, settings, force=True)
     assert identity == read_identity(dest) and identity["sha256"] == read_identity(finished)["sha256"]
     assert (dest / "model.onnx").stat().st_ino != old_inode
+    assert sorted(p.name for p in dest.parent.iterdir() if p.is_dir()) == [dest.name]
+
+
+@pytest.mark.slow
+def test_an_export_is_checked_against_sentence_transformers_before_it_is_installed(finished, tmp_path):
+    """An export is installed once it makes sentence-transformers' own vectors of texts from a word to
+    past max_seq_length, in one padded batch, and its encoder.json says so. The tracer's warnings that a
+    shape-dependent branch "might not generalize to other inputs" are not shown: the check covers them."""
+    import torch
+
+    checked = read_identity(finished)["checked"]
+    assert checked["texts"] == len(onnx_export.CHECK_TEXTS) and checked["lowest_cosine"] >= SAME_VECTORS_COSINE
+    settings = config.from_env({}, model_cache_dir=str(tmp_path), encoder="onnx")
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        identity = onnx_export.export(config.PACKAGED_MODEL, settings)
+    assert identity["checked"] == checked and identity["sha256"] == read_identity(finished)["sha256"]
+    tracer = [str(w.message)[:80] for w in shown if w.category is torch.jit.TracerWarning
+              or "aten::index" in str(w.message)]
+    assert tracer == []
+
+
+@pytest.mark.slow
+def test_an_export_that_makes_other_vectors_is_refused_and_the_one_there_kept(finished, tmp_path, monkeypatch):
+    """An export the exporter got wrong (here one layer's weights differ while it is traced) must not be
+    served: nothing is installed, the export already there stays, and the error says what to do."""
+    import torch
+
+    settings = config.from_env({}, model_cache_dir=str(tmp_path), encoder="onnx")
+    dest = export_dir(config.PACKAGED_MODEL, str(tmp_path))
+    shutil.copytree(finished, dest)
+    inode = (dest / "model.onnx").stat().st_ino
+    real = onnx_export._export_transformer
+
+    def traced_wrong(model, target):
+        weight = model[0].auto_model.encoder.layer[0].output.dense.weight
+        kept = weight.detach().clone()
+        with torch.no_grad():
+            weight.mul_(1.5)
+        try:
+            return real(model, target)
+        finally:
+            with torch.no_grad():
+                weight.copy_(kept)
+
+    monkeypatch.setattr(onnx_export, "_export_transformer", traced_wrong)
+    with pytest.raises(ModelUnavailable, match=r"makes other vectors than sentence-transformers \(lowest cosine 0\.\d+ "
+                                               r"over 4 texts.*not installed.*LAKERAG_ENCODER=torch"):
+        onnx_export.export(config.PACKAGED_MODEL, settings, force=True)
+    assert (dest / "model.onnx").stat().st_ino == inode and read_identity(dest) == read_identity(finished)
     assert sorted(p.name for p in dest.parent.iterdir() if p.is_dir()) == [dest.name]
 
 
@@ -256,6 +308,7 @@ def test_an_int8_export_in_the_sdpa_form_is_made_again_in_int8(sdpa_export, tmp_
     (dest / "encoder.json").write_text(json.dumps(old))
     identity = onnx_export.export(config.PACKAGED_MODEL, settings)
     assert identity["precision"] == "int8" and identity["exported_with"].endswith("eager attention")
+    assert 0.5 < identity["checked"]["lowest_cosine"] < SAME_VECTORS_COSINE  # recorded, not refused: opt-in, lossy
     assert (dest / "model.onnx").stat().st_size < (sdpa_export / "model.onnx").stat().st_size / 2
 
 
