@@ -17,7 +17,7 @@ import numpy as np
 from .config import Settings
 from .embedding import resolve_encoder
 from .index.artifacts import IndexRejected
-from .onnx_encoder import SAME_VECTORS_COSINE, read_identity
+from .onnx_encoder import SAME_VECTORS_COSINE, lowest_cosine, read_identity
 
 log = logging.getLogger(__name__)
 CHECKED_CHUNKS = 8
@@ -104,9 +104,3 @@ def remade_cosine(index, embedder) -> tuple[float, int] | str:
     except RuntimeError as exc:
         return f"{type(index.index).__name__}: {str(exc).strip().rsplit(': ', 1)[-1]}"
     return lowest_cosine(stored, embedder.encode_passages(index.chunk_rows.texts(rows))), len(rows)
-
-
-def lowest_cosine(stored: np.ndarray, remade: np.ndarray) -> float:
-    """The lowest cosine between each stored vector and the same text's vector made again."""
-    cosines = np.sum(stored * remade, axis=1) / (np.linalg.norm(stored, axis=1) * np.linalg.norm(remade, axis=1))
-    return float(np.min(cosines))

@@ -35,6 +35,12 @@ SORT_WINDOW_BATCHES = 32  # batches whose texts are tokenized together and order
 SAME_VECTORS_COSINE = 0.9999
 
 
+def lowest_cosine(stored: np.ndarray, remade: np.ndarray) -> float:
+    """The lowest cosine between each stored vector and the same text's vector made again."""
+    cosines = np.sum(stored * remade, axis=1) / (np.linalg.norm(stored, axis=1) * np.linalg.norm(remade, axis=1))
+    return float(np.min(cosines))
+
+
 class EncoderUnavailable(RuntimeError):
     """No usable ONNX export; the message says how to make one."""
 

@@ -35,6 +35,7 @@ from .onnx_encoder import (
     EncoderUnavailable,
     OnnxEncoder,
     export_dir,
+    lowest_cosine,
     read_identity,
     read_pooling,
 )
@@ -233,7 +234,7 @@ def check_export(name: str, model, export: Path, quantized: bool) -> dict | None
     default = getattr(model, "default_prompt_name", None)
     prompt = (getattr(model, "prompts", None) or {}).get(default, "") if default else ""
     ours = encoder.encode([prompt + text for text in texts])
-    lowest = float(np.min(np.sum(ours * theirs, axis=1)))
+    lowest = lowest_cosine(theirs, ours)
     if lowest < SAME_VECTORS_COSINE and not quantized:
         raise ModelUnavailable(
             f"the ONNX export of {name} makes other vectors than sentence-transformers (lowest cosine {lowest:.4f} "
