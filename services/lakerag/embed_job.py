@@ -32,16 +32,9 @@ from tqdm import tqdm
 
 from .config import Settings
 from .embedding import ModelUnavailable, load_embedder
-from .encoder_identity import (
-    CHECKED_CHUNKS,
-    SAME_VECTORS_COSINE,
-    UNFINISHED,
-    describe,
-    identity_for,
-    lowest_cosine,
-    same_encoder,
-)
+from .encoder_identity import CHECKED_CHUNKS, UNFINISHED, describe, identity_for, same_encoder
 from .lake import Lake, summarises_a_crash, tables
+from .onnx_encoder import SAME_VECTORS_COSINE, lowest_cosine
 
 log = logging.getLogger(__name__)
 
