@@ -541,6 +541,47 @@ def model_export(
     return 0
 
 
+@model_app.command("check")
+def model_check(
+    name: Annotated[str, typer.Argument(help="model name or directory (default LAKERAG_EMBEDDING_MODEL)")] = "",
+    dest: Annotated[str, typer.Option(help="the export's directory (default: <LAKERAG_MODEL_CACHE_DIR>/onnx/<name>, "
+                                           "where the encoder looks)")] = "",
+) -> int:
+    """Check an installed ONNX export against sentence-transformers (needs torch); changes nothing.
+
+    Exit 0 when it makes the model's own vectors (or is int8, lossy by choice), 1 when it does not."""
+    from .embedding import ModelUnavailable, _torch_available
+
+    settings = _settings()
+    name = name or settings.embedding_model
+    if not _torch_available():
+        print("lakerag: model check needs torch and sentence-transformers (the torch image variant, "
+              "images/build.sh api-torch, or a dev venv) beside ONNX Runtime", file=sys.stderr)
+        return 2
+    from .onnx_encoder import SAME_VECTORS_COSINE
+    from .onnx_export import check_installed
+
+    try:
+        checked = check_installed(name, settings, Path(dest) if dest else None)
+    except ModelUnavailable as exc:
+        print(f"lakerag: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(checked, indent=2))
+    if checked["same_vectors"]:
+        return 0
+    if checked["precision"] == "int8":
+        print(f"lakerag: an int8 export: other vectors by choice (lowest cosine {checked['lowest_cosine']:.4f}; its "
+              "nDCG cost is in docs/retrieval.md)", file=sys.stderr)
+        return 0
+    # Made again, it has another sha256: an index built with this one is refused until the next embed + index.
+    print(f"lakerag: the ONNX export of {name} in {checked['dest']} makes other vectors than sentence-transformers "
+          f"(lowest cosine {checked['lowest_cosine']:.4f} over {checked['texts']} texts, below "
+          f"{SAME_VECTORS_COSINE}): make it again (`lakerag model export {name} --force`, checked before it is "
+          "installed), then embed and index again; until then serve this model with torch "
+          "(LAKERAG_ENCODER=torch, the api-torch image)", file=sys.stderr)
+    return 1
+
+
 # --- entry points ----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ onnxscript), so two exports of the same weights give the same file and the same
 SHA-256. Pooling and normalisation are not in the graph: the encoder reads them
 from the sentence-transformers configuration copied next to it. Where ONNX Runtime is
 installed, an export is checked before it is installed: it must make sentence-transformers'
-own vectors of a few texts, short to truncated, in one padded batch (``check_export``).
+own vectors of a few texts, short to truncated, in one padded batch (``check_export``);
+``lakerag model check`` runs the same check on an export already installed (``check_installed``).
 """
 
 from __future__ import annotations
@@ -220,27 +221,57 @@ def check_export(name: str, model, export: Path, quantized: bool) -> dict | None
     None where ONNX Runtime is not installed (an image's export stage, which bakes the packaged
     model that the test suite checks)."""
     try:
-        encoder = OnnxEncoder(export)
+        lowest = _lowest_cosine_of(model, export)
     except ImportError:
         log.info("ONNX export of %s not checked against sentence-transformers: no ONNX Runtime here", name)
         return None
     except EncoderUnavailable as exc:
         raise ModelUnavailable(f"the ONNX export of {name} cannot be loaded by ONNX Runtime ({exc}): "
                                "not installed") from exc
+    if lowest < SAME_VECTORS_COSINE and not quantized:
+        raise ModelUnavailable(
+            f"the ONNX export of {name} makes other vectors than sentence-transformers (lowest cosine {lowest:.4f} "
+            f"over {len(CHECK_TEXTS)} texts, below {SAME_VECTORS_COSINE}): not installed, and any export already "
+            "there is kept. Serve this model with torch (LAKERAG_ENCODER=torch, the api-torch image) and report it")
+    return {"texts": len(CHECK_TEXTS), "lowest_cosine": round(lowest, 6)}
+
+
+def check_installed(name: str, settings, dest: Path | None = None) -> dict:
+    """``check_export`` for an export already installed in ``dest`` (default: its place in the
+    model cache), such as one made before exports were checked or by an image's export stage;
+    changes nothing. Returns its identity's name, precision and sha256, where it is, the check's
+    figures and ``same_vectors``. ModelUnavailable when there is no export or nothing to check it with."""
+    dest = Path(dest) if dest else export_dir(name, settings.model_cache_dir)
+    identity = read_identity(dest)
+    if identity is None:
+        raise ModelUnavailable(f"no ONNX export of {name} in {dest}: `lakerag model export {name}` makes one "
+                               "(checked before it is installed)")
+    model, _ = _load_torch_model(name, settings)
+    try:
+        lowest = _lowest_cosine_of(model, dest)
+    except ImportError:
+        raise ModelUnavailable("checking an ONNX export needs ONNX Runtime beside torch (a dev venv, the "
+                               "api-torch image)") from None
+    except EncoderUnavailable as exc:
+        raise ModelUnavailable(f"ONNX Runtime cannot load the export of {name} in {dest} ({exc}): make it again "
+                               f"(`lakerag model export {name} --force`)") from exc
+    return {"name": identity.get("name"), "dest": str(dest), "precision": identity.get("precision", "fp32"),
+            "sha256": identity.get("sha256"), "texts": len(CHECK_TEXTS), "lowest_cosine": round(lowest, 6),
+            "same_vectors": lowest >= SAME_VECTORS_COSINE}
+
+
+def _lowest_cosine_of(model, export: Path) -> float:
+    """The lowest cosine between the export's vectors of CHECK_TEXTS and sentence-transformers' own
+    (``model``), encoded in one batch. ImportError without ONNX Runtime; EncoderUnavailable when it
+    cannot load the export."""
+    encoder = OnnxEncoder(export)
     texts = list(CHECK_TEXTS)
     theirs = np.asarray(model.encode(texts, normalize_embeddings=True, show_progress_bar=False), dtype=np.float32)
     # model.encode puts a model's default prompt (if it names one) before each text; the encoder
     # serving the export is given its prompts by the caller (embedding.Embedder).
     default = getattr(model, "default_prompt_name", None)
     prompt = (getattr(model, "prompts", None) or {}).get(default, "") if default else ""
-    ours = encoder.encode([prompt + text for text in texts])
-    lowest = lowest_cosine(theirs, ours)
-    if lowest < SAME_VECTORS_COSINE and not quantized:
-        raise ModelUnavailable(
-            f"the ONNX export of {name} makes other vectors than sentence-transformers (lowest cosine {lowest:.4f} "
-            f"over {len(texts)} texts, below {SAME_VECTORS_COSINE}): not installed, and any export already there "
-            "is kept. Serve this model with torch (LAKERAG_ENCODER=torch, the api-torch image) and report it")
-    return {"texts": len(texts), "lowest_cosine": round(lowest, 6)}
+    return lowest_cosine(theirs, encoder.encode([prompt + text for text in texts]))
 
 
 def outdated(name: str, identity: dict, log_it: bool = False) -> str:

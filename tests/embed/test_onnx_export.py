@@ -125,16 +125,10 @@ def test_an_export_is_checked_against_sentence_transformers_before_it_is_install
     assert tracer == []
 
 
-@pytest.mark.slow
-def test_an_export_that_makes_other_vectors_is_refused_and_the_one_there_kept(finished, tmp_path, monkeypatch):
-    """An export the exporter got wrong (here one layer's weights differ while it is traced) must not be
-    served: nothing is installed, the export already there stays, and the error says what to do."""
+def _trace_wrong(monkeypatch) -> None:
+    """Exports from now on are got wrong: one layer's weights differ while the model is traced."""
     import torch
 
-    settings = config.from_env({}, model_cache_dir=str(tmp_path), encoder="onnx")
-    dest = export_dir(config.PACKAGED_MODEL, str(tmp_path))
-    shutil.copytree(finished, dest)
-    inode = (dest / "model.onnx").stat().st_ino
     real = onnx_export._export_transformer
 
     def traced_wrong(model, target):
@@ -149,11 +143,75 @@ def test_an_export_that_makes_other_vectors_is_refused_and_the_one_there_kept(fi
                 weight.copy_(kept)
 
     monkeypatch.setattr(onnx_export, "_export_transformer", traced_wrong)
+
+
+@pytest.mark.slow
+def test_an_export_that_makes_other_vectors_is_refused_and_the_one_there_kept(finished, tmp_path, monkeypatch):
+    """An export the exporter got wrong must not be served: nothing is installed, the export
+    already there stays, and the error says what to do."""
+    settings = config.from_env({}, model_cache_dir=str(tmp_path), encoder="onnx")
+    dest = export_dir(config.PACKAGED_MODEL, str(tmp_path))
+    shutil.copytree(finished, dest)
+    inode = (dest / "model.onnx").stat().st_ino
+    _trace_wrong(monkeypatch)
     with pytest.raises(ModelUnavailable, match=r"makes other vectors than sentence-transformers \(lowest cosine 0\.\d+ "
                                                r"over 4 texts.*not installed.*LAKERAG_ENCODER=torch"):
         onnx_export.export(config.PACKAGED_MODEL, settings, force=True)
     assert (dest / "model.onnx").stat().st_ino == inode and read_identity(dest) == read_identity(finished)
     assert sorted(p.name for p in dest.parent.iterdir() if p.is_dir()) == [dest.name]
+
+
+def _model_check(capsys, *args: str) -> tuple[int, dict | None, str]:
+    """`lakerag model check ARGS`: exit code, its JSON (None when it printed none), stderr."""
+    from lakerag import cli
+
+    code = cli.main(["model", "check", *args])
+    out, err = capsys.readouterr()
+    return code, json.loads(out) if out.strip() else None, err
+
+
+@pytest.mark.slow
+def test_model_check_confirms_an_installed_export_and_changes_nothing(finished, capsys):
+    files = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in finished.iterdir() if p.is_file()}
+    code, checked, err = _model_check(capsys, "--dest", str(finished))
+    assert code == 0, err
+    identity = read_identity(finished)
+    assert checked["same_vectors"] is True and checked["precision"] == "fp32"
+    assert checked["sha256"] == identity["sha256"] and checked["dest"] == str(finished)
+    assert checked["texts"] == len(onnx_export.CHECK_TEXTS)
+    # The same check the export passed before it was installed, with the same figure.
+    assert checked["lowest_cosine"] == pytest.approx(identity["checked"]["lowest_cosine"], abs=1e-6)
+    assert {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in finished.iterdir() if p.is_file()} == files
+
+
+@pytest.mark.slow
+def test_model_check_finds_an_unchecked_export_that_makes_other_vectors(tmp_path, monkeypatch, capsys):
+    """An export installed without the check (an image's export stage has no ONNX Runtime; exports
+    made before 2026-12-06 were never checked) that the exporter got wrong: `lakerag model check`
+    says so, with what to do, and exits 1."""
+    settings = config.from_env({}, model_cache_dir=str(tmp_path), encoder="onnx")
+    with pytest.MonkeyPatch.context() as patch:
+        _trace_wrong(patch)
+        patch.setattr(onnx_export, "check_export", lambda *args: None)
+        identity = onnx_export.export(config.PACKAGED_MODEL, settings)
+    assert "checked" not in identity
+    monkeypatch.setenv("LAKERAG_MODEL_CACHE_DIR", str(tmp_path))
+    code, checked, err = _model_check(capsys)
+    assert code == 1
+    assert checked["same_vectors"] is False and checked["lowest_cosine"] < SAME_VECTORS_COSINE
+    assert checked["sha256"] == identity["sha256"]
+    last = err.strip().splitlines()[-1]
+    assert "makes other vectors than sentence-transformers (lowest cosine 0." in last, last
+    assert f"lakerag model export {config.PACKAGED_MODEL} --force" in last and "LAKERAG_ENCODER=torch" in last, last
+
+
+def test_model_check_without_an_export_says_how_to_make_one(tmp_path, monkeypatch, capsys):
+    loads = _spy_on_model_loads(monkeypatch)
+    monkeypatch.setenv("LAKERAG_MODEL_CACHE_DIR", str(tmp_path))
+    code, checked, err = _model_check(capsys)
+    assert (code, checked, loads) == (1, None, [])
+    assert f"no ONNX export of {config.PACKAGED_MODEL} in {export_dir(config.PACKAGED_MODEL, str(tmp_path))}: " \
+           f"`lakerag model export {config.PACKAGED_MODEL}` makes one" in err, err
 
 
 @pytest.mark.slow
