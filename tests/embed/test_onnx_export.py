@@ -186,8 +186,8 @@ def test_model_check_confirms_an_installed_export_and_changes_nothing(finished, 
 
 @pytest.mark.slow
 def test_model_check_finds_an_unchecked_export_that_makes_other_vectors(tmp_path, monkeypatch, capsys):
-    """An export installed without the check (an image's export stage has no ONNX Runtime; exports
-    made before 2026-12-06 were never checked) that the exporter got wrong: `lakerag model check`
+    """An export installed without the check (an image's export stage has no ONNX Runtime; older
+    exports have no `checked` in encoder.json) that the exporter got wrong: `lakerag model check`
     says so, with what to do, and exits 1."""
     settings = config.from_env({}, model_cache_dir=str(tmp_path), encoder="onnx")
     with pytest.MonkeyPatch.context() as patch:
