@@ -155,8 +155,8 @@ def serve_bare(spec: dict) -> None:
     """``--bare``: the same search behind the least HTTP a Python server can do, this machine's floor.
 
     One uvloop protocol, no framework: it reads a request (the bench client's: one Content-Length
-    body), runs the engine's search (encode, FAISS, the hits' rows) with the API's thread settings
-    and writes one response. What its latency adds to its own encode + FAISS is what any Python
+    body), runs the engine's search (encode, FAISS, the hits' rows spliced from chunks.hits as the
+    API does) with the API's thread settings and writes one response. What its latency adds to its own encode + FAISS is what any Python
     HTTP server pays here (two process wake-ups, one exchange on loopback, the hits' rows and JSON
     on caches the scan has just flushed); what ``lakerag serve`` adds beyond it is LakeRAG's own
     HTTP stack. Its ratio to the in-process side moves with its process's placement as the server's does."""
@@ -189,8 +189,9 @@ def serve_bare(spec: dict) -> None:
                 body, self.buffer = self.buffer[end + 4:end + 4 + length], self.buffer[end + 4 + length:]
                 request = json.loads(body)
                 outcome = search(index, embedder, request["query"], request["k"], no_cutoffs)
-                payload = to_json({"hits": outcome.hits, "encode_ms": outcome.encode_seconds * 1000,
-                                   "search_ms": outcome.search_seconds * 1000})
+                # The hits as the API writes them (rows spliced from chunks.hits), then its timings.
+                payload = b'{"hits":%s,%s' % (outcome.hits_json(), to_json({
+                    "encode_ms": outcome.encode_seconds * 1000, "search_ms": outcome.search_seconds * 1000})[1:])
                 self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                                      b"content-length: %d\r\n\r\n%b" % (len(payload), payload))
 

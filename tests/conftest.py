@@ -175,7 +175,8 @@ def s3_settings(s3_env, moto_endpoint, tmp_path):
 
 def as_legacy_version(path: Path) -> Path:
     """Turn a version directory into what releases before chunks.sqlite published: the same
-    chunk rows as chunks.parquet (the old writer's schema), the manifest listing that instead."""
+    chunk rows as chunks.parquet (the old writer's schema) and no chunks.hits, the manifest
+    listing that instead."""
     import hashlib
     import json
 
@@ -189,9 +190,10 @@ def as_legacy_version(path: Path) -> Path:
     table = pa.table({name: pa.array(columns[name], type=types.get(name, pa.string())) for name in CHUNK_COLUMNS})
     pq.write_table(table, path / "chunks.parquet")
     (path / "chunks.sqlite").unlink()
+    (path / "chunks.hits").unlink()
     (path / ".verified.json").unlink(missing_ok=True)
     manifest = json.loads((path / "manifest.json").read_text())
-    del manifest["files"]["chunks.sqlite"]
+    del manifest["files"]["chunks.sqlite"], manifest["files"]["chunks.hits"]
     manifest["files"]["chunks.parquet"] = hashlib.sha256((path / "chunks.parquet").read_bytes()).hexdigest()
     (path / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return path

@@ -5,6 +5,7 @@ the request body intact."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 
 import pytest
@@ -130,6 +131,23 @@ def test_over_http_the_fast_path_answers_as_the_route_does(served, request_body)
     for key in TIMINGS:
         fast_body.pop(key), route_body.pop(key)
     assert fast_body == route_body
+
+
+@pytest.mark.parametrize("request_body", [
+    {"query": "hotel cap per night", "k": 4, "mode": "hybrid"},
+    {"query": "retention of personal data", "mode": "lexical"},
+    {"query": "hotel cap per night", "k": 3, "mode": "dense"},
+])
+def test_rows_spliced_from_chunks_hits_answer_exactly_as_rows_read_from_sqlite(served, monkeypatch, request_body):
+    """A version's hits come from its ready JSON rows (chunks.hits); a version written before
+    that file is read from chunks.sqlite. Both must send the same bytes up to the timings."""
+    index = served.state.index
+    assert index.hit_rows is not None
+    spliced = served.client.post("/search", json=request_body).content
+    monkeypatch.setattr(served.state.watcher, "current", dataclasses.replace(index, hit_rows=None))
+    read = served.client.post("/search", json=request_body).content
+    before_timings = spliced.index(b',"encode_ms"')
+    assert json.loads(spliced)["hits"] and spliced[:before_timings] == read[:read.index(b',"encode_ms"')]
 
 
 def test_fast_path_searches_are_counted_under_the_search_route(served):

@@ -1,7 +1,8 @@
 """One index version on local disk: build, write, verify, load.
 
 A version directory holds ``index.faiss`` (inner product over L2-normalised
-vectors), ``chunks.sqlite`` (row i = FAISS id i, ``rows.py``) and ``manifest.json``, which
+vectors), ``chunks.sqlite`` (row i = FAISS id i, ``rows.py``), the same rows as ready JSON for
+search responses (``chunks.hits``, ``hit_rows.py``) and ``manifest.json``, which
 names the model, dimension, gold version and the SHA-256 of every file.
 Verification checks the checksums before anything is deserialised; loading refuses a
 version built with another model than the caller's. Writing takes a pandas frame (the
@@ -27,6 +28,7 @@ import numpy as np
 
 from ..store import write_blocks
 from .errors import IndexRejected
+from .hit_rows import HITS_FILE, HitRows, write_hit_rows
 from .huge_pages import Schedule, use_huge_pages, use_huge_pages_soon
 from .lexical import load_lexical, write_lexical
 from .loaded import LoadedIndex
@@ -182,7 +184,7 @@ def measure_recall(index: faiss.Index, vectors: np.ndarray, sample: int = RECALL
 def write_index_dir(path, vectors: np.ndarray, chunks, model: str, gold_version: int,
                     index_type: str = "flat", version: str | None = None, extra: dict | None = None,
                     lexical: bool = True, recall_target: float = RECALL_TARGET) -> dict:
-    """Write one version (index.faiss, chunks.sqlite, the BM25 files, manifest.json last) into
+    """Write one version (index.faiss, chunks.sqlite, chunks.hits, the BM25 files, manifest.json last) into
     ``path``; return the manifest.
 
     Row i of ``chunks`` (a pandas DataFrame) describes vector i. ``extra`` adds keys to the manifest
@@ -201,7 +203,9 @@ def write_index_dir(path, vectors: np.ndarray, chunks, model: str, gold_version:
     fingerprint = content_fingerprint(vectors, chunks, model)
     index, info = build_faiss(vectors, index_type, recall_target)
     write_faiss(index, path / INDEX_FILE)
-    write_rows(path / ROWS_FILE, plain_columns(chunks))
+    columns = plain_columns(chunks)
+    write_rows(path / ROWS_FILE, columns)
+    write_hit_rows(path / HITS_FILE, columns)
     lexical_section = None
     if lexical:
         lexical_section = write_lexical(path, chunks["text"].tolist())
@@ -221,7 +225,7 @@ def write_index_dir(path, vectors: np.ndarray, chunks, model: str, gold_version:
         **(extra or {}),
         **({"lexical": lexical_section} if lexical_section else {}),
         "files": {name: sha256_file(path / name)
-                  for name in (INDEX_FILE, ROWS_FILE, *(lexical_section or {}).get("files", ()))},
+                  for name in (INDEX_FILE, ROWS_FILE, HITS_FILE, *(lexical_section or {}).get("files", ()))},
     }
     (path / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
     return manifest
@@ -371,6 +375,20 @@ def read_rows(path: Path, manifest: dict) -> ChunkRows:
     return ChunkRows.in_memory(plain_columns(pq.read_table(path / CHUNKS_FILE).to_pandas()))
 
 
+def read_hit_rows(path: Path, manifest: dict) -> HitRows | None:
+    """The ready JSON rows of a verified version directory; None for versions written before them."""
+    if HITS_FILE not in manifest["files"]:
+        return None
+    try:
+        hit_rows = HitRows(path / HITS_FILE)
+    except ValueError as exc:
+        raise IndexRejected(f"{exc}; republish the index (`lakerag pipeline index --full-rebuild`)") from None
+    if hit_rows.count != int(manifest["vector_count"]):
+        raise IndexRejected(f"{path / HITS_FILE} holds {hit_rows.count} rows, manifest says {manifest['vector_count']}; "
+                            "republish the index (`lakerag pipeline index --full-rebuild`)")
+    return hit_rows
+
+
 def load_index_dir(path, expected_model: str | None = None, expected_dimension: int | None = None,
                    huge_pages_later: bool = False, schedule: Schedule | None = None) -> LoadedIndex:
     """Verify (``verified_manifest``) and load one version directory; IndexRejected when it must not be served.
@@ -388,6 +406,7 @@ def load_index_dir(path, expected_model: str | None = None, expected_dimension: 
         raise IndexRejected(f"{path}: index holds {index.ntotal} vectors of dimension {index.d} and "
                             f"{chunks.count} chunk rows, manifest says {count} of dimension {manifest['dimension']}; "
                             "republish the index (`lakerag pipeline index --full-rebuild`)")
+    hit_rows = read_hit_rows(path, manifest)
     lexical = None
     if manifest.get("lexical"):
         lexical = load_lexical(path, manifest["lexical"], count)
@@ -396,4 +415,4 @@ def load_index_dir(path, expected_model: str | None = None, expected_dimension: 
     else:
         use_huge_pages(index)
     return LoadedIndex(version=manifest["version"], manifest=manifest, index=index, chunk_rows=chunks, path=path,
-                       lexical=lexical)
+                       lexical=lexical, hit_rows=hit_rows)

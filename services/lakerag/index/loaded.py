@@ -13,6 +13,7 @@ import faiss
 import numpy as np
 
 from ..embedding import cap_this_thread
+from .hit_rows import HitRows
 from .lexical import LexicalIndex
 from .rows import ROW_FIELDS, ChunkRows
 
@@ -28,6 +29,7 @@ class LoadedIndex:
     path: Path
     lexical: LexicalIndex | None = None  # None: a version built before hybrid search (dense only)
     encoder_check: str | None = None  # how the API decided its query encoder fits (encoder_identity)
+    hit_rows: HitRows | None = None  # None: a version written before chunks.hits (its rows from chunk_rows alone)
 
     @property
     def model(self) -> str:
@@ -113,6 +115,10 @@ class LoadedIndex:
     def rows(self, ids) -> list[dict]:
         """The ``ROW_FIELDS`` of each row id, in order."""
         return self.chunk_rows.rows(ids)
+
+    def row_members(self, ids) -> list[bytes] | None:
+        """Each row id's fields as ready JSON members (``hit_rows``), in order; None when this version has none."""
+        return self.hit_rows.members(ids) if self.hit_rows is not None else None
 
     def texts(self, ids) -> list[str]:
         return self.chunk_rows.texts(ids)

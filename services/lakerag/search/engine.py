@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+from pydantic_core import to_json
 
 from ..config import SEARCH_MODES
 from ..embedding import Embedder
@@ -46,7 +47,6 @@ class SearchOutcome:
     index_version: str
     model: str
     min_score: float
-    hits: list[dict] = field(default_factory=list)
     reason: str | None = None
     best_score: float | None = None
     encode_seconds: float = 0.0
@@ -56,10 +56,31 @@ class SearchOutcome:
     reranked_by: str | None = None
     rerank_seconds: float = 0.0
     fusion: dict | None = None  # hybrid: the weights used and the signals they came from
+    searched: LoadedIndex | None = field(default=None, repr=False)  # the version the hits' rows come from
+    hit_ids: list[int] = field(default_factory=list)
+    hit_scores: list[dict] = field(default_factory=list)  # per hit: rank, score and where it came from
+    _hits: list[dict] | None = field(default=None, init=False, repr=False)
 
     @property
     def matched(self) -> bool:
-        return bool(self.hits)
+        return bool(self.hit_ids)
+
+    @property
+    def hits(self) -> list[dict]:
+        """Each hit: its ``hit_scores`` and its chunk's row (read on first use)."""
+        if self._hits is None:
+            rows = self.searched.rows(self.hit_ids) if self.hit_ids else []
+            self._hits = [{**scores, **row} for scores, row in zip(self.hit_scores, rows, strict=True)]
+        return self._hits
+
+    def hits_json(self) -> bytes:
+        """``hits`` as a JSON array. Where the version has its rows as ready JSON (``index.hit_rows``)
+        they are spliced in as they are: no row is read from SQLite or decoded (~0.15 ms a search)."""
+        members = self.searched.row_members(self.hit_ids) if self._hits is None and self.hit_ids else None
+        if members is None:
+            return to_json(self.hits, inf_nan_mode="null")
+        return b"[" + b",".join(to_json(scores, inf_nan_mode="null")[:-1] + b"," + row + b"}"
+                                for scores, row in zip(self.hit_scores, members, strict=True)) + b"]"
 
 
 def candidate_depth(k: int) -> int:
@@ -160,11 +181,11 @@ def search(index: LoadedIndex | None, embedder: Embedder, query: str, k: int, cu
         outcome.rerank_seconds = time.perf_counter() - rerank_started
         outcome.reranked_by = reranker.name
     candidates = candidates.head(k)
-    outcome.hits = hits_for(index, candidates)
     dense_rank, lexical_rank = dense.ranks(), lexical.ranks()
-    for hit, i in zip(outcome.hits, candidates.ids.tolist()):  # where each hit came from (the hits only)
-        hit["dense_rank"] = dense_rank.get(i)
-        hit["dense_score"] = round(dense_of[i], 4) if i in dense_of else None
-        hit["lexical_rank"] = lexical_rank.get(i)
-        hit["lexical_score"] = round(float(lexical_scores[i]), 4) if lexical_scores is not None else None
+    outcome.searched, outcome.hit_ids = index, candidates.ids.tolist()
+    outcome.hit_scores = [  # where each hit came from (the hits only)
+        {"rank": rank, "score": round(score, 4), "dense_rank": dense_rank.get(i),
+         "dense_score": round(dense_of[i], 4) if i in dense_of else None, "lexical_rank": lexical_rank.get(i),
+         "lexical_score": round(float(lexical_scores[i]), 4) if lexical_scores is not None else None}
+        for rank, (i, score) in enumerate(zip(outcome.hit_ids, candidates.scores.tolist()), start=1)]
     return outcome
