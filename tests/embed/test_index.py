@@ -507,6 +507,25 @@ def test_an_old_format_current_is_republished_even_when_nothing_changed(local_se
 
 
 @pytest.mark.slow
+def test_a_current_without_chunks_hits_is_republished_with_it(local_settings, embedder, tmp_path):
+    """A version published before chunks.hits serves its hits from chunks.sqlite; the next index run
+    (the DAG's) publishes it again with the file, so an upgrade needs no --full-rebuild."""
+    store = Lake.open(local_settings).store
+    first = pipeline(local_settings, synthetic_docs(3))
+    prefix = f"index/{first['version']}/"
+    manifest = json.loads(store.get(prefix + "manifest.json"))
+    del manifest["files"]["chunks.hits"]
+    store.delete(prefix + "chunks.hits")
+    store.put(prefix + "manifest.json", json.dumps(manifest).encode())
+    assert load_current(store, tmp_path / "before", embedder.name).hit_rows is None
+    again = run_index(local_settings)
+    assert again["published"] and "has no chunks.hits" in again["republish_reason"], again
+    served = load_current(store, tmp_path / "serving", embedder.name)
+    assert served.hit_rows is not None and served.hit_rows.count == served.vector_count > 0
+    assert not run_index(local_settings)["published"]  # and then nothing more to do
+
+
+@pytest.mark.slow
 def test_a_rollback_holds_until_the_lake_changes(local_settings, embedder):
     """The next `pipeline index` (the DAG's next scheduled run) saw gold newer than the rolled-back
     CURRENT and published the version rolled back from again, under a new name: the rollback

@@ -29,6 +29,7 @@ from ..lake import CURRENT_KEY, INDEX_PREFIX, Lake, summarises_a_crash
 from ..store import NotFound, ObjectStore, StoreError, read_blocks
 from .artifacts import (
     CHUNK_COLUMNS,
+    HITS_FILE,
     MANIFEST_FILE,
     ROWS_FILE,
     IndexRejected,
@@ -404,6 +405,11 @@ def run_index(settings: Settings, force: bool = False) -> dict:
         # Published before chunks.sqlite: an API without pyarrow cannot read its chunk rows.
         summary["republish_reason"] = f"index/CURRENT ({current}) keeps its chunk rows in the old chunks.parquet " \
                                       f"format: publishing it again with {ROWS_FILE}"
+        current_manifest = None
+    elif current_manifest is not None and HITS_FILE not in current_manifest["files"]:
+        # Published before chunks.hits: served from chunks.sqlite, ~0.15 ms slower a search.
+        summary["republish_reason"] = f"index/CURRENT ({current}) has no {HITS_FILE} (the rows search responses " \
+                                      "splice in): publishing it again with it"
         current_manifest = None
     gold = tables.snapshot(lake, "gold")
     if gold is None:
