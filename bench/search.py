@@ -156,10 +156,11 @@ def serve_bare(spec: dict) -> None:
 
     One uvloop protocol, no framework: it reads a request (the bench client's: one Content-Length
     body), runs the engine's search (encode, FAISS, the hits' rows spliced from chunks.hits as the
-    API does) with the API's thread settings and writes one response. What its latency adds to its own encode + FAISS is what any Python
-    HTTP server pays here (two process wake-ups, one exchange on loopback, the hits' rows and JSON
-    on caches the scan has just flushed); what ``lakerag serve`` adds beyond it is LakeRAG's own
-    HTTP stack. Its ratio to the in-process side moves with its process's placement as the server's does."""
+    API does) with the API's thread settings and writes one response. What its latency adds to its
+    own encode + FAISS is what any Python HTTP server pays here (two process wake-ups, one exchange
+    on loopback, the hits' rows and JSON on caches the scan has just flushed); what ``lakerag serve``
+    adds beyond it is LakeRAG's own HTTP stack. Its ratio to the in-process side moves with its
+    process's placement as the server's does."""
     import asyncio
 
     import uvloop

@@ -39,6 +39,7 @@ INDEX_FILE = "index.faiss"
 CHUNKS_FILE = "chunks.parquet"  # chunk rows of versions published before chunks.sqlite (read, never written)
 MANIFEST_FILE = "manifest.json"
 VERIFIED_STAMP = ".verified.json"  # local only (never listed or published): what the last verification saw
+REPUBLISH = "republish the index (`lakerag pipeline index --full-rebuild`)"  # what to do about a broken version
 CHUNK_COLUMNS = ("chunk_id", "doc_id", "chunk_index", "text", "source", "title", "page")
 # Lineage of each chunk (the raw object's source version and the document's content hash):
 # written when the chunks carry them; versions built before lineage lack them.
@@ -362,8 +363,7 @@ def read_rows(path: Path, manifest: dict) -> ChunkRows:
         try:
             return ChunkRows.open(path / ROWS_FILE)
         except sqlite3.DatabaseError as exc:
-            raise IndexRejected(f"{path / ROWS_FILE} cannot be read ({exc}); republish the index "
-                                "(`lakerag pipeline index --full-rebuild`)") from None
+            raise IndexRejected(f"{path / ROWS_FILE} cannot be read ({exc}); {REPUBLISH}") from None
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -382,10 +382,10 @@ def read_hit_rows(path: Path, manifest: dict) -> HitRows | None:
     try:
         hit_rows = HitRows(path / HITS_FILE)
     except ValueError as exc:
-        raise IndexRejected(f"{exc}; republish the index (`lakerag pipeline index --full-rebuild`)") from None
+        raise IndexRejected(f"{exc}; {REPUBLISH}") from None
     if hit_rows.count != int(manifest["vector_count"]):
         raise IndexRejected(f"{path / HITS_FILE} holds {hit_rows.count} rows, manifest says {manifest['vector_count']}; "
-                            "republish the index (`lakerag pipeline index --full-rebuild`)")
+                            f"{REPUBLISH}")
     return hit_rows
 
 
@@ -405,7 +405,7 @@ def load_index_dir(path, expected_model: str | None = None, expected_dimension: 
     if index.ntotal != count or chunks.count != count or index.d != int(manifest["dimension"]):
         raise IndexRejected(f"{path}: index holds {index.ntotal} vectors of dimension {index.d} and "
                             f"{chunks.count} chunk rows, manifest says {count} of dimension {manifest['dimension']}; "
-                            "republish the index (`lakerag pipeline index --full-rebuild`)")
+                            f"{REPUBLISH}")
     hit_rows = read_hit_rows(path, manifest)
     lexical = None
     if manifest.get("lexical"):
